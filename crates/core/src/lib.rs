@@ -1,0 +1,14 @@
+//! fedflow's domain, shared by every service and the CLI: identifiers and their validation,
+//! the job and task status sets with their one transition table, the rules that derive a
+//! federated status from the parties' statuses, and the FATE-Flow DSL v2 / runtime conf v2
+//! parser that turns a submission into a validated [`dsl::JobSpec`] and per-party task plans.
+//!
+//! Everything here is pure: no I/O, no clocks except [`ids::new_job_id`], no gRPC types.
+
+pub mod aggregate;
+pub mod dsl;
+pub mod ids;
+pub mod modules;
+pub mod status;
+
+pub use status::{JobStatus, TaskStatus, Transition};

@@ -1,0 +1,85 @@
+//! The components a worker can run, by `module` name, and the shape of their parameters.
+//! A DSL names a module; it can never name a path or a command. Parameters are checked at
+//! submit so a typo fails the submit, not a worker an hour later.
+
+use serde_json::{Map, Value};
+
+/// Built-in modules compiled into `fedflow-worker`.
+pub const BUILTIN: &[&str] = &["Sleep", "Fail", "Sum"];
+
+/// Parameter keys any module accepts (they steer the scheduler, not the component).
+const COMMON_KEYS: &[&str] = &["need_run"];
+
+pub fn is_known(module: &str) -> bool {
+    BUILTIN.contains(&module)
+}
+
+/// Checks one party's resolved parameters for `module`; the error names the parameter.
+pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), String> {
+    let allowed: &[&str] = match module {
+        "Sleep" => &["seconds"],
+        "Fail" => &["message", "roles", "attempts"],
+        "Sum" => &["value"],
+        other => return Err(format!("unknown module {other:?}")),
+    };
+    for (key, value) in params {
+        if COMMON_KEYS.contains(&key.as_str()) {
+            if key == "need_run" && !value.is_boolean() {
+                return Err("parameter need_run: expected true or false".into());
+            }
+            continue;
+        }
+        if !allowed.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown parameter {key:?} for module {module} (expected one of {})",
+                allowed.join(", ")
+            ));
+        }
+        let ok = match (module, key.as_str()) {
+            ("Sleep", "seconds") => value.as_f64().is_some_and(|s| (0.0..=86_400.0).contains(&s)),
+            ("Fail", "message") => value.is_string(),
+            ("Fail", "roles") => value.as_array().is_some_and(|roles| {
+                roles
+                    .iter()
+                    .all(|r| r.as_str().is_some_and(|r| crate::ids::role(r).is_ok()))
+            }),
+            ("Fail", "attempts") => value.as_u64().is_some_and(|n| n <= 1_000),
+            ("Sum", "value") => value.as_i64().is_some(),
+            _ => true,
+        };
+        if !ok {
+            let expected = match (module, key.as_str()) {
+                ("Sleep", "seconds") => "a number of seconds from 0 to 86400",
+                ("Fail", "message") => "a string",
+                ("Fail", "roles") => "a list of roles (guest, host, arbiter, local)",
+                ("Fail", "attempts") => "a whole number from 0 to 1000",
+                _ => "an integer",
+            };
+            return Err(format!("parameter {key}: expected {expected}, got {value}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn builtin_parameters_are_checked_by_shape() {
+        assert!(validate_params("Sleep", &params(json!({"seconds": 0.5}))).is_ok());
+        assert!(validate_params("Sleep", &params(json!({"seconds": "5"}))).is_err());
+        assert!(validate_params("Sleep", &params(json!({"secs": 1}))).is_err());
+        assert!(validate_params("Fail", &params(json!({"roles": ["host"], "attempts": 2}))).is_ok());
+        assert!(validate_params("Fail", &params(json!({"roles": ["boss"]}))).is_err());
+        assert!(validate_params("Sum", &params(json!({"value": 3, "need_run": false}))).is_ok());
+        assert!(validate_params("Sum", &params(json!({"value": 1.5}))).is_err());
+        assert!(validate_params("Sum", &params(json!({"need_run": "no"}))).is_err());
+        assert!(validate_params("HeteroLR", &params(json!({}))).is_err());
+    }
+}

@@ -1,0 +1,369 @@
+//! Job and task statuses and the one transition table every service checks before it writes a
+//! status (with a compare-and-set). Names and tables follow FATE-Flow 1.x so its users and tools
+//! recognise them. A transition to the status a row already has is [`Transition::AlreadyThere`]:
+//! callers treat it as a harmless success, never as an error.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Status of a job, on a party or as decided by its scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobStatus {
+    /// Created on a party, not yet confirmed by the scheduler.
+    Ready,
+    /// Queued until every party grants its resources.
+    Waiting,
+    Running,
+    Success,
+    Failed,
+    Canceled,
+    Timeout,
+}
+
+/// Status of a task version, on one party or federated across parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskStatus {
+    Waiting,
+    Running,
+    Success,
+    Failed,
+    Canceled,
+    Timeout,
+    /// Ran with nothing to do (`need_run: false`); counts as success.
+    Pass,
+}
+
+/// What applying a status to a row would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The row moves to the new status.
+    Changed,
+    /// The row already has it: nothing to write, report success.
+    AlreadyThere,
+}
+
+/// A transition the table forbids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal {kind} status transition {from} -> {to}")]
+pub struct InvalidTransition {
+    pub kind: &'static str,
+    pub from: String,
+    pub to: String,
+}
+
+/// A status name that is not in the set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} status {value:?}")]
+pub struct UnknownStatus {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Ready,
+        JobStatus::Waiting,
+        JobStatus::Running,
+        JobStatus::Success,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+        JobStatus::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Ready => "ready",
+            JobStatus::Waiting => "waiting",
+            JobStatus::Running => "running",
+            JobStatus::Success => "success",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+            JobStatus::Timeout => "timeout",
+        }
+    }
+
+    /// An end status: the job does nothing more unless it is rerun.
+    pub fn is_end(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Success | JobStatus::Failed | JobStatus::Canceled | JobStatus::Timeout
+        )
+    }
+
+    /// FATE-Flow's job table (reference §3.2). End statuses go back to `waiting` only through
+    /// a rerun; `timeout` may still be settled as failed or success.
+    pub fn can_move_to(self, to: JobStatus) -> bool {
+        use JobStatus::*;
+        match self {
+            Ready => matches!(to, Waiting | Canceled | Timeout | Failed),
+            Waiting => matches!(to, Running | Canceled | Timeout | Failed | Success),
+            Running => matches!(to, Canceled | Timeout | Failed | Success),
+            Canceled | Failed | Success => matches!(to, Waiting),
+            Timeout => matches!(to, Failed | Success | Waiting),
+        }
+    }
+
+    /// Checks `self -> to` against the table.
+    pub fn apply(self, to: JobStatus) -> Result<Transition, InvalidTransition> {
+        if self == to {
+            Ok(Transition::AlreadyThere)
+        } else if self.can_move_to(to) {
+            Ok(Transition::Changed)
+        } else {
+            Err(InvalidTransition {
+                kind: "job",
+                from: self.to_string(),
+                to: to.to_string(),
+            })
+        }
+    }
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Waiting,
+        TaskStatus::Running,
+        TaskStatus::Success,
+        TaskStatus::Failed,
+        TaskStatus::Canceled,
+        TaskStatus::Timeout,
+        TaskStatus::Pass,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Running => "running",
+            TaskStatus::Success => "success",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+            TaskStatus::Timeout => "timeout",
+            TaskStatus::Pass => "pass",
+        }
+    }
+
+    pub fn is_end(self) -> bool {
+        !matches!(self, TaskStatus::Waiting | TaskStatus::Running)
+    }
+
+    /// Success or pass: downstream components may start.
+    pub fn is_success(self) -> bool {
+        matches!(self, TaskStatus::Success | TaskStatus::Pass)
+    }
+
+    /// Failed, timeout or canceled.
+    pub fn is_interrupt(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Failed | TaskStatus::Timeout | TaskStatus::Canceled
+        )
+    }
+
+    /// Severity among interrupt statuses: failed > timeout > canceled (reference §3.1).
+    pub fn severity(self) -> u8 {
+        match self {
+            TaskStatus::Failed => 3,
+            TaskStatus::Timeout => 2,
+            TaskStatus::Canceled => 1,
+            _ => 0,
+        }
+    }
+
+    /// The task table, for party and federated statuses alike. fedflow departs from FATE-Flow
+    /// (reference §3.3) in one place: a waiting task may also end canceled, failed or timeout,
+    /// so a stop or a failure before the worker ran is recorded instead of leaving the row
+    /// waiting for ever. Terminal statuses are absorbing: a rerun makes a new version.
+    pub fn can_move_to(self, to: TaskStatus) -> bool {
+        use TaskStatus::*;
+        match self {
+            Waiting => matches!(to, Running | Success | Pass | Canceled | Failed | Timeout),
+            Running => matches!(to, Canceled | Timeout | Failed | Pass | Success),
+            Timeout => matches!(to, Failed | Success),
+            Canceled | Failed | Pass | Success => false,
+        }
+    }
+
+    pub fn apply(self, to: TaskStatus) -> Result<Transition, InvalidTransition> {
+        if self == to {
+            Ok(Transition::AlreadyThere)
+        } else if self.can_move_to(to) {
+            Ok(Transition::Changed)
+        } else {
+            Err(InvalidTransition {
+                kind: "task",
+                from: self.to_string(),
+                to: to.to_string(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus {
+                kind: "job",
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus {
+                kind: "task",
+                value: s.to_owned(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every legal job transition, written out as the table the users know.
+    const JOB_LEGAL: &[(JobStatus, JobStatus)] = {
+        use JobStatus::*;
+        &[
+            (Ready, Waiting),
+            (Ready, Canceled),
+            (Ready, Timeout),
+            (Ready, Failed),
+            (Waiting, Running),
+            (Waiting, Canceled),
+            (Waiting, Timeout),
+            (Waiting, Failed),
+            (Waiting, Success),
+            (Running, Canceled),
+            (Running, Timeout),
+            (Running, Failed),
+            (Running, Success),
+            (Canceled, Waiting),
+            (Timeout, Failed),
+            (Timeout, Success),
+            (Timeout, Waiting),
+            (Failed, Waiting),
+            (Success, Waiting),
+        ]
+    };
+
+    const TASK_LEGAL: &[(TaskStatus, TaskStatus)] = {
+        use TaskStatus::*;
+        &[
+            (Waiting, Running),
+            (Waiting, Success),
+            (Waiting, Pass),
+            (Waiting, Canceled),
+            (Waiting, Failed),
+            (Waiting, Timeout),
+            (Running, Canceled),
+            (Running, Timeout),
+            (Running, Failed),
+            (Running, Pass),
+            (Running, Success),
+            (Timeout, Failed),
+            (Timeout, Success),
+        ]
+    };
+
+    #[test]
+    fn every_job_transition_is_legal_exactly_when_listed() {
+        let mut legal = 0;
+        for from in JobStatus::ALL {
+            for to in JobStatus::ALL {
+                let listed = JOB_LEGAL.contains(&(from, to));
+                let got = from.apply(to);
+                match (from == to, listed) {
+                    (true, _) => assert_eq!(got, Ok(Transition::AlreadyThere), "{from} -> {to}"),
+                    (false, true) => {
+                        legal += 1;
+                        assert_eq!(got, Ok(Transition::Changed), "{from} -> {to}")
+                    }
+                    (false, false) => assert!(got.is_err(), "{from} -> {to} must be illegal"),
+                }
+            }
+        }
+        assert_eq!(legal, JOB_LEGAL.len());
+    }
+
+    #[test]
+    fn every_task_transition_is_legal_exactly_when_listed() {
+        let mut legal = 0;
+        for from in TaskStatus::ALL {
+            for to in TaskStatus::ALL {
+                let listed = TASK_LEGAL.contains(&(from, to));
+                let got = from.apply(to);
+                match (from == to, listed) {
+                    (true, _) => assert_eq!(got, Ok(Transition::AlreadyThere), "{from} -> {to}"),
+                    (false, true) => {
+                        legal += 1;
+                        assert_eq!(got, Ok(Transition::Changed), "{from} -> {to}")
+                    }
+                    (false, false) => assert!(got.is_err(), "{from} -> {to} must be illegal"),
+                }
+            }
+        }
+        assert_eq!(legal, TASK_LEGAL.len());
+    }
+
+    #[test]
+    fn terminal_task_statuses_are_absorbing_under_random_sequences() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let mut status = TaskStatus::Waiting;
+            let mut ended: Option<TaskStatus> = None;
+            for _ in 0..20 {
+                let next = TaskStatus::ALL[rng.random_range(0..TaskStatus::ALL.len())];
+                if let Ok(Transition::Changed) = status.apply(next) {
+                    status = next;
+                }
+                if let Some(end) = ended {
+                    // Only timeout may still settle (as failed or success), then nothing moves.
+                    assert!(
+                        status == end
+                            || (end == TaskStatus::Timeout
+                                && matches!(status, TaskStatus::Failed | TaskStatus::Success)),
+                        "left terminal {end} for {status}"
+                    );
+                }
+                if status.is_end() && ended.is_none_or(|e| e == TaskStatus::Timeout) {
+                    ended = Some(status);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
+        }
+        assert!("done".parse::<JobStatus>().is_err());
+        assert!("pending".parse::<TaskStatus>().is_err());
+    }
+}

@@ -1,0 +1,54 @@
+//! gRPC plumbing shared by fedflow's services and the CLI. No service logic lives here.
+//!
+//! - [`convert`]: domain statuses to and from their proto enums.
+//! - [`error`]: the small classification every service maps its errors into, and its
+//!   `tonic::Status` (internal errors are logged once and masked).
+//! - [`raw`]: a pass-through codec, so the gateway forwards encoded payloads untouched.
+//! - [`party`]: [`party::PartyClient`], how a service calls another party's (or its own
+//!   party's) services: always in a `Federation.Forward` envelope through its gateway.
+//! - [`server`]: serving a set of tonic services with health, reflection (v1 and v1alpha) and
+//!   graceful shutdown on a given listener.
+
+pub mod convert;
+pub mod error;
+pub mod party;
+pub mod raw;
+pub mod server;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tonic::transport::{Channel, Endpoint};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A fresh request id for a call that has none of its own.
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// A lazily connected channel, reused for every call to `addr` (`host:port` or a URL).
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(uri)?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}

@@ -1,0 +1,80 @@
+//! How a service talks to a party's services: every call, including calls to its own party,
+//! travels as a `Federation.Forward` envelope through the caller's party-gateway (DESIGN §2).
+//! One path gives one place for deadlines, retries, authentication and audit.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fedflow_proto::gateway::v1 as gw;
+use prost::Message;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::now_ms;
+
+/// A client of the local gateway, sending as `local_party`.
+#[derive(Clone)]
+pub struct PartyClient {
+    client: gw::federation_client::FederationClient<Channel>,
+    local_party: String,
+    timeout: Duration,
+}
+
+impl PartyClient {
+    /// `gateway` is the local gateway's address; `timeout` the default deadline per call.
+    pub fn new(
+        gateway: &str,
+        local_party: &str,
+        timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = crate::channel(gateway)?;
+        Ok(PartyClient {
+            client: gw::federation_client::FederationClient::new(channel)
+                .max_decoding_message_size(64 << 20),
+            local_party: local_party.to_owned(),
+            timeout,
+        })
+    }
+
+    pub fn local_party(&self) -> &str {
+        &self.local_party
+    }
+
+    /// Calls `service`/`method` on party `dest` with `request`, returning its decoded answer.
+    /// The inner call's error comes back as it was (code and message).
+    pub async fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        dest: &str,
+        job_id: &str,
+        service: &str,
+        method: &str,
+        request_id: &str,
+        request: &Req,
+    ) -> Result<Resp, Status> {
+        let envelope = gw::Envelope {
+            src_party_id: self.local_party.clone(),
+            dest_party_id: dest.to_owned(),
+            job_id: job_id.to_owned(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            request_id: request_id.to_owned(),
+            deadline_unix_ms: now_ms() + i64::try_from(self.timeout.as_millis()).unwrap_or(30_000),
+            trace_context: Default::default(),
+            payload: Bytes::from(request.encode_to_vec()),
+            hops: 0,
+        };
+        let mut request = tonic::Request::new(envelope);
+        request.set_timeout(self.timeout + Duration::from_millis(500));
+        let reply = self.client.clone().forward(request).await?.into_inner();
+        Resp::decode(reply.payload)
+            .map_err(|e| Status::internal(format!("undecodable reply from party {dest}: {e}")))
+    }
+}
+
+/// Full gRPC service names, as envelopes carry them.
+pub mod services {
+    pub const SCHEDULER: &str = "fedflow.scheduler.v1.Scheduler";
+    pub const STATUS_REPORT: &str = "fedflow.scheduler.v1.StatusReport";
+    pub const JOB_CONTROLLER: &str = "fedflow.jobcontroller.v1.JobController";
+    pub const TASK_CONTROLLER: &str = "fedflow.taskcontroller.v1.TaskController";
+}

@@ -1,0 +1,223 @@
+//! Database plumbing for fedflow's services, on sea-orm: one [`Db`] per service store,
+//! chosen by URL (`sqlite://path?mode=rwc` embedded, `postgres://…` in production).
+//!
+//! Services write plain, portable SQL with `?` placeholders ([`Db`] numbers them for
+//! PostgreSQL) so the same statements and the same compare-and-set semantics run on both.
+//! SQLite runs in WAL with a busy timeout, and [`Db::begin`] starts write transactions
+//! `IMMEDIATE` so concurrent writers queue instead of failing with `database is locked`.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+};
+use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTraitSelf, SchemaManager};
+
+pub use sea_orm::{DbErr as Error, QueryResult as Row, Value as SqlValue};
+
+/// A service's database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: DbBackend,
+}
+
+/// The SQLite URL of a file, created if missing.
+pub fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl Db {
+    /// Connects by URL and applies `migrations` (recorded in `migration_table`).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        migration_table: &'static str,
+        migrations: &'static [Migration],
+    ) -> Result<Db, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections.max(1))
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
+        let conn = sea_orm::Database::connect(options).await?;
+        let backend = conn.get_database_backend();
+        let migrator = Migrator {
+            table: migration_table,
+            migrations,
+        };
+        migrator.up(&conn, None).await?;
+        tracing::debug!(backend = ?backend, "database ready");
+        Ok(Db { conn, backend })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+        let result = self.conn.execute_raw(self.stmt(sql, values)).await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
+        self.conn.query_all_raw(self.stmt(sql, values)).await
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Option<QueryResult>, DbErr> {
+        self.conn.query_one_raw(self.stmt(sql, values)).await
+    }
+
+    /// Starts a write transaction (IMMEDIATE on SQLite).
+    pub async fn begin(&self) -> Result<Tx, DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == DbBackend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let tx = self.conn.begin_with_options(options).await?;
+        Ok(Tx {
+            tx,
+            backend: self.backend,
+        })
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        statement(self.backend, sql, values)
+    }
+
+    /// Closes the pool (so a restarted service can reopen the file at once).
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+}
+
+/// A write transaction; dropped without [`Tx::commit`] it rolls back.
+pub struct Tx {
+    tx: DatabaseTransaction,
+    backend: DbBackend,
+}
+
+impl Tx {
+    pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+        let result = self
+            .tx
+            .execute_raw(statement(self.backend, sql, values))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
+        self.tx
+            .query_all_raw(statement(self.backend, sql, values))
+            .await
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Option<QueryResult>, DbErr> {
+        self.tx
+            .query_one_raw(statement(self.backend, sql, values))
+            .await
+    }
+
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.tx.commit().await
+    }
+}
+
+/// `?` placeholders become `$1, $2, …` on PostgreSQL. Statements here never contain a literal
+/// `?` inside a string.
+fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Reads a column, naming it in the error.
+pub fn get<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<T, DbErr> {
+    row.try_get::<T>("", column)
+}
+
+/// Whether `err` is a unique-key violation (a duplicate insert).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// One migration: portable DDL statements, applied once, in order, never edited once landed.
+pub struct Migration {
+    pub name: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+struct Migrator {
+    table: &'static str,
+    migrations: &'static [Migration],
+}
+
+struct Step(&'static Migration);
+
+impl MigrationName for Step {
+    fn name(&self) -> &str {
+        self.0.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Step {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        for sql in self.0.statements {
+            conn.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MigratorTraitSelf for Migrator {
+    fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        self.migrations
+            .iter()
+            .map(|m| Box::new(Step(m)) as Box<dyn MigrationTrait>)
+            .collect()
+    }
+
+    fn migration_table_name(&self) -> sea_orm::DynIden {
+        sea_orm::sea_query::Alias::new(self.table).into()
+    }
+}

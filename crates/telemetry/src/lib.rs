@@ -1,0 +1,76 @@
+//! Logs and traces for fedflow's binaries. [`init`] installs a `tracing` subscriber (text or
+//! JSON lines on stderr, filtered by `RUST_LOG` or the config) and, when `otlp_endpoint` is
+//! set, an OpenTelemetry layer exporting spans over OTLP/gRPC. Export is off by default. Call
+//! once per process, inside the tokio runtime; keep the returned guard until exit.
+
+use fedflow_config::TelemetryConfig;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Flushes and shuts the exporter down when dropped.
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber. A second call (tests, `standalone`) keeps the first.
+pub fn init(service: &'static str, config: &TelemetryConfig) -> Guard {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let provider = (!config.otlp_endpoint.is_empty())
+        .then(|| build_provider(service, &config.otlp_endpoint))
+        .and_then(|result| match result {
+            Ok(provider) => Some(provider),
+            Err(e) => {
+                eprintln!("{service}: opentelemetry export disabled: {e}");
+                None
+            }
+        });
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    let json = config
+        .log_json
+        .then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr));
+    let text = (!config.log_json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(json)
+        .with(text)
+        .try_init();
+    Guard { provider }
+}
+
+fn build_provider(
+    service: &'static str,
+    endpoint: &str,
+) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
