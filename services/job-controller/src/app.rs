@@ -1,0 +1,299 @@
+//! The job-controller's use cases. Each re-validates what it is sent (a party never trusts the
+//! scheduler's parsing), writes with a compare-and-set, and is idempotent: a repeated create,
+//! apply, return, start or status update answers as the first did and changes nothing more.
+
+use fedflow_core::dsl::{self, Limits};
+use fedflow_core::ids::{self, Participant};
+use fedflow_core::{JobStatus, TaskStatus, Transition};
+use fedflow_rpc::error::{Code, RemoteError, ServiceError};
+use fedflow_rpc::now_ms;
+
+use crate::config::Resources;
+use crate::store::{self, Allocation, Grant, PartyJob, Store};
+use crate::tasks::TaskControllerClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("task-controller: {0}")]
+    TaskController(#[from] RemoteError),
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::TaskController(e) if e.is_transient() => Code::Unavailable,
+            Error::TaskController(_) => Code::FailedPrecondition,
+            Error::Store(_) => Code::Internal,
+        }
+    }
+}
+
+/// A job to create on this party.
+pub struct CreateJob {
+    pub job_id: String,
+    pub dsl: String,
+    pub conf: String,
+    pub who: Participant,
+    pub scheduler_party_id: String,
+}
+
+pub struct ResourceView {
+    pub capacity: Resources,
+    pub free_cores: u32,
+    pub free_memory_mb: u32,
+    pub allocations: Vec<Allocation>,
+}
+
+pub struct App {
+    party_id: String,
+    capacity: Resources,
+    store: Store,
+    tasks: TaskControllerClient,
+    limits: Limits,
+}
+
+impl App {
+    pub fn new(
+        party_id: String,
+        capacity: Resources,
+        store: Store,
+        tasks: TaskControllerClient,
+    ) -> Self {
+        App {
+            party_id,
+            capacity,
+            store,
+            tasks,
+            limits: Limits::default(),
+        }
+    }
+
+    fn check_party(&self, who: &Participant) -> Result<(), Error> {
+        ids::role(&who.role).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if who.party_id != self.party_id {
+            return Err(Error::InvalidArgument(format!(
+                "party_id {:?} is not this party ({})",
+                who.party_id, self.party_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores the party's job row (`ready`) and its task rows (version 0); answers which
+    /// components run here.
+    pub async fn create_job(&self, job: CreateJob) -> Result<Vec<(String, bool)>, Error> {
+        ids::job_id(&job.job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        ids::party_id(&job.scheduler_party_id)
+            .map_err(|e| Error::InvalidArgument(format!("scheduler_party_id: {e}")))?;
+        self.check_party(&job.who)?;
+        let spec = dsl::parse(&job.dsl, &job.conf, &self.limits)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if !spec.participants().contains(&job.who) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a participant of job {}",
+                job.who, job.job_id
+            )));
+        }
+        if spec.initiator.party_id != job.scheduler_party_id {
+            return Err(Error::InvalidArgument(format!(
+                "scheduler party {} is not the job's initiator {}",
+                job.scheduler_party_id, spec.initiator
+            )));
+        }
+        let params = spec
+            .job_params(&job.who)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let cores = params.job_cores();
+        let memory = params.job_memory_mb();
+        if cores > self.capacity.cores {
+            return Err(Error::FailedPrecondition(format!(
+                "party {} ({}) can never run this job: it needs {cores} cores (task_cores {} x task_parallelism {}) and has {} in all",
+                self.party_id, job.who.role, params.task_cores, params.task_parallelism, self.capacity.cores
+            )));
+        }
+        if self.capacity.memory_mb > 0 && memory > self.capacity.memory_mb {
+            return Err(Error::FailedPrecondition(format!(
+                "party {} ({}) can never run this job: it needs {memory} MB and has {} MB in all",
+                self.party_id, job.who.role, self.capacity.memory_mb
+            )));
+        }
+        let plans = spec
+            .task_plans(&job.who)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let now = now_ms();
+        let row = PartyJob {
+            job_id: job.job_id.clone(),
+            role: job.who.role.clone(),
+            party_id: job.who.party_id.clone(),
+            status: JobStatus::Ready,
+            reason: String::new(),
+            scheduler_party_id: job.scheduler_party_id.clone(),
+            dsl: job.dsl,
+            conf: job.conf,
+            cores,
+            memory_mb: memory,
+            create_ms: now,
+            start_ms: 0,
+            end_ms: 0,
+        };
+        if !self.store.insert_job(&row).await? {
+            let existing = self.store.job(&job.job_id, &job.who.role).await?;
+            if existing.is_some_and(|e| e.scheduler_party_id != job.scheduler_party_id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {} already exists here with another scheduler",
+                    job.job_id
+                )));
+            }
+        }
+        self.tasks
+            .create_tasks(&job.job_id, &job.who, &job.scheduler_party_id, 0, &plans)
+            .await?;
+        Ok(plans
+            .into_iter()
+            .map(|plan| (plan.component, plan.need_run))
+            .collect())
+    }
+
+    async fn existing(&self, job_id: &str, who: &Participant) -> Result<PartyJob, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.check_party(who)?;
+        self.store
+            .job(job_id, &who.role)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} ({}) is not on this party", who)))
+    }
+
+    /// Reserves the job's resources; `Err(reason)` inside `Ok` when the ledger lacks room.
+    pub async fn apply_resource(
+        &self,
+        job_id: &str,
+        who: &Participant,
+    ) -> Result<(Grant, u32, u32), Error> {
+        let job = self.existing(job_id, who).await?;
+        if job.status.is_end() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} has ended ({}) on this party",
+                job.status
+            )));
+        }
+        let grant = self
+            .store
+            .apply(job_id, &who.role, job.cores, job.memory_mb, &self.capacity, now_ms())
+            .await?;
+        Ok((grant, job.cores, job.memory_mb))
+    }
+
+    pub async fn return_resource(&self, job_id: &str, who: &Participant) -> Result<bool, Error> {
+        self.existing(job_id, who).await?;
+        Ok(self.store.release(job_id, &who.role).await?)
+    }
+
+    /// `ready|waiting -> running`.
+    pub async fn start_job(&self, job_id: &str, who: &Participant) -> Result<JobStatus, Error> {
+        let job = self.existing(job_id, who).await?;
+        if job.status == JobStatus::Ready {
+            self.set_status(&job, JobStatus::Waiting, "").await?;
+        }
+        self.set_status(&job, JobStatus::Running, "").await?;
+        Ok(JobStatus::Running)
+    }
+
+    /// Sets the status the scheduler decided. An end status releases the allocation and stops
+    /// the job's remaining tasks here, also when repeated (so a retry finishes the effects).
+    pub async fn update_job_status(
+        &self,
+        job_id: &str,
+        who: &Participant,
+        to: JobStatus,
+        reason: &str,
+    ) -> Result<(bool, JobStatus), Error> {
+        let job = self.existing(job_id, who).await?;
+        // A lost `waiting` sync must not block `running`: ready moves through waiting.
+        if job.status == JobStatus::Ready && to == JobStatus::Running {
+            self.set_status(&job, JobStatus::Waiting, "").await?;
+        }
+        let applied = self.set_status(&job, to, reason).await?;
+        if to.is_end() {
+            self.store.release(job_id, &who.role).await?;
+            if to != JobStatus::Success {
+                let task_status = match to {
+                    JobStatus::Timeout => TaskStatus::Timeout,
+                    _ => TaskStatus::Canceled,
+                };
+                let why = if reason.is_empty() {
+                    format!("job {to}")
+                } else {
+                    format!("job {to}: {reason}")
+                };
+                self.tasks.stop_tasks(job_id, who, task_status, &why).await?;
+            }
+        }
+        Ok((applied, to))
+    }
+
+    /// Compare-and-set to `to`, re-reading after a lost race; `Ok(false)` when already there.
+    async fn set_status(&self, job: &PartyJob, to: JobStatus, reason: &str) -> Result<bool, Error> {
+        let mut current = self
+            .store
+            .job(&job.job_id, &job.role)
+            .await?
+            .map_or(job.status, |row| row.status);
+        for _ in 0..5 {
+            match current.apply(to) {
+                Ok(Transition::AlreadyThere) => return Ok(false),
+                Ok(Transition::Changed) => {}
+                Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
+            }
+            let moved = self
+                .store
+                .cas_status(&job.job_id, &job.role, current, to, reason, now_ms())
+                .await?;
+            if moved {
+                tracing::debug!(job = %job.job_id, role = %job.role, from = %current, %to, "job status");
+                return Ok(true);
+            }
+            current = self
+                .store
+                .job(&job.job_id, &job.role)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("job {} vanished", job.job_id)))?
+                .status;
+        }
+        Err(Error::FailedPrecondition(format!(
+            "job {} keeps changing concurrently; {to} not applied",
+            job.job_id
+        )))
+    }
+
+    pub async fn get_job(&self, job_id: &str) -> Result<Vec<PartyJob>, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let jobs = self.store.jobs(job_id).await?;
+        if jobs.is_empty() {
+            return Err(Error::NotFound(format!("job {job_id} is not on party {}", self.party_id)));
+        }
+        Ok(jobs)
+    }
+
+    pub async fn resources(&self) -> Result<ResourceView, Error> {
+        let allocations = self.store.allocations().await?;
+        let used: u32 = allocations.iter().map(|a| a.cores).sum();
+        let used_memory: u32 = allocations.iter().map(|a| a.memory_mb).sum();
+        Ok(ResourceView {
+            free_cores: self.capacity.cores.saturating_sub(used),
+            free_memory_mb: self.capacity.memory_mb.saturating_sub(used_memory),
+            capacity: self.capacity.clone(),
+            allocations,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! The job-controller's configuration (TOML + `FEDFLOW_JOB_CONTROLLER__…`); see
+//! `deploy/config/job-controller.toml` for every key.
+
+use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub party_id: String,
+    pub grpc: GrpcConfig,
+    pub database: DatabaseConfig,
+    /// This party's task-controller, `host:port`.
+    pub task_controller: String,
+    pub resources: Resources,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            party_id: "9999".into(),
+            grpc: GrpcConfig::default(),
+            database: DatabaseConfig {
+                url: "sqlite://job-controller.db?mode=rwc".into(),
+                ..DatabaseConfig::default()
+            },
+            task_controller: "127.0.0.1:9382".into(),
+            resources: Resources::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// What this party can give to jobs at once.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// Cores (FATE's standalone default: 20).
+    pub cores: u32,
+    /// Memory in MB; 0 = memory is not managed.
+    pub memory_mb: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cores: 20,
+            memory_mb: 0,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The job-controller: one party's view of the jobs it takes part in, and its resource ledger.
+//!
+//! It stores one job row per (job, role) this party plays, created `ready` when a scheduler
+//! asks, and creates the party's task rows on its task-controller. Resources are a ledger of
+//! allocation rows (one per job and role); what is free is always capacity − Σ allocations, so
+//! nothing drifts. A job row reaching an end status releases its allocation and stops the
+//! job's remaining tasks on this party; both effects are idempotent and redone on a repeat.
+
+mod app;
+pub mod config;
+mod grpc;
+mod store;
+mod tasks;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// Why the job-controller could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the job-controller on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+    let store = store::Store::open(&config.database).await?;
+    let tasks = tasks::TaskControllerClient::new(&config.task_controller)
+        .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
+    let app = app::App::new(config.party_id.clone(), config.resources.clone(), store, tasks);
+    let (health, routes) = fedflow_rpc::server::base_routes();
+    let routes = routes.add_service(grpc::service(app));
+    tracing::info!(
+        party = %config.party_id,
+        addr = ?listener.local_addr().ok(),
+        database = config.database.backend(),
+        "job-controller serving"
+    );
+    fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `fedflow-party-gateway --config party-gateway.toml`
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(version, about = "fedflow party-gateway")]
+struct Args {
+    /// TOML configuration file; FEDFLOW_PARTY_GATEWAY__* variables override it.
+    #[arg(long, short, env = "FEDFLOW_PARTY_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let config: fedflow_party_gateway::Config =
+        match fedflow_config::load("party-gateway", args.config.as_deref()) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("fedflow-party-gateway: {e}");
+                std::process::exit(64);
+            }
+        };
+    let _telemetry = fedflow_telemetry::init("fedflow-party-gateway", &config.telemetry);
+    let listener = match fedflow_rpc::server::bind(&config.grpc.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("fedflow-party-gateway: cannot listen on {}: {e}", config.grpc.listen);
+            std::process::exit(69);
+        }
+    };
+    let shutdown = fedflow_rpc::server::shutdown_on_signals();
+    if let Err(e) = fedflow_party_gateway::run(config, listener, shutdown).await {
+        eprintln!("fedflow-party-gateway: {e}");
+        std::process::exit(1);
+    }
+}

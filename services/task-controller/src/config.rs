@@ -1,0 +1,85 @@
+//! The task-controller's configuration (TOML + `FEDFLOW_TASK_CONTROLLER__…`); see
+//! `deploy/config/task-controller.toml` for every key.
+
+use std::path::PathBuf;
+
+use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub party_id: String,
+    pub grpc: GrpcConfig,
+    /// The address workers dial back on; empty = the address the server is bound to.
+    pub advertise: String,
+    pub database: DatabaseConfig,
+    /// This party's gateway, `host:port` (status reports to schedulers go through it).
+    pub gateway: String,
+    /// Task directories live under `<data_dir>/jobs/…`.
+    pub data_dir: PathBuf,
+    pub worker: WorkerConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            party_id: "9999".into(),
+            grpc: GrpcConfig::default(),
+            advertise: String::new(),
+            database: DatabaseConfig {
+                url: "sqlite://task-controller.db?mode=rwc".into(),
+                ..DatabaseConfig::default()
+            },
+            gateway: "127.0.0.1:9370".into(),
+            data_dir: PathBuf::from("data"),
+            worker: WorkerConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The `fedflow-worker` binary; empty = next to this program.
+    pub bin: PathBuf,
+    /// How often workers heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// A running worker silent for this long is killed; its task fails `worker unresponsive`.
+    pub heartbeat_timeout_ms: u64,
+    /// SIGTERM, then SIGKILL after this long.
+    pub kill_grace_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            bin: PathBuf::new(),
+            heartbeat_interval_ms: 1_000,
+            heartbeat_timeout_ms: 10_000,
+            kill_grace_ms: 2_000,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The configured binary, or `fedflow-worker` beside the running executable (or beside
+    /// its parent directory, for test binaries in `target/*/deps`).
+    pub fn resolve_bin(&self) -> PathBuf {
+        if !self.bin.as_os_str().is_empty() {
+            return self.bin.clone();
+        }
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+        let beside = dir.join("fedflow-worker");
+        if beside.exists() {
+            return beside;
+        }
+        dir.parent()
+            .map(|p| p.join("fedflow-worker"))
+            .filter(|p| p.exists())
+            .unwrap_or(beside)
+    }
+}

@@ -1,0 +1,225 @@
+//! The local-process engine: launches `fedflow-worker` for a task attempt and kills it.
+//!
+//! A worker is started with a fixed argv (`fedflow-worker --task-dir DIR`, never a shell,
+//! never a path from a remote party), in its own process group, with its stdout and stderr in
+//! `worker.log` in the task directory. The task directory is built only from validated ids
+//! under the configured root and must not leave it through a symlink. A pid is only ever
+//! trusted together with its start time (from `/proc/<pid>/stat`), so a reused pid is never
+//! taken for the worker.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::store::TaskKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("task directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("task directory {0} escapes the data directory")]
+    Escapes(PathBuf),
+    #[error("invalid id in task key: {0}")]
+    Id(String),
+    #[error("cannot start worker {bin}: {source}")]
+    Spawn {
+        bin: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A launched worker: its pid and start time identify it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerProcess {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+pub struct Engine {
+    root: PathBuf,
+    worker_bin: PathBuf,
+}
+
+impl Engine {
+    pub fn new(root: PathBuf, worker_bin: PathBuf) -> Self {
+        Engine { root, worker_bin }
+    }
+
+    /// `<root>/jobs/<job>/<role>/<party>/<component>/<version>`, created, checked to stay
+    /// under the root.
+    pub fn task_dir(&self, key: &TaskKey) -> Result<PathBuf, Error> {
+        use fedflow_core::ids;
+        ids::job_id(&key.job_id).map_err(|e| Error::Id(e.to_string()))?;
+        ids::role(&key.role).map_err(|e| Error::Id(e.to_string()))?;
+        ids::party_id(&key.party_id).map_err(|e| Error::Id(e.to_string()))?;
+        ids::component(&key.component).map_err(|e| Error::Id(e.to_string()))?;
+        if key.version < 0 {
+            return Err(Error::Id(format!("negative version {}", key.version)));
+        }
+        let dir = self
+            .root
+            .join("jobs")
+            .join(&key.job_id)
+            .join(&key.role)
+            .join(&key.party_id)
+            .join(&key.component)
+            .join(key.version.to_string());
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let real = dir.canonicalize().map_err(|source| Error::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let root = self.root.canonicalize().map_err(|source| Error::Dir {
+            path: self.root.clone(),
+            source,
+        })?;
+        if !real.starts_with(&root) {
+            return Err(Error::Escapes(real));
+        }
+        Ok(real)
+    }
+
+    /// Writes `task.json` (mode 0600: it holds the attempt's token) and starts the worker.
+    /// Returns the child (to be reaped) and its identity.
+    pub fn launch(
+        &self,
+        dir: &Path,
+        task_json: &[u8],
+    ) -> Result<(tokio::process::Child, WorkerProcess), Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let config = dir.join("task.json");
+        let io = |source| Error::Dir {
+            path: config.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&config)
+            .map_err(io)?;
+        file.write_all(task_json).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        let log_path = dir.join("worker.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| Error::Dir {
+                path: log_path.clone(),
+                source,
+            })?;
+        let err_log = log.try_clone().map_err(|source| Error::Dir {
+            path: log_path.clone(),
+            source,
+        })?;
+        let child = tokio::process::Command::new(&self.worker_bin)
+            .arg("--task-dir")
+            .arg(dir)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err_log))
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                bin: self.worker_bin.clone(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or(0);
+        let start_time = proc_stat(pid).map_or(0, |s| s.start_time);
+        Ok((child, WorkerProcess { pid, start_time }))
+    }
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    pub state: char,
+    pub pgrp: i32,
+    pub start_time: u64,
+}
+
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); pgrp is field 5, starttime field 22.
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The worker is alive: same pid, same start time, not a zombie.
+pub fn is_alive(worker: WorkerProcess) -> bool {
+    worker.pid != 0
+        && proc_stat(worker.pid)
+            .is_some_and(|s| s.start_time == worker.start_time && s.state != 'Z' && s.state != 'X')
+}
+
+/// Any live (non-zombie) process left in process group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+            .and_then(proc_stat)
+            .is_some_and(|s| {
+                i64::from(s.pgrp) == i64::from(pgid) && s.state != 'Z' && s.state != 'X'
+            })
+    })
+}
+
+/// Stops a worker and its whole process group: SIGTERM, then SIGKILL after `grace`, then
+/// waits until no process of the group is left. True when confirmed gone.
+pub async fn kill(worker: WorkerProcess, grace: Duration) -> bool {
+    if worker.pid == 0 {
+        return true;
+    }
+    // The group id is the worker's pid (it leads its group). If the leader is gone, or the pid
+    // now belongs to another process, only signal the group if it is still the worker's.
+    let leader_is_worker = is_alive(worker);
+    if !leader_is_worker && !group_alive(worker.pid) {
+        return true;
+    }
+    let pgid = Pid::from_raw(i32::try_from(worker.pid).unwrap_or(i32::MAX));
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let _ = killpg(pgid, Signal::SIGCONT);
+    if wait_gone(worker.pid, grace).await {
+        return true;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    wait_gone(worker.pid, Duration::from_secs(5)).await
+}
+
+async fn wait_gone(pgid: u32, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,99 @@
+//! The task-controller: one party's task rows (one per version), the workers that run them,
+//! and the API those workers call back on.
+//!
+//! It launches `fedflow-worker` processes through its engine (local processes; see
+//! [`engine`]), takes their reports and heartbeats (each attempt carries a token; a report
+//! without the right one changes nothing), kills whole process groups on stop and confirms
+//! they are gone, detects workers that die or hang, and pushes every end status to the job's
+//! scheduler through the party's gateway.
+
+mod app;
+pub mod config;
+pub mod engine;
+mod grpc;
+mod reporter;
+mod store;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// Why the task-controller could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the task-controller on `listener` until `shutdown` is cancelled. Running workers are
+/// left running at shutdown (a restarted task-controller finds them again).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
+    let store = store::Store::open(&config.database).await?;
+    let advertise = if config.advertise.is_empty() {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| Error::Config(format!("listener: {e}")))?
+    } else {
+        config.advertise.clone()
+    };
+    let client = fedflow_rpc::party::PartyClient::new(
+        &config.gateway,
+        &config.party_id,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| Error::Config(format!("gateway: {e}")))?;
+    let engine = engine::Engine::new(config.data_dir.clone(), config.worker.resolve_bin());
+    let timing = app::Timing {
+        heartbeat_interval: Duration::from_millis(config.worker.heartbeat_interval_ms),
+        heartbeat_timeout: Duration::from_millis(config.worker.heartbeat_timeout_ms),
+        kill_grace: Duration::from_millis(config.worker.kill_grace_ms),
+    };
+    let app = app::App::new(
+        config.party_id.clone(),
+        store,
+        engine,
+        reporter::Reporter::new(client),
+        advertise,
+        timing,
+    );
+    let monitor = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.monitor(shutdown).await })
+    };
+    let (task_controller, worker) = grpc::services(app);
+    let (health, routes) = fedflow_rpc::server::base_routes();
+    let routes = routes.add_service(task_controller).add_service(worker);
+    tracing::info!(
+        party = %config.party_id,
+        addr = ?listener.local_addr().ok(),
+        database = config.database.backend(),
+        "task-controller serving"
+    );
+    let served = fedflow_rpc::server::serve(
+        routes,
+        health,
+        &[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME],
+        listener,
+        shutdown,
+    )
+    .await;
+    monitor.abort();
+    served?;
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! The task-controller's table `taskctl_tasks`: one row per (job, component, version, role)
+//! on this party, with the party's own status, the federated status last synced by the
+//! scheduler, and the worker running it (pid + start time + per-attempt token). Every status
+//! write is a compare-and-set on the status read before.
+
+use fedflow_core::TaskStatus;
+use fedflow_store::{Db, Migration, Row, get};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    name: "m0001_tasks",
+    statements: &[
+        "CREATE TABLE taskctl_tasks (
+            job_id TEXT NOT NULL,
+            component TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            role TEXT NOT NULL,
+            party_id TEXT NOT NULL,
+            module TEXT NOT NULL,
+            parameters TEXT NOT NULL,
+            need_run BIGINT NOT NULL,
+            upstream TEXT NOT NULL,
+            scheduler_party_id TEXT NOT NULL,
+            party_status TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            pid BIGINT NOT NULL DEFAULT 0,
+            pid_start BIGINT NOT NULL DEFAULT 0,
+            token TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL,
+            start_ms BIGINT NOT NULL DEFAULT 0,
+            end_ms BIGINT NOT NULL DEFAULT 0,
+            update_ms BIGINT NOT NULL,
+            PRIMARY KEY (job_id, component, version, role)
+        )",
+        "CREATE INDEX taskctl_tasks_party_status ON taskctl_tasks (party_status)",
+    ],
+}];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] fedflow_store::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Which task row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskKey {
+    pub job_id: String,
+    pub component: String,
+    pub version: i32,
+    pub role: String,
+    pub party_id: String,
+}
+
+impl std::fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} v{} ({} {})",
+            self.job_id, self.component, self.version, self.role, self.party_id
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub key: TaskKey,
+    pub module: String,
+    /// This party's resolved parameters, a JSON object.
+    pub parameters: String,
+    pub need_run: bool,
+    pub upstream: Vec<String>,
+    pub scheduler_party_id: String,
+    /// This party's own status.
+    pub party_status: TaskStatus,
+    /// The federated status as last synced by the scheduler.
+    pub status: TaskStatus,
+    pub reason: String,
+    /// The worker's pid and its start time (clock ticks since boot); 0 when none was started.
+    pub pid: u32,
+    pub pid_start: u64,
+    /// The worker attempt's secret; reports without it change nothing.
+    pub token: String,
+    /// The data output, JSON; empty when none.
+    pub output: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub async fn open(config: &fedflow_config::DatabaseConfig) -> Result<Store, Error> {
+        let db = Db::connect(
+            &config.url,
+            config.max_connections,
+            "taskctl_migrations",
+            MIGRATIONS,
+        )
+        .await?;
+        Ok(Store { db })
+    }
+
+    /// Inserts rows that do not exist yet (one transaction); returns how many were new.
+    pub async fn insert_tasks(&self, tasks: &[Task], now: i64) -> Result<u32, Error> {
+        let tx = self.db.begin().await?;
+        let mut created = 0;
+        for task in tasks {
+            let upstream = serde_json::to_string(&task.upstream)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            created += tx
+                .exec(
+                    "INSERT INTO taskctl_tasks (job_id, component, version, role, party_id, module,
+                        parameters, need_run, upstream, scheduler_party_id, party_status, status,
+                        create_ms, update_ms)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (job_id, component, version, role) DO NOTHING",
+                    vec![
+                        task.key.job_id.clone().into(),
+                        task.key.component.clone().into(),
+                        i64::from(task.key.version).into(),
+                        task.key.role.clone().into(),
+                        task.key.party_id.clone().into(),
+                        task.module.clone().into(),
+                        task.parameters.clone().into(),
+                        i64::from(task.need_run).into(),
+                        upstream.into(),
+                        task.scheduler_party_id.clone().into(),
+                        task.party_status.as_str().into(),
+                        task.status.as_str().into(),
+                        now.into(),
+                        now.into(),
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(u32::try_from(created).unwrap_or(u32::MAX))
+    }
+
+    pub async fn task(&self, key: &TaskKey) -> Result<Option<Task>, Error> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT * FROM taskctl_tasks
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?",
+                vec![
+                    key.job_id.clone().into(),
+                    key.component.clone().into(),
+                    i64::from(key.version).into(),
+                    key.role.clone().into(),
+                ],
+            )
+            .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    /// Every row of a job on this party, oldest version first.
+    pub async fn job_tasks(&self, job_id: &str) -> Result<Vec<Task>, Error> {
+        let rows = self
+            .db
+            .query(
+                "SELECT * FROM taskctl_tasks WHERE job_id = ?
+                 ORDER BY version, create_ms, component, role",
+                vec![job_id.into()],
+            )
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Rows whose party status is running (the workers this party should have).
+    pub async fn running(&self) -> Result<Vec<Task>, Error> {
+        let rows = self
+            .db
+            .query(
+                "SELECT * FROM taskctl_tasks WHERE party_status = 'running'",
+                vec![],
+            )
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    /// Compare-and-set of the party status; also records reason, output and times.
+    pub async fn cas_party_status(
+        &self,
+        key: &TaskKey,
+        from: TaskStatus,
+        to: TaskStatus,
+        reason: &str,
+        output: Option<&str>,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let start = if to == TaskStatus::Running { now } else { 0 };
+        let end = if to.is_end() { now } else { 0 };
+        let n = self
+            .db
+            .exec(
+                "UPDATE taskctl_tasks SET party_status = ?, reason = ?, update_ms = ?,
+                    output = COALESCE(?, output),
+                    start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
+                    end_ms = ?
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?
+                   AND party_status = ?",
+                vec![
+                    to.as_str().into(),
+                    reason.into(),
+                    now.into(),
+                    output.map(str::to_owned).into(),
+                    start.into(),
+                    start.into(),
+                    end.into(),
+                    key.job_id.clone().into(),
+                    key.component.clone().into(),
+                    i64::from(key.version).into(),
+                    key.role.clone().into(),
+                    from.as_str().into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Compare-and-set of the federated status.
+    pub async fn cas_status(
+        &self,
+        key: &TaskKey,
+        from: TaskStatus,
+        to: TaskStatus,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let n = self
+            .db
+            .exec(
+                "UPDATE taskctl_tasks SET status = ?, update_ms = ?
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND status = ?",
+                vec![
+                    to.as_str().into(),
+                    now.into(),
+                    key.job_id.clone().into(),
+                    key.component.clone().into(),
+                    i64::from(key.version).into(),
+                    key.role.clone().into(),
+                    from.as_str().into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records the worker of a running attempt.
+    pub async fn set_worker(
+        &self,
+        key: &TaskKey,
+        pid: u32,
+        pid_start: u64,
+        token: &str,
+    ) -> Result<(), Error> {
+        self.db
+            .exec(
+                "UPDATE taskctl_tasks SET pid = ?, pid_start = ?, token = ?
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?",
+                vec![
+                    i64::from(pid).into(),
+                    i64::try_from(pid_start).unwrap_or(i64::MAX).into(),
+                    token.into(),
+                    key.job_id.clone().into(),
+                    key.component.clone().into(),
+                    i64::from(key.version).into(),
+                    key.role.clone().into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn task_from_row(row: &Row) -> Result<Task, Error> {
+    let status = |column: &str| -> Result<TaskStatus, Error> {
+        get::<String>(row, column)?
+            .parse()
+            .map_err(|e: fedflow_core::status::UnknownStatus| Error::Corrupt(e.to_string()))
+    };
+    let upstream: String = get(row, "upstream")?;
+    Ok(Task {
+        key: TaskKey {
+            job_id: get(row, "job_id")?,
+            component: get(row, "component")?,
+            version: i32::try_from(get::<i64>(row, "version")?)
+                .map_err(|e| Error::Corrupt(e.to_string()))?,
+            role: get(row, "role")?,
+            party_id: get(row, "party_id")?,
+        },
+        module: get(row, "module")?,
+        parameters: get(row, "parameters")?,
+        need_run: get::<i64>(row, "need_run")? != 0,
+        upstream: serde_json::from_str(&upstream).map_err(|e| Error::Corrupt(e.to_string()))?,
+        scheduler_party_id: get(row, "scheduler_party_id")?,
+        party_status: status("party_status")?,
+        status: status("status")?,
+        reason: get(row, "reason")?,
+        pid: u32::try_from(get::<i64>(row, "pid")?).unwrap_or(0),
+        pid_start: u64::try_from(get::<i64>(row, "pid_start")?).unwrap_or(0),
+        token: get(row, "token")?,
+        output: get(row, "output")?,
+        start_ms: get(row, "start_ms")?,
+        end_ms: get(row, "end_ms")?,
+    })
+}
