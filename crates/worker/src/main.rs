@@ -1,0 +1,164 @@
+//! `fedflow-worker --task-dir DIR`: runs one task attempt (see the library's docs).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use fedflow_core::TaskStatus;
+use fedflow_proto::taskcontroller::v1 as pb;
+use fedflow_rpc::convert::task_status_to_pb;
+use fedflow_worker::{Outcome, TaskConfig};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(version, about = "fedflow task worker (started by the task-controller)")]
+struct Args {
+    /// The task directory holding task.json.
+    #[arg(long)]
+    task_dir: PathBuf,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let config: TaskConfig = match std::fs::read(args.task_dir.join("task.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fedflow-worker: cannot read task.json: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let channel = match fedflow_rpc::channel(&config.task_controller) {
+        Ok(channel) => channel,
+        Err(e) => {
+            eprintln!("fedflow-worker: task_controller address: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    eprintln!(
+        "fedflow-worker: job {} component {} v{} as {} {} running {}",
+        config.job_id, config.component, config.version, config.role, config.party_id, config.module
+    );
+    let worker = pb::worker_client::WorkerClient::new(channel.clone());
+    report(&worker, &config, TaskStatus::Running, "", "").await;
+    let heartbeat = tokio::spawn(heartbeat(worker.clone(), config.clone()));
+    let outcome = run(&config, channel).await;
+    heartbeat.abort();
+    match outcome {
+        Outcome::Success(output) => {
+            let output = output.map(|o| o.to_string()).unwrap_or_default();
+            if !output.is_empty()
+                && let Err(e) = std::fs::write(args.task_dir.join("output.json"), &output)
+            {
+                eprintln!("fedflow-worker: cannot write output.json: {e}");
+            }
+            report(&worker, &config, TaskStatus::Success, "", &output).await;
+            eprintln!("fedflow-worker: success");
+            ExitCode::SUCCESS
+        }
+        Outcome::Failed(message) => {
+            report(&worker, &config, TaskStatus::Failed, &message, "").await;
+            eprintln!("fedflow-worker: failed: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: &TaskConfig, channel: Channel) -> Outcome {
+    match config.module.as_str() {
+        "Sleep" => fedflow_worker::sleep(&config.parameters).await,
+        "Fail" => fedflow_worker::fail(&config.parameters, &config.role, config.version),
+        "Sum" => {
+            let mut client = pb::task_controller_client::TaskControllerClient::new(channel);
+            let mut values = Vec::new();
+            for up in &config.upstream {
+                let request = pb::GetTaskOutputRequest {
+                    job_id: config.job_id.clone(),
+                    component: up.clone(),
+                    role: config.role.clone(),
+                    party_id: config.party_id.clone(),
+                };
+                match client.get_task_output(request).await {
+                    Ok(reply) => {
+                        if let Some(v) = fedflow_worker::value_of(&reply.into_inner().output_json) {
+                            values.push(v);
+                        }
+                    }
+                    // An upstream that passed (need_run false) has no output to add.
+                    Err(status) if status.code() == tonic::Code::NotFound => {}
+                    Err(status) => {
+                        return Outcome::Failed(format!(
+                            "cannot read the output of upstream {up}: {}",
+                            status.message()
+                        ));
+                    }
+                }
+            }
+            fedflow_worker::sum(&config.parameters, &values)
+        }
+        other => Outcome::Failed(format!("unknown module {other:?}")),
+    }
+}
+
+/// Reports a status, retrying while the task-controller is unreachable (it may be
+/// restarting); gives up on a refusal (a stale attempt).
+async fn report(
+    worker: &pb::worker_client::WorkerClient<Channel>,
+    config: &TaskConfig,
+    status: TaskStatus,
+    reason: &str,
+    output: &str,
+) {
+    let request = pb::ReportStatusRequest {
+        job_id: config.job_id.clone(),
+        component: config.component.clone(),
+        version: config.version,
+        role: config.role.clone(),
+        party_id: config.party_id.clone(),
+        token: config.token.clone(),
+        status: task_status_to_pb(status) as i32,
+        reason: reason.to_owned(),
+        output_json: output.to_owned(),
+    };
+    let mut backoff = Duration::from_millis(50);
+    for _ in 0..60 {
+        match worker.clone().report_status(request.clone()).await {
+            Ok(_) => return,
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(s) => {
+                eprintln!("fedflow-worker: report {status} refused: {}", s.message());
+                return;
+            }
+        }
+    }
+    eprintln!("fedflow-worker: report {status} not delivered");
+}
+
+/// Heartbeats until aborted; exits the process when told its task was stopped.
+async fn heartbeat(worker: pb::worker_client::WorkerClient<Channel>, config: TaskConfig) {
+    let period = Duration::from_millis(config.heartbeat_interval_ms.max(50));
+    let request = pb::HeartbeatRequest {
+        job_id: config.job_id.clone(),
+        component: config.component.clone(),
+        version: config.version,
+        role: config.role.clone(),
+        party_id: config.party_id.clone(),
+        token: config.token.clone(),
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        if let Ok(reply) = worker.clone().heartbeat(request.clone()).await
+            && reply.into_inner().stop
+        {
+            eprintln!("fedflow-worker: the task-controller stopped this attempt");
+            std::process::exit(3);
+        }
+    }
+}

@@ -1,0 +1,1045 @@
+//! The scheduler's use cases: submit, query, stop, rerun, status reports, and the two loops
+//! that move jobs: the queue (waiting jobs get resources on every party, all or nothing) and
+//! the repair pass (re-drives running jobs and pulls statuses from quiet parties).
+//!
+//! Scheduling is event-driven: a report that ends a task runs [`App::drive`] for its job at
+//! once, which derives the federated task and job statuses (FATE's rules, `fedflow_core::
+//! aggregate`) and starts every task whose upstream components have succeeded. All decisions
+//! about one job are taken under that job's lock; every status write is a compare-and-set.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fedflow_core::dsl::{self, JobSpec};
+use fedflow_core::ids::{self, Participant};
+use fedflow_core::{JobStatus, TaskStatus, Transition, aggregate};
+use fedflow_rpc::error::{Code, RemoteError, ServiceError};
+use fedflow_rpc::{now_micros, now_ms};
+use futures::future::join_all;
+use tokio::sync::{Notify, OwnedMutexGuard, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Scheduling;
+use crate::events::Event;
+use crate::remote::{Grant, Remote};
+use crate::store::{self, Job, Store, Task, TaskParty};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Remote(#[from] RemoteError),
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+}
+
+impl ServiceError for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Remote(e) if e.is_transient() => Code::Unavailable,
+            Error::Remote(_) => Code::FailedPrecondition,
+            Error::Store(_) => Code::Internal,
+        }
+    }
+}
+
+/// Where a job is scheduled.
+pub enum Located {
+    Here(Job),
+    /// By another party's scheduler.
+    At(String),
+}
+
+/// A task version with every party's own status.
+pub struct TaskView {
+    pub task: Task,
+    pub parties: Vec<TaskParty>,
+}
+
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    party_id: String,
+    store: Store,
+    remote: Remote,
+    limits: dsl::Limits,
+    scheduling: Scheduling,
+    events: broadcast::Sender<Event>,
+    queue: Notify,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    specs: Mutex<HashMap<String, Arc<JobSpec>>>,
+}
+
+/// The latest version of each component.
+fn latest(tasks: Vec<Task>) -> BTreeMap<String, Task> {
+    let mut by_component: BTreeMap<String, Task> = BTreeMap::new();
+    for task in tasks {
+        match by_component.get(&task.component) {
+            Some(existing) if existing.version >= task.version => {}
+            _ => {
+                by_component.insert(task.component.clone(), task);
+            }
+        }
+    }
+    by_component
+}
+
+impl App {
+    pub fn new(
+        party_id: String,
+        store: Store,
+        remote: Remote,
+        limits: dsl::Limits,
+        scheduling: Scheduling,
+    ) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        App {
+            inner: Arc::new(Inner {
+                party_id,
+                store,
+                remote,
+                limits,
+                scheduling,
+                events,
+                queue: Notify::new(),
+                locks: Mutex::new(HashMap::new()),
+                specs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn remote(&self) -> &Remote {
+        &self.inner.remote
+    }
+
+    fn publish(&self, event: Event) {
+        let _ = self.inner.events.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Serialises every decision about one job.
+    async fn lock(&self, job_id: &str) -> OwnedMutexGuard<()> {
+        let mutex = {
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(job_id.to_owned()).or_default().clone()
+        };
+        mutex.lock_owned().await
+    }
+
+    fn spec(&self, job: &Job) -> Result<Arc<JobSpec>, Error> {
+        if let Some(spec) = self
+            .inner
+            .specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job.job_id)
+        {
+            return Ok(spec.clone());
+        }
+        let spec = Arc::new(dsl::parse(&job.dsl, &job.conf, &self.inner.limits).map_err(|e| {
+            store::Error::Corrupt(format!("stored job {} no longer parses: {e}", job.job_id))
+        })?);
+        let mut specs = self.inner.specs.lock().unwrap_or_else(|e| e.into_inner());
+        if specs.len() > 10_000 {
+            specs.clear();
+        }
+        specs.insert(job.job_id.clone(), spec.clone());
+        Ok(spec)
+    }
+
+    async fn job(&self, job_id: &str) -> Result<Job, Error> {
+        self.store()
+            .job(job_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} is not scheduled by party {}", self.inner.party_id)))
+    }
+
+    /// Validates and stores a job, creates it on every party, and queues it. Returns its id.
+    pub async fn submit(
+        &self,
+        dsl_text: String,
+        conf_text: String,
+        request_id: String,
+    ) -> Result<String, Error> {
+        ids::request_id(&request_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if !request_id.is_empty()
+            && let Some(job) = self.store().job_by_request(&request_id).await?
+        {
+            return Ok(job.job_id);
+        }
+        let spec = dsl::parse(&dsl_text, &conf_text, &self.inner.limits)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if spec.initiator.party_id != self.inner.party_id {
+            return Err(Error::InvalidArgument(format!(
+                "runtime_conf.initiator: party {} is not this scheduler's party {}; submit to the initiator's scheduler",
+                spec.initiator.party_id, self.inner.party_id
+            )));
+        }
+        let job_id = ids::new_job_id(now_micros());
+        let now = now_ms();
+        let participants = spec.participants();
+        let tasks: Vec<Task> = spec
+            .components
+            .iter()
+            .map(|c| Task {
+                job_id: job_id.clone(),
+                component: c.name.clone(),
+                version: 0,
+                module: c.module.clone(),
+                status: TaskStatus::Waiting,
+                reason: String::new(),
+                start_ms: 0,
+                end_ms: 0,
+            })
+            .collect();
+        let parties: Vec<TaskParty> = spec
+            .components
+            .iter()
+            .flat_map(|c| {
+                participants.iter().map(|who| TaskParty {
+                    job_id: job_id.clone(),
+                    component: c.name.clone(),
+                    version: 0,
+                    who: who.clone(),
+                    status: TaskStatus::Waiting,
+                    reason: String::new(),
+                    update_ms: now,
+                })
+            })
+            .collect();
+        let job = Job {
+            job_id: job_id.clone(),
+            status: JobStatus::Ready,
+            dsl: dsl_text,
+            conf: conf_text,
+            initiator: spec.initiator.clone(),
+            priority: spec.priority(),
+            reason: String::new(),
+            pending_reason: String::new(),
+            cancel_requested: false,
+            progress: 0,
+            request_id: (!request_id.is_empty()).then(|| request_id.clone()),
+            create_ms: now,
+            start_ms: 0,
+            end_ms: 0,
+        };
+        if let Err(e) = self.store().insert_job(&job, &tasks, &parties).await {
+            if e.is_unique_violation()
+                && let Some(existing) = self.store().job_by_request(&request_id).await?
+            {
+                return Ok(existing.job_id);
+            }
+            return Err(e.into());
+        }
+        let _guard = self.lock(&job_id).await;
+        let created = join_all(participants.iter().map(|who| {
+            self.remote()
+                .create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
+        }))
+        .await;
+        let refusal = participants
+            .iter()
+            .zip(&created)
+            .find_map(|(who, r)| r.as_ref().err().map(|e| (who, e)));
+        if let Some((who, err)) = refusal {
+            let reason = format!(
+                "party {} ({}) refused the job: {}",
+                who.party_id, who.role, err.message
+            );
+            tracing::info!(job = %job_id, %reason, "job failed at creation");
+            self.end_job(&job, JobStatus::Failed, &reason).await?;
+            return Err(Error::FailedPrecondition(format!("job {job_id} failed: {reason}")));
+        }
+        self.set_job_status(&job, JobStatus::Waiting, "").await?;
+        // Awaited, so a later status can never be overtaken by this one.
+        self.sync_job_status(&job_id, &participants, JobStatus::Waiting, "")
+            .await;
+        self.inner.queue.notify_one();
+        tracing::info!(job = %job_id, parties = participants.len(), "job submitted");
+        Ok(job_id)
+    }
+
+    /// Moves the job with a compare-and-set and announces it.
+    async fn set_job_status(&self, job: &Job, to: JobStatus, reason: &str) -> Result<bool, Error> {
+        match job.status.apply(to) {
+            Ok(Transition::AlreadyThere) => return Ok(false),
+            Ok(Transition::Changed) => {}
+            Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
+        }
+        if !self
+            .store()
+            .cas_job_status(&job.job_id, job.status, to, reason, now_ms())
+            .await?
+        {
+            return Ok(false);
+        }
+        let reason = if reason.is_empty() && to.is_end() {
+            self.job(&job.job_id).await?.reason
+        } else {
+            reason.to_owned()
+        };
+        tracing::info!(job = %job.job_id, from = %job.status, %to, %reason, "job status");
+        self.publish(Event::Job {
+            job_id: job.job_id.clone(),
+            time_ms: now_ms(),
+            status: to,
+            reason,
+        });
+        Ok(true)
+    }
+
+    /// Sends a job status to every participant, in parallel, retrying transient failures.
+    async fn sync_job_status(
+        &self,
+        job_id: &str,
+        participants: &[Participant],
+        status: JobStatus,
+        reason: &str,
+    ) {
+        join_all(participants.iter().map(|who| {
+            retrying(move || self.remote().update_job_status(job_id, who, status, reason))
+        }))
+        .await
+        .into_iter()
+        .zip(participants)
+        .filter_map(|(r, who)| r.err().map(|e| (who, e)))
+        .for_each(|(who, e)| {
+            tracing::warn!(job = %job_id, party = %who.party_id, role = %who.role, %status, error = %e, "status sync failed");
+        });
+    }
+
+    /// Ends a job: compare-and-set, then every party is told (in the background; each party
+    /// returns its resources and stops what still runs), then the queue looks again.
+    async fn end_job(&self, job: &Job, to: JobStatus, reason: &str) -> Result<(), Error> {
+        if !self.set_job_status(job, to, reason).await? {
+            return Ok(());
+        }
+        let spec = self.spec(job)?;
+        let participants = spec.participants();
+        let app = self.clone();
+        let job_id = job.job_id.clone();
+        let reason = self.job(&job.job_id).await?.reason;
+        tokio::spawn(async move {
+            app.sync_job_status(&job_id, &participants, to, &reason).await;
+            app.inner.queue.notify_one();
+        });
+        Ok(())
+    }
+
+    pub async fn locate(&self, job_id: &str) -> Result<Located, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if let Some(job) = self.store().job(job_id).await? {
+            return Ok(Located::Here(job));
+        }
+        let rows = self
+            .remote()
+            .party_jobs(&self.inner.party_id, job_id)
+            .await
+            .map_err(|e| {
+                if e.code == tonic::Code::NotFound {
+                    Error::NotFound(format!("job {job_id} not found on party {}", self.inner.party_id))
+                } else {
+                    Error::Remote(e)
+                }
+            })?;
+        match rows.into_iter().next() {
+            Some((_, scheduler)) if scheduler != self.inner.party_id => Ok(Located::At(scheduler)),
+            _ => Err(Error::NotFound(format!(
+                "job {job_id} not found on party {}",
+                self.inner.party_id
+            ))),
+        }
+    }
+
+    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, Error> {
+        let limit = match limit {
+            0 => 20,
+            n => n.min(1000),
+        };
+        Ok(self.store().list_jobs(limit).await?)
+    }
+
+    /// The job's tasks (latest versions, or all) with every party's status.
+    pub async fn tasks(&self, job_id: &str, all_versions: bool) -> Result<Vec<TaskView>, Error> {
+        let job = self.job(job_id).await?;
+        let spec = self.spec(&job)?;
+        let mut parties = self.store().task_parties(job_id).await?;
+        let tasks = self.store().tasks(job_id).await?;
+        let mut tasks: Vec<Task> = if all_versions {
+            tasks
+        } else {
+            latest(tasks).into_values().collect()
+        };
+        let order: HashMap<&str, usize> = spec
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        tasks.sort_by_key(|t| (order.get(t.component.as_str()).copied(), t.version));
+        Ok(tasks
+            .into_iter()
+            .map(|task| {
+                let (mine, rest): (Vec<_>, Vec<_>) = parties
+                    .drain(..)
+                    .partition(|p| p.component == task.component && p.version == task.version);
+                parties = rest;
+                TaskView {
+                    task,
+                    parties: mine,
+                }
+            })
+            .collect())
+    }
+
+    /// Everything a watcher needs first: the job status, then each task's federated and
+    /// party statuses.
+    pub async fn snapshot(&self, job_id: &str) -> Result<Vec<Event>, Error> {
+        let job = self.job(job_id).await?;
+        let now = now_ms();
+        let mut events = Vec::new();
+        for view in self.tasks(job_id, false).await? {
+            for party in &view.parties {
+                events.push(Event::Task {
+                    job_id: job_id.to_owned(),
+                    time_ms: now,
+                    component: view.task.component.clone(),
+                    version: view.task.version,
+                    who: Some(party.who.clone()),
+                    status: party.status,
+                    reason: party.reason.clone(),
+                });
+            }
+            events.push(Event::Task {
+                job_id: job_id.to_owned(),
+                time_ms: now,
+                component: view.task.component.clone(),
+                version: view.task.version,
+                who: None,
+                status: view.task.status,
+                reason: view.task.reason.clone(),
+            });
+        }
+        events.push(Event::Job {
+            job_id: job_id.to_owned(),
+            time_ms: now,
+            status: job.status,
+            reason: if job.status == JobStatus::Waiting {
+                job.pending_reason
+            } else {
+                job.reason
+            },
+        });
+        Ok(events)
+    }
+
+    /// Records a stop: no new task starts, every party kills the job's workers, the job ends
+    /// canceled. Returns the status after the call and what happened.
+    pub async fn stop(&self, job_id: &str) -> Result<(JobStatus, String), Error> {
+        let _guard = self.lock(job_id).await;
+        let job = self.job(job_id).await?;
+        if job.status.is_end() {
+            return Ok((job.status, format!("job already ended: {}", job.status)));
+        }
+        if job.cancel_requested {
+            return Ok((job.status, "job already stopping".into()));
+        }
+        let reason = format!("canceled by a stop request to party {}", self.inner.party_id);
+        self.store().request_cancel(job_id, &reason, now_ms()).await?;
+        let job = self.job(job_id).await?;
+        let spec = self.spec(&job)?;
+        match job.status {
+            JobStatus::Ready | JobStatus::Waiting => {
+                self.end_job(&job, JobStatus::Canceled, &reason).await?;
+            }
+            _ => {
+                let results = join_all(spec.participants().iter().map(|who| {
+                    retrying(move || {
+                        self.remote()
+                            .stop_tasks(job_id, who, None, TaskStatus::Canceled, "job canceled")
+                    })
+                }))
+                .await;
+                for (who, result) in spec.participants().iter().zip(results) {
+                    if let Err(e) = result {
+                        tracing::warn!(job = %job_id, party = %who.party_id, error = %e, "stop not confirmed by party");
+                    }
+                }
+                self.drive_locked(job_id).await?;
+            }
+        }
+        let job = self.job(job_id).await?;
+        Ok((job.status, "job stopping".into()))
+    }
+
+    /// Makes new versions of the failed (or named) components and of everything downstream of
+    /// them, on every party, and queues the job again under the same id.
+    pub async fn rerun(&self, job_id: &str, component: &str, force: bool) -> Result<Vec<String>, Error> {
+        let _guard = self.lock(job_id).await;
+        let job = self.job(job_id).await?;
+        if !job.status.is_end() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} is {}; only an ended job can be rerun (stop it first)",
+                job.status
+            )));
+        }
+        let spec = self.spec(&job)?;
+        let latest = latest(self.store().tasks(job_id).await?);
+        let roots: Vec<String> = if !component.is_empty() {
+            if spec.component(component).is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "component: job {job_id} has no component {component:?}"
+                )));
+            }
+            vec![component.to_owned()]
+        } else {
+            latest
+                .values()
+                .filter(|t| force || !t.status.is_success())
+                .map(|t| t.component.clone())
+                .collect()
+        };
+        if roots.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id}: every component succeeded; nothing to rerun (use --force)"
+            )));
+        }
+        let closure = spec.downstream_closure(&roots);
+        let now = now_ms();
+        let versions: BTreeMap<String, i32> = closure
+            .iter()
+            .map(|c| (c.clone(), latest.get(c).map_or(0, |t| t.version + 1)))
+            .collect();
+        let participants = spec.participants();
+        // Create the new versions on every party first; nothing changes here if one refuses.
+        let mut creations = Vec::new();
+        for who in &participants {
+            let plans = spec
+                .task_plans(who)
+                .map_err(|e| store::Error::Corrupt(e.to_string()))?;
+            let mut by_version: BTreeMap<i32, Vec<dsl::TaskPlan>> = BTreeMap::new();
+            for plan in plans {
+                if let Some(v) = versions.get(&plan.component) {
+                    by_version.entry(*v).or_default().push(plan);
+                }
+            }
+            for (version, plans) in by_version {
+                creations.push((who.clone(), version, plans));
+            }
+        }
+        let created = join_all(creations.iter().map(|(who, version, plans)| {
+            retrying(move || {
+                self.remote()
+                    .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
+            })
+        }))
+        .await;
+        if let Some(err) = created.into_iter().find_map(Result::err) {
+            return Err(Error::Remote(err));
+        }
+        let tasks: Vec<Task> = versions
+            .iter()
+            .map(|(component, version)| Task {
+                job_id: job_id.to_owned(),
+                component: component.clone(),
+                version: *version,
+                module: spec.component(component).map(|c| c.module.clone()).unwrap_or_default(),
+                status: TaskStatus::Waiting,
+                reason: String::new(),
+                start_ms: 0,
+                end_ms: 0,
+            })
+            .collect();
+        let parties: Vec<TaskParty> = versions
+            .iter()
+            .flat_map(|(component, version)| {
+                participants.iter().map(|who| TaskParty {
+                    job_id: job_id.to_owned(),
+                    component: component.clone(),
+                    version: *version,
+                    who: who.clone(),
+                    status: TaskStatus::Waiting,
+                    reason: String::new(),
+                    update_ms: now,
+                })
+            })
+            .collect();
+        if !self
+            .store()
+            .insert_rerun(job_id, job.status, &tasks, &parties, now)
+            .await?
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} changed while the rerun was prepared; try again"
+            )));
+        }
+        self.publish(Event::Job {
+            job_id: job_id.to_owned(),
+            time_ms: now,
+            status: JobStatus::Waiting,
+            reason: String::new(),
+        });
+        self.sync_job_status(job_id, &participants, JobStatus::Waiting, "")
+            .await;
+        self.inner.queue.notify_one();
+        tracing::info!(job = %job_id, components = ?closure, "job rerun");
+        Ok(closure.into_iter().collect())
+    }
+
+    /// A party's report of its own status of a task version. Returns whether it changed
+    /// anything (a repeat or an older status does not).
+    pub async fn report(
+        &self,
+        job_id: &str,
+        component: &str,
+        version: i32,
+        who: &Participant,
+        status: TaskStatus,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        ids::component(component).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        ids::party_id(&who.party_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let _guard = self.lock(job_id).await;
+        let row = self
+            .store()
+            .task_party(job_id, component, version, who)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "task {component} v{version} of job {job_id} has no row for {who}"
+                ))
+            })?;
+        let applied = self.apply_party_status(&row, status, reason).await?;
+        if applied {
+            self.drive_locked(job_id).await?;
+        }
+        Ok(applied)
+    }
+
+    async fn apply_party_status(
+        &self,
+        row: &TaskParty,
+        to: TaskStatus,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        match row.status.apply(to) {
+            Ok(Transition::Changed) => {}
+            Ok(Transition::AlreadyThere) => return Ok(false),
+            Err(_) => {
+                tracing::debug!(job = %row.job_id, component = %row.component, from = %row.status, %to, "stale party status ignored");
+                return Ok(false);
+            }
+        }
+        if !self
+            .store()
+            .cas_party_status(row, to, reason, now_ms())
+            .await?
+        {
+            return Ok(false);
+        }
+        self.publish(Event::Task {
+            job_id: row.job_id.clone(),
+            time_ms: now_ms(),
+            component: row.component.clone(),
+            version: row.version,
+            who: Some(row.who.clone()),
+            status: to,
+            reason: reason.to_owned(),
+        });
+        Ok(true)
+    }
+
+    /// Derives federated statuses from party statuses, ends the job when its tasks say so, and
+    /// starts every ready task; repeats while starting tasks changes something. Call with the
+    /// job's lock held.
+    async fn drive_locked(&self, job_id: &str) -> Result<(), Error> {
+        for _ in 0..64 {
+            let job = self.job(job_id).await?;
+            let spec = self.spec(&job)?;
+            let parties = self.store().task_parties(job_id).await?;
+            let mut latest = latest(self.store().tasks(job_id).await?);
+            for task in latest.values_mut() {
+                let rows: Vec<&TaskParty> = parties
+                    .iter()
+                    .filter(|p| p.component == task.component && p.version == task.version)
+                    .collect();
+                let statuses: Vec<TaskStatus> = rows.iter().map(|p| p.status).collect();
+                let federated = aggregate::task_status(&statuses);
+                if federated == task.status
+                    || !matches!(task.status.apply(federated), Ok(Transition::Changed))
+                {
+                    continue;
+                }
+                let reason = if federated.is_interrupt() {
+                    rows.iter()
+                        .filter(|p| p.status == federated)
+                        .map(|p| {
+                            format!(
+                                "component {} {} on {} {}: {}",
+                                task.component, federated, p.who.role, p.who.party_id, p.reason
+                            )
+                        })
+                        .next()
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                if self
+                    .store()
+                    .cas_task_status(task, federated, &reason, now_ms())
+                    .await?
+                {
+                    tracing::debug!(job = %job_id, component = %task.component, version = task.version, from = %task.status, to = %federated, "task status");
+                    self.publish(Event::Task {
+                        job_id: job_id.to_owned(),
+                        time_ms: now_ms(),
+                        component: task.component.clone(),
+                        version: task.version,
+                        who: None,
+                        status: federated,
+                        reason: reason.clone(),
+                    });
+                    if federated.is_end() {
+                        self.spawn_task_status_sync(&spec, task, federated);
+                    }
+                    task.status = federated;
+                    task.reason = reason;
+                }
+            }
+            if job.status != JobStatus::Running {
+                return Ok(());
+            }
+            let statuses: Vec<TaskStatus> = latest.values().map(|t| t.status).collect();
+            self.store()
+                .raise_progress(job_id, aggregate::progress(&statuses))
+                .await?;
+            let job_status = aggregate::job_status(&statuses, job.cancel_requested);
+            if job_status.is_end() {
+                let reason = match job_status {
+                    JobStatus::Success => String::new(),
+                    JobStatus::Canceled if job.cancel_requested => String::new(),
+                    _ => latest
+                        .values()
+                        .filter(|t| t.status.is_interrupt())
+                        .max_by_key(|t| t.status.severity())
+                        .map(|t| t.reason.clone())
+                        .unwrap_or_default(),
+                };
+                self.end_job(&job, job_status, &reason).await?;
+                return Ok(());
+            }
+            if job.cancel_requested {
+                return Ok(());
+            }
+            let parallelism = spec
+                .job_params(&spec.initiator)
+                .map(|p| p.task_parallelism)
+                .unwrap_or(1) as usize;
+            let running = latest
+                .values()
+                .filter(|t| t.status == TaskStatus::Running)
+                .count();
+            let ready: Vec<Task> = spec
+                .components
+                .iter()
+                .filter_map(|c| latest.get(&c.name))
+                .filter(|t| t.status == TaskStatus::Waiting)
+                .filter(|t| {
+                    spec.component(&t.component).is_some_and(|c| {
+                        c.upstream
+                            .iter()
+                            .all(|u| latest.get(u).is_some_and(|up| up.status.is_success()))
+                    })
+                })
+                .take(parallelism.saturating_sub(running))
+                .cloned()
+                .collect();
+            if ready.is_empty() {
+                return Ok(());
+            }
+            self.start_tasks(&spec, &ready).await?;
+        }
+        tracing::warn!(job = %job_id, "drive did not settle; the repair pass will continue");
+        Ok(())
+    }
+
+    /// Moves each task to running and starts it on every participant, in parallel; records
+    /// each party's answer as its status.
+    async fn start_tasks(&self, spec: &JobSpec, ready: &[Task]) -> Result<(), Error> {
+        let participants = spec.participants();
+        let mut started = Vec::new();
+        for task in ready {
+            if self
+                .store()
+                .cas_task_status(task, TaskStatus::Running, "", now_ms())
+                .await?
+            {
+                self.publish(Event::Task {
+                    job_id: task.job_id.clone(),
+                    time_ms: now_ms(),
+                    component: task.component.clone(),
+                    version: task.version,
+                    who: None,
+                    status: TaskStatus::Running,
+                    reason: String::new(),
+                });
+                started.push(task);
+            }
+        }
+        let calls = started.iter().flat_map(|task| {
+            participants.iter().map(move |who| async move {
+                let result = self
+                    .remote()
+                    .start_task(&task.job_id, who, &task.component, task.version)
+                    .await;
+                (*task, who, result)
+            })
+        });
+        for (task, who, result) in join_all(calls).await {
+            let Some(row) = self
+                .store()
+                .task_party(&task.job_id, &task.component, task.version, who)
+                .await?
+            else {
+                continue;
+            };
+            match result {
+                Ok(status) if status != TaskStatus::Waiting => {
+                    self.apply_party_status(&row, status, "").await?;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let reason = format!("could not start on party {}: {e}", who.party_id);
+                    tracing::warn!(job = %task.job_id, component = %task.component, %reason);
+                    self.apply_party_status(&row, TaskStatus::Failed, &reason).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_task_status_sync(&self, spec: &JobSpec, task: &Task, status: TaskStatus) {
+        let app = self.clone();
+        let parties: Vec<String> = spec.party_ids().into_iter().collect();
+        let job_id = task.job_id.clone();
+        let component = task.component.clone();
+        let version = task.version;
+        tokio::spawn(async move {
+            join_all(parties.iter().map(|party| {
+                let (app, job_id, component) = (&app, &job_id, &component);
+                retrying(move || {
+                    app.remote()
+                        .update_task_status(job_id, party, component, version, status)
+                })
+            }))
+            .await;
+        });
+    }
+
+    /// The queue: whenever something may have freed resources (and every `queue_retry_ms`),
+    /// tries every waiting job in order (priority, then age). A job that cannot get its
+    /// resources does not hold up the jobs behind it; it records which party lacks what.
+    pub async fn run_queue(&self, shutdown: CancellationToken) {
+        let retry = Duration::from_millis(self.inner.scheduling.queue_retry_ms.max(10));
+        loop {
+            if let Err(e) = self.queue_pass().await {
+                tracing::warn!(error = %e, "queue pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.inner.queue.notified() => {}
+                _ = tokio::time::sleep(retry) => {}
+            }
+        }
+    }
+
+    async fn queue_pass(&self) -> Result<(), Error> {
+        let waiting = self
+            .store()
+            .job_ids_in(JobStatus::Waiting, self.inner.scheduling.queue_scan_limit)
+            .await?;
+        for job_id in waiting {
+            let _guard = self.lock(&job_id).await;
+            let job = self.job(&job_id).await?;
+            if job.status != JobStatus::Waiting {
+                continue;
+            }
+            if job.cancel_requested {
+                self.end_job(&job, JobStatus::Canceled, "").await?;
+                continue;
+            }
+            self.try_start(&job).await?;
+        }
+        self.inner
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, m| Arc::strong_count(m) > 1);
+        Ok(())
+    }
+
+    /// Applies for resources on every party (all or nothing: what was granted is returned if
+    /// any party refuses) and starts the job.
+    async fn try_start(&self, job: &Job) -> Result<(), Error> {
+        let spec = self.spec(job)?;
+        let participants = spec.participants();
+        let job_id = job.job_id.as_str();
+        let grants = join_all(
+            participants
+                .iter()
+                .map(|who| self.remote().apply_resource(job_id, who)),
+        )
+        .await;
+        let mut granted = Vec::new();
+        let mut missing = Vec::new();
+        for (who, grant) in participants.iter().zip(grants) {
+            match grant {
+                Ok(Grant::Granted) => granted.push(who),
+                Ok(Grant::Refused(what)) => missing.push(format!(
+                    "party {} ({}) lacks {what}",
+                    who.party_id, who.role
+                )),
+                Err(e) => missing.push(format!(
+                    "party {} ({}) did not answer: {e}",
+                    who.party_id, who.role
+                )),
+            }
+        }
+        if missing.is_empty() {
+            let started = join_all(participants.iter().map(|who| {
+                retrying(move || self.remote().start_job(job_id, who))
+            }))
+            .await;
+            if let Some(e) = started.into_iter().find_map(Result::err) {
+                missing.push(format!("start failed: {e}"));
+            }
+        }
+        if !missing.is_empty() {
+            join_all(
+                granted
+                    .iter()
+                    .map(|who| retrying(move || self.remote().return_resource(job_id, who))),
+            )
+            .await;
+            let reason = format!("waiting for resources: {}", missing.join("; "));
+            if reason != job.pending_reason {
+                tracing::info!(job = %job_id, %reason, "job waits");
+            }
+            self.store().set_pending_reason(job_id, &reason).await?;
+            return Ok(());
+        }
+        if self.set_job_status(job, JobStatus::Running, "").await? {
+            self.drive_locked(job_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Repairs what events missed: pulls the statuses of running tasks whose parties have been
+    /// quiet, and re-drives every running job. Runs at start-up, then every
+    /// `repair_interval_ms`.
+    pub async fn run_repair(&self, shutdown: CancellationToken) {
+        let period = Duration::from_millis(self.inner.scheduling.repair_interval_ms.max(100));
+        loop {
+            if let Err(e) = self.repair_pass(period).await {
+                tracing::warn!(error = %e, "repair pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    async fn repair_pass(&self, quiet: Duration) -> Result<(), Error> {
+        let running = self.store().job_ids_in(JobStatus::Running, 100_000).await?;
+        let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        for job_id in running {
+            let parties = self.store().task_parties(&job_id).await?;
+            let now = now_ms();
+            let quiet_parties: BTreeSet<String> = parties
+                .iter()
+                .filter(|p| p.status == TaskStatus::Running && now - p.update_ms > quiet_ms)
+                .map(|p| p.who.party_id.clone())
+                .collect();
+            let _guard = self.lock(&job_id).await;
+            for party in quiet_parties {
+                match self.remote().party_tasks(&party, &job_id).await {
+                    Ok(rows) => {
+                        for pulled in rows {
+                            if let Some(row) = parties.iter().find(|p| {
+                                p.component == pulled.component
+                                    && p.version == pulled.version
+                                    && p.who == pulled.who
+                            }) {
+                                self.apply_party_status(row, pulled.party_status, &pulled.reason)
+                                    .await?;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(job = %job_id, %party, error = %e, "status pull failed");
+                    }
+                }
+            }
+            self.drive_locked(&job_id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a party call, retrying transient failures (unreachable, deadline) with backoff.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, RemoteError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RemoteError>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && attempt < 5 => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl App {
+    /// Passes a client call on to the scheduler of `party` (the job's), through the gateways.
+    pub async fn forward<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        party: &str,
+        job_id: &str,
+        method: &str,
+        request: &Req,
+    ) -> Result<Resp, Error> {
+        Ok(self
+            .remote()
+            .scheduler(party, job_id, method, request)
+            .await?)
+    }
+}

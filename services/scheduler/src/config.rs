@@ -1,0 +1,93 @@
+//! The scheduler's configuration (TOML + `FEDFLOW_SCHEDULER__…`); see
+//! `deploy/config/scheduler.toml` for every key.
+
+use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub party_id: String,
+    pub grpc: GrpcConfig,
+    pub database: DatabaseConfig,
+    /// This party's gateway, `host:port`: every party call goes through it.
+    pub gateway: String,
+    pub scheduling: Scheduling,
+    pub limits: Limits,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            party_id: "9999".into(),
+            grpc: GrpcConfig::default(),
+            database: DatabaseConfig {
+                url: "sqlite://scheduler.db?mode=rwc".into(),
+                ..DatabaseConfig::default()
+            },
+            gateway: "127.0.0.1:9370".into(),
+            scheduling: Scheduling::default(),
+            limits: Limits::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scheduling {
+    /// Waiting jobs are tried again this often even without an event (resources freed by
+    /// another party's jobs send no event here). Events trigger the queue at once.
+    pub queue_retry_ms: u64,
+    /// Deadline of one party call.
+    pub call_timeout_ms: u64,
+    /// Waiting jobs looked at per queue pass.
+    pub queue_scan_limit: u32,
+    /// Running jobs are re-driven this often to repair what events missed.
+    pub repair_interval_ms: u64,
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Scheduling {
+            queue_retry_ms: 1_000,
+            call_timeout_ms: 10_000,
+            queue_scan_limit: 1_000,
+            repair_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Size limits on submissions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_dsl_bytes: usize,
+    pub max_conf_bytes: usize,
+    pub max_components: usize,
+    pub max_parties: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = fedflow_core::dsl::Limits::default();
+        Limits {
+            max_dsl_bytes: d.max_dsl_bytes,
+            max_conf_bytes: d.max_conf_bytes,
+            max_components: d.max_components,
+            max_parties: d.max_parties,
+        }
+    }
+}
+
+impl From<&Limits> for fedflow_core::dsl::Limits {
+    fn from(l: &Limits) -> Self {
+        fedflow_core::dsl::Limits {
+            max_dsl_bytes: l.max_dsl_bytes,
+            max_conf_bytes: l.max_conf_bytes,
+            max_components: l.max_components,
+            max_parties: l.max_parties,
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! `fedflow.scheduler.v1.Scheduler` (the client API) and `StatusReport` adapters. Calls about
+//! a job another party schedules are passed on to that party's scheduler as they are.
+
+use std::pin::Pin;
+
+use fedflow_core::ids::Participant;
+use fedflow_proto::common::v1 as common;
+use fedflow_proto::scheduler::v1 as pb;
+use fedflow_rpc::convert::{job_status_to_pb, task_status_from_pb, task_status_to_pb};
+use fedflow_rpc::error::to_status;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::app::{App, Located, TaskView};
+use crate::events::Event;
+use crate::store::Job;
+
+pub const SERVICE_NAME: &str = "fedflow.scheduler.v1.Scheduler";
+pub const REPORT_SERVICE_NAME: &str = "fedflow.scheduler.v1.StatusReport";
+
+pub fn services(
+    app: App,
+) -> (
+    pb::scheduler_server::SchedulerServer<Scheduler>,
+    pb::status_report_server::StatusReportServer<StatusReport>,
+) {
+    (
+        pb::scheduler_server::SchedulerServer::new(Scheduler { app: app.clone() })
+            .max_decoding_message_size(8 << 20),
+        pb::status_report_server::StatusReportServer::new(StatusReport { app }),
+    )
+}
+
+pub struct Scheduler {
+    app: App,
+}
+
+pub struct StatusReport {
+    app: App,
+}
+
+fn party_ref(who: &Participant) -> common::PartyRef {
+    common::PartyRef {
+        role: who.role.clone(),
+        party_id: who.party_id.clone(),
+    }
+}
+
+fn job_to_pb(job: Job, include_conf: bool) -> pb::Job {
+    let parties = fedflow_core::dsl::parse(&job.dsl, &job.conf, &Default::default())
+        .map(|spec| spec.participants().iter().map(party_ref).collect())
+        .unwrap_or_default();
+    let elapsed = if job.start_ms > 0 && job.end_ms > 0 {
+        job.end_ms - job.start_ms
+    } else {
+        0
+    };
+    pb::Job {
+        job_id: job.job_id,
+        status: job_status_to_pb(job.status) as i32,
+        initiator: Some(party_ref(&job.initiator)),
+        parties,
+        priority: job.priority,
+        reason: job.reason,
+        pending_reason: job.pending_reason,
+        create_time_ms: job.create_ms,
+        start_time_ms: job.start_ms,
+        end_time_ms: job.end_ms,
+        elapsed_ms: elapsed,
+        progress: job.progress,
+        cancel_requested: job.cancel_requested,
+        dsl: if include_conf { job.dsl } else { String::new() },
+        runtime_conf: if include_conf { job.conf } else { String::new() },
+    }
+}
+
+fn task_to_pb(view: TaskView) -> pb::Task {
+    pb::Task {
+        job_id: view.task.job_id,
+        component: view.task.component,
+        module: view.task.module,
+        version: view.task.version,
+        status: task_status_to_pb(view.task.status) as i32,
+        reason: view.task.reason,
+        parties: view
+            .parties
+            .into_iter()
+            .map(|p| pb::TaskParty {
+                role: p.who.role,
+                party_id: p.who.party_id,
+                status: task_status_to_pb(p.status) as i32,
+                reason: p.reason,
+                update_time_ms: p.update_ms,
+            })
+            .collect(),
+        start_time_ms: view.task.start_ms,
+        end_time_ms: view.task.end_ms,
+    }
+}
+
+fn event_to_pb(event: Event) -> pb::JobEvent {
+    match event {
+        Event::Job {
+            job_id,
+            time_ms,
+            status,
+            reason,
+        } => pb::JobEvent {
+            job_id,
+            time_ms,
+            event: Some(pb::job_event::Event::Job(pb::JobStatusChanged {
+                status: job_status_to_pb(status) as i32,
+                reason,
+            })),
+        },
+        Event::Task {
+            job_id,
+            time_ms,
+            component,
+            version,
+            who,
+            status,
+            reason,
+        } => {
+            let (role, party_id) = who.map(|w| (w.role, w.party_id)).unwrap_or_default();
+            pb::JobEvent {
+                job_id,
+                time_ms,
+                event: Some(pb::job_event::Event::Task(pb::TaskStatusChanged {
+                    component,
+                    version,
+                    role,
+                    party_id,
+                    status: task_status_to_pb(status) as i32,
+                    reason,
+                })),
+            }
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::scheduler_server::Scheduler for Scheduler {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let r = request.into_inner();
+        let job_id = self
+            .app
+            .submit(r.dsl, r.runtime_conf, r.request_id)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::SubmitJobResponse { job_id }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let r = request.into_inner();
+        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+            Located::Here(job) => Ok(Response::new(pb::GetJobResponse {
+                job: Some(job_to_pb(job, r.include_conf)),
+            })),
+            Located::At(party) => self
+                .app
+                .forward(&party, &r.job_id, "GetJob", &r)
+                .await
+                .map(Response::new)
+                .map_err(|e| to_status(&e)),
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let jobs = self
+            .app
+            .list_jobs(request.into_inner().limit)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.into_iter().map(|j| job_to_pb(j, false)).collect(),
+        }))
+    }
+
+    async fn stop_job(
+        &self,
+        request: Request<pb::StopJobRequest>,
+    ) -> Result<Response<pb::StopJobResponse>, Status> {
+        let r = request.into_inner();
+        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+            Located::Here(_) => {
+                let (status, message) = self.app.stop(&r.job_id).await.map_err(|e| to_status(&e))?;
+                Ok(Response::new(pb::StopJobResponse {
+                    job_id: r.job_id,
+                    status: job_status_to_pb(status) as i32,
+                    message,
+                }))
+            }
+            Located::At(party) => self
+                .app
+                .forward(&party, &r.job_id, "StopJob", &r)
+                .await
+                .map(Response::new)
+                .map_err(|e| to_status(&e)),
+        }
+    }
+
+    async fn rerun_job(
+        &self,
+        request: Request<pb::RerunJobRequest>,
+    ) -> Result<Response<pb::RerunJobResponse>, Status> {
+        let r = request.into_inner();
+        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+            Located::Here(_) => {
+                let components = self
+                    .app
+                    .rerun(&r.job_id, &r.component, r.force)
+                    .await
+                    .map_err(|e| to_status(&e))?;
+                Ok(Response::new(pb::RerunJobResponse {
+                    job_id: r.job_id,
+                    components,
+                }))
+            }
+            Located::At(party) => self
+                .app
+                .forward(&party, &r.job_id, "RerunJob", &r)
+                .await
+                .map(Response::new)
+                .map_err(|e| to_status(&e)),
+        }
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let r = request.into_inner();
+        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+            Located::Here(_) => {
+                let tasks = self
+                    .app
+                    .tasks(&r.job_id, r.all_versions)
+                    .await
+                    .map_err(|e| to_status(&e))?;
+                Ok(Response::new(pb::ListTasksResponse {
+                    tasks: tasks.into_iter().map(task_to_pb).collect(),
+                }))
+            }
+            Located::At(party) => self
+                .app
+                .forward(&party, &r.job_id, "ListTasks", &r)
+                .await
+                .map(Response::new)
+                .map_err(|e| to_status(&e)),
+        }
+    }
+
+    type WatchJobStream = EventStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let job_id = request.into_inner().job_id;
+        if let Located::At(party) = self.app.locate(&job_id).await.map_err(|e| to_status(&e))? {
+            return Err(Status::failed_precondition(format!(
+                "job {job_id} is scheduled by party {party}: watch it on that party's scheduler"
+            )));
+        }
+        // Subscribe before the snapshot so no change falls between them.
+        let mut events = self.app.subscribe();
+        let snapshot = self.app.snapshot(&job_id).await.map_err(|e| to_status(&e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let mut ended = false;
+            for event in snapshot {
+                ended |= event.ends_job();
+                if tx.send(Ok(event_to_pb(event))).await.is_err() {
+                    return;
+                }
+            }
+            while !ended {
+                let event = match events.recv().await {
+                    Ok(event) if event.job_id() == job_id => event,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow a reader: send a fresh snapshot instead of what was missed.
+                        match app.snapshot(&job_id).await {
+                            Ok(snapshot) => {
+                                for event in snapshot {
+                                    ended |= event.ends_job();
+                                    if tx.send(Ok(event_to_pb(event))).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(to_status(&e))).await;
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                ended = event.ends_job();
+                if tx.send(Ok(event_to_pb(event))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::status_report_server::StatusReport for StatusReport {
+    async fn report_task_status(
+        &self,
+        request: Request<pb::ReportTaskStatusRequest>,
+    ) -> Result<Response<pb::ReportTaskStatusResponse>, Status> {
+        let r = request.into_inner();
+        let status = task_status_from_pb(r.status)
+            .ok_or_else(|| Status::invalid_argument("status: unspecified or unknown"))?;
+        let who = Participant {
+            role: r.role,
+            party_id: r.party_id,
+        };
+        let applied = self
+            .app
+            .report(&r.job_id, &r.component, r.version, &who, status, &r.reason)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ReportTaskStatusResponse { applied }))
+    }
+}

@@ -1,0 +1,84 @@
+//! The scheduler: the client API of a party, and the scheduler of every job this party
+//! initiates. It validates a FATE DSL v2 + runtime conf v2 before storing anything, creates
+//! the job on every party, queues it until every party grants its resources, drives its DAG
+//! (event-driven: a report that ends a task starts its ready successors at once), derives the
+//! federated task and job statuses by FATE-Flow's rules, and tells every party. Every party
+//! call goes through this party's gateway.
+
+mod app;
+pub mod config;
+mod events;
+mod grpc;
+mod remote;
+mod store;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// Why the scheduler could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the scheduler on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+    let store = store::Store::open(&config.database).await?;
+    let client = fedflow_rpc::party::PartyClient::new(
+        &config.gateway,
+        &config.party_id,
+        Duration::from_millis(config.scheduling.call_timeout_ms),
+    )
+    .map_err(|e| Error::Config(format!("gateway: {e}")))?;
+    let app = app::App::new(
+        config.party_id.clone(),
+        store,
+        remote::Remote::new(client),
+        (&config.limits).into(),
+        config.scheduling.clone(),
+    );
+    let background = CancellationToken::new();
+    let queue = {
+        let (app, stop) = (app.clone(), background.clone());
+        tokio::spawn(async move { app.run_queue(stop).await })
+    };
+    let repair = {
+        let (app, stop) = (app.clone(), background.clone());
+        tokio::spawn(async move { app.run_repair(stop).await })
+    };
+    let (scheduler, report) = grpc::services(app);
+    let (health, routes) = fedflow_rpc::server::base_routes();
+    let routes = routes.add_service(scheduler).add_service(report);
+    tracing::info!(
+        party = %config.party_id,
+        addr = ?listener.local_addr().ok(),
+        database = config.database.backend(),
+        "scheduler serving"
+    );
+    let served = fedflow_rpc::server::serve(
+        routes,
+        health,
+        &[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME],
+        listener,
+        shutdown,
+    )
+    .await;
+    background.cancel();
+    let _ = tokio::join!(queue, repair);
+    served?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `fedflow-scheduler --config scheduler.toml`
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(version, about = "fedflow scheduler")]
+struct Args {
+    /// TOML configuration file; FEDFLOW_SCHEDULER__* variables override it.
+    #[arg(long, short, env = "FEDFLOW_SCHEDULER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let config: fedflow_scheduler::Config =
+        match fedflow_config::load("scheduler", args.config.as_deref()) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("fedflow-scheduler: {e}");
+                std::process::exit(64);
+            }
+        };
+    let _telemetry = fedflow_telemetry::init("fedflow-scheduler", &config.telemetry);
+    let listener = match fedflow_rpc::server::bind(&config.grpc.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("fedflow-scheduler: cannot listen on {}: {e}", config.grpc.listen);
+            std::process::exit(69);
+        }
+    };
+    let shutdown = fedflow_rpc::server::shutdown_on_signals();
+    if let Err(e) = fedflow_scheduler::run(config, listener, shutdown).await {
+        eprintln!("fedflow-scheduler: {e}");
+        std::process::exit(1);
+    }
+}
