@@ -1043,3 +1043,33 @@ impl App {
             .await?)
     }
 }
+
+impl App {
+    /// A component's output on one participant of a job this party schedules.
+    pub async fn task_output(
+        &self,
+        job_id: &str,
+        component: &str,
+        who: &Participant,
+    ) -> Result<(i32, String), Error> {
+        let job = self.job(job_id).await?;
+        let spec = self.spec(&job)?;
+        if spec.component(component).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "component: job {job_id} has no component {component:?}"
+            )));
+        }
+        if !spec.participants().contains(who) {
+            return Err(Error::InvalidArgument(format!(
+                "{who} is not a participant of job {job_id}"
+            )));
+        }
+        self.remote()
+            .task_output(job_id, component, who)
+            .await
+            .map_err(|e| match e.code {
+                tonic::Code::NotFound => Error::NotFound(e.message),
+                _ => Error::Remote(e),
+            })
+    }
+}

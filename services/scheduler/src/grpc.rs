@@ -263,6 +263,36 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         }
     }
 
+    async fn get_task_output(
+        &self,
+        request: Request<pb::GetTaskOutputRequest>,
+    ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
+        let r = request.into_inner();
+        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+            Located::Here(_) => {
+                let who = Participant {
+                    role: r.role.clone(),
+                    party_id: r.party_id.clone(),
+                };
+                let (version, output_json) = self
+                    .app
+                    .task_output(&r.job_id, &r.component, &who)
+                    .await
+                    .map_err(|e| to_status(&e))?;
+                Ok(Response::new(pb::GetTaskOutputResponse {
+                    version,
+                    output_json,
+                }))
+            }
+            Located::At(party) => self
+                .app
+                .forward(&party, &r.job_id, "GetTaskOutput", &r)
+                .await
+                .map(Response::new)
+                .map_err(|e| to_status(&e)),
+        }
+    }
+
     type WatchJobStream = EventStream;
 
     async fn watch_job(

@@ -398,3 +398,31 @@ impl Remote {
             .collect())
     }
 }
+
+impl Remote {
+    /// The output of a component on one participant, from its task-controller.
+    pub async fn task_output(
+        &self,
+        job_id: &str,
+        component: &str,
+        who: &Participant,
+    ) -> Result<(i32, String), RemoteError> {
+        let request = tc::GetTaskOutputRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+        };
+        let reply: tc::GetTaskOutputResponse = self
+            .call(
+                &who.party_id,
+                job_id,
+                services::TASK_CONTROLLER,
+                "GetTaskOutput",
+                fedflow_rpc::new_request_id(),
+                &request,
+            )
+            .await?;
+        Ok((reply.version, reply.output_json))
+    }
+}

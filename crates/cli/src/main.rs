@@ -1,0 +1,183 @@
+//! `fedflow`: the command line, shaped like FATE's `flow` so its users feel at home.
+//!
+//! `fedflow job submit -d dsl.json -c conf.json`, `job query|list|stop|rerun|wait|watch`,
+//! `task query|output`, and `standalone` (every service of N parties in this process).
+//! Human output by default, `--json` for scripts; errors print as `CODE: message` and exit
+//! non-zero.
+
+mod commands;
+mod print;
+mod standalone;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fedflow", version, about = "fedflow: federated-learning job scheduler")]
+struct Cli {
+    /// The scheduler to talk to (`host:port`).
+    #[arg(long, global = true, env = "FEDFLOW_SCHEDULER", default_value = "127.0.0.1:9380")]
+    scheduler: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Jobs: submit, query, list, stop, rerun, wait, watch.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Tasks: query, output.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Runs every service of the listed parties in this process, on localhost.
+    Standalone(StandaloneArgs),
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submits a FATE DSL v2 + runtime conf v2.
+    Submit {
+        #[arg(short = 'd', long = "dsl-path", alias = "dsl")]
+        dsl: PathBuf,
+        #[arg(short = 'c', long = "conf-path", alias = "conf")]
+        conf: PathBuf,
+        /// Idempotency key: submitting again with it returns the same job.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Shows a job.
+    Query {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+    },
+    /// Lists jobs this scheduler schedules, newest first.
+    List {
+        #[arg(short = 'l', long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Cancels a job on every party.
+    Stop {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+    },
+    /// Reruns the failed components (or one, with -c) and everything downstream of them.
+    Rerun {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+        #[arg(short = 'c', long = "component-name", alias = "cpn")]
+        component: Option<String>,
+        /// Rerun successful components too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Waits for a job to end: exit 0 on success, 1 otherwise, 2 on timeout.
+    Wait {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Shows every task's status on every party as it changes, until the job ends.
+    Watch {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Shows a job's tasks with each party's status.
+    Query {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+        /// Every version, not only the latest.
+        #[arg(long)]
+        all_versions: bool,
+    },
+    /// Prints a component's data output on one participant.
+    Output {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+        #[arg(short = 'c', long = "component-name", alias = "cpn")]
+        component: String,
+        #[arg(short = 'r', long)]
+        role: String,
+        #[arg(short = 'p', long = "party-id")]
+        party_id: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct StandaloneArgs {
+    /// Party ids, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "9999,10000,10001")]
+    parties: Vec<String>,
+    /// Where the SQLite files and task directories go.
+    #[arg(long, default_value = "fedflow-data")]
+    data_dir: PathBuf,
+    /// Cores each party can give to jobs.
+    #[arg(long, default_value_t = 20)]
+    cores: u32,
+    /// Runs the sample 3-party job (examples/sum-diamond), prints the result and exits.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Standalone(args) => standalone::run(args).await,
+        Command::Job(command) => {
+            let ctx = commands::Ctx::new(&cli.scheduler, cli.json);
+            match command {
+                JobCommand::Submit {
+                    dsl,
+                    conf,
+                    request_id,
+                } => commands::submit(&ctx, &dsl, &conf, request_id).await,
+                JobCommand::Query { job_id } => commands::query(&ctx, &job_id).await,
+                JobCommand::List { limit } => commands::list(&ctx, limit).await,
+                JobCommand::Stop { job_id } => commands::stop(&ctx, &job_id).await,
+                JobCommand::Rerun {
+                    job_id,
+                    component,
+                    force,
+                } => commands::rerun(&ctx, &job_id, component, force).await,
+                JobCommand::Wait { job_id, timeout } => {
+                    commands::wait(&ctx, &job_id, timeout).await
+                }
+                JobCommand::Watch { job_id } => commands::watch(&ctx, &job_id).await,
+            }
+        }
+        Command::Task(command) => {
+            let ctx = commands::Ctx::new(&cli.scheduler, cli.json);
+            match command {
+                TaskCommand::Query {
+                    job_id,
+                    all_versions,
+                } => commands::tasks(&ctx, &job_id, all_versions).await,
+                TaskCommand::Output {
+                    job_id,
+                    component,
+                    role,
+                    party_id,
+                } => commands::output(&ctx, &job_id, &component, &role, &party_id).await,
+            }
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Runs all four services of N parties in one process on localhost, each on an ephemeral
+//! port with its own SQLite file under the data directory, the parties' gateways routed to
+//! each other. This is `fedflow standalone` and the federation the end-to-end tests drive.
+//!
+//! Every listener is bound before any service starts, so each service's configuration can
+//! name the others' real addresses; a call that arrives before its server runs waits in the
+//! listen backlog.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid party id: {0}")]
+    Party(String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub parties: Vec<String>,
+    pub data_dir: PathBuf,
+    /// Cores each party's job-controller can give out.
+    pub cores: u32,
+    /// Per-party overrides of `cores`.
+    pub cores_by_party: BTreeMap<String, u32>,
+    /// The worker binary; empty = next to the running program.
+    pub worker_bin: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    /// Database URL per (party, service name) instead of SQLite under the data dir;
+    /// `{party}` and `{service}` are replaced (e.g. one PostgreSQL database per service).
+    pub database_url_template: Option<String>,
+}
+
+impl Options {
+    pub fn new(parties: Vec<String>, data_dir: PathBuf) -> Self {
+        Options {
+            parties,
+            data_dir,
+            cores: 20,
+            cores_by_party: BTreeMap::new(),
+            worker_bin: PathBuf::new(),
+            heartbeat_interval_ms: 1_000,
+            heartbeat_timeout_ms: 10_000,
+            database_url_template: None,
+        }
+    }
+
+    fn database(&self, party: &str, service: &str, dir: &Path) -> fedflow_config::DatabaseConfig {
+        let url = match &self.database_url_template {
+            Some(template) => template
+                .replace("{party}", party)
+                .replace("{service}", &service.replace('-', "_")),
+            None => fedflow_store::sqlite_url(&dir.join(format!("{service}.db"))),
+        };
+        fedflow_config::DatabaseConfig {
+            url,
+            max_connections: 8,
+        }
+    }
+}
+
+/// The addresses of one party's services.
+#[derive(Debug, Clone)]
+pub struct Party {
+    pub party_id: String,
+    pub scheduler: SocketAddr,
+    pub job_controller: SocketAddr,
+    pub task_controller: SocketAddr,
+    pub gateway: SocketAddr,
+}
+
+/// A running federation; [`Federation::shutdown`] stops it.
+pub struct Federation {
+    pub parties: Vec<Party>,
+    shutdown: CancellationToken,
+    handles: Vec<(String, JoinHandle<Result<(), String>>)>,
+}
+
+async fn bind() -> Result<tokio::net::TcpListener, Error> {
+    fedflow_rpc::server::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Io("bind 127.0.0.1:0".into(), e))
+}
+
+fn addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, Error> {
+    listener
+        .local_addr()
+        .map_err(|e| Error::Io("local address".into(), e))
+}
+
+impl Federation {
+    pub async fn start(options: Options) -> Result<Federation, Error> {
+        struct Listeners {
+            scheduler: tokio::net::TcpListener,
+            job_controller: tokio::net::TcpListener,
+            task_controller: tokio::net::TcpListener,
+            gateway: tokio::net::TcpListener,
+        }
+        let mut bound = Vec::new();
+        let mut parties = Vec::new();
+        for party_id in &options.parties {
+            fedflow_core::ids::party_id(party_id).map_err(|e| Error::Party(e.to_string()))?;
+            let l = Listeners {
+                scheduler: bind().await?,
+                job_controller: bind().await?,
+                task_controller: bind().await?,
+                gateway: bind().await?,
+            };
+            parties.push(Party {
+                party_id: party_id.clone(),
+                scheduler: addr(&l.scheduler)?,
+                job_controller: addr(&l.job_controller)?,
+                task_controller: addr(&l.task_controller)?,
+                gateway: addr(&l.gateway)?,
+            });
+            bound.push(l);
+        }
+        let routes: BTreeMap<String, String> = parties
+            .iter()
+            .map(|p| (p.party_id.clone(), p.gateway.to_string()))
+            .collect();
+        let shutdown = CancellationToken::new();
+        let mut handles = Vec::new();
+        for (party, l) in parties.iter().zip(bound) {
+            let dir = options.data_dir.join(&party.party_id);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+            let id = party.party_id.clone();
+
+            let config = fedflow_party_gateway::Config {
+                party_id: id.clone(),
+                local: fedflow_party_gateway::config::LocalServices {
+                    scheduler: party.scheduler.to_string(),
+                    job_controller: party.job_controller.to_string(),
+                    task_controller: party.task_controller.to_string(),
+                },
+                routes: routes
+                    .iter()
+                    .filter(|(p, _)| **p != id)
+                    .map(|(p, a)| (p.clone(), a.clone()))
+                    .collect(),
+                ..Default::default()
+            };
+            let stop = shutdown.clone();
+            handles.push((
+                format!("{id} party-gateway"),
+                tokio::spawn(async move {
+                    fedflow_party_gateway::run(config, l.gateway, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+
+            let config = fedflow_job_controller::Config {
+                party_id: id.clone(),
+                database: options.database(&id, "job-controller", &dir),
+                task_controller: party.task_controller.to_string(),
+                resources: fedflow_job_controller::config::Resources {
+                    cores: options
+                        .cores_by_party
+                        .get(&id)
+                        .copied()
+                        .unwrap_or(options.cores),
+                    memory_mb: 0,
+                },
+                ..Default::default()
+            };
+            let stop = shutdown.clone();
+            handles.push((
+                format!("{id} job-controller"),
+                tokio::spawn(async move {
+                    fedflow_job_controller::run(config, l.job_controller, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+
+            let config = fedflow_task_controller::Config {
+                party_id: id.clone(),
+                database: options.database(&id, "task-controller", &dir),
+                gateway: party.gateway.to_string(),
+                data_dir: dir.clone(),
+                worker: fedflow_task_controller::config::WorkerConfig {
+                    bin: options.worker_bin.clone(),
+                    heartbeat_interval_ms: options.heartbeat_interval_ms,
+                    heartbeat_timeout_ms: options.heartbeat_timeout_ms,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let stop = shutdown.clone();
+            handles.push((
+                format!("{id} task-controller"),
+                tokio::spawn(async move {
+                    fedflow_task_controller::run(config, l.task_controller, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+
+            let config = fedflow_scheduler::Config {
+                party_id: id.clone(),
+                database: options.database(&id, "scheduler", &dir),
+                gateway: party.gateway.to_string(),
+                ..Default::default()
+            };
+            let stop = shutdown.clone();
+            handles.push((
+                format!("{id} scheduler"),
+                tokio::spawn(async move {
+                    fedflow_scheduler::run(config, l.scheduler, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+        }
+        Ok(Federation {
+            parties,
+            shutdown,
+            handles,
+        })
+    }
+
+    pub fn party(&self, party_id: &str) -> Option<&Party> {
+        self.parties.iter().find(|p| p.party_id == party_id)
+    }
+
+    /// A service that stopped on its own (an error at start-up, say), if any.
+    pub fn failed(&self) -> Option<String> {
+        self.handles
+            .iter()
+            .find(|(_, h)| h.is_finished())
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Stops every service and waits for them; returns the errors they ended with.
+    pub async fn shutdown(self) -> Vec<String> {
+        self.shutdown.cancel();
+        let mut errors = Vec::new();
+        for (name, handle) in self.handles {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{name}: {e}")),
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        errors
+    }
+
+    /// Waits until a service stops on its own (or forever); returns its name and error.
+    pub async fn wait_any(&mut self) -> String {
+        loop {
+            if let Some(index) = self.handles.iter().position(|(_, h)| h.is_finished()) {
+                let (name, handle) = self.handles.remove(index);
+                return match handle.await {
+                    Ok(Ok(())) => format!("{name} stopped"),
+                    Ok(Err(e)) => format!("{name}: {e}"),
+                    Err(e) => format!("{name}: {e}"),
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
