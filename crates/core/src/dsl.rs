@@ -702,6 +702,11 @@ fn topological_order(components: &[Component]) -> Result<Vec<Component>, SpecErr
         if let Some(pos) = path.iter().position(|p| *p == next) {
             let mut cycle: Vec<&str> = path[pos..].to_vec();
             cycle.reverse();
+            // Start at the smallest name so the same loop is always named the same way.
+            let first = (0..cycle.len())
+                .min_by_key(|i| cycle[*i])
+                .expect("a cycle has members");
+            cycle.rotate_left(first);
             cycle.push(cycle[0]);
             return Err(err(
                 "dsl.components",

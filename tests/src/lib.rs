@@ -1,0 +1,295 @@
+//! The end-to-end harness: [`TestFederation`] runs N parties × 4 services in this process on
+//! ephemeral ports (SQLite files in a fresh temporary directory), with typed clients for every
+//! service, and helpers that poll a condition until a deadline and fail saying what was
+//! awaited and what was seen. [`bin`] finds the real binaries (`cargo build --bins` puts them
+//! in `target/<profile>/`) for tests that run them as processes.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fedflow_proto::common::v1::{JobStatus, TaskStatus};
+use fedflow_proto::jobcontroller::v1 as jc;
+use fedflow_proto::scheduler::v1 as sc;
+use fedflow_proto::taskcontroller::v1 as tc;
+use fedflow_standalone::{Federation, Options};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+pub mod process;
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A binary of this workspace, built by `cargo build --bins`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let mut dir = exe.parent().expect("a directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` every few milliseconds until it returns `Ok(value)` or `within` passes; then
+/// panics with `what` and the last thing `check` said.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => {
+                if tokio::time::Instant::now() >= deadline {
+                    panic!("timed out after {within:?} waiting for {what}; last seen: {seen}");
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+pub fn channel(addr: impl ToString) -> Channel {
+    fedflow_rpc::channel(&addr.to_string()).expect("a valid address")
+}
+
+/// N parties × 4 services in this process.
+pub struct TestFederation {
+    pub federation: Federation,
+    pub dir: TempDir,
+}
+
+impl TestFederation {
+    pub async fn start(parties: &[&str]) -> TestFederation {
+        Self::start_with(parties, |_| {}).await
+    }
+
+    pub async fn start_with(parties: &[&str], tune: impl FnOnce(&mut Options)) -> TestFederation {
+        let dir = TempDir::new("fedflow-test");
+        let mut options = Options::new(
+            parties.iter().map(|p| (*p).to_owned()).collect(),
+            dir.path().to_path_buf(),
+        );
+        options.worker_bin = bin("fedflow-worker");
+        tune(&mut options);
+        let federation = Federation::start(options).await.expect("the federation starts");
+        TestFederation { federation, dir }
+    }
+
+    fn party(&self, party: &str) -> &fedflow_standalone::Party {
+        self.federation
+            .party(party)
+            .unwrap_or_else(|| panic!("no party {party} in this federation"))
+    }
+
+    pub fn scheduler_addr(&self, party: &str) -> String {
+        self.party(party).scheduler.to_string()
+    }
+
+    pub fn scheduler(&self, party: &str) -> sc::scheduler_client::SchedulerClient<Channel> {
+        sc::scheduler_client::SchedulerClient::new(channel(self.party(party).scheduler))
+    }
+
+    pub fn job_controller(&self, party: &str) -> jc::job_controller_client::JobControllerClient<Channel> {
+        jc::job_controller_client::JobControllerClient::new(channel(self.party(party).job_controller))
+    }
+
+    pub fn task_controller(
+        &self,
+        party: &str,
+    ) -> tc::task_controller_client::TaskControllerClient<Channel> {
+        tc::task_controller_client::TaskControllerClient::new(channel(self.party(party).task_controller))
+    }
+
+    pub fn party_ids(&self) -> Vec<String> {
+        self.federation.parties.iter().map(|p| p.party_id.clone()).collect()
+    }
+
+    pub async fn shutdown(self) {
+        let errors = self.federation.shutdown().await;
+        assert!(errors.is_empty(), "services ended with errors: {errors:?}");
+    }
+}
+
+/// Submits through `scheduler`.
+pub async fn submit(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    dsl: &Value,
+    conf: &Value,
+) -> Result<String, tonic::Status> {
+    scheduler
+        .submit_job(sc::SubmitJobRequest {
+            dsl: dsl.to_string(),
+            runtime_conf: conf.to_string(),
+            request_id: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().job_id)
+}
+
+pub async fn get_job(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    job_id: &str,
+) -> Result<sc::Job, String> {
+    scheduler
+        .get_job(sc::GetJobRequest {
+            job_id: job_id.to_owned(),
+            include_conf: false,
+        })
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .job
+        .ok_or_else(|| "no job in the answer".to_owned())
+}
+
+pub fn is_end(status: i32) -> bool {
+    matches!(
+        JobStatus::try_from(status),
+        Ok(JobStatus::Success | JobStatus::Failed | JobStatus::Canceled | JobStatus::Timeout)
+    )
+}
+
+pub fn job_status(value: i32) -> JobStatus {
+    JobStatus::try_from(value).unwrap_or(JobStatus::Unspecified)
+}
+
+pub fn task_status(value: i32) -> TaskStatus {
+    TaskStatus::try_from(value).unwrap_or(TaskStatus::Unspecified)
+}
+
+/// Waits until the job reaches an end status on its scheduler.
+pub async fn wait_ended(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    job_id: &str,
+    within: Duration,
+) -> sc::Job {
+    eventually(&format!("job {job_id} to end"), within, || {
+        let mut scheduler = scheduler.clone();
+        async move {
+            let job = get_job(&mut scheduler, job_id).await?;
+            if is_end(job.status) {
+                Ok(job)
+            } else {
+                Err(format!(
+                    "status {:?}, pending reason {:?}",
+                    job_status(job.status),
+                    job.pending_reason
+                ))
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until every party's job-controller rows of the job say `want`.
+pub async fn wait_party_jobs(fed: &TestFederation, job_id: &str, want: JobStatus, within: Duration) {
+    for party in fed.party_ids() {
+        let client = fed.job_controller(&party);
+        eventually(
+            &format!("job {job_id} to be {want:?} on party {party}"),
+            within,
+            || {
+                let mut client = client.clone();
+                async move {
+                    let rows = client
+                        .get_job(jc::GetJobRequest {
+                            job_id: job_id.to_owned(),
+                        })
+                        .await
+                        .map_err(|s| s.message().to_owned())?
+                        .into_inner()
+                        .jobs;
+                    if !rows.is_empty() && rows.iter().all(|r| r.status == want as i32) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{:?}",
+                            rows.iter().map(|r| (r.role.clone(), job_status(r.status))).collect::<Vec<_>>()
+                        ))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Every task row a party holds for a job.
+pub async fn party_tasks(fed: &TestFederation, party: &str, job_id: &str) -> Vec<tc::PartyTask> {
+    fed.task_controller(party)
+        .list_tasks(tc::ListTasksRequest {
+            job_id: job_id.to_owned(),
+        })
+        .await
+        .expect("the task-controller lists tasks")
+        .into_inner()
+        .tasks
+}
+
+/// A 3-party conf (guest 9999 initiator, host 10000, arbiter 10001) with these parameters.
+pub fn conf3(job_parameters: Value, component_parameters: Value) -> Value {
+    json!({
+        "dsl_version": 2,
+        "initiator": {"role": "guest", "party_id": 9999},
+        "role": {"guest": [9999], "host": [10000], "arbiter": [10001]},
+        "job_parameters": job_parameters,
+        "component_parameters": component_parameters,
+    })
+}
+
+/// The diamond a → (b, c) → d of `Sum` components.
+pub fn diamond_dsl() -> Value {
+    json!({"components": {
+        "a": {"module": "Sum", "output": {"data": ["out"]}},
+        "b": {"module": "Sum", "input": {"data": {"data": ["a.out"]}}, "output": {"data": ["out"]}},
+        "c": {"module": "Sum", "input": {"data": {"data": ["a.out"]}}, "output": {"data": ["out"]}},
+        "d": {"module": "Sum", "input": {"data": {"data": ["b.out", "c.out"]}}, "output": {"data": ["out"]}}
+    }})
+}
+
+/// Health check of a gRPC server: SERVING?
+pub async fn serving(addr: &str) -> Result<(), String> {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel(addr));
+    let reply = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+    if reply.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+        Ok(())
+    } else {
+        Err(format!("status {}", reply.status))
+    }
+}

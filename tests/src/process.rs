@@ -1,0 +1,185 @@
+//! A federation of real processes: each service of each party is its own binary, configured by
+//! a TOML file (and `FEDFLOW_*` environment), talking over localhost. Dropping it kills them.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{TempDir, bin, eventually, serving};
+
+pub struct ProcParty {
+    pub party_id: String,
+    pub scheduler: String,
+    pub job_controller: String,
+    pub task_controller: String,
+    pub gateway: String,
+}
+
+pub struct ProcessFederation {
+    pub parties: Vec<ProcParty>,
+    pub dir: TempDir,
+    children: Vec<(String, Child)>,
+}
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+fn spawn(name: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    let log_file = std::fs::File::create(log).expect("create a log file");
+    let err_file = log_file.try_clone().expect("clone the log file");
+    Command::new(bin(name))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file))
+        .stderr(Stdio::from(err_file))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
+
+impl ProcessFederation {
+    pub async fn start(party_ids: &[&str]) -> ProcessFederation {
+        let dir = TempDir::new("fedflow-proc");
+        let parties: Vec<ProcParty> = party_ids
+            .iter()
+            .map(|id| ProcParty {
+                party_id: (*id).to_owned(),
+                scheduler: free_port(),
+                job_controller: free_port(),
+                task_controller: free_port(),
+                gateway: free_port(),
+            })
+            .collect();
+        let routes: String = parties
+            .iter()
+            .map(|p| format!("\"{}\" = \"{}\"\n", p.party_id, p.gateway))
+            .collect();
+        let mut children = Vec::new();
+        for party in &parties {
+            let pdir = dir.path().join(&party.party_id);
+            std::fs::create_dir_all(&pdir).expect("party directory");
+            let db = |service: &str| format!("sqlite://{}/{service}.db?mode=rwc", pdir.display());
+            let configs = [
+                (
+                    "fedflow-party-gateway",
+                    format!(
+                        "party_id = \"{id}\"\n[grpc]\nlisten = \"{listen}\"\n[local]\nscheduler = \"{s}\"\njob_controller = \"{j}\"\ntask_controller = \"{t}\"\n[routes]\n{routes}",
+                        id = party.party_id,
+                        listen = party.gateway,
+                        s = party.scheduler,
+                        j = party.job_controller,
+                        t = party.task_controller,
+                    ),
+                ),
+                (
+                    "fedflow-job-controller",
+                    format!(
+                        "party_id = \"{id}\"\ntask_controller = \"{t}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[resources]\ncores = 16\n",
+                        id = party.party_id,
+                        t = party.task_controller,
+                        listen = party.job_controller,
+                        db = db("job-controller"),
+                    ),
+                ),
+                (
+                    "fedflow-task-controller",
+                    format!(
+                        "party_id = \"{id}\"\ngateway = \"{g}\"\ndata_dir = \"{data}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[worker]\nbin = \"{worker}\"\n",
+                        id = party.party_id,
+                        g = party.gateway,
+                        data = pdir.display(),
+                        listen = party.task_controller,
+                        db = db("task-controller"),
+                        worker = bin("fedflow-worker").display(),
+                    ),
+                ),
+                (
+                    "fedflow-scheduler",
+                    // The listen address comes from the environment, as a deployment would.
+                    format!(
+                        "party_id = \"{id}\"\ngateway = \"{g}\"\n[database]\nurl = \"{db}\"\n",
+                        id = party.party_id,
+                        g = party.gateway,
+                        db = db("scheduler"),
+                    ),
+                ),
+            ];
+            for (name, text) in configs {
+                let config = pdir.join(format!("{name}.toml"));
+                std::fs::write(&config, text).expect("write a config file");
+                let log = pdir.join(format!("{name}.log"));
+                let env: &[(&str, &str)] = if name == "fedflow-scheduler" {
+                    &[("FEDFLOW_SCHEDULER__GRPC__LISTEN", party.scheduler.as_str())]
+                } else {
+                    &[]
+                };
+                let child = spawn(name, &config, &log, env);
+                children.push((format!("{} {name}", party.party_id), child));
+            }
+        }
+        let federation = ProcessFederation {
+            parties,
+            dir,
+            children,
+        };
+        for party in &federation.parties {
+            for addr in [
+                &party.gateway,
+                &party.job_controller,
+                &party.task_controller,
+                &party.scheduler,
+            ] {
+                eventually(
+                    &format!("party {} service at {addr} to serve", party.party_id),
+                    Duration::from_secs(30),
+                    || serving(addr),
+                )
+                .await;
+            }
+        }
+        federation
+    }
+
+    pub fn party(&self, id: &str) -> &ProcParty {
+        self.parties
+            .iter()
+            .find(|p| p.party_id == id)
+            .unwrap_or_else(|| panic!("no party {id}"))
+    }
+
+    /// The logs of every process, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for party in &self.parties {
+            let pdir = self.dir.path().join(&party.party_id);
+            if let Ok(entries) = std::fs::read_dir(&pdir) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|e| e == "log") {
+                        let text = std::fs::read_to_string(&path).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                        out.push_str(&format!("--- {}\n", path.display()));
+                        for line in tail.into_iter().rev() {
+                            out.push_str(line);
+                            out.push('\n');
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for ProcessFederation {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
