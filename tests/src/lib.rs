@@ -101,7 +101,9 @@ impl TestFederation {
         );
         options.worker_bin = bin("fedflow-worker");
         tune(&mut options);
-        let federation = Federation::start(options).await.expect("the federation starts");
+        let federation = Federation::start(options)
+            .await
+            .expect("the federation starts");
         TestFederation { federation, dir }
     }
 
@@ -119,19 +121,30 @@ impl TestFederation {
         sc::scheduler_client::SchedulerClient::new(channel(self.party(party).scheduler))
     }
 
-    pub fn job_controller(&self, party: &str) -> jc::job_controller_client::JobControllerClient<Channel> {
-        jc::job_controller_client::JobControllerClient::new(channel(self.party(party).job_controller))
+    pub fn job_controller(
+        &self,
+        party: &str,
+    ) -> jc::job_controller_client::JobControllerClient<Channel> {
+        jc::job_controller_client::JobControllerClient::new(channel(
+            self.party(party).job_controller,
+        ))
     }
 
     pub fn task_controller(
         &self,
         party: &str,
     ) -> tc::task_controller_client::TaskControllerClient<Channel> {
-        tc::task_controller_client::TaskControllerClient::new(channel(self.party(party).task_controller))
+        tc::task_controller_client::TaskControllerClient::new(channel(
+            self.party(party).task_controller,
+        ))
     }
 
     pub fn party_ids(&self) -> Vec<String> {
-        self.federation.parties.iter().map(|p| p.party_id.clone()).collect()
+        self.federation
+            .parties
+            .iter()
+            .map(|p| p.party_id.clone())
+            .collect()
     }
 
     pub async fn shutdown(self) {
@@ -212,7 +225,12 @@ pub async fn wait_ended(
 }
 
 /// Waits until every party's job-controller rows of the job say `want`.
-pub async fn wait_party_jobs(fed: &TestFederation, job_id: &str, want: JobStatus, within: Duration) {
+pub async fn wait_party_jobs(
+    fed: &TestFederation,
+    job_id: &str,
+    want: JobStatus,
+    within: Duration,
+) {
     for party in fed.party_ids() {
         let client = fed.job_controller(&party);
         eventually(
@@ -234,7 +252,9 @@ pub async fn wait_party_jobs(fed: &TestFederation, job_id: &str, want: JobStatus
                     } else {
                         Err(format!(
                             "{:?}",
-                            rows.iter().map(|r| (r.role.clone(), job_status(r.status))).collect::<Vec<_>>()
+                            rows.iter()
+                                .map(|r| (r.role.clone(), job_status(r.status)))
+                                .collect::<Vec<_>>()
                         ))
                     }
                 }

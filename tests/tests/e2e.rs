@@ -44,12 +44,19 @@ async fn diamond_of_sums_succeeds_on_every_party() {
     let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
     assert_eq!(job_status(job.status), JobStatus::Success, "job: {job:?}");
     assert_eq!(job.progress, 100);
-    assert!(job.reason.is_empty(), "no failure reason on success: {job:?}");
+    assert!(
+        job.reason.is_empty(),
+        "no failure reason on success: {job:?}"
+    );
 
     // Every task is success on every party that runs it (the parties' own rows).
     for party in PARTIES {
         let tasks = party_tasks(&fed, party, &job_id).await;
-        assert_eq!(tasks.len(), 4, "party {party} runs the 4 components: {tasks:?}");
+        assert_eq!(
+            tasks.len(),
+            4,
+            "party {party} runs the 4 components: {tasks:?}"
+        );
         for task in &tasks {
             assert_eq!(
                 task_status(task.party_status),
@@ -73,21 +80,37 @@ async fn diamond_of_sums_succeeds_on_every_party() {
     for task in &tasks {
         assert_eq!(task_status(task.status), TaskStatus::Success, "{task:?}");
         assert_eq!(task.parties.len(), 3);
-        assert!(task.parties.iter().all(|p| task_status(p.status) == TaskStatus::Success));
+        assert!(
+            task.parties
+                .iter()
+                .all(|p| task_status(p.status) == TaskStatus::Success)
+        );
     }
     // The job row on every party says success (synced after the scheduler decided).
     wait_party_jobs(&fed, &job_id, JobStatus::Success, WITHIN).await;
 
     // `task output` of the sink shows the expected value: d = 4 + (2 + a) + (3 + a).
-    let (ok, out, err) = cli(&fed, &["task", "output", "-j", &job_id, "-c", "d", "-r", "guest", "-p", "9999"]);
+    let (ok, out, err) = cli(
+        &fed,
+        &[
+            "task", "output", "-j", &job_id, "-c", "d", "-r", "guest", "-p", "9999",
+        ],
+    );
     assert!(ok, "task output failed: {err}");
     assert_eq!(out.trim(), r#"{"value":11}"#);
-    let (ok, out, err) = cli(&fed, &["task", "output", "-j", &job_id, "-c", "d", "-r", "host", "-p", "10000"]);
+    let (ok, out, err) = cli(
+        &fed,
+        &[
+            "task", "output", "-j", &job_id, "-c", "d", "-r", "host", "-p", "10000",
+        ],
+    );
     assert!(ok, "task output failed: {err}");
     assert_eq!(out.trim(), r#"{"value":29}"#);
     // Asked of a non-initiator party's scheduler, the query is forwarded to the job's.
     let mut host_scheduler = fed.scheduler("10000");
-    let forwarded = get_job(&mut host_scheduler, &job_id).await.expect("forwarded query");
+    let forwarded = get_job(&mut host_scheduler, &job_id)
+        .await
+        .expect("forwarded query");
     assert_eq!(job_status(forwarded.status), JobStatus::Success);
     // Resources are back everywhere.
     for party in PARTIES {
@@ -97,7 +120,10 @@ async fn diamond_of_sums_succeeds_on_every_party() {
             .await
             .expect("resources")
             .into_inner();
-        assert!(resources.allocations.is_empty(), "party {party}: {resources:?}");
+        assert!(
+            resources.allocations.is_empty(),
+            "party {party}: {resources:?}"
+        );
     }
     let (ok, out, _) = cli(&fed, &["--json", "job", "query", "-j", &job_id]);
     assert!(ok);
@@ -124,7 +150,11 @@ async fn a_failure_on_the_host_fails_the_job_everywhere_with_its_reason() {
     let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
     assert_eq!(job_status(job.status), JobStatus::Failed, "job: {job:?}");
     for needle in ["host", "10000", "train", "host data has no label column"] {
-        assert!(job.reason.contains(needle), "reason {:?} lacks {needle:?}", job.reason);
+        assert!(
+            job.reason.contains(needle),
+            "reason {:?} lacks {needle:?}",
+            job.reason
+        );
     }
     wait_party_jobs(&fed, &job_id, JobStatus::Failed, WITHIN).await;
     for party in PARTIES {
@@ -133,18 +163,27 @@ async fn a_failure_on_the_host_fails_the_job_everywhere_with_its_reason() {
             .iter()
             .find(|t| t.component == "evaluate")
             .expect("evaluate has a row on every party");
-        assert_eq!(evaluate.start_time_ms, 0, "evaluate never started on {party}: {evaluate:?}");
+        assert_eq!(
+            evaluate.start_time_ms, 0,
+            "evaluate never started on {party}: {evaluate:?}"
+        );
         assert_eq!(evaluate.pid, 0, "no worker for evaluate on {party}");
         assert_ne!(task_status(evaluate.party_status), TaskStatus::Success);
         assert_ne!(task_status(evaluate.party_status), TaskStatus::Running);
     }
     let host = party_tasks(&fed, "10000", &job_id).await;
-    let train = host.iter().find(|t| t.component == "train").expect("train on host");
+    let train = host
+        .iter()
+        .find(|t| t.component == "train")
+        .expect("train on host");
     assert_eq!(task_status(train.party_status), TaskStatus::Failed);
     assert_eq!(train.reason, "host data has no label column");
     let (ok, out, _) = cli(&fed, &["job", "query", "-j", &job_id]);
     assert!(ok);
-    assert!(out.contains("failed") && out.contains("host data has no label column"), "{out}");
+    assert!(
+        out.contains("failed") && out.contains("host data has no label column"),
+        "{out}"
+    );
     fed.shutdown().await;
 }
 
@@ -159,20 +198,34 @@ async fn need_run_false_passes_on_that_party_and_the_job_succeeds() {
         }),
     );
     let mut scheduler = fed.scheduler("9999");
-    let job_id = submit(&mut scheduler, &diamond_dsl(), &conf).await.expect("accepted");
+    let job_id = submit(&mut scheduler, &diamond_dsl(), &conf)
+        .await
+        .expect("accepted");
     let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
     assert_eq!(job_status(job.status), JobStatus::Success, "job: {job:?}");
     let arbiter = party_tasks(&fed, "10001", &job_id).await;
-    let b = arbiter.iter().find(|t| t.component == "b").expect("b on the arbiter");
+    let b = arbiter
+        .iter()
+        .find(|t| t.component == "b")
+        .expect("b on the arbiter");
     assert_eq!(task_status(b.party_status), TaskStatus::Pass, "{b:?}");
     assert_eq!(b.pid, 0, "a passed task starts no worker");
     for party in ["9999", "10000"] {
         let tasks = party_tasks(&fed, party, &job_id).await;
         let b = tasks.iter().find(|t| t.component == "b").expect("b");
-        assert_eq!(task_status(b.party_status), TaskStatus::Success, "party {party}");
+        assert_eq!(
+            task_status(b.party_status),
+            TaskStatus::Success,
+            "party {party}"
+        );
     }
     // The arbiter's d adds only c's output (b passed): 0 + (0 + 1) = 1.
-    let (ok, out, err) = cli(&fed, &["task", "output", "-j", &job_id, "-c", "d", "-r", "arbiter", "-p", "10001"]);
+    let (ok, out, err) = cli(
+        &fed,
+        &[
+            "task", "output", "-j", &job_id, "-c", "d", "-r", "arbiter", "-p", "10001",
+        ],
+    );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), r#"{"value":1}"#);
     wait_party_jobs(&fed, &job_id, JobStatus::Success, WITHIN).await;
@@ -191,7 +244,10 @@ async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
     let holder = submit(
         &mut scheduler,
         &sleep,
-        &conf3(json!({"common": {"task_cores": 2}}), json!({"common": {"nap": {"seconds": 600}}})),
+        &conf3(
+            json!({"common": {"task_cores": 2}}),
+            json!({"common": {"nap": {"seconds": 600}}}),
+        ),
     )
     .await
     .expect("holder accepted");
@@ -200,7 +256,9 @@ async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
         let id = holder.clone();
         async move {
             let job = get_job(&mut s, &id).await?;
-            (job_status(job.status) == JobStatus::Running).then_some(()).ok_or(format!("{job:?}"))
+            (job_status(job.status) == JobStatus::Running)
+                .then_some(())
+                .ok_or(format!("{job:?}"))
         }
     })
     .await;
@@ -208,7 +266,10 @@ async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
     let blocked = submit(
         &mut scheduler,
         &sleep,
-        &conf3(json!({"common": {"task_cores": 1}}), json!({"common": {"nap": {"seconds": 0}}})),
+        &conf3(
+            json!({"common": {"task_cores": 1}}),
+            json!({"common": {"nap": {"seconds": 0}}}),
+        ),
     )
     .await
     .expect("blocked job accepted");
@@ -220,19 +281,30 @@ async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
         "job_parameters": {"common": {"task_cores": 1}},
         "component_parameters": {"common": {"nap": {"seconds": 0}}}
     });
-    let free = submit(&mut scheduler, &sleep, &free_conf).await.expect("free job accepted");
+    let free = submit(&mut scheduler, &sleep, &free_conf)
+        .await
+        .expect("free job accepted");
     let done = wait_ended(&mut scheduler, &free, WITHIN).await;
     assert_eq!(job_status(done.status), JobStatus::Success, "{done:?}");
     let waiting = get_job(&mut scheduler, &blocked).await.expect("query");
-    assert_eq!(job_status(waiting.status), JobStatus::Waiting, "{waiting:?}");
+    assert_eq!(
+        job_status(waiting.status),
+        JobStatus::Waiting,
+        "{waiting:?}"
+    );
     assert!(
-        waiting.pending_reason.contains("party 10000 (host) lacks cores: requested 1, free 0 of 2"),
+        waiting
+            .pending_reason
+            .contains("party 10000 (host) lacks cores: requested 1, free 0 of 2"),
         "pending reason: {:?}",
         waiting.pending_reason
     );
     let (ok, out, _) = cli(&fed, &["job", "query", "-j", &blocked]);
     assert!(ok);
-    assert!(out.contains("waiting:") && out.contains("party 10000 (host) lacks cores"), "{out}");
+    assert!(
+        out.contains("waiting:") && out.contains("party 10000 (host) lacks cores"),
+        "{out}"
+    );
     // Stopping the holder frees the host: the blocked job runs and succeeds.
     let (ok, out, err) = cli(&fed, &["job", "stop", "-j", &holder]);
     assert!(ok, "{err}");
@@ -240,7 +312,11 @@ async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
     let stopped = wait_ended(&mut scheduler, &holder, WITHIN).await;
     assert_eq!(job_status(stopped.status), JobStatus::Canceled);
     let unblocked = wait_ended(&mut scheduler, &blocked, WITHIN).await;
-    assert_eq!(job_status(unblocked.status), JobStatus::Success, "{unblocked:?}");
+    assert_eq!(
+        job_status(unblocked.status),
+        JobStatus::Success,
+        "{unblocked:?}"
+    );
     fed.shutdown().await;
 }
 
@@ -250,15 +326,28 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
     let mut scheduler = fed.scheduler("9999");
     let ok_conf = conf3(json!({"common": {}}), json!({"common": {}}));
     let mut cases: Vec<(&str, String, String, &str)> = Vec::new();
-    let mut add = |name: &'static str, dsl: serde_json::Value, conf: serde_json::Value, field: &'static str| {
+    let mut add = |name: &'static str,
+                   dsl: serde_json::Value,
+                   conf: serde_json::Value,
+                   field: &'static str| {
         cases.push((name, dsl.to_string(), conf.to_string(), field));
     };
     let mut dsl = diamond_dsl();
     dsl["components"]["d"]["input"]["data"]["data"] = json!(["x.out"]);
-    add("unknown upstream", dsl, ok_conf.clone(), "dsl.components.d.input.data.data");
+    add(
+        "unknown upstream",
+        dsl,
+        ok_conf.clone(),
+        "dsl.components.d.input.data.data",
+    );
     let mut dsl = diamond_dsl();
     dsl["components"]["d"]["input"]["data"]["data"] = json!(["b.nope"]);
-    add("unknown output", dsl, ok_conf.clone(), "declares no data output \"nope\"");
+    add(
+        "unknown output",
+        dsl,
+        ok_conf.clone(),
+        "declares no data output \"nope\"",
+    );
     let mut dsl = diamond_dsl();
     dsl["components"]["a"]["input"] = json!({"data": {"data": ["d.out"]}});
     add("cycle", dsl, ok_conf.clone(), "cycle a -> b -> d -> a");
@@ -267,17 +356,33 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
     add("malformed name", dsl, ok_conf.clone(), "dsl.components.b c");
     let mut dsl = diamond_dsl();
     dsl["components"]["a"]["module"] = json!("HeteroLR");
-    add("unknown module", dsl, ok_conf.clone(), "dsl.components.a.module");
+    add(
+        "unknown module",
+        dsl,
+        ok_conf.clone(),
+        "dsl.components.a.module",
+    );
     let mut conf = ok_conf.clone();
     conf["role"]["host"] = json!([]);
-    add("role without parties", diamond_dsl(), conf, "runtime_conf.role.host: no parties");
+    add(
+        "role without parties",
+        diamond_dsl(),
+        conf,
+        "runtime_conf.role.host: no parties",
+    );
     let mut conf = ok_conf.clone();
     conf["initiator"]["party_id"] = json!(12345);
-    add("initiator not a party", diamond_dsl(), conf, "runtime_conf.initiator");
+    add(
+        "initiator not a party",
+        diamond_dsl(),
+        conf,
+        "runtime_conf.initiator",
+    );
     let mut conf = ok_conf.clone();
     conf["component_parameters"]["common"]["a"] = json!({"value": "one"});
     add("bad parameter", diamond_dsl(), conf, "parameter value");
-    let big = json!({"components": {"a": {"module": "Sum", "output": {"data": ["x".repeat(2 << 20)]}}}});
+    let big =
+        json!({"components": {"a": {"module": "Sum", "output": {"data": ["x".repeat(2 << 20)]}}}});
     add("oversized", big, ok_conf.clone(), "dsl: too large");
     for (name, dsl, conf, field) in &cases {
         let status = scheduler
@@ -288,8 +393,16 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
             })
             .await
             .expect_err(name);
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{name}: {status:?}");
-        assert!(status.message().contains(field), "{name}: {:?} lacks {field:?}", status.message());
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{name}: {status:?}"
+        );
+        assert!(
+            status.message().contains(field),
+            "{name}: {:?} lacks {field:?}",
+            status.message()
+        );
     }
     // A DSL with duplicate component names is refused too (JSON keys are checked).
     let duplicate = r#"{"components": {"a": {"module": "Sum"}, "a": {"module": "Sleep"}}}"#;
@@ -302,7 +415,10 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
         .await
         .expect_err("duplicate names");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("duplicate key \"components.a\""), "{status:?}");
+    assert!(
+        status.message().contains("duplicate key \"components.a\""),
+        "{status:?}"
+    );
     // Nothing was stored: no job at the scheduler, no job, task or allocation on any party.
     let jobs = scheduler
         .list_jobs(sc::ListJobsRequest { limit: 100 })
@@ -319,7 +435,10 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
             .expect("resources")
             .into_inner();
         assert!(resources.allocations.is_empty());
-        assert!(!fed.dir.path().join(party).join("jobs").exists(), "no task directory on {party}");
+        assert!(
+            !fed.dir.path().join(party).join("jobs").exists(),
+            "no task directory on {party}"
+        );
     }
     fed.shutdown().await;
 }

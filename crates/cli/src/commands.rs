@@ -24,7 +24,11 @@ impl std::fmt::Display for CliError {
 
 impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
-        CliError(format!("{}: {}", code_name(status.code()), status.message()))
+        CliError(format!(
+            "{}: {}",
+            code_name(status.code()),
+            status.message()
+        ))
     }
 }
 
@@ -43,9 +47,14 @@ impl Ctx {
         }
     }
 
-    fn client(&self) -> std::result::Result<pb::scheduler_client::SchedulerClient<Channel>, CliError> {
+    fn client(
+        &self,
+    ) -> std::result::Result<pb::scheduler_client::SchedulerClient<Channel>, CliError> {
         let channel = fedflow_rpc::channel(&self.scheduler).map_err(|e| {
-            CliError(format!("INVALID_ARGUMENT: scheduler address {:?}: {e}", self.scheduler))
+            CliError(format!(
+                "INVALID_ARGUMENT: scheduler address {:?}: {e}",
+                self.scheduler
+            ))
         })?;
         Ok(pb::scheduler_client::SchedulerClient::new(channel))
     }
@@ -80,9 +89,11 @@ async fn get_job(ctx: &Ctx, job_id: &str) -> std::result::Result<pb::Job, CliErr
         })
         .await?
         .into_inner();
-    reply
-        .job
-        .ok_or_else(|| CliError(format!("INTERNAL: the scheduler answered no job for {job_id}")))
+    reply.job.ok_or_else(|| {
+        CliError(format!(
+            "INTERNAL: the scheduler answered no job for {job_id}"
+        ))
+    })
 }
 
 pub async fn query(ctx: &Ctx, job_id: &str) -> Result {
@@ -139,7 +150,11 @@ pub async fn rerun(ctx: &Ctx, job_id: &str, component: Option<String>, force: bo
             serde_json::json!({"job_id": reply.job_id, "components": reply.components})
         );
     } else {
-        println!("{}: rerunning {}", reply.job_id, reply.components.join(", "));
+        println!(
+            "{}: rerunning {}",
+            reply.job_id,
+            reply.components.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -160,7 +175,8 @@ fn exit_for(status: i32) -> ExitCode {
 }
 
 pub async fn wait(ctx: &Ctx, job_id: &str, timeout: Option<f64>) -> Result {
-    let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let deadline =
+        timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut pause = Duration::from_millis(20);
     loop {
         let job = get_job(ctx, job_id).await?;

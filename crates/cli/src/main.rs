@@ -15,10 +15,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fedflow", version, about = "fedflow: federated-learning job scheduler")]
+#[command(
+    name = "fedflow",
+    version,
+    about = "fedflow: federated-learning job scheduler"
+)]
 struct Cli {
     /// The scheduler to talk to (`host:port`).
-    #[arg(long, global = true, env = "FEDFLOW_SCHEDULER", default_value = "127.0.0.1:9380")]
+    #[arg(
+        long,
+        global = true,
+        env = "FEDFLOW_SCHEDULER",
+        default_value = "127.0.0.1:9380"
+    )]
     scheduler: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]

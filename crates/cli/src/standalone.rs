@@ -36,7 +36,10 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
         println!("party {} scheduler {}", party.party_id, party.scheduler);
     }
     if !args.demo {
-        println!("fedflow standalone running (data in {}); Ctrl-C stops it", args.data_dir.display());
+        println!(
+            "fedflow standalone running (data in {}); Ctrl-C stops it",
+            args.data_dir.display()
+        );
         let shutdown = fedflow_rpc::server::shutdown_on_signals();
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -53,9 +56,9 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
 }
 
 async fn demo(federation: &Federation) -> commands::Result {
-    let guest = federation
-        .party("9999")
-        .ok_or_else(|| CliError("INVALID_ARGUMENT: the demo needs parties 9999,10000,10001".into()))?;
+    let guest = federation.party("9999").ok_or_else(|| {
+        CliError("INVALID_ARGUMENT: the demo needs parties 9999,10000,10001".into())
+    })?;
     let dir = std::env::temp_dir().join(format!("fedflow-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| CliError(format!("INTERNAL: {e}")))?;
     let dsl = dir.join("dsl.json");

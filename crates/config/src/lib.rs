@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
 }
 
 /// Where a server listens.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcConfig {
     /// `host:port`; port 0 picks a free one.
@@ -59,7 +59,7 @@ impl Default for GrpcConfig {
 }
 
 /// A service's store.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://path/to/file.db?mode=rwc` (default, embedded) or `postgres://user:pw@host/db`.
@@ -84,7 +84,7 @@ impl DatabaseConfig {
 }
 
 /// Logs and traces.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// An `EnvFilter` directive; `RUST_LOG` wins when set.

@@ -114,7 +114,11 @@ mod tests {
             (&[Failed, Canceled], true, JobStatus::Failed),
         ];
         for (tasks, cancel, want) in cases {
-            assert_eq!(job_status(tasks, *cancel), *want, "tasks {tasks:?} cancel {cancel}");
+            assert_eq!(
+                job_status(tasks, *cancel),
+                *want,
+                "tasks {tasks:?} cancel {cancel}"
+            );
         }
     }
 

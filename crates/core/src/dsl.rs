@@ -476,7 +476,12 @@ fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Component>, Spec
         .get("components")
         .ok_or_else(|| err("dsl.components", "missing"))?
         .as_object()
-        .ok_or_else(|| err("dsl.components", "expected an object keyed by component name"))?;
+        .ok_or_else(|| {
+            err(
+                "dsl.components",
+                "expected an object keyed by component name",
+            )
+        })?;
     if components.is_empty() {
         return Err(err("dsl.components", "no components"));
     }
@@ -668,7 +673,9 @@ fn topological_order(components: &[Component]) -> Result<Vec<Component>, SpecErr
         let mut next: Vec<&str> = Vec::new();
         for c in components {
             if c.upstream.iter().any(|u| u == name) {
-                let d = indegree.get_mut(c.name.as_str()).expect("every component has a degree");
+                let d = indegree
+                    .get_mut(c.name.as_str())
+                    .expect("every component has a degree");
                 *d -= 1;
                 if *d == 0 {
                     next.push(&c.name);
@@ -689,7 +696,10 @@ fn topological_order(components: &[Component]) -> Result<Vec<Component>, SpecErr
         .filter(|(_, d)| **d > 0)
         .map(|(n, _)| *n)
         .collect();
-    let start = *left.iter().next().expect("a cycle leaves components unsorted");
+    let start = *left
+        .iter()
+        .next()
+        .expect("a cycle leaves components unsorted");
     let mut path = vec![start];
     let mut current = start;
     loop {
@@ -738,7 +748,12 @@ fn parse_roles(
         .get("role")
         .ok_or_else(|| err("runtime_conf.role", "missing"))?
         .as_object()
-        .ok_or_else(|| err("runtime_conf.role", "expected an object of role -> party ids"))?;
+        .ok_or_else(|| {
+            err(
+                "runtime_conf.role",
+                "expected an object of role -> party ids",
+            )
+        })?;
     if role.is_empty() {
         return Err(err("runtime_conf.role", "no roles"));
     }
@@ -962,7 +977,10 @@ mod tests {
         assert_eq!(plans[0].params["value"], json!(1));
         assert!(!plans[1].need_run);
         let guest = spec.initiator.clone();
-        assert_eq!(spec.task_plans(&guest).expect("plans")[0].params["value"], json!(7));
+        assert_eq!(
+            spec.task_plans(&guest).expect("plans")[0].params["value"],
+            json!(7)
+        );
         assert_eq!(spec.job_params(&guest).expect("params").task_cores, 2);
     }
 
@@ -983,13 +1001,22 @@ mod tests {
         let mut dsl = diamond_dsl();
         dsl["components"]["d"]["input"]["data"]["data"] = json!(["x.out"]);
         let e = rejected(dsl, conf());
-        assert!(e.to_string().contains("dsl.components.d.input.data.data"), "{e}");
-        assert!(e.message.contains("unknown upstream component \"x\""), "{e}");
+        assert!(
+            e.to_string().contains("dsl.components.d.input.data.data"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("unknown upstream component \"x\""),
+            "{e}"
+        );
 
         let mut dsl = diamond_dsl();
         dsl["components"]["d"]["input"]["data"]["data"] = json!(["b.nope"]);
         let e = rejected(dsl, conf());
-        assert!(e.message.contains("declares no data output \"nope\""), "{e}");
+        assert!(
+            e.message.contains("declares no data output \"nope\""),
+            "{e}"
+        );
 
         let mut dsl = diamond_dsl();
         dsl["components"]["a"]["input"] = json!({"data": {"data": ["d.out"]}});
@@ -1041,8 +1068,8 @@ mod tests {
             max_dsl_bytes: 64,
             ..Limits::default()
         };
-        let e = parse(&diamond_dsl().to_string(), &conf().to_string(), &limits)
-            .expect_err("too large");
+        let e =
+            parse(&diamond_dsl().to_string(), &conf().to_string(), &limits).expect_err("too large");
         assert_eq!(e.field, "dsl");
         assert!(e.message.starts_with("too large"), "{e}");
     }

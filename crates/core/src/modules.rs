@@ -36,7 +36,9 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
             ));
         }
         let ok = match (module, key.as_str()) {
-            ("Sleep", "seconds") => value.as_f64().is_some_and(|s| (0.0..=86_400.0).contains(&s)),
+            ("Sleep", "seconds") => value
+                .as_f64()
+                .is_some_and(|s| (0.0..=86_400.0).contains(&s)),
             ("Fail", "message") => value.is_string(),
             ("Fail", "roles") => value.as_array().is_some_and(|roles| {
                 roles
@@ -75,7 +77,9 @@ mod tests {
         assert!(validate_params("Sleep", &params(json!({"seconds": 0.5}))).is_ok());
         assert!(validate_params("Sleep", &params(json!({"seconds": "5"}))).is_err());
         assert!(validate_params("Sleep", &params(json!({"secs": 1}))).is_err());
-        assert!(validate_params("Fail", &params(json!({"roles": ["host"], "attempts": 2}))).is_ok());
+        assert!(
+            validate_params("Fail", &params(json!({"roles": ["host"], "attempts": 2}))).is_ok()
+        );
         assert!(validate_params("Fail", &params(json!({"roles": ["boss"]}))).is_err());
         assert!(validate_params("Sum", &params(json!({"value": 3, "need_run": false}))).is_ok());
         assert!(validate_params("Sum", &params(json!({"value": 1.5}))).is_err());

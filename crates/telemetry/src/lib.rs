@@ -40,9 +40,11 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Guard {
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
-    let json = config
-        .log_json
-        .then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr));
+    let json = config.log_json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
     let text = (!config.log_json).then(|| {
         tracing_subscriber::fmt::layer()
             .with_target(false)

@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn sum_adds_upstream_values() {
         let p = params(json!({"value": 4}));
-        assert_eq!(sum(&p, &[3, 4]), Outcome::Success(Some(json!({"value": 11}))));
+        assert_eq!(
+            sum(&p, &[3, 4]),
+            Outcome::Success(Some(json!({"value": 11})))
+        );
         assert!(matches!(sum(&p, &[i64::MAX]), Outcome::Failed(_)));
         assert_eq!(value_of(r#"{"value": 5}"#), Some(5));
         assert_eq!(value_of(""), None);

@@ -12,7 +12,10 @@ use fedflow_worker::{Outcome, TaskConfig};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
-#[command(version, about = "fedflow task worker (started by the task-controller)")]
+#[command(
+    version,
+    about = "fedflow task worker (started by the task-controller)"
+)]
 struct Args {
     /// The task directory holding task.json.
     #[arg(long)]
@@ -41,7 +44,12 @@ async fn main() -> ExitCode {
     };
     eprintln!(
         "fedflow-worker: job {} component {} v{} as {} {} running {}",
-        config.job_id, config.component, config.version, config.role, config.party_id, config.module
+        config.job_id,
+        config.component,
+        config.version,
+        config.role,
+        config.party_id,
+        config.module
     );
     let worker = pb::worker_client::WorkerClient::new(channel.clone());
     report(&worker, &config, TaskStatus::Running, "", "").await;

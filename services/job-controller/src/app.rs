@@ -119,7 +119,11 @@ impl App {
         if cores > self.capacity.cores {
             return Err(Error::FailedPrecondition(format!(
                 "party {} ({}) can never run this job: it needs {cores} cores (task_cores {} x task_parallelism {}) and has {} in all",
-                self.party_id, job.who.role, params.task_cores, params.task_parallelism, self.capacity.cores
+                self.party_id,
+                job.who.role,
+                params.task_cores,
+                params.task_parallelism,
+                self.capacity.cores
             )));
         }
         if self.capacity.memory_mb > 0 && memory > self.capacity.memory_mb {
@@ -189,7 +193,14 @@ impl App {
         }
         let grant = self
             .store
-            .apply(job_id, &who.role, job.cores, job.memory_mb, &self.capacity, now_ms())
+            .apply(
+                job_id,
+                &who.role,
+                job.cores,
+                job.memory_mb,
+                &self.capacity,
+                now_ms(),
+            )
             .await?;
         Ok((grant, job.cores, job.memory_mb))
     }
@@ -236,7 +247,9 @@ impl App {
                 } else {
                     format!("job {to}: {reason}")
                 };
-                self.tasks.stop_tasks(job_id, who, task_status, &why).await?;
+                self.tasks
+                    .stop_tasks(job_id, who, task_status, &why)
+                    .await?;
             }
         }
         Ok((applied, to))
@@ -280,7 +293,10 @@ impl App {
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let jobs = self.store.jobs(job_id).await?;
         if jobs.is_empty() {
-            return Err(Error::NotFound(format!("job {job_id} is not on party {}", self.party_id)));
+            return Err(Error::NotFound(format!(
+                "job {job_id} is not on party {}",
+                self.party_id
+            )));
         }
         Ok(jobs)
     }

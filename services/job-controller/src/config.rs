@@ -2,9 +2,9 @@
 //! `deploy/config/job-controller.toml` for every key.
 
 use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub party_id: String,
@@ -33,7 +33,7 @@ impl Default for Config {
 }
 
 /// What this party can give to jobs at once.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Resources {
     /// Cores (FATE's standalone default: 20).

@@ -62,7 +62,10 @@ impl pb::job_controller_server::JobController for JobController {
         Ok(Response::new(pb::CreateJobResponse {
             components: components
                 .into_iter()
-                .map(|(component, need_run)| pb::ComponentPlan { component, need_run })
+                .map(|(component, need_run)| pb::ComponentPlan {
+                    component,
+                    need_run,
+                })
                 .collect(),
         }))
     }

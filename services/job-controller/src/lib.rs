@@ -38,7 +38,12 @@ pub async fn run(
     let store = store::Store::open(&config.database).await?;
     let tasks = tasks::TaskControllerClient::new(&config.task_controller)
         .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
-    let app = app::App::new(config.party_id.clone(), config.resources.clone(), store, tasks);
+    let app = app::App::new(
+        config.party_id.clone(),
+        config.resources.clone(),
+        store,
+        tasks,
+    );
     let (health, routes) = fedflow_rpc::server::base_routes();
     let routes = routes.add_service(grpc::service(app));
     tracing::info!(

@@ -46,7 +46,10 @@ impl TaskControllerClient {
                     upstream: plan.upstream.clone(),
                 })
                 .collect(),
-            request_id: format!("{job_id}:create-tasks:{}:{}:{version}", who.role, who.party_id),
+            request_id: format!(
+                "{job_id}:create-tasks:{}:{}:{version}",
+                who.role, who.party_id
+            ),
         };
         self.client.clone().create_tasks(request).await?;
         Ok(())
@@ -68,6 +71,12 @@ impl TaskControllerClient {
             reason: reason.to_owned(),
             request_id: format!("{job_id}:stop-tasks:{}:{}", who.role, who.party_id),
         };
-        Ok(self.client.clone().stop_tasks(request).await?.into_inner().stopped)
+        Ok(self
+            .client
+            .clone()
+            .stop_tasks(request)
+            .await?
+            .into_inner()
+            .stopped)
     }
 }

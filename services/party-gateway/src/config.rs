@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use fedflow_config::{GrpcConfig, TelemetryConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This party's id.
@@ -33,7 +33,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalServices {
     pub scheduler: String,
@@ -51,7 +51,7 @@ impl Default for LocalServices {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardConfig {
     /// Deadline of a call whose envelope names none.

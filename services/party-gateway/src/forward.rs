@@ -32,8 +32,14 @@ impl Router {
         let mut local = HashMap::new();
         local.insert(services::SCHEDULER, scheduler.clone());
         local.insert(services::STATUS_REPORT, scheduler);
-        local.insert(services::JOB_CONTROLLER, chan(&config.local.job_controller)?);
-        local.insert(services::TASK_CONTROLLER, chan(&config.local.task_controller)?);
+        local.insert(
+            services::JOB_CONTROLLER,
+            chan(&config.local.job_controller)?,
+        );
+        local.insert(
+            services::TASK_CONTROLLER,
+            chan(&config.local.task_controller)?,
+        );
         let mut remote = HashMap::new();
         for (party, addr) in &config.routes {
             fedflow_core::ids::party_id(party)
@@ -54,7 +60,11 @@ impl Router {
     }
 
     /// Delivers `envelope` and returns the inner reply's payload.
-    pub async fn forward(&self, mut envelope: pb::Envelope, from_remote: bool) -> Result<Bytes, Status> {
+    pub async fn forward(
+        &self,
+        mut envelope: pb::Envelope,
+        from_remote: bool,
+    ) -> Result<Bytes, Status> {
         fedflow_core::ids::party_id(&envelope.dest_party_id)
             .map_err(|e| Status::invalid_argument(format!("dest_party_id: {e}")))?;
         if !from_remote {
@@ -112,7 +122,8 @@ impl Router {
             self.retrying(deadline, || {
                 let mut client = client.clone();
                 let mut request = tonic::Request::new(envelope.clone());
-                request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                request
+                    .set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
                 async move { Ok(client.forward(request).await?.into_inner().payload) }
             })
             .await
@@ -136,14 +147,22 @@ impl Router {
         }
         let left = envelope.deadline_unix_ms - fedflow_rpc::now_ms();
         if left <= 0 {
-            return Err(Status::deadline_exceeded("the envelope's deadline has passed"));
+            return Err(Status::deadline_exceeded(
+                "the envelope's deadline has passed",
+            ));
         }
         Ok(Duration::from_millis(
-            u64::try_from(left).unwrap_or(0).min(self.forward.default_timeout_ms * 10),
+            u64::try_from(left)
+                .unwrap_or(0)
+                .min(self.forward.default_timeout_ms * 10),
         ))
     }
 
-    async fn retrying<F, Fut>(&self, deadline: tokio::time::Instant, mut call: F) -> Result<Bytes, Status>
+    async fn retrying<F, Fut>(
+        &self,
+        deadline: tokio::time::Instant,
+        mut call: F,
+    ) -> Result<Bytes, Status>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Bytes, Status>>,

@@ -25,14 +25,7 @@ pub async fn run(
     let (health, routes) = fedflow_rpc::server::base_routes();
     let routes = routes.add_service(grpc::service(router));
     tracing::info!(party = %config.party_id, addr = ?listener.local_addr().ok(), "party-gateway serving");
-    fedflow_rpc::server::serve(
-        routes,
-        health,
-        &[grpc::SERVICE_NAME],
-        listener,
-        shutdown,
-    )
-    .await?;
+    fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await?;
     Ok(())
 }
 

@@ -55,7 +55,7 @@ impl ServiceError for Error {
 
 /// Where a job is scheduled.
 pub enum Located {
-    Here(Job),
+    Here(Box<Job>),
     /// By another party's scheduler.
     At(String),
 }
@@ -156,9 +156,11 @@ impl App {
         {
             return Ok(spec.clone());
         }
-        let spec = Arc::new(dsl::parse(&job.dsl, &job.conf, &self.inner.limits).map_err(|e| {
-            store::Error::Corrupt(format!("stored job {} no longer parses: {e}", job.job_id))
-        })?);
+        let spec = Arc::new(
+            dsl::parse(&job.dsl, &job.conf, &self.inner.limits).map_err(|e| {
+                store::Error::Corrupt(format!("stored job {} no longer parses: {e}", job.job_id))
+            })?,
+        );
         let mut specs = self.inner.specs.lock().unwrap_or_else(|e| e.into_inner());
         if specs.len() > 10_000 {
             specs.clear();
@@ -168,10 +170,12 @@ impl App {
     }
 
     async fn job(&self, job_id: &str) -> Result<Job, Error> {
-        self.store()
-            .job(job_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {job_id} is not scheduled by party {}", self.inner.party_id)))
+        self.store().job(job_id).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "job {job_id} is not scheduled by party {}",
+                self.inner.party_id
+            ))
+        })
     }
 
     /// Validates and stores a job, creates it on every party, and queues it. Returns its id.
@@ -268,7 +272,9 @@ impl App {
             );
             tracing::info!(job = %job_id, %reason, "job failed at creation");
             self.end_job(&job, JobStatus::Failed, &reason).await?;
-            return Err(Error::FailedPrecondition(format!("job {job_id} failed: {reason}")));
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} failed: {reason}"
+            )));
         }
         self.set_job_status(&job, JobStatus::Waiting, "").await?;
         // Awaited, so a later status can never be overtaken by this one.
@@ -340,7 +346,8 @@ impl App {
         let job_id = job.job_id.clone();
         let reason = self.job(&job.job_id).await?.reason;
         tokio::spawn(async move {
-            app.sync_job_status(&job_id, &participants, to, &reason).await;
+            app.sync_job_status(&job_id, &participants, to, &reason)
+                .await;
             app.inner.queue.notify_one();
         });
         Ok(())
@@ -349,7 +356,7 @@ impl App {
     pub async fn locate(&self, job_id: &str) -> Result<Located, Error> {
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if let Some(job) = self.store().job(job_id).await? {
-            return Ok(Located::Here(job));
+            return Ok(Located::Here(Box::new(job)));
         }
         let rows = self
             .remote()
@@ -357,7 +364,10 @@ impl App {
             .await
             .map_err(|e| {
                 if e.code == tonic::Code::NotFound {
-                    Error::NotFound(format!("job {job_id} not found on party {}", self.inner.party_id))
+                    Error::NotFound(format!(
+                        "job {job_id} not found on party {}",
+                        self.inner.party_id
+                    ))
                 } else {
                     Error::Remote(e)
                 }
@@ -464,8 +474,13 @@ impl App {
         if job.cancel_requested {
             return Ok((job.status, "job already stopping".into()));
         }
-        let reason = format!("canceled by a stop request to party {}", self.inner.party_id);
-        self.store().request_cancel(job_id, &reason, now_ms()).await?;
+        let reason = format!(
+            "canceled by a stop request to party {}",
+            self.inner.party_id
+        );
+        self.store()
+            .request_cancel(job_id, &reason, now_ms())
+            .await?;
         let job = self.job(job_id).await?;
         let spec = self.spec(&job)?;
         match job.status {
@@ -475,8 +490,13 @@ impl App {
             _ => {
                 let results = join_all(spec.participants().iter().map(|who| {
                     retrying(move || {
-                        self.remote()
-                            .stop_tasks(job_id, who, None, TaskStatus::Canceled, "job canceled")
+                        self.remote().stop_tasks(
+                            job_id,
+                            who,
+                            None,
+                            TaskStatus::Canceled,
+                            "job canceled",
+                        )
                     })
                 }))
                 .await;
@@ -494,7 +514,12 @@ impl App {
 
     /// Makes new versions of the failed (or named) components and of everything downstream of
     /// them, on every party, and queues the job again under the same id.
-    pub async fn rerun(&self, job_id: &str, component: &str, force: bool) -> Result<Vec<String>, Error> {
+    pub async fn rerun(
+        &self,
+        job_id: &str,
+        component: &str,
+        force: bool,
+    ) -> Result<Vec<String>, Error> {
         let _guard = self.lock(job_id).await;
         let job = self.job(job_id).await?;
         if !job.status.is_end() {
@@ -563,7 +588,10 @@ impl App {
                 job_id: job_id.to_owned(),
                 component: component.clone(),
                 version: *version,
-                module: spec.component(component).map(|c| c.module.clone()).unwrap_or_default(),
+                module: spec
+                    .component(component)
+                    .map(|c| c.module.clone())
+                    .unwrap_or_default(),
                 status: TaskStatus::Waiting,
                 reason: String::new(),
                 start_ms: 0,
@@ -832,7 +860,8 @@ impl App {
                 Err(e) => {
                     let reason = format!("could not start on party {}: {e}", who.party_id);
                     tracing::warn!(job = %task.job_id, component = %task.component, %reason);
-                    self.apply_party_status(&row, TaskStatus::Failed, &reason).await?;
+                    self.apply_party_status(&row, TaskStatus::Failed, &reason)
+                        .await?;
                 }
             }
         }
@@ -927,9 +956,11 @@ impl App {
             }
         }
         if missing.is_empty() {
-            let started = join_all(participants.iter().map(|who| {
-                retrying(move || self.remote().start_job(job_id, who))
-            }))
+            let started = join_all(
+                participants
+                    .iter()
+                    .map(|who| retrying(move || self.remote().start_job(job_id, who))),
+            )
             .await;
             if let Some(e) = started.into_iter().find_map(Result::err) {
                 missing.push(format!("start failed: {e}"));

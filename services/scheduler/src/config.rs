@@ -2,9 +2,9 @@
 //! `deploy/config/scheduler.toml` for every key.
 
 use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub party_id: String,
@@ -34,7 +34,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scheduling {
     /// Waiting jobs are tried again this often even without an event (resources freed by
@@ -60,7 +60,7 @@ impl Default for Scheduling {
 }
 
 /// Size limits on submissions.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_dsl_bytes: usize,

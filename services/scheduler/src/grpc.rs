@@ -71,7 +71,11 @@ fn job_to_pb(job: Job, include_conf: bool) -> pb::Job {
         progress: job.progress,
         cancel_requested: job.cancel_requested,
         dsl: if include_conf { job.dsl } else { String::new() },
-        runtime_conf: if include_conf { job.conf } else { String::new() },
+        runtime_conf: if include_conf {
+            job.conf
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -162,9 +166,14 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
         let r = request.into_inner();
-        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+        match self
+            .app
+            .locate(&r.job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
             Located::Here(job) => Ok(Response::new(pb::GetJobResponse {
-                job: Some(job_to_pb(job, r.include_conf)),
+                job: Some(job_to_pb(*job, r.include_conf)),
             })),
             Located::At(party) => self
                 .app
@@ -194,9 +203,15 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::StopJobRequest>,
     ) -> Result<Response<pb::StopJobResponse>, Status> {
         let r = request.into_inner();
-        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+        match self
+            .app
+            .locate(&r.job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
             Located::Here(_) => {
-                let (status, message) = self.app.stop(&r.job_id).await.map_err(|e| to_status(&e))?;
+                let (status, message) =
+                    self.app.stop(&r.job_id).await.map_err(|e| to_status(&e))?;
                 Ok(Response::new(pb::StopJobResponse {
                     job_id: r.job_id,
                     status: job_status_to_pb(status) as i32,
@@ -217,7 +232,12 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::RerunJobRequest>,
     ) -> Result<Response<pb::RerunJobResponse>, Status> {
         let r = request.into_inner();
-        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+        match self
+            .app
+            .locate(&r.job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
             Located::Here(_) => {
                 let components = self
                     .app
@@ -243,7 +263,12 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let r = request.into_inner();
-        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+        match self
+            .app
+            .locate(&r.job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
             Located::Here(_) => {
                 let tasks = self
                     .app
@@ -268,7 +293,12 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::GetTaskOutputRequest>,
     ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
         let r = request.into_inner();
-        match self.app.locate(&r.job_id).await.map_err(|e| to_status(&e))? {
+        match self
+            .app
+            .locate(&r.job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
             Located::Here(_) => {
                 let who = Participant {
                     role: r.role.clone(),
@@ -307,7 +337,11 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         }
         // Subscribe before the snapshot so no change falls between them.
         let mut events = self.app.subscribe();
-        let snapshot = self.app.snapshot(&job_id).await.map_err(|e| to_status(&e))?;
+        let snapshot = self
+            .app
+            .snapshot(&job_id)
+            .await
+            .map_err(|e| to_status(&e))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let app = self.app.clone();
         tokio::spawn(async move {

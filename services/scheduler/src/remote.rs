@@ -128,7 +128,11 @@ impl Remote {
         })
     }
 
-    pub async fn return_resource(&self, job_id: &str, who: &Participant) -> Result<(), RemoteError> {
+    pub async fn return_resource(
+        &self,
+        job_id: &str,
+        who: &Participant,
+    ) -> Result<(), RemoteError> {
         let request = jc::ReturnResourceRequest {
             job_id: job_id.to_owned(),
             role: who.role.clone(),
@@ -218,7 +222,10 @@ impl Remote {
                     upstream: plan.upstream.clone(),
                 })
                 .collect(),
-            request_id: format!("{job_id}:create-tasks:{}:{}:{version}", who.role, who.party_id),
+            request_id: format!(
+                "{job_id}:create-tasks:{}:{}:{version}",
+                who.role, who.party_id
+            ),
         };
         let _: tc::CreateTasksResponse = self
             .call(

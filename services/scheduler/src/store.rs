@@ -285,7 +285,12 @@ impl Store {
     }
 
     /// Records the cancel intent; false when it was already recorded.
-    pub async fn request_cancel(&self, job_id: &str, reason: &str, now: i64) -> Result<bool, Error> {
+    pub async fn request_cancel(
+        &self,
+        job_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
         let n = self
             .db
             .exec(

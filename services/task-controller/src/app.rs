@@ -154,8 +154,8 @@ impl App {
                     task.module, task.component
                 )));
             }
-            let params: serde_json::Value = serde_json::from_str(&task.parameters_json)
-                .map_err(|e| {
+            let params: serde_json::Value =
+                serde_json::from_str(&task.parameters_json).map_err(|e| {
                     Error::InvalidArgument(format!("parameters of {}: {e}", task.component))
                 })?;
             let params = params.as_object().cloned().ok_or_else(|| {
@@ -203,8 +203,14 @@ impl App {
             return Ok(task.party_status);
         }
         if !task.need_run {
-            self.end(&task, TaskStatus::Waiting, TaskStatus::Pass, "need_run is false", None)
-                .await?;
+            self.end(
+                &task,
+                TaskStatus::Waiting,
+                TaskStatus::Pass,
+                "need_run is false",
+                None,
+            )
+            .await?;
             return Ok(self.row(&key).await?.party_status);
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -213,7 +219,14 @@ impl App {
         if !self
             .inner
             .store
-            .cas_party_status(&key, TaskStatus::Waiting, TaskStatus::Running, "", None, now_ms())
+            .cas_party_status(
+                &key,
+                TaskStatus::Waiting,
+                TaskStatus::Running,
+                "",
+                None,
+                now_ms(),
+            )
             .await?
         {
             return Ok(self.row(&key).await?.party_status);
@@ -234,7 +247,9 @@ impl App {
                 "token": token,
                 "heartbeat_interval_ms": self.inner.timing.heartbeat_interval.as_millis() as u64,
             });
-            self.inner.engine.launch(&dir, config.to_string().as_bytes())
+            self.inner
+                .engine
+                .launch(&dir, config.to_string().as_bytes())
         });
         let mut running = task.clone();
         running.party_status = TaskStatus::Running;
@@ -253,8 +268,14 @@ impl App {
             Err(e) => {
                 tracing::warn!(task = %key, error = %e, "worker not started");
                 let reason = format!("could not start worker: {e}");
-                self.end(&running, TaskStatus::Running, TaskStatus::Failed, &reason, None)
-                    .await?;
+                self.end(
+                    &running,
+                    TaskStatus::Running,
+                    TaskStatus::Failed,
+                    &reason,
+                    None,
+                )
+                .await?;
                 Ok(TaskStatus::Failed)
             }
         }
@@ -270,15 +291,26 @@ impl App {
             return;
         }
         let reason = match exit {
-            Ok(status) => match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
-                (Some(code), _) => format!("worker lost: exited with code {code} without reporting a result"),
+            Ok(status) => match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => {
+                    format!("worker lost: exited with code {code} without reporting a result")
+                }
                 (None, Some(signal)) => format!("worker lost: killed by signal {signal}"),
                 _ => "worker lost".to_owned(),
             },
             Err(e) => format!("worker lost: {e}"),
         };
         if let Err(e) = self
-            .end(&task, TaskStatus::Running, TaskStatus::Failed, &reason, None)
+            .end(
+                &task,
+                TaskStatus::Running,
+                TaskStatus::Failed,
+                &reason,
+                None,
+            )
             .await
         {
             tracing::warn!(task = %key, error = %e, "could not record a lost worker");
@@ -333,7 +365,10 @@ impl App {
                 && component.is_none_or(|c| c == t.key.component)
                 && !t.party_status.is_end()
         }) {
-            if !self.end(task, task.party_status, status, reason, None).await? {
+            if !self
+                .end(task, task.party_status, status, reason, None)
+                .await?
+            {
                 continue;
             }
             stopped += 1;
@@ -460,7 +495,8 @@ impl App {
             Ok(Transition::AlreadyThere) => Ok(false),
             Ok(Transition::Changed) if task.party_status == TaskStatus::Running => {
                 let output = (!output.is_empty()).then_some(output);
-                self.end(&task, TaskStatus::Running, to, reason, output).await
+                self.end(&task, TaskStatus::Running, to, reason, output)
+                    .await
             }
             _ => Err(Error::FailedPrecondition(format!(
                 "task {key} is {}, a worker cannot move it to {to}",
@@ -508,7 +544,11 @@ impl App {
     /// a gone worker's task fails as `worker lost`, a silent one is killed and fails as
     /// `worker unresponsive`. Runs at start-up and then periodically until `shutdown`.
     pub async fn monitor(&self, shutdown: tokio_util::sync::CancellationToken) {
-        let period = self.inner.timing.heartbeat_interval.max(Duration::from_millis(100));
+        let period = self
+            .inner
+            .timing
+            .heartbeat_interval
+            .max(Duration::from_millis(100));
         loop {
             if let Err(e) = self.check_workers().await {
                 tracing::warn!(error = %e, "worker check failed");
@@ -532,15 +572,27 @@ impl App {
             let silent = self.last_beat(&task.key).elapsed();
             if task.pid != 0 && !engine::is_alive(worker) {
                 let reason = format!("worker lost: process {} is gone", task.pid);
-                self.end(&task, TaskStatus::Running, TaskStatus::Failed, &reason, None)
-                    .await?;
+                self.end(
+                    &task,
+                    TaskStatus::Running,
+                    TaskStatus::Failed,
+                    &reason,
+                    None,
+                )
+                .await?;
             } else if silent > self.inner.timing.heartbeat_timeout {
                 let reason = format!(
                     "worker unresponsive: no heartbeat for {} ms",
                     silent.as_millis()
                 );
                 if self
-                    .end(&task, TaskStatus::Running, TaskStatus::Failed, &reason, None)
+                    .end(
+                        &task,
+                        TaskStatus::Running,
+                        TaskStatus::Failed,
+                        &reason,
+                        None,
+                    )
                     .await?
                 {
                     self.kill_worker(&task).await;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub party_id: String,
@@ -40,7 +40,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// The `fedflow-worker` binary; empty = next to this program.

@@ -27,7 +27,10 @@ async fn main() {
     let listener = match fedflow_rpc::server::bind(&config.grpc.listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("fedflow-task-controller: cannot listen on {}: {e}", config.grpc.listen);
+            eprintln!(
+                "fedflow-task-controller: cannot listen on {}: {e}",
+                config.grpc.listen
+            );
             std::process::exit(69);
         }
     };

@@ -111,8 +111,8 @@ impl Store {
         let tx = self.db.begin().await?;
         let mut created = 0;
         for task in tasks {
-            let upstream = serde_json::to_string(&task.upstream)
-                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            let upstream =
+                serde_json::to_string(&task.upstream).map_err(|e| Error::Corrupt(e.to_string()))?;
             created += tx
                 .exec(
                     "INSERT INTO taskctl_tasks (job_id, component, version, role, party_id, module,

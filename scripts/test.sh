@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Builds every binary (the end-to-end tests run the real worker, services and CLI) and runs
+# the whole test suite. Same feature set for both steps, so nothing is compiled twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --workspace --bins
+cargo test --workspace

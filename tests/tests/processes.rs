@@ -1,0 +1,96 @@
+//! The diamond scenario with every service as its own OS process (the real binaries,
+//! configured by TOML files and environment), talking over localhost.
+
+use std::time::Duration;
+
+use fedflow_proto::common::v1::{JobStatus, TaskStatus};
+use fedflow_proto::jobcontroller::v1 as jc;
+use fedflow_proto::scheduler::v1 as sc;
+use fedflow_proto::taskcontroller::v1 as tc;
+use fedflow_tests::process::ProcessFederation;
+use fedflow_tests::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn diamond_succeeds_with_every_service_as_its_own_process() {
+    let fed = ProcessFederation::start(&["9999", "10000", "10001"]).await;
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let conf = conf3(
+        json!({"common": {"task_cores": 1, "task_parallelism": 2}}),
+        json!({"common": {"a": {"value": 1}, "b": {"value": 2}, "c": {"value": 3}, "d": {"value": 4}}}),
+    );
+    let job_id = submit(&mut scheduler, &diamond_dsl(), &conf)
+        .await
+        .unwrap_or_else(|s| panic!("submit: {s:?}\n{}", fed.logs()));
+    let job = wait_ended(&mut scheduler, &job_id, Duration::from_secs(60)).await;
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Success,
+        "job {job:?}\n{}",
+        fed.logs()
+    );
+    for party in &fed.parties {
+        let mut tasks =
+            tc::task_controller_client::TaskControllerClient::new(channel(&party.task_controller));
+        let rows = tasks
+            .list_tasks(tc::ListTasksRequest {
+                job_id: job_id.clone(),
+            })
+            .await
+            .expect("list tasks")
+            .into_inner()
+            .tasks;
+        assert_eq!(rows.len(), 4, "party {}", party.party_id);
+        assert!(
+            rows.iter()
+                .all(|t| task_status(t.party_status) == TaskStatus::Success),
+            "party {}: {rows:?}",
+            party.party_id
+        );
+        let mut jobs =
+            jc::job_controller_client::JobControllerClient::new(channel(&party.job_controller));
+        eventually(
+            &format!("job {job_id} success on party {}", party.party_id),
+            Duration::from_secs(30),
+            || {
+                let mut jobs = jobs.clone();
+                let job_id = job_id.clone();
+                async move {
+                    let rows = jobs
+                        .get_job(jc::GetJobRequest { job_id })
+                        .await
+                        .map_err(|s| s.message().to_owned())?
+                        .into_inner()
+                        .jobs;
+                    if rows
+                        .iter()
+                        .all(|r| job_status(r.status) == JobStatus::Success)
+                    {
+                        Ok(())
+                    } else {
+                        Err(format!("{rows:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+        let resources = jobs
+            .get_resources(jc::GetResourcesRequest {})
+            .await
+            .expect("resources")
+            .into_inner();
+        assert!(resources.allocations.is_empty());
+    }
+    let output = scheduler
+        .get_task_output(sc::GetTaskOutputRequest {
+            job_id: job_id.clone(),
+            component: "d".into(),
+            role: "host".into(),
+            party_id: "10000".into(),
+        })
+        .await
+        .expect("output")
+        .into_inner();
+    assert_eq!(output.output_json, r#"{"value":11}"#);
+}
