@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
