@@ -313,3 +313,81 @@ pub async fn serving(addr: &str) -> Result<(), String> {
         Err(format!("status {}", reply.status))
     }
 }
+
+/// Live (non-zombie) processes whose command line mentions `needle` (e.g. a job id: a
+/// worker's argv holds its task directory, which holds the job id).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.chars().next()
+                });
+            String::from_utf8_lossy(&cmdline).contains(needle) && !matches!(state, Some('Z') | None)
+        })
+        .collect()
+}
+
+/// Sends a signal (`KILL`, `STOP`, `CONT`, `TERM`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Waits until the task rows of `job_id` on every party satisfy `check`.
+pub async fn wait_party_tasks<F>(
+    fed: &TestFederation,
+    job_id: &str,
+    what: &str,
+    within: Duration,
+    check: F,
+) where
+    F: Fn(&[tc::PartyTask]) -> bool,
+{
+    for party in fed.party_ids() {
+        let client = fed.task_controller(&party);
+        let check = &check;
+        eventually(&format!("{what} on party {party}"), within, || {
+            let mut client = client.clone();
+            async move {
+                let tasks = client
+                    .list_tasks(tc::ListTasksRequest {
+                        job_id: job_id.to_owned(),
+                    })
+                    .await
+                    .map_err(|s| s.message().to_owned())?
+                    .into_inner()
+                    .tasks;
+                if check(&tasks) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{:?}",
+                        tasks
+                            .iter()
+                            .map(|t| (
+                                t.component.clone(),
+                                t.version,
+                                task_status(t.party_status),
+                                t.reason.clone()
+                            ))
+                            .collect::<Vec<_>>()
+                    ))
+                }
+            }
+        })
+        .await;
+    }
+}

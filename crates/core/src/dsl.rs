@@ -86,8 +86,10 @@ pub struct JobParams {
     pub priority: i32,
     /// Job time limit in seconds, counted from start (FATE `timeout`).
     pub timeout_secs: Option<u64>,
-    /// Per-task time limit in seconds.
+    /// Per-task time limit in seconds, counted from the task's start.
     pub task_timeout_secs: Option<u64>,
+    /// Longest wait in the queue for resources, in seconds (fedflow's `queue_timeout`).
+    pub queue_timeout_secs: Option<u64>,
     pub auto_retries: u32,
     pub auto_retry_delay_secs: f64,
 }
@@ -244,6 +246,7 @@ impl JobSpec {
         };
         let timeout_secs = secs("timeout")?;
         let task_timeout_secs = secs("task_timeout")?;
+        let queue_timeout_secs = secs("queue_timeout")?;
         let auto_retries = uint("auto_retries", 0, 100)? as u32;
         let auto_retry_delay_secs = match merged.get("auto_retry_delay") {
             None | Some(Value::Null) => 1.0,
@@ -264,6 +267,7 @@ impl JobSpec {
             priority,
             timeout_secs,
             task_timeout_secs,
+            queue_timeout_secs,
             auto_retries,
             auto_retry_delay_secs,
         })

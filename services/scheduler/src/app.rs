@@ -60,6 +60,15 @@ pub enum Located {
     At(String),
 }
 
+/// Time limits (ms) and the retry policy of one job.
+struct JobLimits {
+    job_timeout_ms: i64,
+    task_timeout_ms: i64,
+    queue_timeout_ms: i64,
+    auto_retries: u32,
+    retry_delay_ms: i64,
+}
+
 /// A task version with every party's own status.
 pub struct TaskView {
     pub task: Task,
@@ -169,6 +178,49 @@ impl App {
         Ok(spec)
     }
 
+    /// The job's time limits and retry policy: the initiator's job parameters, else the
+    /// scheduler's defaults.
+    fn limits(&self, spec: &JobSpec) -> JobLimits {
+        let params = spec.job_params(&spec.initiator).ok();
+        let d = &self.inner.scheduling;
+        let ms = |secs: Option<u64>, default: u64| {
+            i64::try_from(secs.unwrap_or(default).saturating_mul(1000)).unwrap_or(i64::MAX)
+        };
+        JobLimits {
+            job_timeout_ms: ms(
+                params.as_ref().and_then(|p| p.timeout_secs),
+                d.default_job_timeout_s,
+            ),
+            task_timeout_ms: ms(
+                params.as_ref().and_then(|p| p.task_timeout_secs),
+                d.default_task_timeout_s,
+            ),
+            queue_timeout_ms: ms(
+                params.as_ref().and_then(|p| p.queue_timeout_secs),
+                d.default_queue_timeout_s,
+            ),
+            auto_retries: params.as_ref().map_or(0, |p| p.auto_retries),
+            retry_delay_ms: params
+                .as_ref()
+                .map_or(1000, |p| (p.auto_retry_delay_secs * 1000.0) as i64),
+        }
+    }
+
+    /// Drives the job again at `at_ms` (a retry delay or a time limit falls due then). Lost on
+    /// restart; the repair pass catches what falls due meanwhile.
+    fn wake_at(&self, job_id: &str, at_ms: i64) {
+        let app = self.clone();
+        let job_id = job_id.to_owned();
+        let delay = u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let _guard = app.lock(&job_id).await;
+            if let Err(e) = app.drive_locked(&job_id).await {
+                tracing::warn!(job = %job_id, error = %e, "timed drive failed");
+            }
+        });
+    }
+
     async fn job(&self, job_id: &str) -> Result<Job, Error> {
         self.store().job(job_id).await?.ok_or_else(|| {
             Error::NotFound(format!(
@@ -202,6 +254,7 @@ impl App {
         let job_id = ids::new_job_id(now_micros());
         let now = now_ms();
         let participants = spec.participants();
+        let retries = self.limits(&spec).auto_retries;
         let tasks: Vec<Task> = spec
             .components
             .iter()
@@ -212,6 +265,8 @@ impl App {
                 module: c.module.clone(),
                 status: TaskStatus::Waiting,
                 reason: String::new(),
+                retries_left: retries,
+                not_before_ms: 0,
                 start_ms: 0,
                 end_ms: 0,
             })
@@ -246,6 +301,7 @@ impl App {
             create_ms: now,
             start_ms: 0,
             end_ms: 0,
+            queued_ms: now,
         };
         if let Err(e) = self.store().insert_job(&job, &tasks, &parties).await {
             if e.is_unique_violation()
@@ -257,8 +313,10 @@ impl App {
         }
         let _guard = self.lock(&job_id).await;
         let created = join_all(participants.iter().map(|who| {
-            self.remote()
-                .create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
+            retrying(|| {
+                self.remote()
+                    .create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
+            })
         }))
         .await;
         let refusal = participants
@@ -582,6 +640,7 @@ impl App {
         if let Some(err) = created.into_iter().find_map(Result::err) {
             return Err(Error::Remote(err));
         }
+        let retries = self.limits(&spec).auto_retries;
         let tasks: Vec<Task> = versions
             .iter()
             .map(|(component, version)| Task {
@@ -594,6 +653,8 @@ impl App {
                     .unwrap_or_default(),
                 status: TaskStatus::Waiting,
                 reason: String::new(),
+                retries_left: retries,
+                not_before_ms: 0,
                 start_ms: 0,
                 end_ms: 0,
             })
@@ -758,6 +819,25 @@ impl App {
             if job.status != JobStatus::Running {
                 return Ok(());
             }
+            let limits = self.limits(&spec);
+            let now = now_ms();
+            if job.start_ms > 0 && now >= job.start_ms.saturating_add(limits.job_timeout_ms) {
+                let reason = format!(
+                    "job timeout: still running after {}s (timeout, counted from the job's start)",
+                    limits.job_timeout_ms / 1000
+                );
+                self.end_job(&job, JobStatus::Timeout, &reason).await?;
+                return Ok(());
+            }
+            if self
+                .time_out_tasks(&spec, &latest, &parties, &limits, now)
+                .await?
+            {
+                continue;
+            }
+            if !job.cancel_requested && self.retry_tasks(&spec, &latest, &limits).await? {
+                continue;
+            }
             let statuses: Vec<TaskStatus> = latest.values().map(|t| t.status).collect();
             self.store()
                 .raise_progress(job_id, aggregate::progress(&statuses))
@@ -771,7 +851,13 @@ impl App {
                         .values()
                         .filter(|t| t.status.is_interrupt())
                         .max_by_key(|t| t.status.severity())
-                        .map(|t| t.reason.clone())
+                        .map(|t| {
+                            if t.version > 0 {
+                                format!("{} (attempt {})", t.reason, t.version + 1)
+                            } else {
+                                t.reason.clone()
+                            }
+                        })
                         .unwrap_or_default(),
                 };
                 self.end_job(&job, job_status, &reason).await?;
@@ -788,7 +874,7 @@ impl App {
                 .values()
                 .filter(|t| t.status == TaskStatus::Running)
                 .count();
-            let ready: Vec<Task> = spec
+            let upstream_done: Vec<&Task> = spec
                 .components
                 .iter()
                 .filter_map(|c| latest.get(&c.name))
@@ -800,6 +886,19 @@ impl App {
                             .all(|u| latest.get(u).is_some_and(|up| up.status.is_success()))
                     })
                 })
+                .collect();
+            // A retry waits out its delay.
+            if let Some(due) = upstream_done
+                .iter()
+                .filter(|t| t.not_before_ms > now)
+                .map(|t| t.not_before_ms)
+                .min()
+            {
+                self.wake_at(job_id, due);
+            }
+            let ready: Vec<Task> = upstream_done
+                .into_iter()
+                .filter(|t| t.not_before_ms <= now)
                 .take(parallelism.saturating_sub(running))
                 .cloned()
                 .collect();
@@ -807,9 +906,163 @@ impl App {
                 return Ok(());
             }
             self.start_tasks(&spec, &ready).await?;
+            self.wake_at(job_id, now.saturating_add(limits.task_timeout_ms));
         }
         tracing::warn!(job = %job_id, "drive did not settle; the repair pass will continue");
         Ok(())
+    }
+
+    /// Ends every running task that passed its `task_timeout`: its workers are stopped on every
+    /// party and each party's status becomes timeout. True when any did.
+    async fn time_out_tasks(
+        &self,
+        spec: &JobSpec,
+        latest: &BTreeMap<String, Task>,
+        parties: &[TaskParty],
+        limits: &JobLimits,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let mut any = false;
+        for task in latest.values().filter(|t| {
+            t.status == TaskStatus::Running
+                && t.start_ms > 0
+                && now >= t.start_ms.saturating_add(limits.task_timeout_ms)
+        }) {
+            let reason = format!(
+                "task timeout: component {} still running after {}s (task_timeout)",
+                task.component,
+                limits.task_timeout_ms / 1000
+            );
+            tracing::info!(job = %task.job_id, component = %task.component, %reason);
+            self.stop_task_everywhere(spec, task, TaskStatus::Timeout, &reason)
+                .await;
+            for row in parties.iter().filter(|p| {
+                p.component == task.component && p.version == task.version && !p.status.is_end()
+            }) {
+                self.apply_party_status(row, TaskStatus::Timeout, &reason)
+                    .await?;
+            }
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// Gives every failed or timed-out task with retries left a new version on every party,
+    /// to start after `auto_retry_delay`. The failed version keeps its reason. True when any.
+    async fn retry_tasks(
+        &self,
+        spec: &JobSpec,
+        latest: &BTreeMap<String, Task>,
+        limits: &JobLimits,
+    ) -> Result<bool, Error> {
+        let mut any = false;
+        for task in latest.values().filter(|t| {
+            matches!(t.status, TaskStatus::Failed | TaskStatus::Timeout) && t.retries_left > 0
+        }) {
+            // What still runs of the failed version on other parties goes first.
+            self.stop_task_everywhere(
+                spec,
+                task,
+                TaskStatus::Canceled,
+                &format!("another party's copy ended {}; retrying", task.status),
+            )
+            .await;
+            let version = task.version + 1;
+            let participants = spec.participants();
+            let mut plans = Vec::new();
+            for who in &participants {
+                let plan: Vec<dsl::TaskPlan> = spec
+                    .task_plans(who)
+                    .map_err(|e| store::Error::Corrupt(e.to_string()))?
+                    .into_iter()
+                    .filter(|p| p.component == task.component)
+                    .collect();
+                plans.push((who, plan));
+            }
+            let created = join_all(plans.iter().map(|(who, plan)| {
+                retrying(move || {
+                    self.remote().create_tasks(
+                        &task.job_id,
+                        who,
+                        &self.inner.party_id,
+                        version,
+                        plan,
+                    )
+                })
+            }))
+            .await;
+            if let Some(err) = created.into_iter().find_map(Result::err) {
+                return Err(Error::Remote(err));
+            }
+            let now = now_ms();
+            let next = Task {
+                version,
+                status: TaskStatus::Waiting,
+                reason: String::new(),
+                retries_left: task.retries_left - 1,
+                not_before_ms: now.saturating_add(limits.retry_delay_ms),
+                start_ms: 0,
+                end_ms: 0,
+                ..task.clone()
+            };
+            let rows: Vec<TaskParty> = participants
+                .iter()
+                .map(|who| TaskParty {
+                    job_id: task.job_id.clone(),
+                    component: task.component.clone(),
+                    version,
+                    who: who.clone(),
+                    status: TaskStatus::Waiting,
+                    reason: String::new(),
+                    update_ms: now,
+                })
+                .collect();
+            self.store().insert_retry(&next, &rows, now).await?;
+            tracing::info!(
+                job = %task.job_id,
+                component = %task.component,
+                version,
+                retries_left = next.retries_left,
+                reason = %task.reason,
+                "task retry"
+            );
+            self.publish(Event::Task {
+                job_id: task.job_id.clone(),
+                time_ms: now,
+                component: task.component.clone(),
+                version,
+                who: None,
+                status: TaskStatus::Waiting,
+                reason: format!("retry of version {} after: {}", task.version, task.reason),
+            });
+            self.wake_at(&task.job_id, next.not_before_ms);
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// Stops one task's workers on every participant (best effort, retried); each party sets
+    /// its rows to `status`.
+    async fn stop_task_everywhere(
+        &self,
+        spec: &JobSpec,
+        task: &Task,
+        status: TaskStatus,
+        reason: &str,
+    ) {
+        let participants = spec.participants();
+        let results = join_all(participants.iter().map(|who| {
+            retrying(move || {
+                self.remote()
+                    .stop_tasks(&task.job_id, who, Some(&task.component), status, reason)
+            })
+        }))
+        .await;
+        for (who, result) in participants.iter().zip(results) {
+            if let Err(e) = result {
+                tracing::warn!(job = %task.job_id, component = %task.component, party = %who.party_id, error = %e, "task stop not confirmed");
+            }
+        }
     }
 
     /// Moves each task to running and starts it on every participant, in parallel; records
@@ -908,6 +1161,10 @@ impl App {
             .store()
             .job_ids_in(JobStatus::Waiting, self.inner.scheduling.queue_scan_limit)
             .await?;
+        // Parties on which a job earlier in the queue (higher priority, or older) was refused:
+        // later jobs that need them wait their turn instead of overtaking it there. Jobs that
+        // need none of them still start (no head-of-line blocking).
+        let mut contended: BTreeSet<String> = BTreeSet::new();
         for job_id in waiting {
             let _guard = self.lock(&job_id).await;
             let job = self.job(&job_id).await?;
@@ -918,7 +1175,30 @@ impl App {
                 self.end_job(&job, JobStatus::Canceled, "").await?;
                 continue;
             }
-            self.try_start(&job).await?;
+            let spec = self.spec(&job)?;
+            let limits = self.limits(&spec);
+            if now_ms() >= job.queued_ms.saturating_add(limits.queue_timeout_ms) {
+                let reason = format!(
+                    "queue timeout: waited more than {}s for resources (queue_timeout); {}",
+                    limits.queue_timeout_ms / 1000,
+                    job.pending_reason
+                );
+                self.end_job(&job, JobStatus::Timeout, &reason).await?;
+                continue;
+            }
+            if let Some(party) = spec.party_ids().into_iter().find(|p| contended.contains(p)) {
+                tracing::trace!(job = %job_id, %party, "queued behind an earlier job on this party");
+                if job.pending_reason.is_empty() {
+                    self.store()
+                        .set_pending_reason(
+                            &job_id,
+                            &format!("queued behind earlier jobs waiting for party {party}"),
+                        )
+                        .await?;
+                }
+                continue;
+            }
+            contended.extend(self.try_start(&job).await?);
         }
         self.inner
             .locks
@@ -929,8 +1209,8 @@ impl App {
     }
 
     /// Applies for resources on every party (all or nothing: what was granted is returned if
-    /// any party refuses) and starts the job.
-    async fn try_start(&self, job: &Job) -> Result<(), Error> {
+    /// any party refuses) and starts the job. Returns the parties that refused.
+    async fn try_start(&self, job: &Job) -> Result<Vec<String>, Error> {
         let spec = self.spec(job)?;
         let participants = spec.participants();
         let job_id = job.job_id.as_str();
@@ -942,13 +1222,17 @@ impl App {
         .await;
         let mut granted = Vec::new();
         let mut missing = Vec::new();
+        let mut refused = Vec::new();
         for (who, grant) in participants.iter().zip(grants) {
             match grant {
                 Ok(Grant::Granted) => granted.push(who),
-                Ok(Grant::Refused(what)) => missing.push(format!(
-                    "party {} ({}) lacks {what}",
-                    who.party_id, who.role
-                )),
+                Ok(Grant::Refused(what)) => {
+                    refused.push(who.party_id.clone());
+                    missing.push(format!(
+                        "party {} ({}) lacks {what}",
+                        who.party_id, who.role
+                    ))
+                }
                 Err(e) => missing.push(format!(
                     "party {} ({}) did not answer: {e}",
                     who.party_id, who.role
@@ -978,12 +1262,16 @@ impl App {
                 tracing::info!(job = %job_id, %reason, "job waits");
             }
             self.store().set_pending_reason(job_id, &reason).await?;
-            return Ok(());
+            return Ok(refused);
         }
         if self.set_job_status(job, JobStatus::Running, "").await? {
+            self.wake_at(
+                job_id,
+                now_ms().saturating_add(self.limits(&spec).job_timeout_ms),
+            );
             self.drive_locked(job_id).await?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Repairs what events missed: pulls the statuses of running tasks whose parties have been

@@ -46,6 +46,12 @@ pub struct Scheduling {
     pub queue_scan_limit: u32,
     /// Running jobs are re-driven this often to repair what events missed.
     pub repair_interval_ms: u64,
+    /// Time limits for jobs whose `job_parameters` set none (seconds). The job timeout counts
+    /// from the job's start, the task timeout from the task's start, the queue timeout from
+    /// entering the queue.
+    pub default_job_timeout_s: u64,
+    pub default_task_timeout_s: u64,
+    pub default_queue_timeout_s: u64,
 }
 
 impl Default for Scheduling {
@@ -55,6 +61,9 @@ impl Default for Scheduling {
             call_timeout_ms: 10_000,
             queue_scan_limit: 1_000,
             repair_interval_ms: 5_000,
+            default_job_timeout_s: 12 * 3600,
+            default_task_timeout_s: 4 * 3600,
+            default_queue_timeout_s: 3600,
         }
     }
 }

@@ -29,6 +29,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             create_ms BIGINT NOT NULL,
             start_ms BIGINT NOT NULL DEFAULT 0,
             end_ms BIGINT NOT NULL DEFAULT 0,
+            queued_ms BIGINT NOT NULL DEFAULT 0,
             update_ms BIGINT NOT NULL
         )",
         "CREATE INDEX scheduler_jobs_queue ON scheduler_jobs (status, priority, create_ms)",
@@ -39,6 +40,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
             module TEXT NOT NULL,
             status TEXT NOT NULL,
             reason TEXT NOT NULL DEFAULT '',
+            retries_left BIGINT NOT NULL DEFAULT 0,
+            not_before_ms BIGINT NOT NULL DEFAULT 0,
             start_ms BIGINT NOT NULL DEFAULT 0,
             end_ms BIGINT NOT NULL DEFAULT 0,
             update_ms BIGINT NOT NULL,
@@ -92,6 +95,8 @@ pub struct Job {
     pub create_ms: i64,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// When the job last entered the queue (submit or rerun).
+    pub queued_ms: i64,
 }
 
 /// One component of a job in one version, with its federated status.
@@ -103,6 +108,10 @@ pub struct Task {
     pub module: String,
     pub status: TaskStatus,
     pub reason: String,
+    /// Automatic retries left after this version.
+    pub retries_left: u32,
+    /// A retry does not start before this time (its delay), epoch ms; 0 = at once.
+    pub not_before_ms: i64,
     pub start_ms: i64,
     pub end_ms: i64,
 }
@@ -180,9 +189,9 @@ impl Store {
         let moved = tx
             .exec(
                 "UPDATE scheduler_jobs SET status = 'waiting', reason = '', pending_reason = '',
-                    cancel_requested = 0, end_ms = 0, update_ms = ?
+                    cancel_requested = 0, end_ms = 0, queued_ms = ?, update_ms = ?
                  WHERE job_id = ? AND status = ?",
-                vec![now.into(), job_id.into(), from.as_str().into()],
+                vec![now.into(), now.into(), job_id.into(), from.as_str().into()],
             )
             .await?;
         if moved != 1 {
@@ -191,6 +200,19 @@ impl Store {
         insert_tasks(&tx, tasks, parties, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Stores a new version of one task (an automatic retry), in one transaction.
+    pub async fn insert_retry(
+        &self,
+        task: &Task,
+        parties: &[TaskParty],
+        now: i64,
+    ) -> Result<(), Error> {
+        let tx = self.db.begin().await?;
+        insert_tasks(&tx, std::slice::from_ref(task), parties, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn job(&self, job_id: &str) -> Result<Option<Job>, Error> {
@@ -255,6 +277,7 @@ impl Store {
         let start = if to == JobStatus::Running { now } else { 0 };
         let end = if to.is_end() { now } else { 0 };
         let progress_done = if to == JobStatus::Success { 100 } else { -1 };
+        let queued = if to == JobStatus::Waiting { now } else { 0 };
         let n = self
             .db
             .exec(
@@ -263,7 +286,8 @@ impl Store {
                     pending_reason = CASE WHEN ? = 'waiting' THEN pending_reason ELSE '' END,
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
                     end_ms = ?,
-                    progress = CASE WHEN ? >= 0 THEN ? ELSE progress END
+                    progress = CASE WHEN ? >= 0 THEN ? ELSE progress END,
+                    queued_ms = CASE WHEN ? > 0 THEN ? ELSE queued_ms END
                  WHERE job_id = ? AND status = ?",
                 vec![
                     to.as_str().into(),
@@ -276,6 +300,8 @@ impl Store {
                     end.into(),
                     i64::from(progress_done).into(),
                     i64::from(progress_done).into(),
+                    queued.into(),
+                    queued.into(),
                     job_id.into(),
                     from.as_str().into(),
                 ],
@@ -449,14 +475,17 @@ async fn insert_tasks(
 ) -> Result<(), Error> {
     for task in tasks {
         tx.exec(
-            "INSERT INTO scheduler_tasks (job_id, component, version, module, status, update_ms)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO scheduler_tasks (job_id, component, version, module, status,
+                retries_left, not_before_ms, update_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 task.job_id.clone().into(),
                 task.component.clone().into(),
                 i64::from(task.version).into(),
                 task.module.clone().into(),
                 task.status.as_str().into(),
+                i64::from(task.retries_left).into(),
+                task.not_before_ms.into(),
                 now.into(),
             ],
         )
@@ -514,6 +543,7 @@ fn job_from_row(row: &Row) -> Result<Job, Error> {
         create_ms: get(row, "create_ms")?,
         start_ms: get(row, "start_ms")?,
         end_ms: get(row, "end_ms")?,
+        queued_ms: get(row, "queued_ms")?,
     })
 }
 
@@ -525,6 +555,8 @@ fn task_from_row(row: &Row) -> Result<Task, Error> {
         module: get(row, "module")?,
         status: parse_status(row, "status")?,
         reason: get(row, "reason")?,
+        retries_left: u32::try_from(get::<i64>(row, "retries_left")?).unwrap_or(0),
+        not_before_ms: get(row, "not_before_ms")?,
         start_ms: get(row, "start_ms")?,
         end_ms: get(row, "end_ms")?,
     })

@@ -214,21 +214,9 @@ impl App {
             return Ok(self.row(&key).await?.party_status);
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
-        // The token is stored before the worker exists, so its first report is recognised.
-        self.inner.store.set_worker(&key, 0, 0, &token).await?;
-        if !self
-            .inner
-            .store
-            .cas_party_status(
-                &key,
-                TaskStatus::Waiting,
-                TaskStatus::Running,
-                "",
-                None,
-                now_ms(),
-            )
-            .await?
-        {
+        // The token is stored with the claim, before the worker exists, so its first report
+        // is recognised; a concurrent start that loses the claim launches nothing.
+        if !self.inner.store.claim_start(&key, &token, now_ms()).await? {
             return Ok(self.row(&key).await?.party_status);
         }
         let launched = self.inner.engine.task_dir(&key).and_then(|dir| {

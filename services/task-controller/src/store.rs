@@ -252,6 +252,31 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Claims a waiting task for a new attempt: `waiting -> running` and the attempt's token in
+    /// one compare-and-set, so of two concurrent starts exactly one wins and its token is the
+    /// one stored. False when the task was not waiting.
+    pub async fn claim_start(&self, key: &TaskKey, token: &str, now: i64) -> Result<bool, Error> {
+        let n = self
+            .db
+            .exec(
+                "UPDATE taskctl_tasks SET party_status = 'running', token = ?, pid = 0, pid_start = 0,
+                    start_ms = ?, update_ms = ?
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?
+                   AND party_status = 'waiting'",
+                vec![
+                    token.into(),
+                    now.into(),
+                    now.into(),
+                    key.job_id.clone().into(),
+                    key.component.clone().into(),
+                    i64::from(key.version).into(),
+                    key.role.clone().into(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     /// Records the worker of a running attempt.
     pub async fn set_worker(
         &self,
