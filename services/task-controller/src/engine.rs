@@ -223,3 +223,62 @@ async fn wait_gone(pgid: u32, within: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_is_only_the_worker_with_the_same_start_time() {
+        let pid = std::process::id();
+        let stat = proc_stat(pid).expect("this process has a /proc entry");
+        assert!(is_alive(WorkerProcess {
+            pid,
+            start_time: stat.start_time
+        }));
+        // The same pid with another start time is another process (a reused pid).
+        assert!(!is_alive(WorkerProcess {
+            pid,
+            start_time: stat.start_time + 1
+        }));
+        assert!(!is_alive(WorkerProcess {
+            pid: 0,
+            start_time: 0
+        }));
+    }
+
+    #[test]
+    fn task_directories_stay_under_the_root_and_refuse_bad_ids() {
+        let root = std::env::temp_dir().join(format!("fedflow-engine-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("root");
+        let engine = Engine::new(root.clone(), PathBuf::from("/bin/true"));
+        let key = |job: &str, component: &str| TaskKey {
+            job_id: job.into(),
+            component: component.into(),
+            version: 0,
+            role: "host".into(),
+            party_id: "10000".into(),
+        };
+        let dir = engine
+            .task_dir(&key("202611261617", "train"))
+            .expect("a valid key");
+        assert!(dir.starts_with(root.canonicalize().expect("root")));
+        for (job, component) in [("../x", "a"), ("j", "a/b"), ("..", "a"), ("j", "a\0b")] {
+            assert!(
+                engine.task_dir(&key(job, component)).is_err(),
+                "{job} {component}"
+            );
+        }
+        // A symlink planted where a job directory would go is not followed out of the root.
+        let outside = std::env::temp_dir().join(format!("fedflow-outside-{}", std::process::id()));
+        std::fs::create_dir_all(&outside).expect("outside");
+        std::fs::create_dir_all(root.join("jobs")).expect("jobs");
+        std::os::unix::fs::symlink(&outside, root.join("jobs").join("planted")).expect("symlink");
+        assert!(matches!(
+            engine.task_dir(&key("planted", "a")),
+            Err(Error::Escapes(_))
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
+    }
+}
