@@ -21,18 +21,45 @@ pub struct ProcessFederation {
     children: Vec<(String, Child)>,
 }
 
+/// How to start a [`ProcessFederation`].
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// Cores each party's job-controller can give out.
+    pub cores: u32,
+    /// The task-controllers' engine: `process` or `instant` (benchmark only).
+    pub engine: &'static str,
+    /// `RUST_LOG` for every service.
+    pub log: &'static str,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            cores: 16,
+            engine: "process",
+            log: "info",
+        }
+    }
+}
+
+/// One service process: its name and pid.
+pub struct Service<'a> {
+    pub name: &'a str,
+    pub pid: u32,
+}
+
 fn free_port() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").to_string()
 }
 
-fn spawn(name: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+fn spawn(name: &str, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
     let log_file = std::fs::File::create(log).expect("create a log file");
     let err_file = log_file.try_clone().expect("clone the log file");
     Command::new(bin(name))
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(log_file))
@@ -43,6 +70,10 @@ fn spawn(name: &str, config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
 
 impl ProcessFederation {
     pub async fn start(party_ids: &[&str]) -> ProcessFederation {
+        Self::start_with(party_ids, ProcessOptions::default()).await
+    }
+
+    pub async fn start_with(party_ids: &[&str], options: ProcessOptions) -> ProcessFederation {
         let dir = TempDir::new("fedflow-proc");
         let parties: Vec<ProcParty> = party_ids
             .iter()
@@ -78,23 +109,25 @@ impl ProcessFederation {
                 (
                     "fedflow-job-controller",
                     format!(
-                        "party_id = \"{id}\"\ntask_controller = \"{t}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[resources]\ncores = 16\n",
+                        "party_id = \"{id}\"\ntask_controller = \"{t}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[resources]\ncores = {cores}\n",
                         id = party.party_id,
                         t = party.task_controller,
                         listen = party.job_controller,
                         db = db("job-controller"),
+                        cores = options.cores,
                     ),
                 ),
                 (
                     "fedflow-task-controller",
                     format!(
-                        "party_id = \"{id}\"\ngateway = \"{g}\"\ndata_dir = \"{data}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[worker]\nbin = \"{worker}\"\n",
+                        "party_id = \"{id}\"\ngateway = \"{g}\"\ndata_dir = \"{data}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[worker]\nbin = \"{worker}\"\nengine = \"{engine}\"\n",
                         id = party.party_id,
                         g = party.gateway,
                         data = pdir.display(),
                         listen = party.task_controller,
                         db = db("task-controller"),
                         worker = bin("fedflow-worker").display(),
+                        engine = options.engine,
                     ),
                 ),
                 (
@@ -117,7 +150,7 @@ impl ProcessFederation {
                 } else {
                     &[]
                 };
-                let child = spawn(name, &config, &log, env);
+                let child = spawn(name, &config, &log, options.log, env);
                 children.push((format!("{} {name}", party.party_id), child));
             }
         }
@@ -149,6 +182,17 @@ impl ProcessFederation {
             .iter()
             .find(|p| p.party_id == id)
             .unwrap_or_else(|| panic!("no party {id}"))
+    }
+
+    /// Every service process, for measuring (RSS, CPU).
+    pub fn services(&self) -> Vec<Service<'_>> {
+        self.children
+            .iter()
+            .map(|(name, child)| Service {
+                name: name.as_str(),
+                pid: child.id(),
+            })
+            .collect()
     }
 
     /// The logs of every process, for a failure message.

@@ -330,6 +330,9 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let job_id = request.into_inner().job_id;
+        if job_id.is_empty() {
+            return Ok(Response::new(Box::pin(watch_all(self.app.subscribe()))));
+        }
         if let Located::At(party) = self.app.locate(&job_id).await.map_err(|e| to_status(&e))? {
             return Err(Status::failed_precondition(format!(
                 "job {job_id} is scheduled by party {party}: watch it on that party's scheduler"
@@ -384,6 +387,30 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Every event of every job, as it happens. A reader too slow to keep up gets `DATA_LOSS`
+/// (how many events it missed) and the stream ends.
+fn watch_all(
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+) -> impl Stream<Item = Result<pb::JobEvent, Status>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            let item = match events.recv().await {
+                Ok(event) => Ok(event_to_pb(event)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Err(
+                    Status::data_loss(format!("{n} events were dropped: the reader is too slow")),
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let last = item.is_err();
+            if tx.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 #[tonic::async_trait]

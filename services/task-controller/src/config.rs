@@ -43,6 +43,10 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
+    /// How tasks run: `process` (a `fedflow-worker` process per attempt; the only engine for
+    /// real work) or `instant` (BENCHMARK ONLY: every task succeeds the moment it starts,
+    /// inside the task-controller, to measure the control plane alone).
+    pub engine: EngineKind,
     /// The `fedflow-worker` binary; empty = next to this program.
     pub bin: PathBuf,
     /// How often workers heartbeat.
@@ -53,9 +57,19 @@ pub struct WorkerConfig {
     pub kill_grace_ms: u64,
 }
 
+/// See [`WorkerConfig::engine`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    #[default]
+    Process,
+    Instant,
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
+            engine: EngineKind::Process,
             bin: PathBuf::new(),
             heartbeat_interval_ms: 1_000,
             heartbeat_timeout_ms: 10_000,

@@ -59,6 +59,7 @@ pub async fn run(
     .map_err(|e| Error::Config(format!("gateway: {e}")))?;
     let engine = engine::Engine::new(config.data_dir.clone(), config.worker.resolve_bin());
     let timing = app::Timing {
+        instant: config.worker.engine == config::EngineKind::Instant,
         heartbeat_interval: Duration::from_millis(config.worker.heartbeat_interval_ms),
         heartbeat_timeout: Duration::from_millis(config.worker.heartbeat_timeout_ms),
         kill_grace: Duration::from_millis(config.worker.kill_grace_ms),
