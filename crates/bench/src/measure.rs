@@ -70,7 +70,14 @@ impl Results {
         self.samples.entry(name).or_default()
     }
 
-    pub fn row(&mut self, figure: &str, target: &str, value: String, fate: &str, met: Option<bool>) {
+    pub fn row(
+        &mut self,
+        figure: &str,
+        target: &str,
+        value: String,
+        fate: &str,
+        met: Option<bool>,
+    ) {
         self.rows
             .push((figure.into(), target.into(), value, fate.into(), met));
     }

@@ -36,9 +36,14 @@ struct Observer {
 }
 
 fn is_end(status: i32) -> bool {
-    [JobStatus::Success, JobStatus::Failed, JobStatus::Canceled, JobStatus::Timeout]
-        .iter()
-        .any(|s| *s as i32 == status)
+    [
+        JobStatus::Success,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+        JobStatus::Timeout,
+    ]
+    .iter()
+    .any(|s| *s as i32 == status)
 }
 
 impl Observer {
@@ -181,14 +186,21 @@ async fn submit(client: &mut Client, dsl: &Value, conf: &Value) -> String {
 }
 
 /// When every party had `component` in `status` (the last of their arrivals).
-fn all_parties(t: &Timeline, component: &str, status: TaskStatus, parties: usize) -> Option<Instant> {
+fn all_parties(
+    t: &Timeline,
+    component: &str,
+    status: TaskStatus,
+    parties: usize,
+) -> Option<Instant> {
     let times: Vec<Instant> = t
         .party
         .iter()
         .filter(|((c, v, _, s), _)| c == component && *v == 0 && *s == status as i32)
         .map(|(_, at)| *at)
         .collect();
-    (times.len() == parties).then(|| times.into_iter().max()).flatten()
+    (times.len() == parties)
+        .then(|| times.into_iter().max())
+        .flatten()
 }
 
 /// One sequential 3-task job: submit -> first running everywhere, the two edges, last success
@@ -200,10 +212,17 @@ struct JobLatency {
     overhead: Duration,
 }
 
-async fn timed_chain(client: &mut Client, observer: &Observer, conf: &Value, parties: usize) -> JobLatency {
+async fn timed_chain(
+    client: &mut Client,
+    observer: &Observer,
+    conf: &Value,
+    parties: usize,
+) -> JobLatency {
     let start = Instant::now();
     let job_id = submit(client, &chain3(), conf).await;
-    observer.wait_all(std::slice::from_ref(&job_id), Duration::from_secs(60)).await;
+    observer
+        .wait_all(std::slice::from_ref(&job_id), Duration::from_secs(60))
+        .await;
     let t = observer.timeline(&job_id);
     observer.forget(&job_id);
     let end = *t
@@ -236,7 +255,13 @@ async fn timed_chain(client: &mut Client, observer: &Observer, conf: &Value, par
 }
 
 /// Submits `n` jobs, at most 64 in flight, and waits for them all. Returns (jobs/s, successes).
-async fn burst(client: &Client, observer: &Observer, n: usize, dsl: &Value, conf: &Value) -> (f64, usize) {
+async fn burst(
+    client: &Client,
+    observer: &Observer,
+    n: usize,
+    dsl: &Value,
+    conf: &Value,
+) -> (f64, usize) {
     let start = Instant::now();
     let jobs: Vec<String> = futures::stream::iter(0..n)
         .map(|_| {
@@ -276,7 +301,10 @@ fn total_rss(fed: &ProcessFederation) -> f64 {
 }
 
 /// Samples every service's RSS until told to stop; returns the peak per kind of service.
-fn sample_peaks(fed: &ProcessFederation, stop: Arc<Notify>) -> tokio::task::JoinHandle<HashMap<String, f64>> {
+fn sample_peaks(
+    fed: &ProcessFederation,
+    stop: Arc<Notify>,
+) -> tokio::task::JoinHandle<HashMap<String, f64>> {
     let services: Vec<(String, u32)> = fed
         .services()
         .iter()
@@ -310,7 +338,10 @@ pub async fn run(args: &Args) -> Results {
     let parties3 = ["9999", "10000", "10001"];
 
     // 1 + 2 + 3: latency, throughput with process workers, footprint.
-    eprintln!("fedflow-bench: latency ({} sequential jobs)", args.latency_jobs);
+    eprintln!(
+        "fedflow-bench: latency ({} sequential jobs)",
+        args.latency_jobs
+    );
     let fed = ProcessFederation::start_with(&parties3, options("process", 1_000_000)).await;
     let addr = fed.party("9999").scheduler.clone();
     let observer = Observer::start(&addr).await;
@@ -318,55 +349,94 @@ pub async fn run(args: &Args) -> Results {
     let idle = rss_by_kind(&fed);
     for _ in 0..args.latency_jobs {
         let l = timed_chain(&mut client, &observer, &conf3(), 3).await;
-        r.samples("latency.submit_to_first_running_all").push_ms(l.first_running);
+        r.samples("latency.submit_to_first_running_all")
+            .push_ms(l.first_running);
         for e in l.edges {
             r.samples("latency.dag_edge").push_ms(e);
         }
-        r.samples("latency.last_success_to_job_success").push_ms(l.finish);
-        r.samples("latency.scheduling_overhead_per_job").push_ms(l.overhead);
+        r.samples("latency.last_success_to_job_success")
+            .push_ms(l.finish);
+        r.samples("latency.scheduling_overhead_per_job")
+            .push_ms(l.overhead);
     }
     let mut after_runs = Vec::new();
     let mut peaks: HashMap<String, f64> = HashMap::new();
     for round in 1..=2 {
-        eprintln!("fedflow-bench: throughput, process workers, round {round} ({} jobs)", args.throughput_jobs);
+        eprintln!(
+            "fedflow-bench: throughput, process workers, round {round} ({} jobs)",
+            args.throughput_jobs
+        );
         let cpu_before = total_cpu(&fed);
         let stop = Arc::new(Notify::new());
         let sampler = sample_peaks(&fed, stop.clone());
-        let (rate, ok) = burst(&client, &observer, args.throughput_jobs, &chain3(), &conf3()).await;
+        let (rate, ok) = burst(
+            &client,
+            &observer,
+            args.throughput_jobs,
+            &chain3(),
+            &conf3(),
+        )
+        .await;
         stop.notify_one();
         for (k, v) in sampler.await.expect("sampler") {
             let e = peaks.entry(k).or_default();
             *e = e.max(v);
         }
         let cpu = total_cpu(&fed) - cpu_before;
-        r.values.insert(format!("throughput.process.round{round}.jobs_per_s"), rate);
-        r.values.insert(format!("throughput.process.round{round}.succeeded"), ok as f64);
-        r.values.insert(format!("footprint.cpu_seconds_per_job.round{round}"), cpu / args.throughput_jobs as f64);
+        r.values
+            .insert(format!("throughput.process.round{round}.jobs_per_s"), rate);
+        r.values.insert(
+            format!("throughput.process.round{round}.succeeded"),
+            ok as f64,
+        );
+        r.values.insert(
+            format!("footprint.cpu_seconds_per_job.round{round}"),
+            cpu / args.throughput_jobs as f64,
+        );
         after_runs.push(total_rss(&fed));
     }
     for (kind, mib) in &idle {
-        r.values.insert(format!("footprint.idle_rss_mib.{kind}"), *mib);
+        r.values
+            .insert(format!("footprint.idle_rss_mib.{kind}"), *mib);
     }
     for (kind, mib) in &peaks {
-        r.values.insert(format!("footprint.peak_rss_mib.{kind}"), *mib);
+        r.values
+            .insert(format!("footprint.peak_rss_mib.{kind}"), *mib);
     }
-    r.values.insert("footprint.total_rss_mib_after_round1".into(), after_runs[0]);
-    r.values.insert("footprint.total_rss_mib_after_round2".into(), after_runs[1]);
+    r.values
+        .insert("footprint.total_rss_mib_after_round1".into(), after_runs[0]);
+    r.values
+        .insert("footprint.total_rss_mib_after_round2".into(), after_runs[1]);
     drop(fed);
 
     // 2: throughput of the control plane alone (benchmark engine).
-    eprintln!("fedflow-bench: throughput, benchmark engine ({} jobs)", args.throughput_jobs);
+    eprintln!(
+        "fedflow-bench: throughput, benchmark engine ({} jobs)",
+        args.throughput_jobs
+    );
     let fed = ProcessFederation::start_with(&parties3, options("instant", 1_000_000)).await;
     let addr = fed.party("9999").scheduler.clone();
     let observer = Observer::start(&addr).await;
     let client = Client::new(channel(&addr));
-    let (rate, ok) = burst(&client, &observer, args.throughput_jobs, &chain3(), &conf3()).await;
-    r.values.insert("throughput.instant.jobs_per_s".into(), rate);
-    r.values.insert("throughput.instant.succeeded".into(), ok as f64);
+    let (rate, ok) = burst(
+        &client,
+        &observer,
+        args.throughput_jobs,
+        &chain3(),
+        &conf3(),
+    )
+    .await;
+    r.values
+        .insert("throughput.instant.jobs_per_s".into(), rate);
+    r.values
+        .insert("throughput.instant.succeeded".into(), ok as f64);
     drop(fed);
 
     // 4a: submit latency, empty queue vs a deep one.
-    eprintln!("fedflow-bench: submit latency with {} jobs queued", args.queued_jobs);
+    eprintln!(
+        "fedflow-bench: submit latency with {} jobs queued",
+        args.queued_jobs
+    );
     let fed = ProcessFederation::start_with(&parties3, options("process", 1)).await;
     let addr = fed.party("9999").scheduler.clone();
     let observer = Observer::start(&addr).await;
@@ -375,8 +445,11 @@ pub async fn run(args: &Args) -> Results {
     for _ in 0..probes {
         let start = Instant::now();
         let job = submit(&mut client, &chain3(), &conf3()).await;
-        r.samples("scale.submit_empty_queue").push_ms(start.elapsed());
-        observer.wait_all(std::slice::from_ref(&job), Duration::from_secs(60)).await;
+        r.samples("scale.submit_empty_queue")
+            .push_ms(start.elapsed());
+        observer
+            .wait_all(std::slice::from_ref(&job), Duration::from_secs(60))
+            .await;
         observer.forget(&job);
     }
     let holder_conf = {
@@ -396,7 +469,8 @@ pub async fn run(args: &Args) -> Results {
     for _ in 0..probes {
         let start = Instant::now();
         submit(&mut client, &chain3(), &conf3()).await;
-        r.samples("scale.submit_with_deep_queue").push_ms(start.elapsed());
+        r.samples("scale.submit_with_deep_queue")
+            .push_ms(start.elapsed());
     }
     let services: Vec<u32> = fed.services().iter().map(|s| s.pid).collect();
     for pid in services {
@@ -409,7 +483,9 @@ pub async fn run(args: &Args) -> Results {
 
     // 4b: an 8-party job against a 3-party job.
     eprintln!("fedflow-bench: 8 parties");
-    let parties8 = ["9999", "10000", "10001", "10002", "10003", "10004", "10005", "10006"];
+    let parties8 = [
+        "9999", "10000", "10001", "10002", "10003", "10004", "10005", "10006",
+    ];
     let fed = ProcessFederation::start_with(&parties8, options("process", 1_000_000)).await;
     let addr = fed.party("9999").scheduler.clone();
     let observer = Observer::start(&addr).await;
@@ -417,12 +493,16 @@ pub async fn run(args: &Args) -> Results {
     let rounds = args.latency_jobs.clamp(3, 20);
     for _ in 0..rounds {
         let l = timed_chain(&mut client, &observer, &conf3(), 3).await;
-        r.samples("scale.3_party.submit_to_first_running_all").push_ms(l.first_running);
-        r.samples("scale.3_party.scheduling_overhead").push_ms(l.overhead);
+        r.samples("scale.3_party.submit_to_first_running_all")
+            .push_ms(l.first_running);
+        r.samples("scale.3_party.scheduling_overhead")
+            .push_ms(l.overhead);
         let hosts = &parties8[1..];
         let l = timed_chain(&mut client, &observer, &conf_hosts(hosts), 8).await;
-        r.samples("scale.8_party.submit_to_first_running_all").push_ms(l.first_running);
-        r.samples("scale.8_party.scheduling_overhead").push_ms(l.overhead);
+        r.samples("scale.8_party.submit_to_first_running_all")
+            .push_ms(l.first_running);
+        r.samples("scale.8_party.scheduling_overhead")
+            .push_ms(l.overhead);
     }
     drop(fed);
 
@@ -436,7 +516,11 @@ fn table(r: &mut Results, args: &Args) {
     r.row(
         "submit -> first task running on all 3 parties, p50 / p99",
         "<= 25 ms / <= 100 ms",
-        format!("{:.1} ms / {:.1} ms", first.quantile(0.5), first.quantile(0.99)),
+        format!(
+            "{:.1} ms / {:.1} ms",
+            first.quantile(0.5),
+            first.quantile(0.99)
+        ),
         "1.47 s (2 parties)",
         Some(first.quantile(0.5) <= 25.0 && first.quantile(0.99) <= 100.0),
     );
@@ -507,7 +591,11 @@ fn table(r: &mut Results, args: &Args) {
     r.row(
         &format!("submit p99 with {} queued jobs vs empty", args.queued_jobs),
         "<= 2 x empty-queue p99",
-        format!("{:.1} ms vs {:.1} ms", deep.quantile(0.99), empty.quantile(0.99)),
+        format!(
+            "{:.1} ms vs {:.1} ms",
+            deep.quantile(0.99),
+            empty.quantile(0.99)
+        ),
         "-",
         Some(deep.quantile(0.99) <= 2.0 * empty.quantile(0.99)),
     );

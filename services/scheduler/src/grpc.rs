@@ -399,9 +399,9 @@ fn watch_all(
         loop {
             let item = match events.recv().await {
                 Ok(event) => Ok(event_to_pb(event)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Err(
-                    Status::data_loss(format!("{n} events were dropped: the reader is too slow")),
-                ),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Err(Status::data_loss(
+                    format!("{n} events were dropped: the reader is too slow"),
+                )),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
             let last = item.is_err();

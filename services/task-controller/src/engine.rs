@@ -109,8 +109,8 @@ impl Engine {
             .mode(0o600)
             .open(&config)
             .map_err(io)?;
+        // No fsync: the file matters only to a worker of this boot.
         file.write_all(task_json).map_err(io)?;
-        file.sync_all().map_err(io)?;
         let log_path = dir.join("worker.log");
         let log = std::fs::OpenOptions::new()
             .create(true)

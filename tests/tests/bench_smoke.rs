@@ -1,0 +1,52 @@
+//! The benchmark cannot rot: a smoke run with tiny sizes produces every figure.
+
+use std::process::Command;
+
+use fedflow_tests::{TempDir, bin};
+
+#[test]
+fn the_benchmark_runs_and_reports_every_figure() {
+    let dir = TempDir::new("fedflow-bench-smoke");
+    let json = dir.path().join("results.json");
+    let out = Command::new(bin("fedflow-bench"))
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run fedflow-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for figure in [
+        "submit -> first task running on all 3 parties",
+        "DAG edge, p50",
+        "scheduling overhead per 3-task job",
+        "throughput, control-plane engine",
+        "throughput, process workers",
+        "idle RSS per service",
+        "RSS after 2nd throughput run",
+        "submit p99 with 20 queued jobs",
+        "8-party vs 3-party",
+    ] {
+        assert!(stdout.contains(figure), "{figure} missing from:\n{stdout}");
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
+    let table = results["table"].as_array().expect("a table");
+    assert_eq!(table.len(), 10);
+    for key in [
+        "throughput.instant.succeeded",
+        "throughput.process.round1.succeeded",
+        "throughput.process.round2.succeeded",
+    ] {
+        assert_eq!(
+            results["values"][key], 12.0,
+            "{key}: every smoke job succeeded"
+        );
+    }
+    assert_eq!(results["samples"]["latency.dag_edge"]["n"], 6);
+}
