@@ -27,9 +27,18 @@ pub struct Args {
     /// Jobs waiting in the queue for the scale figure.
     #[arg(long, default_value_t = 10_000)]
     pub queued_jobs: usize,
+    /// Run only these parts (latency, throughput, instant, queue, parties); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-results.json")]
     pub json: PathBuf,
+}
+
+impl Args {
+    pub fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 #[tokio::main]

@@ -108,23 +108,32 @@ impl Observer {
             .map(|(s, t)| (*s, *t))
     }
 
-    /// Waits until every job in `jobs` has ended; returns how many succeeded.
+    /// Waits until every job in `jobs` has ended; returns how many succeeded. Checks at most
+    /// every 5 ms, and only the jobs still pending, so waiting costs little CPU.
     async fn wait_all(&self, jobs: &[String], within: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + within;
+        let mut pending: Vec<&String> = jobs.iter().collect();
+        let mut succeeded = 0;
         loop {
             let notified = self.changed.notified();
-            let ended: Vec<Option<(i32, Instant)>> = jobs.iter().map(|j| self.ended(j)).collect();
-            if ended.iter().all(Option::is_some) {
-                return ended
-                    .iter()
-                    .flatten()
-                    .filter(|(s, _)| *s == JobStatus::Success as i32)
-                    .count();
+            pending.retain(|job| match self.ended(job) {
+                Some((status, _)) => {
+                    succeeded += usize::from(status == JobStatus::Success as i32);
+                    false
+                }
+                None => true,
+            });
+            if pending.is_empty() {
+                return succeeded;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let done = ended.iter().filter(|e| e.is_some()).count();
-                panic!("only {done} of {} jobs ended within {within:?}", jobs.len());
+                panic!(
+                    "only {} of {} jobs ended within {within:?}",
+                    jobs.len() - pending.len(),
+                    jobs.len()
+                );
             }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -335,9 +344,26 @@ fn options(engine: &'static str, cores: u32) -> ProcessOptions {
 
 pub async fn run(args: &Args) -> Results {
     let mut r = Results::default();
-    let parties3 = ["9999", "10000", "10001"];
 
     // 1 + 2 + 3: latency, throughput with process workers, footprint.
+    if args.runs("latency") || args.runs("throughput") {
+        latency_and_throughput(args, &mut r).await;
+    }
+    if args.runs("instant") {
+        instant(args, &mut r).await;
+    }
+    if args.runs("queue") {
+        queue(args, &mut r).await;
+    }
+    if args.runs("parties") {
+        parties(args, &mut r).await;
+    }
+    table(&mut r, args);
+    r
+}
+
+async fn latency_and_throughput(args: &Args, r: &mut Results) {
+    let parties3 = ["9999", "10000", "10001"];
     eprintln!(
         "fedflow-bench: latency ({} sequential jobs)",
         args.latency_jobs
@@ -347,7 +373,7 @@ pub async fn run(args: &Args) -> Results {
     let observer = Observer::start(&addr).await;
     let mut client = Client::new(channel(&addr));
     let idle = rss_by_kind(&fed);
-    for _ in 0..args.latency_jobs {
+    for _ in 0..if args.runs("latency") { args.latency_jobs } else { 0 } {
         let l = timed_chain(&mut client, &observer, &conf3(), 3).await;
         r.samples("latency.submit_to_first_running_all")
             .push_ms(l.first_running);
@@ -361,7 +387,7 @@ pub async fn run(args: &Args) -> Results {
     }
     let mut after_runs = Vec::new();
     let mut peaks: HashMap<String, f64> = HashMap::new();
-    for round in 1..=2 {
+    for round in 1..=if args.runs("throughput") { 2 } else { 0 } {
         eprintln!(
             "fedflow-bench: throughput, process workers, round {round} ({} jobs)",
             args.throughput_jobs
@@ -403,12 +429,16 @@ pub async fn run(args: &Args) -> Results {
         r.values
             .insert(format!("footprint.peak_rss_mib.{kind}"), *mib);
     }
-    r.values
-        .insert("footprint.total_rss_mib_after_round1".into(), after_runs[0]);
-    r.values
-        .insert("footprint.total_rss_mib_after_round2".into(), after_runs[1]);
-    drop(fed);
+    if let [first, second] = after_runs[..] {
+        r.values
+            .insert("footprint.total_rss_mib_after_round1".into(), first);
+        r.values
+            .insert("footprint.total_rss_mib_after_round2".into(), second);
+    }
+}
 
+async fn instant(args: &Args, r: &mut Results) {
+    let parties3 = ["9999", "10000", "10001"];
     // 2: throughput of the control plane alone (benchmark engine).
     eprintln!(
         "fedflow-bench: throughput, benchmark engine ({} jobs)",
@@ -430,8 +460,10 @@ pub async fn run(args: &Args) -> Results {
         .insert("throughput.instant.jobs_per_s".into(), rate);
     r.values
         .insert("throughput.instant.succeeded".into(), ok as f64);
-    drop(fed);
+}
 
+async fn queue(args: &Args, r: &mut Results) {
+    let parties3 = ["9999", "10000", "10001"];
     // 4a: submit latency, empty queue vs a deep one.
     eprintln!(
         "fedflow-bench: submit latency with {} jobs queued",
@@ -479,8 +511,9 @@ pub async fn run(args: &Args) -> Results {
     for pid in processes_mentioning(&holder) {
         signal(pid, "KILL");
     }
-    drop(fed);
+}
 
+async fn parties(args: &Args, r: &mut Results) {
     // 4b: an 8-party job against a 3-party job.
     eprintln!("fedflow-bench: 8 parties");
     let parties8 = [
@@ -504,10 +537,6 @@ pub async fn run(args: &Args) -> Results {
         r.samples("scale.8_party.scheduling_overhead")
             .push_ms(l.overhead);
     }
-    drop(fed);
-
-    table(&mut r, args);
-    r
 }
 
 fn table(r: &mut Results, args: &Args) {
@@ -540,7 +569,8 @@ fn table(r: &mut Results, args: &Args) {
         "4.0 s per 2-task job",
         Some(overhead.quantile(0.5) <= 75.0),
     );
-    let instant = r.values["throughput.instant.jobs_per_s"];
+    let value = |r: &Results, k: &str| r.values.get(k).copied().unwrap_or(f64::NAN);
+    let instant = value(r, "throughput.instant.jobs_per_s");
     r.row(
         "throughput, control-plane engine",
         ">= 200 jobs/s",
@@ -548,7 +578,7 @@ fn table(r: &mut Results, args: &Args) {
         "~0.5 job starts/s by design",
         Some(instant >= 200.0),
     );
-    let process = r.values["throughput.process.round1.jobs_per_s"];
+    let process = value(r, "throughput.process.round1.jobs_per_s");
     r.row(
         "throughput, process workers",
         ">= 20 jobs/s",
@@ -569,8 +599,8 @@ fn table(r: &mut Results, args: &Args) {
         "106 MiB (one server)",
         Some(idle_max <= 20.0),
     );
-    let a1 = r.values["footprint.total_rss_mib_after_round1"];
-    let a2 = r.values["footprint.total_rss_mib_after_round2"];
+    let a1 = value(r, "footprint.total_rss_mib_after_round1");
+    let a2 = value(r, "footprint.total_rss_mib_after_round2");
     r.row(
         "RSS after 2nd throughput run vs after 1st",
         "within 10%",
@@ -578,7 +608,7 @@ fn table(r: &mut Results, args: &Args) {
         "-",
         Some((a2 - a1).abs() <= a1 * 0.10),
     );
-    let cpu = r.values["footprint.cpu_seconds_per_job.round1"];
+    let cpu = value(r, "footprint.cpu_seconds_per_job.round1");
     r.row(
         "service CPU per job (all 12 services)",
         "-",

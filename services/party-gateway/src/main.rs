@@ -12,7 +12,7 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
     let config: fedflow_party_gateway::Config =

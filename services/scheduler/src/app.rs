@@ -839,9 +839,10 @@ impl App {
                 continue;
             }
             let statuses: Vec<TaskStatus> = latest.values().map(|t| t.status).collect();
-            self.store()
-                .raise_progress(job_id, aggregate::progress(&statuses))
-                .await?;
+            let progress = aggregate::progress(&statuses);
+            if progress > job.progress {
+                self.store().raise_progress(job_id, progress).await?;
+            }
             let job_status = aggregate::job_status(&statuses, job.cancel_requested);
             if job_status.is_end() {
                 let reason = match job_status {
