@@ -107,6 +107,35 @@ impl TestFederation {
         TestFederation { federation, dir }
     }
 
+    /// The same federation with every service on its own PostgreSQL database, on the server
+    /// `FEDFLOW_TEST_POSTGRES_URL` names; None when it is unset.
+    pub async fn start_on_postgres(parties: &[&str]) -> Option<TestFederation> {
+        let admin = std::env::var("FEDFLOW_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|url| !url.is_empty())?;
+        let prefix = fedflow_store::unique_test_name("e2e");
+        for party in parties {
+            for service in ["scheduler", "job_controller", "task_controller"] {
+                fedflow_store::create_postgres_database(
+                    &admin,
+                    &format!("{prefix}_{party}_{service}"),
+                )
+                .await
+                .expect("create a test database");
+            }
+        }
+        let template = fedflow_store::postgres_url_with_database(
+            &admin,
+            &format!("{prefix}_{{party}}_{{service}}"),
+        );
+        Some(
+            Self::start_with(parties, |o| {
+                o.database_url_template = Some(template);
+            })
+            .await,
+        )
+    }
+
     fn party(&self, party: &str) -> &fedflow_standalone::Party {
         self.federation
             .party(party)

@@ -30,6 +30,25 @@ fn cli(fed: &TestFederation, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn diamond_of_sums_succeeds_on_every_party() {
     let fed = TestFederation::start(PARTIES).await;
+    diamond_scenario(&fed).await;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn diamond_of_sums_succeeds_with_every_service_on_postgres() {
+    let Some(fed) = TestFederation::start_on_postgres(PARTIES).await else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set FEDFLOW_TEST_POSTGRES_URL"
+        );
+        eprintln!("FEDFLOW_TEST_POSTGRES_URL unset: PostgreSQL scenario not run");
+        return;
+    };
+    diamond_scenario(&fed).await;
+    fed.shutdown().await;
+}
+
+async fn diamond_scenario(fed: &TestFederation) {
     let conf = conf3(
         json!({"common": {"task_cores": 1, "task_parallelism": 2}}),
         json!({
@@ -51,7 +70,7 @@ async fn diamond_of_sums_succeeds_on_every_party() {
 
     // Every task is success on every party that runs it (the parties' own rows).
     for party in PARTIES {
-        let tasks = party_tasks(&fed, party, &job_id).await;
+        let tasks = party_tasks(fed, party, &job_id).await;
         assert_eq!(
             tasks.len(),
             4,
@@ -87,11 +106,11 @@ async fn diamond_of_sums_succeeds_on_every_party() {
         );
     }
     // The job row on every party says success (synced after the scheduler decided).
-    wait_party_jobs(&fed, &job_id, JobStatus::Success, WITHIN).await;
+    wait_party_jobs(fed, &job_id, JobStatus::Success, WITHIN).await;
 
     // `task output` of the sink shows the expected value: d = 4 + (2 + a) + (3 + a).
     let (ok, out, err) = cli(
-        &fed,
+        fed,
         &[
             "task", "output", "-j", &job_id, "-c", "d", "-r", "guest", "-p", "9999",
         ],
@@ -99,7 +118,7 @@ async fn diamond_of_sums_succeeds_on_every_party() {
     assert!(ok, "task output failed: {err}");
     assert_eq!(out.trim(), r#"{"value":11}"#);
     let (ok, out, err) = cli(
-        &fed,
+        fed,
         &[
             "task", "output", "-j", &job_id, "-c", "d", "-r", "host", "-p", "10000",
         ],
@@ -125,11 +144,10 @@ async fn diamond_of_sums_succeeds_on_every_party() {
             "party {party}: {resources:?}"
         );
     }
-    let (ok, out, _) = cli(&fed, &["--json", "job", "query", "-j", &job_id]);
+    let (ok, out, _) = cli(fed, &["--json", "job", "query", "-j", &job_id]);
     assert!(ok);
     let shown: serde_json::Value = serde_json::from_str(out.trim()).expect("json output");
     assert_eq!(shown["status"], "success");
-    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -373,7 +373,11 @@ async fn latency_and_throughput(args: &Args, r: &mut Results) {
     let observer = Observer::start(&addr).await;
     let mut client = Client::new(channel(&addr));
     let idle = rss_by_kind(&fed);
-    for _ in 0..if args.runs("latency") { args.latency_jobs } else { 0 } {
+    for _ in 0..if args.runs("latency") {
+        args.latency_jobs
+    } else {
+        0
+    } {
         let l = timed_chain(&mut client, &observer, &conf3(), 3).await;
         r.samples("latency.submit_to_first_running_all")
             .push_ms(l.first_running);

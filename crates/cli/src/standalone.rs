@@ -33,7 +33,14 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
         .await
         .map_err(|e| CliError(format!("UNAVAILABLE: {e}")))?;
     for party in &federation.parties {
-        println!("party {} scheduler {}", party.party_id, party.scheduler);
+        println!(
+            "party {} scheduler {} gateway {} job-controller {} task-controller {}",
+            party.party_id,
+            party.scheduler,
+            party.gateway,
+            party.job_controller,
+            party.task_controller
+        );
     }
     if !args.demo {
         println!(

@@ -82,7 +82,10 @@ impl RemoteError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.code,
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
         )
     }
 }

@@ -140,6 +140,100 @@ impl Tx {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.tx.commit().await
     }
+
+    /// Serialises this transaction with every other writer of `table` until it ends, for
+    /// read-then-write decisions (a ledger). SQLite's IMMEDIATE transactions already do; on
+    /// PostgreSQL this takes a SHARE ROW EXCLUSIVE lock on the table.
+    pub async fn lock_for_update(&self, table: &str) -> Result<(), DbErr> {
+        if self.backend == DbBackend::Postgres {
+            self.tx
+                .execute_unprepared(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// For tests: creates the empty PostgreSQL database `name` (lowercase letters, digits and
+/// `_` only) on the server of `admin_url` (whose user may create databases); returns its URL.
+pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String, DbErr> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(DbErr::Custom(format!("unusable database name {name:?}")));
+    }
+    let admin = sea_orm::Database::connect(admin_url).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    admin.close().await?;
+    Ok(postgres_url_with_database(admin_url, name))
+}
+
+/// `admin_url` with its database replaced by `name` (which may hold `{placeholders}`).
+pub fn postgres_url_with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    format!("{prefix}/{name}{query}")
+}
+
+/// A name no other test run uses, for test databases.
+pub fn unique_test_name(hint: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "ff_{}_{}_{}_{hint}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '_'
+        }
+    })
+    .collect()
+}
+
+/// The URLs a store contract test runs on: a fresh SQLite file always, and a fresh PostgreSQL
+/// database when `FEDFLOW_TEST_POSTGRES_URL` names a server (CI sets it).
+pub async fn contract_backends(name_hint: &str) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!(
+        "fedflow-contract-{}-{name_hint}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut urls = vec![sqlite_url(&dir.join("store.db"))];
+    match std::env::var("FEDFLOW_TEST_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            match create_postgres_database(&admin, &unique_test_name(name_hint)).await {
+                Ok(url) => urls.push(url),
+                Err(e) => panic!("FEDFLOW_TEST_POSTGRES_URL is set but unusable: {e}"),
+            }
+        }
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set FEDFLOW_TEST_POSTGRES_URL"
+            );
+            eprintln!("FEDFLOW_TEST_POSTGRES_URL unset: store contract test on SQLite only");
+        }
+    }
+    urls
 }
 
 /// `?` placeholders become `$1, $2, …` on PostgreSQL. Statements here never contain a literal

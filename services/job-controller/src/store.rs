@@ -194,6 +194,7 @@ impl Store {
         now: i64,
     ) -> Result<Grant, Error> {
         let tx = self.db.begin().await?;
+        tx.lock_for_update("jobctl_allocations").await?;
         let existing = tx
             .query_one(
                 "SELECT cores FROM jobctl_allocations WHERE job_id = ? AND role = ?",
@@ -306,4 +307,139 @@ fn job_from_row(row: &Row) -> Result<PartyJob, Error> {
         start_ms: get(row, "start_ms")?,
         end_ms: get(row, "end_ms")?,
     })
+}
+
+/// The store's contract, on SQLite and (when `FEDFLOW_TEST_POSTGRES_URL` is set) PostgreSQL.
+#[cfg(test)]
+mod contract {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Resources;
+
+    async fn stores(name: &str) -> Vec<Arc<Store>> {
+        let mut stores = Vec::new();
+        for url in fedflow_store::contract_backends(name).await {
+            let config = fedflow_config::DatabaseConfig {
+                url,
+                max_connections: 8,
+            };
+            stores.push(Arc::new(
+                Store::open(&config).await.expect("the store opens"),
+            ));
+        }
+        stores
+    }
+
+    fn job(job_id: &str) -> PartyJob {
+        PartyJob {
+            job_id: job_id.into(),
+            role: "host".into(),
+            party_id: "10000".into(),
+            status: JobStatus::Ready,
+            reason: String::new(),
+            scheduler_party_id: "9999".into(),
+            dsl: "{}".into(),
+            conf: "{}".into(),
+            cores: 1,
+            memory_mb: 0,
+            create_ms: 1,
+            start_ms: 0,
+            end_ms: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn job_rows_are_created_once_and_move_only_by_compare_and_set() {
+        for store in stores("jobctl_rows").await {
+            assert!(store.insert_job(&job("j1")).await.expect("insert"));
+            assert!(
+                !store.insert_job(&job("j1")).await.expect("repeat"),
+                "idempotent"
+            );
+            let cas = |from, to| {
+                let store = store.clone();
+                async move {
+                    store
+                        .cas_status("j1", "host", from, to, "", 10)
+                        .await
+                        .expect("cas")
+                }
+            };
+            assert!(
+                !cas(JobStatus::Waiting, JobStatus::Running).await,
+                "stale from"
+            );
+            assert!(cas(JobStatus::Ready, JobStatus::Waiting).await);
+            assert!(cas(JobStatus::Waiting, JobStatus::Running).await);
+            assert!(
+                !cas(JobStatus::Waiting, JobStatus::Running).await,
+                "lost race"
+            );
+            assert!(cas(JobStatus::Running, JobStatus::Success).await);
+            let row = store.job("j1", "host").await.expect("read").expect("row");
+            assert_eq!(row.status, JobStatus::Success);
+            assert_eq!((row.start_ms, row.end_ms), (10, 10));
+            assert_eq!(store.jobs("j1").await.expect("rows").len(), 1);
+            assert!(store.job("nope", "host").await.expect("read").is_none());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ledger_never_grants_more_than_capacity_even_concurrently() {
+        for store in stores("jobctl_ledger").await {
+            let capacity = Resources {
+                cores: 5,
+                memory_mb: 0,
+            };
+            let applies = (0..20).map(|i| {
+                let store = store.clone();
+                let capacity = capacity.clone();
+                tokio::spawn(async move {
+                    store
+                        .apply(&format!("job{i}"), "host", 1, 0, &capacity, 1)
+                        .await
+                        .expect("apply")
+                })
+            });
+            let mut granted = 0;
+            for apply in applies {
+                if matches!(apply.await.expect("task"), Grant::Granted) {
+                    granted += 1;
+                }
+            }
+            assert_eq!(granted, 5, "exactly the capacity is granted");
+            let allocations = store.allocations().await.expect("ledger");
+            assert_eq!(allocations.iter().map(|a| a.cores).sum::<u32>(), 5);
+            let held = allocations[0].job_id.clone();
+            // A repeated apply by a holder is granted again without taking more.
+            assert!(matches!(
+                store
+                    .apply(&held, "host", 1, 0, &capacity, 2)
+                    .await
+                    .expect("apply"),
+                Grant::Granted
+            ));
+            match store
+                .apply("late", "host", 1, 0, &capacity, 2)
+                .await
+                .expect("apply")
+            {
+                Grant::Refused(why) => assert_eq!(why, "cores: requested 1, free 0 of 5"),
+                Grant::Granted => panic!("over capacity"),
+            }
+            assert!(store.release(&held, "host").await.expect("release"));
+            assert!(
+                !store.release(&held, "host").await.expect("release"),
+                "idempotent"
+            );
+            assert!(matches!(
+                store
+                    .apply("late", "host", 1, 0, &capacity, 3)
+                    .await
+                    .expect("apply"),
+                Grant::Granted
+            ));
+        }
+    }
 }

@@ -88,6 +88,9 @@ struct Inner {
     scheduling: Scheduling,
     events: broadcast::Sender<Event>,
     queue: Notify,
+    /// Pending `wake_at`s: (due time, job), earliest first.
+    timers: Mutex<BTreeSet<(i64, String)>>,
+    timer_changed: Notify,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
 }
@@ -124,6 +127,8 @@ impl App {
                 scheduling,
                 events,
                 queue: Notify::new(),
+                timers: Mutex::new(BTreeSet::new()),
+                timer_changed: Notify::new(),
                 locks: Mutex::new(HashMap::new()),
                 specs: Mutex::new(HashMap::new()),
             }),
@@ -170,11 +175,14 @@ impl App {
                 store::Error::Corrupt(format!("stored job {} no longer parses: {e}", job.job_id))
             })?,
         );
-        let mut specs = self.inner.specs.lock().unwrap_or_else(|e| e.into_inner());
-        if specs.len() > 10_000 {
-            specs.clear();
+        // Only jobs still in play are cached; ended ones are rarely asked about again.
+        if !job.status.is_end() {
+            let mut specs = self.inner.specs.lock().unwrap_or_else(|e| e.into_inner());
+            if specs.len() > 10_000 {
+                specs.clear();
+            }
+            specs.insert(job.job_id.clone(), spec.clone());
         }
-        specs.insert(job.job_id.clone(), spec.clone());
         Ok(spec)
     }
 
@@ -206,19 +214,59 @@ impl App {
         }
     }
 
-    /// Drives the job again at `at_ms` (a retry delay or a time limit falls due then). Lost on
-    /// restart; the repair pass catches what falls due meanwhile.
+    /// Drives the job again at `at_ms` (a retry delay or a time limit falls due then). Held in
+    /// one timer list served by [`App::run_timers`]; lost on restart, when the repair pass
+    /// catches what falls due meanwhile.
     fn wake_at(&self, job_id: &str, at_ms: i64) {
-        let app = self.clone();
-        let job_id = job_id.to_owned();
-        let delay = u64::try_from(at_ms.saturating_sub(now_ms())).unwrap_or(0);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            let _guard = app.lock(&job_id).await;
-            if let Err(e) = app.drive_locked(&job_id).await {
-                tracing::warn!(job = %job_id, error = %e, "timed drive failed");
+        let mut timers = self.inner.timers.lock().unwrap_or_else(|e| e.into_inner());
+        let earliest = timers.first().map(|(at, _)| *at);
+        timers.insert((at_ms, job_id.to_owned()));
+        if earliest.is_none_or(|e| at_ms < e) {
+            self.inner.timer_changed.notify_one();
+        }
+    }
+
+    /// Forgets a job's timers (it ended).
+    fn forget_timers(&self, job_id: &str) {
+        self.inner
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, job)| job != job_id);
+    }
+
+    /// Serves the timers set by `wake_at` until `shutdown`.
+    pub async fn run_timers(&self, shutdown: CancellationToken) {
+        loop {
+            let now = now_ms();
+            let (due, next): (Vec<String>, Option<i64>) = {
+                let mut timers = self.inner.timers.lock().unwrap_or_else(|e| e.into_inner());
+                let mut due = Vec::new();
+                while let Some((at, _)) = timers.first() {
+                    if *at > now {
+                        break;
+                    }
+                    if let Some((_, job)) = timers.pop_first() {
+                        due.push(job);
+                    }
+                }
+                (due, timers.first().map(|(at, _)| *at))
+            };
+            for job_id in due {
+                let _guard = self.lock(&job_id).await;
+                if let Err(e) = self.drive_locked(&job_id).await {
+                    tracing::warn!(job = %job_id, error = %e, "timed drive failed");
+                }
             }
-        });
+            let pause = next.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0))
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.inner.timer_changed.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
     }
 
     async fn job(&self, job_id: &str) -> Result<Job, Error> {
@@ -325,8 +373,8 @@ impl App {
             .find_map(|(who, r)| r.as_ref().err().map(|e| (who, e)));
         if let Some((who, err)) = refusal {
             let reason = format!(
-                "party {} ({}) refused the job: {}",
-                who.party_id, who.role, err.message
+                "party {} ({}) refused the job: {err}",
+                who.party_id, who.role
             );
             tracing::info!(job = %job_id, %reason, "job failed at creation");
             self.end_job(&job, JobStatus::Failed, &reason).await?;
@@ -399,6 +447,13 @@ impl App {
             return Ok(());
         }
         let spec = self.spec(job)?;
+        // An ended job needs no timers and no cached spec (a rerun parses it again).
+        self.forget_timers(&job.job_id);
+        self.inner
+            .specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.job_id);
         let participants = spec.participants();
         let app = self.clone();
         let job_id = job.job_id.clone();

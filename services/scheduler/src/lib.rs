@@ -60,6 +60,10 @@ pub async fn run(
         let (app, stop) = (app.clone(), background.clone());
         tokio::spawn(async move { app.run_repair(stop).await })
     };
+    let timers = {
+        let (app, stop) = (app.clone(), background.clone());
+        tokio::spawn(async move { app.run_timers(stop).await })
+    };
     let (scheduler, report) = grpc::services(app);
     let (health, routes) = fedflow_rpc::server::base_routes();
     let routes = routes.add_service(scheduler).add_service(report);
@@ -78,7 +82,7 @@ pub async fn run(
     )
     .await;
     background.cancel();
-    let _ = tokio::join!(queue, repair);
+    let _ = tokio::join!(queue, repair, timers);
     served?;
     Ok(())
 }

@@ -576,3 +576,221 @@ fn task_party_from_row(row: &Row) -> Result<TaskParty, Error> {
         update_ms: get(row, "update_ms")?,
     })
 }
+
+/// The store's contract, on SQLite and (when `FEDFLOW_TEST_POSTGRES_URL` is set) PostgreSQL.
+#[cfg(test)]
+mod contract {
+    use super::*;
+
+    async fn stores(name: &str) -> Vec<Store> {
+        let mut stores = Vec::new();
+        for url in fedflow_store::contract_backends(name).await {
+            let config = fedflow_config::DatabaseConfig {
+                url,
+                max_connections: 8,
+            };
+            stores.push(Store::open(&config).await.expect("the store opens"));
+        }
+        stores
+    }
+
+    fn job(job_id: &str, request_id: Option<&str>) -> Job {
+        Job {
+            job_id: job_id.into(),
+            status: JobStatus::Ready,
+            dsl: "{}".into(),
+            conf: "{}".into(),
+            initiator: Participant {
+                role: "guest".into(),
+                party_id: "9999".into(),
+            },
+            priority: 3,
+            reason: String::new(),
+            pending_reason: String::new(),
+            cancel_requested: false,
+            progress: 0,
+            request_id: request_id.map(str::to_owned),
+            create_ms: 1,
+            start_ms: 0,
+            end_ms: 0,
+            queued_ms: 1,
+        }
+    }
+
+    fn task(job_id: &str, version: i32) -> Task {
+        Task {
+            job_id: job_id.into(),
+            component: "a".into(),
+            version,
+            module: "Sum".into(),
+            status: TaskStatus::Waiting,
+            reason: String::new(),
+            retries_left: 2,
+            not_before_ms: 0,
+            start_ms: 0,
+            end_ms: 0,
+        }
+    }
+
+    fn party(job_id: &str, version: i32) -> TaskParty {
+        TaskParty {
+            job_id: job_id.into(),
+            component: "a".into(),
+            version,
+            who: Participant {
+                role: "host".into(),
+                party_id: "10000".into(),
+            },
+            status: TaskStatus::Waiting,
+            reason: String::new(),
+            update_ms: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_are_stored_once_per_request_id_and_move_by_compare_and_set() {
+        for store in stores("scheduler_jobs").await {
+            store
+                .insert_job(&job("j1", Some("r1")), &[task("j1", 0)], &[party("j1", 0)])
+                .await
+                .expect("insert");
+            let duplicate = store
+                .insert_job(&job("j2", Some("r1")), &[task("j2", 0)], &[party("j2", 0)])
+                .await
+                .expect_err("the request id is taken");
+            assert!(duplicate.is_unique_violation(), "{duplicate}");
+            assert!(
+                store.job("j2").await.expect("read").is_none(),
+                "nothing of j2 stored"
+            );
+            assert_eq!(
+                store
+                    .job_by_request("r1")
+                    .await
+                    .expect("read")
+                    .map(|j| j.job_id),
+                Some("j1".to_owned())
+            );
+            store
+                .insert_job(&job("j3", None), &[task("j3", 0)], &[])
+                .await
+                .expect("no request id twice is fine");
+            assert!(
+                store
+                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", 5)
+                    .await
+                    .expect("cas")
+            );
+            assert_eq!(
+                store.job("j1").await.expect("read").expect("row").queued_ms,
+                5
+            );
+            assert!(
+                !store
+                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", 6)
+                    .await
+                    .expect("cas")
+            );
+            assert_eq!(
+                store
+                    .job_ids_in(JobStatus::Waiting, 10)
+                    .await
+                    .expect("queue"),
+                ["j1"]
+            );
+            assert!(store.request_cancel("j1", "stop", 7).await.expect("cancel"));
+            assert!(
+                !store.request_cancel("j1", "stop", 8).await.expect("cancel"),
+                "once"
+            );
+            assert!(
+                store
+                    .cas_job_status("j1", JobStatus::Waiting, JobStatus::Canceled, "", 9)
+                    .await
+                    .expect("cas")
+            );
+            let ended = store.job("j1").await.expect("read").expect("row");
+            assert_eq!(
+                (ended.status, ended.end_ms, ended.reason.as_str()),
+                (JobStatus::Canceled, 9, "stop")
+            );
+            // A rerun moves the ended job back to waiting with new versions, all at once.
+            assert!(
+                store
+                    .insert_rerun(
+                        "j1",
+                        JobStatus::Canceled,
+                        &[task("j1", 1)],
+                        &[party("j1", 1)],
+                        10
+                    )
+                    .await
+                    .expect("rerun")
+            );
+            assert!(
+                !store
+                    .insert_rerun("j1", JobStatus::Canceled, &[task("j1", 2)], &[], 11)
+                    .await
+                    .expect("stale")
+            );
+            assert_eq!(store.tasks("j1").await.expect("tasks").len(), 2);
+            let rerun = store.job("j1").await.expect("read").expect("row");
+            assert_eq!(
+                (rerun.status, rerun.end_ms, rerun.cancel_requested),
+                (JobStatus::Waiting, 0, false)
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn task_and_party_statuses_move_only_by_compare_and_set() {
+        for store in stores("scheduler_tasks").await {
+            store
+                .insert_job(&job("j1", None), &[task("j1", 0)], &[party("j1", 0)])
+                .await
+                .expect("insert");
+            let t = task("j1", 0);
+            assert!(
+                store
+                    .cas_task_status(&t, TaskStatus::Running, "", 3)
+                    .await
+                    .expect("cas")
+            );
+            assert!(
+                !store
+                    .cas_task_status(&t, TaskStatus::Running, "", 3)
+                    .await
+                    .expect("stale")
+            );
+            let p = party("j1", 0);
+            assert!(
+                store
+                    .cas_party_status(&p, TaskStatus::Failed, "boom", 4)
+                    .await
+                    .expect("cas")
+            );
+            assert!(
+                !store
+                    .cas_party_status(&p, TaskStatus::Success, "", 5)
+                    .await
+                    .expect("stale")
+            );
+            let row = store
+                .task_party("j1", "a", 0, &p.who)
+                .await
+                .expect("read")
+                .expect("row");
+            assert_eq!(
+                (row.status, row.reason.as_str()),
+                (TaskStatus::Failed, "boom")
+            );
+            store
+                .insert_retry(&task("j1", 1), &[party("j1", 1)], 6)
+                .await
+                .expect("retry");
+            let tasks = store.tasks("j1").await.expect("tasks");
+            assert_eq!(tasks.iter().map(|t| t.version).collect::<Vec<_>>(), [0, 1]);
+            assert_eq!(tasks[1].retries_left, 2);
+        }
+    }
+}

@@ -336,3 +336,136 @@ fn task_from_row(row: &Row) -> Result<Task, Error> {
         end_ms: get(row, "end_ms")?,
     })
 }
+
+/// The store's contract, on SQLite and (when `FEDFLOW_TEST_POSTGRES_URL` is set) PostgreSQL.
+#[cfg(test)]
+mod contract {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn stores(name: &str) -> Vec<Arc<Store>> {
+        let mut stores = Vec::new();
+        for url in fedflow_store::contract_backends(name).await {
+            let config = fedflow_config::DatabaseConfig {
+                url,
+                max_connections: 8,
+            };
+            stores.push(Arc::new(
+                Store::open(&config).await.expect("the store opens"),
+            ));
+        }
+        stores
+    }
+
+    fn key(component: &str, version: i32) -> TaskKey {
+        TaskKey {
+            job_id: "j1".into(),
+            component: component.into(),
+            version,
+            role: "guest".into(),
+            party_id: "9999".into(),
+        }
+    }
+
+    fn task(component: &str, version: i32) -> Task {
+        Task {
+            key: key(component, version),
+            module: "Sleep".into(),
+            parameters: "{}".into(),
+            need_run: true,
+            upstream: vec!["a".into()],
+            scheduler_party_id: "9999".into(),
+            party_status: TaskStatus::Waiting,
+            status: TaskStatus::Waiting,
+            reason: String::new(),
+            pid: 0,
+            pid_start: 0,
+            token: String::new(),
+            output: String::new(),
+            start_ms: 0,
+            end_ms: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn task_rows_are_created_once_per_version() {
+        for store in stores("taskctl_rows").await {
+            let rows = [task("b", 0), task("c", 0)];
+            assert_eq!(store.insert_tasks(&rows, 1).await.expect("insert"), 2);
+            assert_eq!(store.insert_tasks(&rows, 2).await.expect("repeat"), 0);
+            assert_eq!(store.insert_tasks(&[task("b", 1)], 3).await.expect("v1"), 1);
+            let all = store.job_tasks("j1").await.expect("list");
+            assert_eq!(all.len(), 3);
+            assert_eq!(all[0].upstream, ["a"]);
+            assert!(store.task(&key("b", 7)).await.expect("read").is_none());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_of_many_concurrent_starts_claims_a_task() {
+        for store in stores("taskctl_claim").await {
+            store
+                .insert_tasks(&[task("b", 0)], 1)
+                .await
+                .expect("insert");
+            let claims = (0..10).map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .claim_start(&key("b", 0), &format!("token{i}"), 5)
+                        .await
+                        .expect("claim")
+                        .then_some(format!("token{i}"))
+                })
+            });
+            let mut winners = Vec::new();
+            for claim in claims {
+                winners.extend(claim.await.expect("task"));
+            }
+            assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+            let row = store.task(&key("b", 0)).await.expect("read").expect("row");
+            assert_eq!(row.party_status, TaskStatus::Running);
+            assert_eq!(
+                row.token, winners[0],
+                "the winner's token is the one stored"
+            );
+            let k = key("b", 0);
+            assert!(
+                !store
+                    .cas_party_status(&k, TaskStatus::Waiting, TaskStatus::Failed, "x", None, 6)
+                    .await
+                    .expect("cas"),
+                "stale from"
+            );
+            assert!(
+                store
+                    .cas_party_status(
+                        &k,
+                        TaskStatus::Running,
+                        TaskStatus::Success,
+                        "",
+                        Some("{\"value\":1}"),
+                        7
+                    )
+                    .await
+                    .expect("cas")
+            );
+            let row = store.task(&k).await.expect("read").expect("row");
+            assert_eq!(row.output, "{\"value\":1}");
+            assert_eq!(row.end_ms, 7);
+            assert!(
+                store
+                    .cas_status(&k, TaskStatus::Waiting, TaskStatus::Success, 8)
+                    .await
+                    .expect("cas")
+            );
+            assert!(
+                !store
+                    .cas_status(&k, TaskStatus::Waiting, TaskStatus::Success, 8)
+                    .await
+                    .expect("cas")
+            );
+        }
+    }
+}
