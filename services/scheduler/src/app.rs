@@ -1347,6 +1347,23 @@ impl App {
     }
 
     async fn repair_pass(&self, quiet: Duration) -> Result<(), Error> {
+        // A job still `ready` long after its submit was interrupted (a crash between storing it
+        // and creating it on every party): it fails, and every party is told.
+        let stale_before = now_ms()
+            - 2 * i64::try_from(self.inner.scheduling.call_timeout_ms).unwrap_or(10_000)
+            - 1_000;
+        for job_id in self.store().job_ids_in(JobStatus::Ready, 1_000).await? {
+            let _guard = self.lock(&job_id).await;
+            let job = self.job(&job_id).await?;
+            if job.status == JobStatus::Ready && job.create_ms < stale_before {
+                self.end_job(
+                    &job,
+                    JobStatus::Failed,
+                    "submission interrupted before every party created the job",
+                )
+                .await?;
+            }
+        }
         let running = self.store().job_ids_in(JobStatus::Running, 100_000).await?;
         let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
         for job_id in running {
