@@ -16,18 +16,25 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// The routes every server starts from: health and reflection. Add the service's own with
-/// `routes.add_service(..)`, then [`serve`].
-pub fn base_routes() -> (HealthReporter, Routes) {
+/// The routes every server starts from: health and reflection, which describes exactly the
+/// services in `names` (and health). Add the services with `routes.add_service(..)`, then
+/// [`serve`] with the same `names`.
+pub fn base_routes(names: &[&'static str]) -> (HealthReporter, Routes) {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fedflow_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let configure = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fedflow_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    let reflection_v1 = configure()
         .build_v1()
         .expect("the built-in descriptor sets are valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fedflow_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = configure()
         .build_v1alpha()
         .expect("the built-in descriptor sets are valid");
     let routes = Routes::new(health_service)

@@ -44,7 +44,7 @@ pub async fn run(
         store,
         tasks,
     );
-    let (health, routes) = fedflow_rpc::server::base_routes();
+    let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
     let routes = routes.add_service(grpc::service(app));
     tracing::info!(
         party = %config.party_id,

@@ -22,7 +22,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let router = forward::Router::new(&config)?;
-    let (health, routes) = fedflow_rpc::server::base_routes();
+    let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
     let routes = routes.add_service(grpc::service(router));
     tracing::info!(party = %config.party_id, addr = ?listener.local_addr().ok(), "party-gateway serving");
     fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await?;

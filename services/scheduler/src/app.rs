@@ -421,23 +421,26 @@ impl App {
     }
 
     /// Sends a job status to every participant, in parallel, retrying transient failures.
+    /// True when every participant acknowledged it.
     async fn sync_job_status(
         &self,
         job_id: &str,
         participants: &[Participant],
         status: JobStatus,
         reason: &str,
-    ) {
-        join_all(participants.iter().map(|who| {
+    ) -> bool {
+        let failures = join_all(participants.iter().map(|who| {
             retrying(move || self.remote().update_job_status(job_id, who, status, reason))
         }))
         .await
         .into_iter()
         .zip(participants)
         .filter_map(|(r, who)| r.err().map(|e| (who, e)))
-        .for_each(|(who, e)| {
+        .inspect(|(who, e)| {
             tracing::warn!(job = %job_id, party = %who.party_id, role = %who.role, %status, error = %e, "status sync failed");
-        });
+        })
+        .count();
+        failures == 0
     }
 
     /// Ends a job: compare-and-set, then every party is told (in the background; each party
@@ -459,8 +462,13 @@ impl App {
         let job_id = job.job_id.clone();
         let reason = self.job(&job.job_id).await?.reason;
         tokio::spawn(async move {
-            app.sync_job_status(&job_id, &participants, to, &reason)
-                .await;
+            if app
+                .sync_job_status(&job_id, &participants, to, &reason)
+                .await
+                && let Err(e) = app.store().mark_end_synced(&job_id, to).await
+            {
+                tracing::warn!(job = %job_id, error = %e, "could not record the end sync");
+            }
             app.inner.queue.notify_one();
         });
         Ok(())
@@ -1362,6 +1370,19 @@ impl App {
                     "submission interrupted before every party created the job",
                 )
                 .await?;
+            }
+        }
+        // Ends not every party acknowledged (a party was away, or this scheduler restarted
+        // before telling them) are sent again until they are.
+        for job_id in self.store().unsynced_ends(now_ms() - 5_000, 100).await? {
+            let _guard = self.lock(&job_id).await;
+            let job = self.job(&job_id).await?;
+            let participants = self.spec(&job)?.participants();
+            if self
+                .sync_job_status(&job_id, &participants, job.status, &job.reason)
+                .await
+            {
+                self.store().mark_end_synced(&job_id, job.status).await?;
             }
         }
         let running = self.store().job_ids_in(JobStatus::Running, 100_000).await?;

@@ -30,6 +30,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             start_ms BIGINT NOT NULL DEFAULT 0,
             end_ms BIGINT NOT NULL DEFAULT 0,
             queued_ms BIGINT NOT NULL DEFAULT 0,
+            end_synced BIGINT NOT NULL DEFAULT 0,
             update_ms BIGINT NOT NULL
         )",
         "CREATE INDEX scheduler_jobs_queue ON scheduler_jobs (status, priority, create_ms)",
@@ -281,7 +282,7 @@ impl Store {
         let n = self
             .db
             .exec(
-                "UPDATE scheduler_jobs SET status = ?, update_ms = ?,
+                "UPDATE scheduler_jobs SET status = ?, update_ms = ?, end_synced = 0,
                     reason = CASE WHEN ? = '' THEN reason ELSE ? END,
                     pending_reason = CASE WHEN ? = 'waiting' THEN pending_reason ELSE '' END,
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
@@ -308,6 +309,34 @@ impl Store {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    /// Every party acknowledged the job's end status `status`.
+    pub async fn mark_end_synced(&self, job_id: &str, status: JobStatus) -> Result<(), Error> {
+        self.db
+            .exec(
+                "UPDATE scheduler_jobs SET end_synced = 1 WHERE job_id = ? AND status = ?",
+                vec![job_id.into(), status.as_str().into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ended jobs (before `ended_before` ms) whose end not every party has acknowledged.
+    pub async fn unsynced_ends(&self, ended_before: i64, limit: u32) -> Result<Vec<String>, Error> {
+        let rows = self
+            .db
+            .query(
+                "SELECT job_id FROM scheduler_jobs
+                 WHERE end_synced = 0 AND status IN ('success', 'failed', 'canceled', 'timeout')
+                   AND end_ms < ?
+                 ORDER BY end_ms LIMIT ?",
+                vec![ended_before.into(), i64::from(limit).into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| get::<String>(row, "job_id").map_err(Error::from))
+            .collect()
     }
 
     /// Records the cancel intent; false when it was already recorded.
