@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs the Python client (clients/python) against a live federation: creates the venv
+# .venv-python, installs clients/python/requirements.txt, generates the stubs from proto/,
+# starts `fedflow standalone` (parties 9999, 10000, 10001) in a temporary data directory,
+# submits examples/sum-diamond to party 9999's scheduler with client.py and checks that the
+# client exits 0 after printing a final success. Stops the federation it started and removes
+# the temporary directory whatever happens.
+#
+# Needs `cargo build --workspace --bins` to have been run, and python3 with venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+fedflow="$repo/target/debug/fedflow"
+venv="$repo/.venv-python"
+client_dir="$repo/clients/python"
+startup_deadline=${FEDFLOW_STARTUP_DEADLINE:-30}
+job_deadline=${FEDFLOW_JOB_DEADLINE:-120}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "==> $*"; }
+
+if [[ ! -x "$fedflow" || ! -x "$repo/target/debug/fedflow-worker" ]]; then
+    fail "target/debug/fedflow or target/debug/fedflow-worker is missing; run: cargo build --workspace --bins"
+fi
+
+step "venv $venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r "$client_dir/requirements.txt"
+
+step "generating stubs (clients/python/generate.py)"
+"$venv/bin/python" "$client_dir/generate.py"
+
+tmp=$(mktemp -d -t fedflow-python-client.XXXXXX)
+pid=""
+cleanup() {
+    local status=$?
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "standalone (pid $pid) ignored SIGTERM for 10 s; killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    fi
+    if [[ $status -ne 0 && -s "$tmp/standalone.err" ]]; then
+        echo "--- last lines of the standalone log ---" >&2
+        tail -n 30 "$tmp/standalone.err" >&2 || true
+    fi
+    rm -rf "$tmp"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "starting fedflow standalone (data in $tmp/data)"
+mkdir -p "$tmp/data"
+: >"$tmp/standalone.out"   # exists before the background job opens it
+"$fedflow" standalone --parties 9999,10000,10001 --data-dir "$tmp/data" \
+    >"$tmp/standalone.out" 2>"$tmp/standalone.err" &
+pid=$!
+
+deadline=$((SECONDS + startup_deadline))
+party_lines() { grep -c '^party ' "$tmp/standalone.out" || true; }
+while (( $(party_lines) < 3 )); do
+    kill -0 "$pid" 2>/dev/null || { pid=""; fail "fedflow standalone exited before it was up"; }
+    (( SECONDS < deadline )) || fail "fedflow standalone did not print its 3 party lines within ${startup_deadline}s"
+    sleep 0.2
+done
+grep '^party ' "$tmp/standalone.out"
+scheduler=$(awk '$1 == "party" && $2 == "9999" && $3 == "scheduler" { print $4 }' "$tmp/standalone.out")
+[[ -n "$scheduler" ]] || fail "no scheduler address for party 9999 in: $(cat "$tmp/standalone.out")"
+
+step "client.py --scheduler $scheduler (examples/sum-diamond)"
+status=0
+"$venv/bin/python" "$client_dir/client.py" --scheduler "$scheduler" \
+    --dsl examples/sum-diamond/dsl.json --conf examples/sum-diamond/conf.json \
+    --timeout "$job_deadline" | tee "$tmp/client.out" || status=$?
+[[ $status -eq 0 ]] || fail "client.py exited $status (expected 0)"
+grep -Eq '^job [^ ]+ final status: success$' "$tmp/client.out" \
+    || fail "client.py did not print a final success"
+grep -Eq '^[0-9:.]+  task [^ ]+ v[0-9]+ guest 9999: ' "$tmp/client.out" \
+    || fail "client.py printed no per-party task status"
+
+echo "PASS: the Python client submitted examples/sum-diamond and watched it to success"
