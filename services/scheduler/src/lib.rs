@@ -65,7 +65,8 @@ pub async fn run(
         tokio::spawn(async move { app.run_timers(stop).await })
     };
     let (scheduler, report) = grpc::services(app);
-    let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME]);
+    let (health, routes) =
+        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME]);
     let routes = routes.add_service(scheduler).add_service(report);
     tracing::info!(
         party = %config.party_id,

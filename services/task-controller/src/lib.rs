@@ -78,7 +78,8 @@ pub async fn run(
         tokio::spawn(async move { app.monitor(shutdown).await })
     };
     let (task_controller, worker) = grpc::services(app);
-    let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
+    let (health, routes) =
+        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
     let routes = routes.add_service(task_controller).add_service(worker);
     tracing::info!(
         party = %config.party_id,
