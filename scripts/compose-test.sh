@@ -143,6 +143,12 @@ find_grpcurl() {
     echo "$cache/grpcurl"
 }
 
+# ------------------------------------------------------------------------------ 0. postgres override
+# Its PostgreSQL image cannot be pulled here, so the override is only checked for validity.
+"${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.postgres.yml" config -q ||
+    die "docker-compose.postgres.yml does not combine with docker-compose.yml"
+log "docker-compose.postgres.yml is valid"
+
 # ------------------------------------------------------------------------------ 1. images
 GRPCURL="$(find_grpcurl)"
 log "base image $BASE_IMAGE"
