@@ -48,9 +48,13 @@ pub struct Service<'a> {
     pub pid: u32,
 }
 
-fn free_port() -> String {
+/// Reserves an ephemeral port: the listener is kept (in `held`) until every port of the
+/// federation is chosen, so no two services are given the same one.
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").to_string()
+    let addr = listener.local_addr().expect("local address").to_string();
+    held.push(listener);
+    addr
 }
 
 fn spawn(name: &str, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
@@ -75,16 +79,19 @@ impl ProcessFederation {
 
     pub async fn start_with(party_ids: &[&str], options: ProcessOptions) -> ProcessFederation {
         let dir = TempDir::new("fedflow-proc");
+        let mut held = Vec::new();
         let parties: Vec<ProcParty> = party_ids
             .iter()
             .map(|id| ProcParty {
                 party_id: (*id).to_owned(),
-                scheduler: free_port(),
-                job_controller: free_port(),
-                task_controller: free_port(),
-                gateway: free_port(),
+                scheduler: free_port(&mut held),
+                job_controller: free_port(&mut held),
+                task_controller: free_port(&mut held),
+                gateway: free_port(&mut held),
             })
             .collect();
+        // Released just before the services bind them.
+        drop(held);
         let routes: String = parties
             .iter()
             .map(|p| format!("\"{}\" = \"{}\"\n", p.party_id, p.gateway))

@@ -55,7 +55,7 @@ impl ServiceError for Error {
 
 /// Where a job is scheduled.
 pub enum Located {
-    Here(Box<Job>),
+    Here,
     /// By another party's scheduler.
     At(String),
 }
@@ -474,10 +474,15 @@ impl App {
         Ok(())
     }
 
+    /// A job this party schedules.
+    pub async fn job_here(&self, job_id: &str) -> Result<Job, Error> {
+        self.job(job_id).await
+    }
+
     pub async fn locate(&self, job_id: &str) -> Result<Located, Error> {
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        if let Some(job) = self.store().job(job_id).await? {
-            return Ok(Located::Here(Box::new(job)));
+        if self.store().job(job_id).await?.is_some() {
+            return Ok(Located::Here);
         }
         let rows = self
             .remote()

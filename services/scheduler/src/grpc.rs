@@ -36,6 +36,30 @@ pub struct Scheduler {
     app: App,
 }
 
+impl Scheduler {
+    /// Answers with `here` when this party schedules the job; otherwise passes the same
+    /// request on to the job's scheduler (through the gateways) and returns its answer.
+    async fn here_or_forwarded<Req, Resp, F, Fut>(
+        &self,
+        job_id: &str,
+        method: &str,
+        request: &Req,
+        here: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Resp, crate::app::Error>>,
+    {
+        let answer = match self.app.locate(job_id).await.map_err(|e| to_status(&e))? {
+            Located::Here => here().await,
+            Located::At(party) => self.app.forward(&party, job_id, method, request).await,
+        };
+        answer.map(Response::new).map_err(|e| to_status(&e))
+    }
+}
+
 pub struct StatusReport {
     app: App,
 }
@@ -166,22 +190,13 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
         let r = request.into_inner();
-        match self
-            .app
-            .locate(&r.job_id)
-            .await
-            .map_err(|e| to_status(&e))?
-        {
-            Located::Here(job) => Ok(Response::new(pb::GetJobResponse {
-                job: Some(job_to_pb(*job, r.include_conf)),
-            })),
-            Located::At(party) => self
-                .app
-                .forward(&party, &r.job_id, "GetJob", &r)
-                .await
-                .map(Response::new)
-                .map_err(|e| to_status(&e)),
-        }
+        self.here_or_forwarded(&r.job_id, "GetJob", &r, || async {
+            let job = self.app.job_here(&r.job_id).await?;
+            Ok(pb::GetJobResponse {
+                job: Some(job_to_pb(job, r.include_conf)),
+            })
+        })
+        .await
     }
 
     async fn list_jobs(
@@ -203,28 +218,15 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::StopJobRequest>,
     ) -> Result<Response<pb::StopJobResponse>, Status> {
         let r = request.into_inner();
-        match self
-            .app
-            .locate(&r.job_id)
-            .await
-            .map_err(|e| to_status(&e))?
-        {
-            Located::Here(_) => {
-                let (status, message) =
-                    self.app.stop(&r.job_id).await.map_err(|e| to_status(&e))?;
-                Ok(Response::new(pb::StopJobResponse {
-                    job_id: r.job_id,
-                    status: job_status_to_pb(status) as i32,
-                    message,
-                }))
-            }
-            Located::At(party) => self
-                .app
-                .forward(&party, &r.job_id, "StopJob", &r)
-                .await
-                .map(Response::new)
-                .map_err(|e| to_status(&e)),
-        }
+        self.here_or_forwarded(&r.job_id, "StopJob", &r, || async {
+            let (status, message) = self.app.stop(&r.job_id).await?;
+            Ok(pb::StopJobResponse {
+                job_id: r.job_id.clone(),
+                status: job_status_to_pb(status) as i32,
+                message,
+            })
+        })
+        .await
     }
 
     async fn rerun_job(
@@ -232,30 +234,14 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::RerunJobRequest>,
     ) -> Result<Response<pb::RerunJobResponse>, Status> {
         let r = request.into_inner();
-        match self
-            .app
-            .locate(&r.job_id)
-            .await
-            .map_err(|e| to_status(&e))?
-        {
-            Located::Here(_) => {
-                let components = self
-                    .app
-                    .rerun(&r.job_id, &r.component, r.force)
-                    .await
-                    .map_err(|e| to_status(&e))?;
-                Ok(Response::new(pb::RerunJobResponse {
-                    job_id: r.job_id,
-                    components,
-                }))
-            }
-            Located::At(party) => self
-                .app
-                .forward(&party, &r.job_id, "RerunJob", &r)
-                .await
-                .map(Response::new)
-                .map_err(|e| to_status(&e)),
-        }
+        self.here_or_forwarded(&r.job_id, "RerunJob", &r, || async {
+            let components = self.app.rerun(&r.job_id, &r.component, r.force).await?;
+            Ok(pb::RerunJobResponse {
+                job_id: r.job_id.clone(),
+                components,
+            })
+        })
+        .await
     }
 
     async fn list_tasks(
@@ -263,29 +249,13 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let r = request.into_inner();
-        match self
-            .app
-            .locate(&r.job_id)
-            .await
-            .map_err(|e| to_status(&e))?
-        {
-            Located::Here(_) => {
-                let tasks = self
-                    .app
-                    .tasks(&r.job_id, r.all_versions)
-                    .await
-                    .map_err(|e| to_status(&e))?;
-                Ok(Response::new(pb::ListTasksResponse {
-                    tasks: tasks.into_iter().map(task_to_pb).collect(),
-                }))
-            }
-            Located::At(party) => self
-                .app
-                .forward(&party, &r.job_id, "ListTasks", &r)
-                .await
-                .map(Response::new)
-                .map_err(|e| to_status(&e)),
-        }
+        self.here_or_forwarded(&r.job_id, "ListTasks", &r, || async {
+            let tasks = self.app.tasks(&r.job_id, r.all_versions).await?;
+            Ok(pb::ListTasksResponse {
+                tasks: tasks.into_iter().map(task_to_pb).collect(),
+            })
+        })
+        .await
     }
 
     async fn get_task_output(
@@ -293,34 +263,19 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::GetTaskOutputRequest>,
     ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
         let r = request.into_inner();
-        match self
-            .app
-            .locate(&r.job_id)
-            .await
-            .map_err(|e| to_status(&e))?
-        {
-            Located::Here(_) => {
-                let who = Participant {
-                    role: r.role.clone(),
-                    party_id: r.party_id.clone(),
-                };
-                let (version, output_json) = self
-                    .app
-                    .task_output(&r.job_id, &r.component, &who)
-                    .await
-                    .map_err(|e| to_status(&e))?;
-                Ok(Response::new(pb::GetTaskOutputResponse {
-                    version,
-                    output_json,
-                }))
-            }
-            Located::At(party) => self
-                .app
-                .forward(&party, &r.job_id, "GetTaskOutput", &r)
-                .await
-                .map(Response::new)
-                .map_err(|e| to_status(&e)),
-        }
+        self.here_or_forwarded(&r.job_id, "GetTaskOutput", &r, || async {
+            let who = Participant {
+                role: r.role.clone(),
+                party_id: r.party_id.clone(),
+            };
+            let (version, output_json) =
+                self.app.task_output(&r.job_id, &r.component, &who).await?;
+            Ok(pb::GetTaskOutputResponse {
+                version,
+                output_json,
+            })
+        })
+        .await
     }
 
     type WatchJobStream = EventStream;
