@@ -146,7 +146,9 @@ impl Store {
     }
 
     /// Compare-and-set `from -> to`; sets start time on running and end time on an end status.
-    /// False when the row was not in `from` (someone else moved it first).
+    /// Moving to an end status releases the job's allocation in the same transaction, so a
+    /// row that says it ended never still holds resources. False when the row was not in
+    /// `from` (someone else moved it first).
     pub async fn cas_status(
         &self,
         job_id: &str,
@@ -158,8 +160,8 @@ impl Store {
     ) -> Result<bool, Error> {
         let start = if to == JobStatus::Running { now } else { 0 };
         let end = if to.is_end() { now } else { 0 };
-        let n = self
-            .db
+        let tx = self.db.begin().await?;
+        let n = tx
             .exec(
                 "UPDATE jobctl_jobs SET status = ?, reason = ?, update_ms = ?,
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
@@ -178,6 +180,14 @@ impl Store {
                 ],
             )
             .await?;
+        if n == 1 && to.is_end() {
+            tx.exec(
+                "DELETE FROM jobctl_allocations WHERE job_id = ? AND role = ?",
+                vec![job_id.into(), role.into()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -376,7 +386,16 @@ mod contract {
                 !cas(JobStatus::Waiting, JobStatus::Running).await,
                 "lost race"
             );
+            let capacity = Resources {
+                cores: 4,
+                memory_mb: 0,
+            };
+            store.apply("j1", "host", 1, 0, &capacity, 10).await.expect("apply");
             assert!(cas(JobStatus::Running, JobStatus::Success).await);
+            assert!(
+                store.allocations().await.expect("ledger").is_empty(),
+                "ending the row released its allocation"
+            );
             let row = store.job("j1", "host").await.expect("read").expect("row");
             assert_eq!(row.status, JobStatus::Success);
             assert_eq!((row.start_ms, row.end_ms), (10, 10));
