@@ -390,7 +390,10 @@ mod contract {
                 cores: 4,
                 memory_mb: 0,
             };
-            store.apply("j1", "host", 1, 0, &capacity, 10).await.expect("apply");
+            store
+                .apply("j1", "host", 1, 0, &capacity, 10)
+                .await
+                .expect("apply");
             assert!(cas(JobStatus::Running, JobStatus::Success).await);
             assert!(
                 store.allocations().await.expect("ledger").is_empty(),
