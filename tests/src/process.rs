@@ -19,6 +19,13 @@ pub struct ProcessFederation {
     pub parties: Vec<ProcParty>,
     pub dir: TempDir,
     children: Vec<(String, Child)>,
+    /// How each child was started, to start it again: (config, log, env).
+    launches: Vec<(
+        std::path::PathBuf,
+        std::path::PathBuf,
+        Vec<(String, String)>,
+    )>,
+    log_level: &'static str,
 }
 
 /// How to start a [`ProcessFederation`].
@@ -58,7 +65,11 @@ fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
 }
 
 fn spawn(name: &str, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
-    let log_file = std::fs::File::create(log).expect("create a log file");
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open a log file");
     let err_file = log_file.try_clone().expect("clone the log file");
     Command::new(bin(name))
         .arg("--config")
@@ -97,6 +108,7 @@ impl ProcessFederation {
             .map(|p| format!("\"{}\" = \"{}\"\n", p.party_id, p.gateway))
             .collect();
         let mut children = Vec::new();
+        let mut launches = Vec::new();
         for party in &parties {
             let pdir = dir.path().join(&party.party_id);
             std::fs::create_dir_all(&pdir).expect("party directory");
@@ -159,12 +171,21 @@ impl ProcessFederation {
                 };
                 let child = spawn(name, &config, &log, options.log, env);
                 children.push((format!("{} {name}", party.party_id), child));
+                launches.push((
+                    config,
+                    log,
+                    env.iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ));
             }
         }
         let federation = ProcessFederation {
             parties,
             dir,
             children,
+            launches,
+            log_level: options.log,
         };
         for party in &federation.parties {
             for addr in [
@@ -189,6 +210,43 @@ impl ProcessFederation {
             .iter()
             .find(|p| p.party_id == id)
             .unwrap_or_else(|| panic!("no party {id}"))
+    }
+
+    fn index(&self, party: &str, service: &str) -> usize {
+        let name = format!("{party} {service}");
+        self.children
+            .iter()
+            .position(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// Kills one service with SIGKILL (`service` is the binary, e.g. `fedflow-task-controller`).
+    pub fn kill(&mut self, party: &str, service: &str) {
+        let i = self.index(party, service);
+        let child = &mut self.children[i].1;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts a killed service again, with its configuration, on its address.
+    pub async fn restart(&mut self, party: &str, service: &str) {
+        let i = self.index(party, service);
+        let (config, log, env) = self.launches[i].clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.children[i].1 = spawn(service, &config, &log, self.log_level, &env);
+        let p = self.party(party);
+        let addr = match service {
+            "fedflow-scheduler" => p.scheduler.clone(),
+            "fedflow-job-controller" => p.job_controller.clone(),
+            "fedflow-task-controller" => p.task_controller.clone(),
+            _ => p.gateway.clone(),
+        };
+        eventually(
+            &format!("{party} {service} to serve again at {addr}"),
+            Duration::from_secs(30),
+            || serving(&addr),
+        )
+        .await;
     }
 
     /// Every service process, for measuring (RSS, CPU).

@@ -1,0 +1,171 @@
+//! Crash tests over the real binaries: services killed with SIGKILL and started again.
+
+use std::time::Duration;
+
+use fedflow_proto::common::v1::{JobStatus, TaskStatus};
+use fedflow_proto::scheduler::v1 as sc;
+use fedflow_proto::taskcontroller::v1 as tc;
+use fedflow_tests::process::ProcessFederation;
+use fedflow_tests::*;
+use serde_json::json;
+
+/// The host's task-controller dies while four workers run on it and comes back: the workers
+/// that lived on are adopted again (no new attempt, same pid) and their jobs succeed; the one
+/// killed while it was down is found lost after the restart and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
+    let mut fed = ProcessFederation::start(&["9999", "10000", "10001"]).await;
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let dsl = json!({"components": {"nap": {"module": "Sleep"}}});
+    let conf = conf3(
+        json!({"common": {"task_cores": 1, "auto_retries": 1, "auto_retry_delay": 0}}),
+        json!({"common": {"nap": {"seconds": 4}}}),
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..4 {
+        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
+    }
+    let host_tc = fed.party("10000").task_controller.clone();
+    let pids = eventually("four host workers running", Duration::from_secs(30), || {
+        let jobs = jobs.clone();
+        let addr = host_tc.clone();
+        async move {
+            let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&addr));
+            let mut pids = Vec::new();
+            for job in &jobs {
+                let rows = client
+                    .list_tasks(tc::ListTasksRequest {
+                        job_id: job.clone(),
+                    })
+                    .await
+                    .map_err(|s| s.message().to_owned())?
+                    .into_inner()
+                    .tasks;
+                match rows.first() {
+                    Some(t) if t.pid != 0 && task_status(t.party_status) == TaskStatus::Running => {
+                        pids.push(t.pid)
+                    }
+                    other => return Err(format!("job {job}: {other:?}")),
+                }
+            }
+            Ok(pids)
+        }
+    })
+    .await;
+    fed.kill("10000", "fedflow-task-controller");
+    // While it is down, one of its workers dies too.
+    signal(pids[0], "KILL");
+    fed.restart("10000", "fedflow-task-controller").await;
+    for job in &jobs {
+        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(60)).await;
+        assert_eq!(
+            job_status(ended.status),
+            JobStatus::Success,
+            "{ended:?}\n{}",
+            fed.logs()
+        );
+    }
+    let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&host_tc));
+    for (i, job) in jobs.iter().enumerate() {
+        let rows = client
+            .list_tasks(tc::ListTasksRequest {
+                job_id: job.clone(),
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .tasks;
+        if i == 0 {
+            assert_eq!(
+                rows.len(),
+                2,
+                "the lost worker's task was retried: {rows:?}"
+            );
+            assert!(rows[0].reason.starts_with("worker lost"), "{rows:?}");
+            assert_eq!(task_status(rows[1].party_status), TaskStatus::Success);
+        } else {
+            assert_eq!(rows.len(), 1, "no new attempt for a live worker: {rows:?}");
+            assert_eq!(rows[0].pid, pids[i], "the same worker finished the task");
+            assert_eq!(task_status(rows[0].party_status), TaskStatus::Success);
+        }
+    }
+}
+
+/// The initiator's scheduler dies mid-job and comes back: what the parties reported while it
+/// was down reaches it, it drives the jobs on from its own database, and every party agrees on
+/// the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
+    let mut fed = ProcessFederation::start(&["9999", "10000", "10001"]).await;
+    let addr = fed.party("9999").scheduler.clone();
+    let mut scheduler = sc::scheduler_client::SchedulerClient::new(channel(&addr));
+    let dsl = json!({"components": {
+        "a": {"module": "Sleep", "output": {"data": ["o"]}},
+        "b": {"module": "Sleep", "input": {"data": {"data": ["a.o"]}}, "output": {"data": ["o"]}},
+        "c": {"module": "Sleep", "input": {"data": {"data": ["b.o"]}}}
+    }});
+    let conf = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"a": {"seconds": 1}, "b": {"seconds": 1}, "c": {"seconds": 0}}}),
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
+    }
+    eventually("the jobs to run", Duration::from_secs(30), || {
+        let mut s = scheduler.clone();
+        let jobs = jobs.clone();
+        async move {
+            for job in &jobs {
+                let j = get_job(&mut s, job).await?;
+                if job_status(j.status) != JobStatus::Running {
+                    return Err(format!("{job}: {:?}", job_status(j.status)));
+                }
+            }
+            Ok(())
+        }
+    })
+    .await;
+    fed.kill("9999", "fedflow-scheduler");
+    fed.restart("9999", "fedflow-scheduler").await;
+    let mut scheduler = sc::scheduler_client::SchedulerClient::new(channel(&addr));
+    for job in &jobs {
+        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(90)).await;
+        assert_eq!(
+            job_status(ended.status),
+            JobStatus::Success,
+            "{ended:?}\n{}",
+            fed.logs()
+        );
+    }
+    for party in &fed.parties {
+        let jobs_client =
+            fedflow_proto::jobcontroller::v1::job_controller_client::JobControllerClient::new(
+                channel(&party.job_controller),
+            );
+        for job in &jobs {
+            eventually(
+                &format!("party {} to agree on {job}", party.party_id),
+                Duration::from_secs(30),
+                || {
+                    let mut c = jobs_client.clone();
+                    let job_id = job.clone();
+                    async move {
+                        let rows = c
+                            .get_job(fedflow_proto::jobcontroller::v1::GetJobRequest { job_id })
+                            .await
+                            .map_err(|s| s.message().to_owned())?
+                            .into_inner()
+                            .jobs;
+                        rows.iter()
+                            .all(|r| job_status(r.status) == JobStatus::Success)
+                            .then_some(())
+                            .ok_or(format!("{rows:?}"))
+                    }
+                },
+            )
+            .await;
+        }
+    }
+}
