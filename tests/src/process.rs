@@ -19,13 +19,17 @@ pub struct ProcessFederation {
     pub parties: Vec<ProcParty>,
     pub dir: TempDir,
     children: Vec<(String, Child)>,
-    /// How each child was started, to start it again: (config, log, env).
-    launches: Vec<(
-        std::path::PathBuf,
-        std::path::PathBuf,
-        Vec<(String, String)>,
-    )>,
+    /// How each child was started, to start it again.
+    launches: Vec<Launch>,
     log_level: &'static str,
+}
+
+/// How one service process was started: its config file, log file and environment.
+#[derive(Debug, Clone)]
+struct Launch {
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// How to start a [`ProcessFederation`].
@@ -171,13 +175,14 @@ impl ProcessFederation {
                 };
                 let child = spawn(name, &config, &log, options.log, env);
                 children.push((format!("{} {name}", party.party_id), child));
-                launches.push((
+                launches.push(Launch {
                     config,
                     log,
-                    env.iter()
+                    env: env
+                        .iter()
                         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                         .collect(),
-                ));
+                });
             }
         }
         let federation = ProcessFederation {
@@ -231,9 +236,13 @@ impl ProcessFederation {
     /// Starts a killed service again, with its configuration, on its address.
     pub async fn restart(&mut self, party: &str, service: &str) {
         let i = self.index(party, service);
-        let (config, log, env) = self.launches[i].clone();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.children[i].1 = spawn(service, &config, &log, self.log_level, &env);
+        let launch = self.launches[i].clone();
+        let env: Vec<(&str, &str)> = launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.children[i].1 = spawn(service, &launch.config, &launch.log, self.log_level, &env);
         let p = self.party(party);
         let addr = match service {
             "fedflow-scheduler" => p.scheduler.clone(),
