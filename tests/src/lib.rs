@@ -16,6 +16,7 @@ use fedflow_standalone::{Federation, Options};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+pub mod invariants;
 pub mod process;
 
 /// A directory removed when dropped.

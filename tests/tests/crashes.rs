@@ -169,3 +169,169 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
         }
     }
 }
+
+/// A small seeded generator for the chaos schedule; the seed is printed so a failing run can be
+/// replayed with `FEDFLOW_CHAOS_SEED`.
+struct Chaos(u64);
+
+impl Chaos {
+    fn from_env() -> Chaos {
+        let seed = std::env::var("FEDFLOW_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("chaos seed {seed} (FEDFLOW_CHAOS_SEED={seed} replays this schedule)");
+        Chaos(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `[lo, hi)` milliseconds.
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
+/// A diamond-with-a-tail DAG of five Sleep components: a → {b, c} → d → e.
+fn five_sleeps() -> serde_json::Value {
+    json!({"components": {
+        "a": {"module": "Sleep", "output": {"data": ["o"]}},
+        "b": {"module": "Sleep", "input": {"data": {"data": ["a.o"]}}, "output": {"data": ["o"]}},
+        "c": {"module": "Sleep", "input": {"data": {"data": ["a.o"]}}, "output": {"data": ["o"]}},
+        "d": {"module": "Sleep", "input": {"data": {"data": ["b.o", "c.o"]}}, "output": {"data": ["o"]}},
+        "e": {"module": "Sleep", "input": {"data": {"data": ["d.o"]}}}
+    }})
+}
+
+const PARTIES: [&str; 3] = ["9999", "10000", "10001"];
+
+/// Twenty concurrent three-party jobs while the host's job-controller, the host's
+/// task-controller, the initiator's scheduler and a gateway are killed with SIGKILL in turn,
+/// at random moments, twelve kills in all, each restarted after 0–3 s: every job succeeds and
+/// every invariant holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_jobs_succeed_through_twelve_random_kills() {
+    let mut chaos = Chaos::from_env();
+    let mut fed = ProcessFederation::start(&PARTIES).await;
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        let mut seconds = serde_json::Map::new();
+        for component in ["a", "b", "c", "d", "e"] {
+            let ms = chaos.millis(200, 2_000).as_millis() as f64;
+            seconds.insert(component.into(), json!({"seconds": ms / 1000.0}));
+        }
+        let conf = conf3(
+            json!({"common": {"task_cores": 1}}),
+            json!({"common": seconds}),
+        );
+        jobs.push(
+            submit(&mut scheduler, &five_sleeps(), &conf)
+                .await
+                .expect("accepted"),
+        );
+    }
+    let victims = [
+        ("10000", "fedflow-job-controller"),
+        ("10000", "fedflow-task-controller"),
+        ("9999", "fedflow-scheduler"),
+        ("10000", "fedflow-party-gateway"),
+    ];
+    for kill in 0..12 {
+        tokio::time::sleep(chaos.millis(300, 2_000)).await;
+        let (party, service) = victims[kill % victims.len()];
+        eprintln!("kill {kill}: {party} {service}");
+        fed.kill(party, service);
+        tokio::time::sleep(chaos.millis(0, 3_000)).await;
+        fed.restart(party, service).await;
+    }
+    let statuses = fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(120),
+    )
+    .await;
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .collect();
+    assert!(failed.is_empty(), "jobs did not succeed: {failed:?}\n{}", fed.logs());
+}
+
+/// Every service of the host party is killed at once mid-job and started again: the jobs end,
+/// the same on every party, and every invariant holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_host_service_killed_at_once_loses_nothing() {
+    let mut fed = ProcessFederation::start(&PARTIES).await;
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let conf = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"a": {"seconds": 1}, "b": {"seconds": 1}, "c": {"seconds": 0.5},
+                          "d": {"seconds": 0.5}, "e": {"seconds": 0.2}}}),
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(
+            submit(&mut scheduler, &five_sleeps(), &conf)
+                .await
+                .expect("accepted"),
+        );
+    }
+    let host_tc = fed.party("10000").task_controller.clone();
+    eventually("host workers running", Duration::from_secs(30), || {
+        let addr = host_tc.clone();
+        let job = jobs[0].clone();
+        async move {
+            let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&addr));
+            let rows = client
+                .list_tasks(tc::ListTasksRequest { job_id: job })
+                .await
+                .map_err(|s| s.message().to_owned())?
+                .into_inner()
+                .tasks;
+            rows.iter()
+                .any(|t| t.pid != 0 && task_status(t.party_status) == TaskStatus::Running)
+                .then_some(())
+                .ok_or(format!("{rows:?}"))
+        }
+    })
+    .await;
+    let services = [
+        "fedflow-party-gateway",
+        "fedflow-job-controller",
+        "fedflow-task-controller",
+        "fedflow-scheduler",
+    ];
+    for service in services {
+        fed.kill("10000", service);
+    }
+    for service in services {
+        fed.restart("10000", service).await;
+    }
+    let statuses = fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(120),
+    )
+    .await;
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .collect();
+    assert!(failed.is_empty(), "jobs did not succeed: {failed:?}\n{}", fed.logs());
+}

@@ -17,6 +17,9 @@ use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTraitSelf, Schema
 
 pub use sea_orm::{DbErr as Error, QueryResult as Row, Value as SqlValue};
 
+pub mod audit;
+pub use audit::{Transition, with_request};
+
 /// A service's database.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -57,6 +60,19 @@ impl Db {
         };
         migrator.up(&conn, None).await?;
         tracing::debug!(backend = ?backend, "database ready");
+        Ok(Db { conn, backend })
+    }
+
+    /// Connects to a database a service already created, without migrating it (for readers
+    /// such as tests and tools).
+    pub async fn open_existing(url: &str) -> Result<Db, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(1)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
+        let conn = sea_orm::Database::connect(options).await?;
+        let backend = conn.get_database_backend();
         Ok(Db { conn, backend })
     }
 
@@ -139,6 +155,11 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), DbErr> {
         self.tx.commit().await
+    }
+
+    /// Records `transition` in the audit table `table` within this transaction.
+    pub async fn record(&self, table: &'static str, transition: &Transition) -> Result<(), DbErr> {
+        record(self, table, transition).await
     }
 
     /// Serialises this transaction with every other writer of `table` until it ends, for
@@ -314,4 +335,24 @@ impl MigratorTraitSelf for Migrator {
     fn migration_table_name(&self) -> sea_orm::DynIden {
         sea_orm::sea_query::Alias::new(self.table).into()
     }
+}
+
+async fn record(tx: &Tx, table: &'static str, t: &Transition) -> Result<(), DbErr> {
+    tx.exec(
+        &format!(
+            "INSERT INTO {table} (time_ms, entity, entity_key, from_status, to_status, cause, request_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ),
+        vec![
+            t.time_ms.into(),
+            t.entity.clone().into(),
+            t.key.clone().into(),
+            t.from.clone().into(),
+            t.to.clone().into(),
+            t.cause.clone().into(),
+            t.request_id.clone().into(),
+        ],
+    )
+    .await?;
+    Ok(())
 }

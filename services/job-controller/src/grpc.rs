@@ -47,18 +47,20 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
-        let r = request.into_inner();
-        let components = self
-            .app
-            .create_job(CreateJob {
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let components = fedflow_store::with_request(
+            &request_id,
+            self.app.create_job(CreateJob {
                 job_id: r.job_id,
                 dsl: r.dsl,
                 conf: r.runtime_conf,
                 who: who(r.role, r.party_id),
                 scheduler_party_id: r.scheduler_party_id,
-            })
-            .await
-            .map_err(|e| to_status(&e))?;
+            }),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateJobResponse {
             components: components
                 .into_iter()
@@ -74,12 +76,14 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::ApplyResourceRequest>,
     ) -> Result<Response<pb::ApplyResourceResponse>, Status> {
-        let r = request.into_inner();
-        let (grant, cores, memory_mb) = self
-            .app
-            .apply_resource(&r.job_id, &who(r.role, r.party_id))
-            .await
-            .map_err(|e| to_status(&e))?;
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let (grant, cores, memory_mb) = fedflow_store::with_request(
+            &request_id,
+            self.app.apply_resource(&r.job_id, &who(r.role, r.party_id)),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         let (granted, reason) = match grant {
             Grant::Granted => (true, String::new()),
             Grant::Refused(reason) => (false, reason),
@@ -96,12 +100,15 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::ReturnResourceRequest>,
     ) -> Result<Response<pb::ReturnResourceResponse>, Status> {
-        let r = request.into_inner();
-        let released = self
-            .app
-            .return_resource(&r.job_id, &who(r.role, r.party_id))
-            .await
-            .map_err(|e| to_status(&e))?;
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let released = fedflow_store::with_request(
+            &request_id,
+            self.app
+                .return_resource(&r.job_id, &who(r.role, r.party_id)),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ReturnResourceResponse { released }))
     }
 
@@ -109,12 +116,14 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::StartJobRequest>,
     ) -> Result<Response<pb::StartJobResponse>, Status> {
-        let r = request.into_inner();
-        let status = self
-            .app
-            .start_job(&r.job_id, &who(r.role, r.party_id))
-            .await
-            .map_err(|e| to_status(&e))?;
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let status = fedflow_store::with_request(
+            &request_id,
+            self.app.start_job(&r.job_id, &who(r.role, r.party_id)),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::StartJobResponse {
             status: job_status_to_pb(status) as i32,
         }))
@@ -124,14 +133,17 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::UpdateJobStatusRequest>,
     ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
         let to = job_status_from_pb(r.status)
             .ok_or_else(|| Status::invalid_argument("status: unspecified or unknown"))?;
-        let (applied, status) = self
-            .app
-            .update_job_status(&r.job_id, &who(r.role, r.party_id), to, &r.reason)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let (applied, status) = fedflow_store::with_request(
+            &request_id,
+            self.app
+                .update_job_status(&r.job_id, &who(r.role, r.party_id), to, &r.reason),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::UpdateJobStatusResponse {
             applied,
             status: job_status_to_pb(status) as i32,

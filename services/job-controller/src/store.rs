@@ -3,12 +3,16 @@
 //! Every status write is a compare-and-set on the status read before.
 
 use fedflow_core::JobStatus;
-use fedflow_store::{Db, Migration, Row, get};
+use fedflow_store::{Db, Migration, Row, Transition, get};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "m0001_jobs_and_allocations",
-    statements: &[
-        "CREATE TABLE jobctl_jobs (
+/// The audit table: every status transition, with its cause and request id.
+pub const AUDIT: &str = "jobctl_audit";
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "m0001_jobs_and_allocations",
+        statements: &[
+            "CREATE TABLE jobctl_jobs (
             job_id TEXT NOT NULL,
             role TEXT NOT NULL,
             party_id TEXT NOT NULL,
@@ -25,8 +29,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
             update_ms BIGINT NOT NULL,
             PRIMARY KEY (job_id, role)
         )",
-        "CREATE INDEX jobctl_jobs_status ON jobctl_jobs (status)",
-        "CREATE TABLE jobctl_allocations (
+            "CREATE INDEX jobctl_jobs_status ON jobctl_jobs (status)",
+            "CREATE TABLE jobctl_allocations (
             job_id TEXT NOT NULL,
             role TEXT NOT NULL,
             cores BIGINT NOT NULL,
@@ -34,8 +38,24 @@ const MIGRATIONS: &[Migration] = &[Migration {
             create_ms BIGINT NOT NULL,
             PRIMARY KEY (job_id, role)
         )",
-    ],
-}];
+        ],
+    },
+    Migration {
+        name: "m0002_audit",
+        statements: &[
+            "CREATE TABLE jobctl_audit (
+            time_ms BIGINT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_key TEXT NOT NULL,
+            from_status TEXT NOT NULL,
+            to_status TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            request_id TEXT NOT NULL
+        )",
+            "CREATE INDEX jobctl_audit_key ON jobctl_audit (entity_key, time_ms)",
+        ],
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -180,6 +200,20 @@ impl Store {
                 ],
             )
             .await?;
+        if n == 1 {
+            tx.record(
+                AUDIT,
+                &Transition::new(
+                    "job",
+                    format!("{job_id}/{role}"),
+                    from.as_str(),
+                    to.as_str(),
+                    reason,
+                    now,
+                ),
+            )
+            .await?;
+        }
         if n == 1 && to.is_end() {
             tx.exec(
                 "DELETE FROM jobctl_allocations WHERE job_id = ? AND role = ?",

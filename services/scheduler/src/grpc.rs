@@ -374,18 +374,21 @@ impl pb::status_report_server::StatusReport for StatusReport {
         &self,
         request: Request<pb::ReportTaskStatusRequest>,
     ) -> Result<Response<pb::ReportTaskStatusResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
         let status = task_status_from_pb(r.status)
             .ok_or_else(|| Status::invalid_argument("status: unspecified or unknown"))?;
         let who = Participant {
             role: r.role,
             party_id: r.party_id,
         };
-        let applied = self
-            .app
-            .report(&r.job_id, &r.component, r.version, &who, status, &r.reason)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let applied = fedflow_store::with_request(
+            &request_id,
+            self.app
+                .report(&r.job_id, &r.component, r.version, &who, status, &r.reason),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ReportTaskStatusResponse { applied }))
     }
 }

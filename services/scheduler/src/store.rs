@@ -8,12 +8,16 @@
 
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
-use fedflow_store::{Db, Migration, Row, Tx, get};
+use fedflow_store::{Db, Migration, Row, Transition, Tx, get};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "m0001_jobs_tasks",
-    statements: &[
-        "CREATE TABLE scheduler_jobs (
+/// The audit table: every status transition, with its cause and request id.
+pub const AUDIT: &str = "scheduler_audit";
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "m0001_jobs_tasks",
+        statements: &[
+            "CREATE TABLE scheduler_jobs (
             job_id TEXT NOT NULL PRIMARY KEY,
             status TEXT NOT NULL,
             dsl TEXT NOT NULL,
@@ -33,8 +37,8 @@ const MIGRATIONS: &[Migration] = &[Migration {
             end_synced BIGINT NOT NULL DEFAULT 0,
             update_ms BIGINT NOT NULL
         )",
-        "CREATE INDEX scheduler_jobs_queue ON scheduler_jobs (status, priority, create_ms)",
-        "CREATE TABLE scheduler_tasks (
+            "CREATE INDEX scheduler_jobs_queue ON scheduler_jobs (status, priority, create_ms)",
+            "CREATE TABLE scheduler_tasks (
             job_id TEXT NOT NULL,
             component TEXT NOT NULL,
             version BIGINT NOT NULL,
@@ -48,7 +52,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             update_ms BIGINT NOT NULL,
             PRIMARY KEY (job_id, component, version)
         )",
-        "CREATE TABLE scheduler_task_parties (
+            "CREATE TABLE scheduler_task_parties (
             job_id TEXT NOT NULL,
             component TEXT NOT NULL,
             version BIGINT NOT NULL,
@@ -59,8 +63,24 @@ const MIGRATIONS: &[Migration] = &[Migration {
             update_ms BIGINT NOT NULL,
             PRIMARY KEY (job_id, component, version, role, party_id)
         )",
-    ],
-}];
+        ],
+    },
+    Migration {
+        name: "m0002_audit",
+        statements: &[
+            "CREATE TABLE scheduler_audit (
+            time_ms BIGINT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_key TEXT NOT NULL,
+            from_status TEXT NOT NULL,
+            to_status TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            request_id TEXT NOT NULL
+        )",
+            "CREATE INDEX scheduler_audit_key ON scheduler_audit (entity_key, time_ms)",
+        ],
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -281,7 +301,8 @@ impl Store {
         let queued = if to == JobStatus::Waiting { now } else { 0 };
         let n = self
             .db
-            .exec(
+            .exec_audited(
+                AUDIT,
                 "UPDATE scheduler_jobs SET status = ?, update_ms = ?, end_synced = 0,
                     reason = CASE WHEN ? = '' THEN reason ELSE ? END,
                     pending_reason = CASE WHEN ? = 'waiting' THEN pending_reason ELSE '' END,
@@ -306,6 +327,14 @@ impl Store {
                     job_id.into(),
                     from.as_str().into(),
                 ],
+                Transition::new(
+                    "job",
+                    job_id.to_owned(),
+                    from.as_str(),
+                    to.as_str(),
+                    reason,
+                    now,
+                ),
             )
             .await?;
         Ok(n == 1)
@@ -443,7 +472,8 @@ impl Store {
         let end = if to.is_end() { now } else { 0 };
         let n = self
             .db
-            .exec(
+            .exec_audited(
+                AUDIT,
                 "UPDATE scheduler_tasks SET status = ?, reason = ?, update_ms = ?,
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
                     end_ms = ?
@@ -460,6 +490,14 @@ impl Store {
                     i64::from(task.version).into(),
                     task.status.as_str().into(),
                 ],
+                Transition::new(
+                    "task",
+                    format!("{}/{}/{}", task.job_id, task.component, task.version),
+                    task.status.as_str(),
+                    to.as_str(),
+                    reason,
+                    now,
+                ),
             )
             .await?;
         Ok(n == 1)
@@ -475,7 +513,8 @@ impl Store {
     ) -> Result<bool, Error> {
         let n = self
             .db
-            .exec(
+            .exec_audited(
+                AUDIT,
                 "UPDATE scheduler_task_parties SET status = ?, reason = ?, update_ms = ?
                  WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND party_id = ?
                    AND status = ?",
@@ -490,6 +529,17 @@ impl Store {
                     row.who.party_id.clone().into(),
                     row.status.as_str().into(),
                 ],
+                Transition::new(
+                    "party-task",
+                    format!(
+                        "{}/{}/{}/{}/{}",
+                        row.job_id, row.component, row.version, row.who.role, row.who.party_id
+                    ),
+                    row.status.as_str(),
+                    to.as_str(),
+                    reason,
+                    now,
+                ),
             )
             .await?;
         Ok(n == 1)

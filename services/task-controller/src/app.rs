@@ -265,11 +265,19 @@ impl App {
         let mut running = task.clone();
         running.party_status = TaskStatus::Running;
         match launched {
-            Ok((child, worker)) => {
-                self.inner
+            Ok((mut child, worker)) => {
+                let recorded = self
+                    .inner
                     .store
                     .set_worker(&key, worker.pid, worker.start_time, &token)
-                    .await?;
+                    .await;
+                if !matches!(recorded, Ok(true)) {
+                    // Stopped (or recorded by nobody) while it started: it must not run on.
+                    engine::kill(worker, self.inner.timing.kill_grace).await;
+                    let _ = child.wait().await;
+                    recorded?;
+                    return Ok(self.row(&key).await?.party_status);
+                }
                 self.touch(&key);
                 tracing::debug!(task = %key, pid = worker.pid, "worker started");
                 let app = self.clone();

@@ -63,7 +63,8 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::CreateTasksRequest>,
     ) -> Result<Response<pb::CreateTasksResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
         let who = Participant {
             role: r.role,
             party_id: r.party_id,
@@ -79,11 +80,13 @@ impl pb::task_controller_server::TaskController for TaskController {
                 upstream: t.upstream,
             })
             .collect();
-        let created = self
-            .app
-            .create_tasks(&r.job_id, &who, &r.scheduler_party_id, r.version, tasks)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let created = fedflow_store::with_request(
+            &request_id,
+            self.app
+                .create_tasks(&r.job_id, &who, &r.scheduler_party_id, r.version, tasks),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateTasksResponse { created }))
     }
 
@@ -91,18 +94,20 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::StartTaskRequest>,
     ) -> Result<Response<pb::StartTaskResponse>, Status> {
-        let r = request.into_inner();
-        let status = self
-            .app
-            .start_task(TaskKey {
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let status = fedflow_store::with_request(
+            &request_id,
+            self.app.start_task(TaskKey {
                 job_id: r.job_id,
                 component: r.component,
                 version: r.version,
                 role: r.role,
                 party_id: r.party_id,
-            })
-            .await
-            .map_err(|e| to_status(&e))?;
+            }),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::StartTaskResponse {
             status: task_status_to_pb(status) as i32,
         }))
@@ -112,18 +117,21 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::StopTasksRequest>,
     ) -> Result<Response<pb::StopTasksResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
         let status = status_of(r.status, "status")?;
         let who = Participant {
             role: r.role,
             party_id: r.party_id,
         };
         let component = (!r.component.is_empty()).then_some(r.component.as_str());
-        let stopped = self
-            .app
-            .stop_tasks(&r.job_id, component, &who, status, &r.reason)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let stopped = fedflow_store::with_request(
+            &request_id,
+            self.app
+                .stop_tasks(&r.job_id, component, &who, status, &r.reason),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::StopTasksResponse { stopped }))
     }
 
@@ -131,13 +139,16 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::UpdateTaskStatusRequest>,
     ) -> Result<Response<pb::UpdateTaskStatusResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
         let status = status_of(r.status, "status")?;
-        let updated = self
-            .app
-            .update_task_status(&r.job_id, &r.component, r.version, status)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let updated = fedflow_store::with_request(
+            &request_id,
+            self.app
+                .update_task_status(&r.job_id, &r.component, r.version, status),
+        )
+        .await
+        .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::UpdateTaskStatusResponse { updated }))
     }
 

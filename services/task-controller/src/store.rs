@@ -4,12 +4,16 @@
 //! write is a compare-and-set on the status read before.
 
 use fedflow_core::TaskStatus;
-use fedflow_store::{Db, Migration, Row, get};
+use fedflow_store::{Db, Migration, Row, Transition, get};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    name: "m0001_tasks",
-    statements: &[
-        "CREATE TABLE taskctl_tasks (
+/// The audit table: every status transition, with its cause and request id.
+pub const AUDIT: &str = "taskctl_audit";
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "m0001_tasks",
+        statements: &[
+            "CREATE TABLE taskctl_tasks (
             job_id TEXT NOT NULL,
             component TEXT NOT NULL,
             version BIGINT NOT NULL,
@@ -33,9 +37,25 @@ const MIGRATIONS: &[Migration] = &[Migration {
             update_ms BIGINT NOT NULL,
             PRIMARY KEY (job_id, component, version, role)
         )",
-        "CREATE INDEX taskctl_tasks_party_status ON taskctl_tasks (party_status)",
-    ],
-}];
+            "CREATE INDEX taskctl_tasks_party_status ON taskctl_tasks (party_status)",
+        ],
+    },
+    Migration {
+        name: "m0002_audit",
+        statements: &[
+            "CREATE TABLE taskctl_audit (
+            time_ms BIGINT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_key TEXT NOT NULL,
+            from_status TEXT NOT NULL,
+            to_status TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            request_id TEXT NOT NULL
+        )",
+            "CREATE INDEX taskctl_audit_key ON taskctl_audit (entity_key, time_ms)",
+        ],
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,6 +73,16 @@ pub struct TaskKey {
     pub version: i32,
     pub role: String,
     pub party_id: String,
+}
+
+impl TaskKey {
+    /// How the audit trail names it: `job/component/version/role/party`.
+    pub fn audit_key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}/{}",
+            self.job_id, self.component, self.version, self.role, self.party_id
+        )
+    }
 }
 
 impl std::fmt::Display for TaskKey {
@@ -199,7 +229,8 @@ impl Store {
         let end = if to.is_end() { now } else { 0 };
         let n = self
             .db
-            .exec(
+            .exec_audited(
+                AUDIT,
                 "UPDATE taskctl_tasks SET party_status = ?, reason = ?, update_ms = ?,
                     output = COALESCE(?, output),
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
@@ -220,6 +251,14 @@ impl Store {
                     key.role.clone().into(),
                     from.as_str().into(),
                 ],
+                Transition::new(
+                    "party-task",
+                    key.audit_key(),
+                    from.as_str(),
+                    to.as_str(),
+                    reason,
+                    now,
+                ),
             )
             .await?;
         Ok(n == 1)
@@ -235,7 +274,8 @@ impl Store {
     ) -> Result<bool, Error> {
         let n = self
             .db
-            .exec(
+            .exec_audited(
+                AUDIT,
                 "UPDATE taskctl_tasks SET status = ?, update_ms = ?
                  WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND status = ?",
                 vec![
@@ -247,6 +287,7 @@ impl Store {
                     key.role.clone().into(),
                     from.as_str().into(),
                 ],
+                Transition::new("task", key.audit_key(), from.as_str(), to.as_str(), "", now),
             )
             .await?;
         Ok(n == 1)
@@ -258,7 +299,8 @@ impl Store {
     pub async fn claim_start(&self, key: &TaskKey, token: &str, now: i64) -> Result<bool, Error> {
         let n = self
             .db
-            .exec(
+            .exec_audited(
+                AUDIT,
                 "UPDATE taskctl_tasks SET party_status = 'running', token = ?, pid = 0, pid_start = 0,
                     start_ms = ?, update_ms = ?
                  WHERE job_id = ? AND component = ? AND version = ? AND role = ?
@@ -272,35 +314,48 @@ impl Store {
                     i64::from(key.version).into(),
                     key.role.clone().into(),
                 ],
+                Transition::new("party-task", key.audit_key(), "waiting", "running", "attempt claimed", now),
             )
             .await?;
         Ok(n == 1)
     }
 
-    /// Records the worker of a running attempt.
+    /// Records the worker of the attempt holding `token`, once: false when the attempt is no
+    /// longer the current one or already has a worker (the caller must then stop its process).
     pub async fn set_worker(
         &self,
         key: &TaskKey,
         pid: u32,
         pid_start: u64,
         token: &str,
-    ) -> Result<(), Error> {
-        self.db
-            .exec(
-                "UPDATE taskctl_tasks SET pid = ?, pid_start = ?, token = ?
-                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?",
+    ) -> Result<bool, Error> {
+        let n = self
+            .db
+            .exec_audited(
+                AUDIT,
+                "UPDATE taskctl_tasks SET pid = ?, pid_start = ?
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?
+                   AND token = ? AND pid = 0 AND party_status = 'running'",
                 vec![
                     i64::from(pid).into(),
                     i64::try_from(pid_start).unwrap_or(i64::MAX).into(),
-                    token.into(),
                     key.job_id.clone().into(),
                     key.component.clone().into(),
                     i64::from(key.version).into(),
                     key.role.clone().into(),
+                    token.into(),
                 ],
+                Transition::new(
+                    "worker",
+                    key.audit_key(),
+                    "none",
+                    "started",
+                    &format!("pid {pid}"),
+                    fedflow_rpc::now_ms(),
+                ),
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 }
 
