@@ -134,7 +134,9 @@ pub fn audit_violations(trails: &[(String, Transition)]) -> Vec<String> {
             violations.push(format!("{service}: illegal transition {t:?}"));
         }
         if t.cause == "attempt claimed" {
-            *attempts.entry((service.clone(), t.key.clone())).or_default() += 1;
+            *attempts
+                .entry((service.clone(), t.key.clone()))
+                .or_default() += 1;
         }
         if t.entity == "worker" {
             *workers.entry((service.clone(), t.key.clone())).or_default() += 1;
@@ -214,6 +216,10 @@ pub async fn check(
         "the audit trails recorded no job transition at all"
     );
     let violations = audit_violations(&trails);
-    assert!(violations.is_empty(), "invariants violated:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "invariants violated:\n{}",
+        violations.join("\n")
+    );
     statuses
 }

@@ -41,6 +41,8 @@ pub struct ProcessOptions {
     pub engine: &'static str,
     /// `RUST_LOG` for every service.
     pub log: &'static str,
+    /// Extra environment for every service (`FEDFLOW_<SERVICE>__…` overrides).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ProcessOptions {
@@ -49,6 +51,7 @@ impl Default for ProcessOptions {
             cores: 16,
             engine: "process",
             log: "info",
+            env: Vec::new(),
         }
     }
 }
@@ -168,12 +171,15 @@ impl ProcessFederation {
                 let config = pdir.join(format!("{name}.toml"));
                 std::fs::write(&config, text).expect("write a config file");
                 let log = pdir.join(format!("{name}.log"));
-                let env: &[(&str, &str)] = if name == "fedflow-scheduler" {
-                    &[("FEDFLOW_SCHEDULER__GRPC__LISTEN", party.scheduler.as_str())]
-                } else {
-                    &[]
-                };
-                let child = spawn(name, &config, &log, options.log, env);
+                let mut env: Vec<(&str, &str)> = options
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if name == "fedflow-scheduler" {
+                    env.push(("FEDFLOW_SCHEDULER__GRPC__LISTEN", party.scheduler.as_str()));
+                }
+                let child = spawn(name, &config, &log, options.log, &env);
                 children.push((format!("{} {name}", party.party_id), child));
                 launches.push(Launch {
                     config,
@@ -256,6 +262,11 @@ impl ProcessFederation {
             || serving(&addr),
         )
         .await;
+    }
+
+    /// The pid of one service process.
+    pub fn pid(&self, party: &str, service: &str) -> u32 {
+        self.children[self.index(party, service)].1.id()
     }
 
     /// Every service process, for measuring (RSS, CPU).

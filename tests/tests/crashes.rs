@@ -9,9 +9,10 @@ use fedflow_tests::process::ProcessFederation;
 use fedflow_tests::*;
 use serde_json::json;
 
-/// The host's task-controller dies while four workers run on it and comes back: the workers
-/// that lived on are adopted again (no new attempt, same pid) and their jobs succeed; the one
-/// killed while it was down is found lost after the restart and retried.
+/// The host's task-controller dies while ten workers run on it and comes back: the workers
+/// that lived on are adopted again (no new attempt, same pid) and their jobs succeed; the
+/// three killed while it was down are found lost after the restart and retried (the jobs
+/// allow one automatic retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
     let mut fed = ProcessFederation::start(&["9999", "10000", "10001"]).await;
@@ -23,11 +24,11 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
         json!({"common": {"nap": {"seconds": 4}}}),
     );
     let mut jobs = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..10 {
         jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
     }
     let host_tc = fed.party("10000").task_controller.clone();
-    let pids = eventually("four host workers running", Duration::from_secs(30), || {
+    let pids = eventually("ten host workers running", Duration::from_secs(30), || {
         let jobs = jobs.clone();
         let addr = host_tc.clone();
         async move {
@@ -54,8 +55,10 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
     })
     .await;
     fed.kill("10000", "fedflow-task-controller");
-    // While it is down, one of its workers dies too.
-    signal(pids[0], "KILL");
+    // While it is down, three of its workers die too.
+    for pid in &pids[..3] {
+        signal(*pid, "KILL");
+    }
     fed.restart("10000", "fedflow-task-controller").await;
     for job in &jobs {
         let ended = wait_ended(&mut scheduler, job, Duration::from_secs(60)).await;
@@ -76,7 +79,7 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
             .expect("list")
             .into_inner()
             .tasks;
-        if i == 0 {
+        if i < 3 {
             assert_eq!(
                 rows.len(),
                 2,
@@ -90,6 +93,14 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
             assert_eq!(task_status(rows[0].party_status), TaskStatus::Success);
         }
     }
+    fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(30),
+    )
+    .await;
 }
 
 /// The initiator's scheduler dies mid-job and comes back: what the parties reported while it
@@ -168,6 +179,14 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
             .await;
         }
     }
+    fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(30),
+    )
+    .await;
 }
 
 /// A small seeded generator for the chaos schedule; the seed is printed so a failing run can be
@@ -267,7 +286,11 @@ async fn twenty_jobs_succeed_through_twelve_random_kills() {
         .iter()
         .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
         .collect();
-    assert!(failed.is_empty(), "jobs did not succeed: {failed:?}\n{}", fed.logs());
+    assert!(
+        failed.is_empty(),
+        "jobs did not succeed: {failed:?}\n{}",
+        fed.logs()
+    );
 }
 
 /// Every service of the host party is killed at once mid-job and started again: the jobs end,
@@ -333,5 +356,9 @@ async fn every_host_service_killed_at_once_loses_nothing() {
         .iter()
         .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
         .collect();
-    assert!(failed.is_empty(), "jobs did not succeed: {failed:?}\n{}", fed.logs());
+    assert!(
+        failed.is_empty(),
+        "jobs did not succeed: {failed:?}\n{}",
+        fed.logs()
+    );
 }

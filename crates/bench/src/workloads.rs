@@ -339,6 +339,7 @@ fn options(engine: &'static str, cores: u32) -> ProcessOptions {
         cores,
         engine,
         log: "warn",
+        env: Vec::new(),
     }
 }
 

@@ -1159,10 +1159,7 @@ impl App {
         }
         let calls = started.iter().flat_map(|task| {
             participants.iter().map(move |who| async move {
-                let result = self
-                    .remote()
-                    .start_task(&task.job_id, who, &task.component, task.version)
-                    .await;
+                let result = self.start_on(task, who).await;
                 (*task, who, result)
             })
         });
@@ -1179,6 +1176,12 @@ impl App {
                     self.apply_party_status(&row, status, "").await?;
                 }
                 Ok(_) => {}
+                // Not reached (or no answer in time): the start stays due, and the repair pass
+                // sends it again (a start is idempotent) until the party answers or is
+                // declared unreachable.
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(job = %task.job_id, component = %task.component, party = %who.party_id, error = %e, "start not confirmed; will be sent again");
+                }
                 Err(e) => {
                     let reason = format!("could not start on party {}: {e}", who.party_id);
                     tracing::warn!(job = %task.job_id, component = %task.component, %reason);
@@ -1188,6 +1191,30 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Starts a task version on one participant; a connection that failed outright is tried
+    /// twice more at once, a call that timed out is left to the repair pass.
+    async fn start_on(&self, task: &Task, who: &Participant) -> Result<TaskStatus, RemoteError> {
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .remote()
+                .start_task(&task.job_id, who, &task.component, task.version)
+                .await;
+            match result {
+                Err(e)
+                    if attempt < 3
+                        && matches!(e.code, tonic::Code::Unavailable | tonic::Code::Unknown) =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn spawn_task_status_sync(&self, spec: &JobSpec, task: &Task, status: TaskStatus) {
@@ -1392,15 +1419,82 @@ impl App {
         }
         let running = self.store().job_ids_in(JobStatus::Running, 100_000).await?;
         let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        let unreachable_ms = i64::try_from(
+            self.inner
+                .scheduling
+                .party_unreachable_timeout_s
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX);
+        // A party that did not answer once in this pass is not called again in it, so one
+        // hung party costs one call deadline per pass, not one per job.
+        let mut down: BTreeSet<String> = BTreeSet::new();
         for job_id in running {
-            let parties = self.store().task_parties(&job_id).await?;
+            let _guard = self.lock(&job_id).await;
+            let job = self.job(&job_id).await?;
+            if job.status != JobStatus::Running {
+                continue;
+            }
+            let spec = self.spec(&job)?;
             let now = now_ms();
+            if let Some((party, for_ms)) = spec
+                .party_ids()
+                .into_iter()
+                .filter_map(|p| Some((p.clone(), self.remote().unreachable_for(&p, now)?)))
+                .find(|(_, for_ms)| *for_ms > unreachable_ms)
+            {
+                let reason = format!(
+                    "party {party} unreachable for {}s (party_unreachable_timeout is {}s)",
+                    for_ms / 1000,
+                    unreachable_ms / 1000
+                );
+                tracing::warn!(job = %job_id, %reason, "job fails");
+                self.end_job(&job, JobStatus::Failed, &reason).await?;
+                continue;
+            }
+            let parties = self.store().task_parties(&job_id).await?;
+            // Starts that no party confirmed are sent again (idempotent on the receiver).
+            let running_tasks: BTreeSet<(String, i32)> = self
+                .store()
+                .tasks(&job_id)
+                .await?
+                .into_iter()
+                .filter(|t| t.status == TaskStatus::Running)
+                .map(|t| (t.component, t.version))
+                .collect();
+            for row in parties.iter().filter(|p| {
+                p.status == TaskStatus::Waiting
+                    && now - p.update_ms > quiet_ms
+                    && running_tasks.contains(&(p.component.clone(), p.version))
+            }) {
+                if down.contains(&row.who.party_id) {
+                    continue;
+                }
+                match self
+                    .remote()
+                    .start_task(&job_id, &row.who, &row.component, row.version)
+                    .await
+                {
+                    Ok(status) if status != TaskStatus::Waiting => {
+                        self.apply_party_status(row, status, "").await?;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.is_transient() => {
+                        down.insert(row.who.party_id.clone());
+                    }
+                    Err(e) => {
+                        let reason = format!("could not start on party {}: {e}", row.who.party_id);
+                        self.apply_party_status(row, TaskStatus::Failed, &reason)
+                            .await?;
+                    }
+                }
+            }
             let quiet_parties: BTreeSet<String> = parties
                 .iter()
                 .filter(|p| p.status == TaskStatus::Running && now - p.update_ms > quiet_ms)
                 .map(|p| p.who.party_id.clone())
+                .filter(|p| !down.contains(p))
                 .collect();
-            let _guard = self.lock(&job_id).await;
             for party in quiet_parties {
                 match self.remote().party_tasks(&party, &job_id).await {
                     Ok(rows) => {
@@ -1417,6 +1511,9 @@ impl App {
                     }
                     Err(e) => {
                         tracing::debug!(job = %job_id, %party, error = %e, "status pull failed");
+                        if e.is_transient() {
+                            down.insert(party);
+                        }
                     }
                 }
             }

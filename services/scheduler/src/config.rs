@@ -52,6 +52,10 @@ pub struct Scheduling {
     pub default_job_timeout_s: u64,
     pub default_task_timeout_s: u64,
     pub default_queue_timeout_s: u64,
+    /// A party that no call has reached for this long fails every running job it takes
+    /// part in, with the reason "party P unreachable" (seconds). Parties use the same figure
+    /// to fence themselves off from a scheduler they cannot reach.
+    pub party_unreachable_timeout_s: u64,
 }
 
 impl Default for Scheduling {
@@ -64,6 +68,7 @@ impl Default for Scheduling {
             default_job_timeout_s: 12 * 3600,
             default_task_timeout_s: 4 * 3600,
             default_queue_timeout_s: 3600,
+            party_unreachable_timeout_s: 300,
         }
     }
 }

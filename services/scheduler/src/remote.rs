@@ -2,6 +2,9 @@
 //! party included). Request ids are derived from what the call does, so a retried call is
 //! recognised by its receiver.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use fedflow_core::dsl::TaskPlan;
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
@@ -14,6 +17,9 @@ use fedflow_rpc::party::{PartyClient, services};
 #[derive(Clone)]
 pub struct Remote {
     client: PartyClient,
+    /// Per party, since when every call to it has failed to reach it (epoch ms); a party
+    /// that answers (anything, even a refusal) is removed.
+    unreachable: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// The answer to a resource request.
@@ -24,7 +30,30 @@ pub enum Grant {
 
 impl Remote {
     pub fn new(client: PartyClient) -> Self {
-        Remote { client }
+        Remote {
+            client,
+            unreachable: Arc::default(),
+        }
+    }
+
+    /// How long every call to `party` has failed to reach it (ms), if its last call did.
+    pub fn unreachable_for(&self, party: &str, now: i64) -> Option<i64> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(party)
+            .map(|since| now - since)
+    }
+
+    fn note_contact(&self, party: &str, reached: bool) {
+        let mut unreachable = self.unreachable.lock().unwrap_or_else(|e| e.into_inner());
+        if reached {
+            unreachable.remove(party);
+        } else {
+            unreachable
+                .entry(party.to_owned())
+                .or_insert_with(fedflow_rpc::now_ms);
+        }
     }
 
     async fn call<Req: prost::Message, Resp: prost::Message + Default>(
@@ -36,10 +65,13 @@ impl Remote {
         request_id: String,
         request: &Req,
     ) -> Result<Resp, RemoteError> {
-        self.client
+        let result = self
+            .client
             .call(dest, job_id, service, method, &request_id, request)
             .await
-            .map_err(RemoteError::from)
+            .map_err(RemoteError::from);
+        self.note_contact(dest, !matches!(&result, Err(e) if e.is_transient()));
+        result
     }
 
     pub async fn create_job(

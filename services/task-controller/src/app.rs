@@ -61,6 +61,9 @@ pub struct Timing {
     /// A running worker silent for this long is killed and its task failed.
     pub heartbeat_timeout: Duration,
     pub kill_grace: Duration,
+    /// Self-fencing after this long without reaching a job's scheduler; `None` = never.
+    pub fence_after: Option<Duration>,
+    pub fence_probe_interval: Duration,
 }
 
 #[derive(Clone)]
@@ -79,6 +82,8 @@ struct Inner {
     /// Last heartbeat per running attempt (kept in memory: a restart gives every worker a
     /// fresh grace period).
     heartbeats: Mutex<HashMap<TaskKey, tokio::time::Instant>>,
+    /// When each scheduler party last answered a probe (or when probing began).
+    contact: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl App {
@@ -99,6 +104,7 @@ impl App {
                 advertise,
                 timing,
                 heartbeats: Mutex::new(HashMap::new()),
+                contact: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -242,6 +248,12 @@ impl App {
             });
             return Ok(TaskStatus::Running);
         }
+        self.launch(&task, key, token).await
+    }
+
+    /// Launches the worker of a claimed attempt (`token`) and records it; returns the party
+    /// status after.
+    async fn launch(&self, task: &Task, key: TaskKey, token: String) -> Result<TaskStatus, Error> {
         let launched = self.inner.engine.task_dir(&key).and_then(|dir| {
             let parameters: serde_json::Value =
                 serde_json::from_str(&task.parameters).unwrap_or_else(|_| json!({}));
@@ -568,6 +580,9 @@ impl App {
             .timing
             .heartbeat_interval
             .max(Duration::from_millis(100));
+        if let Err(e) = self.recover_unrecorded().await {
+            tracing::warn!(error = %e, "recovery of unrecorded workers failed");
+        }
         loop {
             if let Err(e) = self.check_workers().await {
                 tracing::warn!(error = %e, "worker check failed");
@@ -577,6 +592,45 @@ impl App {
                 _ = tokio::time::sleep(period) => {}
             }
         }
+    }
+
+    /// At start-up: attempts claimed by a task-controller that stopped before it recorded
+    /// their worker. A worker already running for the attempt is adopted; otherwise the
+    /// worker was never started, and the attempt's one worker is started now.
+    async fn recover_unrecorded(&self) -> Result<(), Error> {
+        if self.inner.timing.instant {
+            return Ok(());
+        }
+        for task in self.inner.store.running().await? {
+            if task.key.party_id != self.inner.party_id || task.pid != 0 {
+                continue;
+            }
+            let found = self
+                .inner
+                .engine
+                .task_dir(&task.key)
+                .ok()
+                .and_then(|dir| engine::find_worker(&dir));
+            match found {
+                Some(worker) => {
+                    if self
+                        .inner
+                        .store
+                        .set_worker(&task.key, worker.pid, worker.start_time, &task.token)
+                        .await?
+                    {
+                        tracing::info!(task = %task.key, pid = worker.pid, "adopted an unrecorded worker");
+                        self.touch(&task.key);
+                    }
+                }
+                None => {
+                    tracing::info!(task = %task.key, "starting the worker of a claimed attempt");
+                    self.launch(&task, task.key.clone(), task.token.clone())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn check_workers(&self) -> Result<(), Error> {
@@ -604,6 +658,94 @@ impl App {
                     "worker unresponsive: no heartbeat for {} ms",
                     silent.as_millis()
                 );
+                if self
+                    .end(
+                        &task,
+                        TaskStatus::Running,
+                        TaskStatus::Failed,
+                        &reason,
+                        None,
+                    )
+                    .await?
+                {
+                    self.kill_worker(&task).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Self-fencing: probes, every `fence_probe_interval`, each scheduler party with tasks
+    /// running here; when one has not been reached for `fence_after`, this party's running
+    /// tasks of its jobs fail as `fenced` and their workers are stopped, so nothing runs on
+    /// for a scheduler that has given the job up. When the network heals, the scheduler's
+    /// verdict reaches the job-controller as usual.
+    pub async fn fence(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let Some(after) = self.inner.timing.fence_after else {
+            return;
+        };
+        let period = self
+            .inner
+            .timing
+            .fence_probe_interval
+            .max(Duration::from_millis(100));
+        loop {
+            if let Err(e) = self.fence_pass(after).await {
+                tracing::warn!(error = %e, "fencing pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    async fn fence_pass(&self, after: Duration) -> Result<(), Error> {
+        let mut by_scheduler: HashMap<String, Vec<Task>> = HashMap::new();
+        for task in self.inner.store.running().await? {
+            if task.key.party_id == self.inner.party_id {
+                by_scheduler
+                    .entry(task.scheduler_party_id.clone())
+                    .or_default()
+                    .push(task);
+            }
+        }
+        let now = tokio::time::Instant::now();
+        self.inner
+            .contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|party, _| by_scheduler.contains_key(party));
+        for (scheduler, tasks) in by_scheduler {
+            // A hung peer holds a call until its deadline; a probe waits one period at most.
+            let reached = tokio::time::timeout(
+                self.inner
+                    .timing
+                    .fence_probe_interval
+                    .max(Duration::from_secs(1)),
+                self.inner
+                    .reporter
+                    .probe(&scheduler, &tasks[0].key, TaskStatus::Running),
+            )
+            .await
+            .unwrap_or(false);
+            let silent = {
+                let mut contact = self.inner.contact.lock().unwrap_or_else(|e| e.into_inner());
+                let last = contact.entry(scheduler.clone()).or_insert(now);
+                if reached {
+                    *last = tokio::time::Instant::now();
+                }
+                last.elapsed()
+            };
+            if reached || silent < after {
+                continue;
+            }
+            let reason = format!(
+                "fenced: the job's scheduler, party {scheduler}, unreachable for {}s",
+                silent.as_secs()
+            );
+            tracing::warn!(%scheduler, tasks = tasks.len(), %reason, "fencing");
+            for task in tasks {
                 if self
                     .end(
                         &task,

@@ -19,7 +19,30 @@ pub struct Config {
     /// Task directories live under `<data_dir>/jobs/…`.
     pub data_dir: PathBuf,
     pub worker: WorkerConfig,
+    pub fencing: FencingConfig,
     pub telemetry: TelemetryConfig,
+}
+
+/// Self-fencing: a party that cannot reach a job's scheduler stops its own workers for the
+/// job rather than run on for a scheduler that has given up on it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FencingConfig {
+    /// After this long without reaching a scheduler (seconds), this party's running tasks
+    /// of the jobs it schedules fail as "fenced" and their workers are stopped. The same
+    /// figure as the schedulers' `party_unreachable_timeout_s`; 0 = never fence.
+    pub party_unreachable_timeout_s: u64,
+    /// How often each scheduler with running tasks here is probed.
+    pub probe_interval_ms: u64,
+}
+
+impl Default for FencingConfig {
+    fn default() -> Self {
+        FencingConfig {
+            party_unreachable_timeout_s: 300,
+            probe_interval_ms: 5_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -35,6 +58,7 @@ impl Default for Config {
             gateway: "127.0.0.1:9370".into(),
             data_dir: PathBuf::from("data"),
             worker: WorkerConfig::default(),
+            fencing: FencingConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }

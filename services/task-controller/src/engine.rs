@@ -165,6 +165,27 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     })
 }
 
+/// A live worker process started for the task directory `dir` (its argv is
+/// `fedflow-worker --task-dir <dir>`), if any: one launched by a task-controller that died
+/// before recording it.
+pub fn find_worker(dir: &Path) -> Option<WorkerProcess> {
+    let want = dir.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let mut args = cmdline.split(|b| *b == 0);
+            let found = args.any(|a| a == b"--task-dir") && args.next() == Some(want);
+            let stat = proc_stat(pid)?;
+            (found && stat.state != 'Z' && stat.state != 'X').then_some(WorkerProcess {
+                pid,
+                start_time: stat.start_time,
+            })
+        })
+}
+
 /// The worker is alive: same pid, same start time, not a zombie.
 pub fn is_alive(worker: WorkerProcess) -> bool {
     worker.pid != 0

@@ -63,6 +63,9 @@ pub async fn run(
         heartbeat_interval: Duration::from_millis(config.worker.heartbeat_interval_ms),
         heartbeat_timeout: Duration::from_millis(config.worker.heartbeat_timeout_ms),
         kill_grace: Duration::from_millis(config.worker.kill_grace_ms),
+        fence_after: (config.fencing.party_unreachable_timeout_s > 0)
+            .then(|| Duration::from_secs(config.fencing.party_unreachable_timeout_s)),
+        fence_probe_interval: Duration::from_millis(config.fencing.probe_interval_ms),
     };
     let app = app::App::new(
         config.party_id.clone(),
@@ -76,6 +79,11 @@ pub async fn run(
         let app = app.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move { app.monitor(shutdown).await })
+    };
+    let fencing = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.fence(shutdown).await })
     };
     let (task_controller, worker) = grpc::services(app);
     let (health, routes) =
@@ -96,6 +104,7 @@ pub async fn run(
     )
     .await;
     monitor.abort();
+    fencing.abort();
     served?;
     Ok(())
 }

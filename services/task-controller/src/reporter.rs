@@ -21,23 +21,38 @@ impl Reporter {
         Reporter { client }
     }
 
+    /// Sends `status` once and waits for the answer: a probe of whether the scheduler
+    /// party can be reached. True when it answered (whatever it said).
+    pub async fn probe(&self, scheduler_party: &str, key: &TaskKey, status: TaskStatus) -> bool {
+        let request = request(key, status, "");
+        let result: Result<pb::ReportTaskStatusResponse, _> = self
+            .client
+            .call(
+                scheduler_party,
+                &request.job_id,
+                services::STATUS_REPORT,
+                "ReportTaskStatus",
+                &request.request_id,
+                &request,
+            )
+            .await;
+        !matches!(
+            result,
+            Err(status) if matches!(
+                status.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+            )
+        )
+    }
+
     /// Sends in the background.
     pub fn report(&self, scheduler_party: &str, key: &TaskKey, status: TaskStatus, reason: &str) {
         let client = self.client.clone();
         let dest = scheduler_party.to_owned();
-        let request = pb::ReportTaskStatusRequest {
-            job_id: key.job_id.clone(),
-            component: key.component.clone(),
-            version: key.version,
-            role: key.role.clone(),
-            party_id: key.party_id.clone(),
-            status: task_status_to_pb(status) as i32,
-            reason: reason.to_owned(),
-            request_id: format!(
-                "{}:report:{}:{}:{}:{}:{}",
-                key.job_id, key.component, key.version, key.role, key.party_id, status
-            ),
-        };
+        let request = request(key, status, reason);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
             for attempt in 1..=30 {
@@ -73,5 +88,21 @@ impl Reporter {
             }
             tracing::warn!(job = %request.job_id, component = %request.component, "status report not delivered; the scheduler will pull it");
         });
+    }
+}
+
+fn request(key: &TaskKey, status: TaskStatus, reason: &str) -> pb::ReportTaskStatusRequest {
+    pb::ReportTaskStatusRequest {
+        job_id: key.job_id.clone(),
+        component: key.component.clone(),
+        version: key.version,
+        role: key.role.clone(),
+        party_id: key.party_id.clone(),
+        status: task_status_to_pb(status) as i32,
+        reason: reason.to_owned(),
+        request_id: format!(
+            "{}:report:{}:{}:{}:{}:{}",
+            key.job_id, key.component, key.version, key.role, key.party_id, status
+        ),
     }
 }

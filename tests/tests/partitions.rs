@@ -1,0 +1,175 @@
+//! Partitions over the real binaries: the host party's gateway is frozen with SIGSTOP (its
+//! connections stay open, nothing is answered), for less and for more than
+//! `party_unreachable_timeout`.
+
+use std::time::Duration;
+
+use fedflow_core::JobStatus;
+use fedflow_proto::scheduler::v1 as sc;
+use fedflow_tests::process::{ProcessFederation, ProcessOptions};
+use fedflow_tests::*;
+use serde_json::json;
+
+const PARTIES: [&str; 3] = ["9999", "10000", "10001"];
+const UNREACHABLE_S: u64 = 4;
+
+/// Short deadlines so a partition is noticed in seconds: the scheduler repairs every 300 ms
+/// with 1 s call deadlines, parties probe their schedulers every 300 ms, and both give a
+/// party up after `UNREACHABLE_S`.
+async fn federation() -> ProcessFederation {
+    let env = [
+        ("FEDFLOW_SCHEDULER__SCHEDULING__REPAIR_INTERVAL_MS", "300"),
+        ("FEDFLOW_SCHEDULER__SCHEDULING__CALL_TIMEOUT_MS", "1000"),
+        (
+            "FEDFLOW_SCHEDULER__SCHEDULING__PARTY_UNREACHABLE_TIMEOUT_S",
+            &UNREACHABLE_S.to_string(),
+        ),
+        ("FEDFLOW_TASK_CONTROLLER__FENCING__PROBE_INTERVAL_MS", "300"),
+        (
+            "FEDFLOW_TASK_CONTROLLER__FENCING__PARTY_UNREACHABLE_TIMEOUT_S",
+            &UNREACHABLE_S.to_string(),
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    ProcessFederation::start_with(
+        &PARTIES,
+        ProcessOptions {
+            env,
+            ..ProcessOptions::default()
+        },
+    )
+    .await
+}
+
+async fn submit_sleepers(fed: &ProcessFederation, n: usize, seconds: f64) -> Vec<String> {
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let dsl = json!({"components": {
+        "first": {"module": "Sleep", "output": {"data": ["o"]}},
+        "second": {"module": "Sleep", "input": {"data": {"data": ["first.o"]}}}
+    }});
+    let conf = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"first": {"seconds": seconds}, "second": {"seconds": 0.2}}}),
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..n {
+        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
+    }
+    jobs
+}
+
+/// Waits until the host's workers run for every job (so the partition cuts running work).
+async fn host_running(jobs: &[String]) {
+    for job in jobs {
+        eventually(
+            &format!("a worker of {job} running on the host"),
+            Duration::from_secs(30),
+            || async move {
+                let pids = processes_mentioning(&format!("{job}/host/10000"));
+                if pids.is_empty() {
+                    Err("none yet".to_owned())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Frozen for half the timeout, across the end of the host's first task (its report and the
+/// next start must wait for the gateway): the jobs still succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_partition_is_ridden_out() {
+    let fed = federation().await;
+    let jobs = submit_sleepers(&fed, 4, 1.0).await;
+    host_running(&jobs).await;
+    let gateway = fed.pid("10000", "fedflow-party-gateway");
+    signal(gateway, "STOP");
+    tokio::time::sleep(Duration::from_millis(UNREACHABLE_S * 1000 / 2)).await;
+    signal(gateway, "CONT");
+    let statuses = fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(60),
+    )
+    .await;
+    for (job, status) in statuses {
+        assert_eq!(status, JobStatus::Success, "{job}\n{}", fed.logs());
+    }
+}
+
+/// Frozen past the timeout: the scheduler fails the jobs naming the unreachable party, the
+/// host fences its own workers (stopped while its gateway is still frozen), and once the
+/// gateway runs again every party agrees on the scheduler's verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_partition_fails_the_jobs_everywhere_and_the_host_fences_itself() {
+    let fed = federation().await;
+    let jobs = submit_sleepers(&fed, 3, 60.0).await;
+    host_running(&jobs).await;
+    let gateway = fed.pid("10000", "fedflow-party-gateway");
+    signal(gateway, "STOP");
+    // Nothing reaches the host now: its workers must stop on the host's own decision.
+    for job in &jobs {
+        eventually(
+            &format!("the host to stop its worker of {job} on its own"),
+            Duration::from_secs(UNREACHABLE_S + 20),
+            || async move {
+                let pids = processes_mentioning(&format!("{job}/host/10000"));
+                if pids.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{pids:?} still run"))
+                }
+            },
+        )
+        .await;
+    }
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    for job in &jobs {
+        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(30)).await;
+        assert_eq!(
+            job_status(ended.status),
+            fedflow_proto::common::v1::JobStatus::Failed
+        );
+        assert!(
+            ended.reason.contains("party 10000 unreachable"),
+            "the reason names the party: {ended:?}"
+        );
+    }
+    signal(gateway, "CONT");
+    let statuses = fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(60),
+    )
+    .await;
+    for (job, status) in statuses {
+        assert_eq!(status, JobStatus::Failed, "{job}\n{}", fed.logs());
+    }
+    // The host's rows say why they stopped, and its job rows carry the scheduler's reason.
+    for job in &jobs {
+        let db = fedflow_store::Db::open_existing(&fedflow_store::sqlite_url(
+            &fed.dir.path().join("10000").join("task-controller.db"),
+        ))
+        .await
+        .expect("open the host's task-controller database");
+        let rows = db
+            .query(
+                "SELECT reason FROM taskctl_tasks WHERE job_id = ? AND component = 'first'",
+                vec![job.clone().into()],
+            )
+            .await
+            .expect("query");
+        let reason: String = fedflow_store::get(&rows[0], "reason").expect("reason");
+        assert!(reason.starts_with("fenced"), "{job}: {reason}");
+    }
+}
