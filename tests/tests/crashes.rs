@@ -362,3 +362,143 @@ async fn every_host_service_killed_at_once_loses_nothing() {
         fed.logs()
     );
 }
+
+/// `fedflow standalone` as a process, its output in a file.
+struct Standalone {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Standalone {
+    fn start(data_dir: &std::path::Path, out: std::path::PathBuf) -> Standalone {
+        let log = std::fs::File::create(&out).expect("create the output file");
+        let child = std::process::Command::new(bin("fedflow"))
+            .args(["standalone", "--data-dir"])
+            .arg(data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("start fedflow standalone");
+        Standalone { child, out }
+    }
+
+    /// The `party … scheduler … gateway …` lines it printed, once every party is up.
+    async fn addresses(&self) -> Vec<String> {
+        eventually(
+            "fedflow standalone to print its addresses",
+            Duration::from_secs(30),
+            || async {
+                let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+                let lines: Vec<String> = text
+                    .lines()
+                    .filter(|l| l.starts_with("party "))
+                    .map(str::to_owned)
+                    .collect();
+                if lines.len() == PARTIES.len() && text.contains("fedflow standalone running") {
+                    Ok(lines)
+                } else {
+                    Err(text)
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `fedflow standalone` killed with SIGKILL in the middle of several jobs and started again on
+/// the same data directory: every service is back on the same address, the workers that ran
+/// on are adopted, every job ends, the same on every party, and no worker is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standalone_killed_mid_job_comes_back_on_the_same_addresses() {
+    let dir = TempDir::new("fedflow-standalone-crash");
+    let data = dir.path().join("data");
+    let first = Standalone::start(&data, dir.path().join("first.out"));
+    let before = first.addresses().await;
+    let scheduler_addr = before[0]
+        .split_whitespace()
+        .nth(3)
+        .expect("the scheduler's address")
+        .to_owned();
+    for addr in before
+        .iter()
+        .flat_map(|l| l.split_whitespace().skip(3).step_by(2))
+    {
+        eventually(&format!("{addr} to serve"), Duration::from_secs(30), || {
+            serving(addr)
+        })
+        .await;
+    }
+    let mut scheduler = sc::scheduler_client::SchedulerClient::new(channel(&scheduler_addr));
+    let dsl = json!({"components": {
+        "a": {"module": "Sleep", "output": {"data": ["o"]}},
+        "b": {"module": "Sleep", "input": {"data": {"data": ["a.o"]}}}
+    }});
+    let conf = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"a": {"seconds": 2}, "b": {"seconds": 0.5}}}),
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..4 {
+        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
+    }
+    for job in &jobs {
+        eventually(
+            &format!("workers of {job} running"),
+            Duration::from_secs(30),
+            || async move {
+                let n = processes_mentioning(job).len();
+                if n == PARTIES.len() {
+                    Ok(())
+                } else {
+                    Err(format!("{n} workers"))
+                }
+            },
+        )
+        .await;
+    }
+    drop(first);
+    let second = Standalone::start(&data, dir.path().join("second.out"));
+    let after = second.addresses().await;
+    assert_eq!(
+        before, after,
+        "the same addresses for the same data directory"
+    );
+    let statuses =
+        fedflow_tests::invariants::check(&data, &PARTIES, "9999", &jobs, Duration::from_secs(60))
+            .await;
+    for (job, status) in statuses {
+        assert_eq!(
+            status,
+            fedflow_core::JobStatus::Success,
+            "{job}\n{}",
+            std::fs::read_to_string(dir.path().join("second.out")).unwrap_or_default()
+        );
+    }
+    // A second standalone on a data directory in use says so instead of starting.
+    let third = Standalone::start(&data, dir.path().join("third.out"));
+    let refused = eventually(
+        "a second standalone on the data directory to refuse",
+        Duration::from_secs(30),
+        || {
+            let out = third.out.clone();
+            async move {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if text.contains("is another fedflow standalone running on it?") {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            }
+        },
+    )
+    .await;
+    assert!(refused.contains("addresses.json"), "{refused}");
+}

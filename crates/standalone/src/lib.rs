@@ -5,6 +5,10 @@
 //! Every listener is bound before any service starts, so each service's configuration can
 //! name the others' real addresses; a call that arrives before its server runs waits in the
 //! listen backlog.
+//!
+//! The addresses are kept in `<data_dir>/addresses.json`: started again on the same data
+//! directory (after a crash, say), every service comes back on the same address, so the
+//! workers still running and the jobs stored there find their services again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +23,8 @@ pub enum Error {
     Party(String),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("{0}")]
+    Addresses(String),
 }
 
 /// What to start.
@@ -90,6 +96,52 @@ async fn bind() -> Result<tokio::net::TcpListener, Error> {
         .map_err(|e| Error::Io("bind 127.0.0.1:0".into(), e))
 }
 
+/// The file that keeps a data directory's addresses.
+pub fn addresses_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("addresses.json")
+}
+
+/// The addresses kept for the data directory: party → service → `host:port`.
+type Kept = BTreeMap<String, BTreeMap<String, String>>;
+
+fn read_kept(data_dir: &Path) -> Result<Kept, Error> {
+    let path = addresses_file(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| Error::Addresses(format!("{}: not valid: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Kept::new()),
+        Err(e) => Err(Error::Io(path.display().to_string(), e)),
+    }
+}
+
+fn write_kept(data_dir: &Path, kept: &Kept) -> Result<(), Error> {
+    let path = addresses_file(data_dir);
+    let tmp = data_dir.join("addresses.json.tmp");
+    let text = serde_json::to_string_pretty(kept).unwrap_or_default();
+    std::fs::write(&tmp, text).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::Io(path.display().to_string(), e))
+}
+
+/// Binds the address kept for (party, service), or a fresh ephemeral one.
+async fn bind_kept(
+    kept: &Kept,
+    party: &str,
+    service: &str,
+    data_dir: &Path,
+) -> Result<tokio::net::TcpListener, Error> {
+    let Some(addr) = kept.get(party).and_then(|p| p.get(service)) else {
+        return bind().await;
+    };
+    fedflow_rpc::server::bind(addr).await.map_err(|e| {
+        Error::Addresses(format!(
+            "party {party} {service}: cannot listen on {addr}, its address for the data \
+             directory {} (kept in {}): {e}; is another fedflow standalone running on it?",
+            data_dir.display(),
+            addresses_file(data_dir).display()
+        ))
+    })
+}
+
 fn addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, Error> {
     listener
         .local_addr()
@@ -106,13 +158,17 @@ impl Federation {
         }
         let mut bound = Vec::new();
         let mut parties = Vec::new();
+        std::fs::create_dir_all(&options.data_dir)
+            .map_err(|e| Error::Io(options.data_dir.display().to_string(), e))?;
+        let mut kept = read_kept(&options.data_dir)?;
         for party_id in &options.parties {
             fedflow_core::ids::party_id(party_id).map_err(|e| Error::Party(e.to_string()))?;
+            let dir = &options.data_dir;
             let l = Listeners {
-                scheduler: bind().await?,
-                job_controller: bind().await?,
-                task_controller: bind().await?,
-                gateway: bind().await?,
+                scheduler: bind_kept(&kept, party_id, "scheduler", dir).await?,
+                job_controller: bind_kept(&kept, party_id, "job-controller", dir).await?,
+                task_controller: bind_kept(&kept, party_id, "task-controller", dir).await?,
+                gateway: bind_kept(&kept, party_id, "party-gateway", dir).await?,
             };
             parties.push(Party {
                 party_id: party_id.clone(),
@@ -123,6 +179,18 @@ impl Federation {
             });
             bound.push(l);
         }
+        for p in &parties {
+            kept.insert(
+                p.party_id.clone(),
+                BTreeMap::from([
+                    ("scheduler".to_owned(), p.scheduler.to_string()),
+                    ("job-controller".to_owned(), p.job_controller.to_string()),
+                    ("task-controller".to_owned(), p.task_controller.to_string()),
+                    ("party-gateway".to_owned(), p.gateway.to_string()),
+                ]),
+            );
+        }
+        write_kept(&options.data_dir, &kept)?;
         let routes: BTreeMap<String, String> = parties
             .iter()
             .map(|p| (p.party_id.clone(), p.gateway.to_string()))
