@@ -264,6 +264,17 @@ impl ProcessFederation {
         .await;
     }
 
+    /// Sends a signal (`TERM`, `STOP`, `CONT`…) to one service process.
+    pub fn signal(&self, party: &str, service: &str, name: &str) {
+        crate::signal(self.pid(party, service), name);
+    }
+
+    /// Whether one service process has exited (it is reaped if so).
+    pub fn exited(&mut self, party: &str, service: &str) -> bool {
+        let i = self.index(party, service);
+        matches!(self.children[i].1.try_wait(), Ok(Some(_)))
+    }
+
     /// The pid of one service process.
     pub fn pid(&self, party: &str, service: &str) -> u32 {
         self.children[self.index(party, service)].1.id()

@@ -47,7 +47,7 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
             "fedflow standalone running (data in {}); Ctrl-C stops it",
             args.data_dir.display()
         );
-        let shutdown = fedflow_rpc::server::shutdown_on_signals();
+        let shutdown = fedflow_rpc::server::shutdown_on_signals(std::time::Duration::from_secs(10));
         tokio::select! {
             _ = shutdown.cancelled() => {}
             failed = federation.wait_any() => eprintln!("fedflow standalone: {failed}"),

@@ -48,12 +48,17 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
 pub struct GrpcConfig {
     /// `host:port`; port 0 picks a free one.
     pub listen: String,
+    /// On SIGTERM the server reports NOT_SERVING, stops accepting and lets in-flight calls
+    /// finish; after this long (ms) the process exits regardless. What was acknowledged is
+    /// already stored, and the reconcilers of the restarted service take it over.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
             listen: "127.0.0.1:0".into(),
+            drain_timeout_ms: 10_000,
         }
     }
 }

@@ -85,16 +85,26 @@ pub async fn serve(
         .await
 }
 
-/// A token cancelled on the first SIGTERM or SIGINT; a second signal exits at once.
-pub fn shutdown_on_signals() -> CancellationToken {
+/// A token cancelled on the first SIGTERM or SIGINT. The process exits on its own once the
+/// service returns; if it has not after `drain` (in-flight work that does not finish), it
+/// exits anyway. A second signal exits at once.
+pub fn shutdown_on_signals(drain: Duration) -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down (a second signal exits at once)");
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "shutting down: draining in-flight calls (a second signal exits at once)"
+        );
         trigger.cancel();
-        wait_for_signal().await;
-        std::process::exit(130);
+        tokio::select! {
+            _ = wait_for_signal() => std::process::exit(130),
+            _ = tokio::time::sleep(drain) => {
+                tracing::warn!("drain deadline passed; exiting with work still in flight");
+                std::process::exit(0);
+            }
+        }
     });
     token
 }

@@ -34,7 +34,9 @@ async fn main() {
             std::process::exit(69);
         }
     };
-    let shutdown = fedflow_rpc::server::shutdown_on_signals();
+    let shutdown = fedflow_rpc::server::shutdown_on_signals(std::time::Duration::from_millis(
+        config.grpc.drain_timeout_ms,
+    ));
     if let Err(e) = fedflow_task_controller::run(config, listener, shutdown).await {
         eprintln!("fedflow-task-controller: {e}");
         std::process::exit(1);
