@@ -631,3 +631,90 @@ async fn sigterm_under_load_drains_and_every_job_completes_after_restart() {
         fed.logs()
     );
 }
+
+/// Another process holds the write lock of the initiator scheduler's and the host
+/// task-controller's SQLite databases for 10 s while jobs run and one more is submitted: the
+/// submit waits or is refused `UNAVAILABLE` (and a retry with its request id is answered with
+/// the same job), nothing is lost, and everything carries on by itself once the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sqlite_database_locked_for_ten_seconds_loses_nothing() {
+    let fed = ProcessFederation::start(&PARTIES).await;
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let conf = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"a": {"seconds": 0.5}, "b": {"seconds": 0.5}, "c": {"seconds": 0.5},
+                          "d": {"seconds": 0.5}, "e": {"seconds": 0.5}}}),
+    );
+    let mut jobs = Vec::new();
+    for _ in 0..4 {
+        jobs.push(
+            submit(&mut scheduler, &five_sleeps(), &conf)
+                .await
+                .expect("accepted"),
+        );
+    }
+    // The lock holder: separate connections of this (other) process, each in a write
+    // transaction, so every writer of those files has to wait.
+    let mut held = Vec::new();
+    for (party, service) in [("9999", "scheduler"), ("10000", "task-controller")] {
+        let path = fed.dir.path().join(party).join(format!("{service}.db"));
+        let db = fedflow_store::Db::open_existing(&fedflow_store::sqlite_url(&path))
+            .await
+            .expect("open the database");
+        let tx = db.begin().await.expect("take the write lock");
+        held.push((db, tx));
+    }
+    let request = sc::SubmitJobRequest {
+        dsl: five_sleeps().to_string(),
+        runtime_conf: conf.to_string(),
+        request_id: "locked-db-submit-1".into(),
+    };
+    let during = {
+        let mut client = scheduler.clone();
+        let request = request.clone();
+        tokio::spawn(async move { client.submit_job(request).await })
+    };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    drop(held);
+    let job = match during.await.expect("the submit task") {
+        Ok(reply) => reply.into_inner().job_id,
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            scheduler
+                .submit_job(request.clone())
+                .await
+                .expect("the retried submit")
+                .into_inner()
+                .job_id
+        }
+    };
+    let again = scheduler
+        .submit_job(request)
+        .await
+        .expect("a replayed submit")
+        .into_inner()
+        .job_id;
+    assert_eq!(
+        job, again,
+        "a replayed request id is answered with the same job"
+    );
+    jobs.push(job);
+    let statuses = fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(90),
+    )
+    .await;
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "jobs did not succeed: {failed:?}\n{}",
+        fed.logs()
+    );
+}

@@ -293,6 +293,26 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     )
 }
 
+/// Whether `err` means the database cannot be used right now (locked by another writer past
+/// the busy timeout, no connection to be had, the server gone) rather than that the request
+/// was wrong: worth trying again, and answered `UNAVAILABLE`.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+        return true;
+    }
+    let message = err.to_string();
+    [
+        "database is locked",
+        "database table is locked",
+        "SQLITE_BUSY",
+        "pool timed out",
+        "Connection refused",
+        "connection closed",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
 /// One migration: portable DDL statements, applied once, in order, never edited once landed.
 pub struct Migration {
     pub name: &'static str,

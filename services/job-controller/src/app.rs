@@ -34,6 +34,7 @@ impl ServiceError for Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::TaskController(e) if e.is_transient() => Code::Unavailable,
             Error::TaskController(_) => Code::FailedPrecondition,
+            Error::Store(e) if e.is_unavailable() => Code::Unavailable,
             Error::Store(_) => Code::Internal,
         }
     }

@@ -65,6 +65,13 @@ pub enum Error {
     Corrupt(String),
 }
 
+impl Error {
+    /// The database cannot be used right now (see [`fedflow_store::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Db(e) if fedflow_store::is_unavailable(e))
+    }
+}
+
 /// One job row of this party.
 #[derive(Debug, Clone)]
 pub struct PartyJob {

@@ -48,6 +48,7 @@ impl ServiceError for Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Remote(e) if e.is_transient() => Code::Unavailable,
             Error::Remote(_) => Code::FailedPrecondition,
+            Error::Store(e) if e.is_unavailable() => Code::Unavailable,
             Error::Store(_) => Code::Internal,
         }
     }

@@ -91,6 +91,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// The database cannot be used right now (see [`fedflow_store::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Db(e) if fedflow_store::is_unavailable(e))
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Error::Db(e) if fedflow_store::is_unique_violation(e))
     }

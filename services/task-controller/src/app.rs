@@ -38,6 +38,7 @@ impl ServiceError for Error {
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Store(e) if e.is_unavailable() => Code::Unavailable,
             Error::Store(_) => Code::Internal,
         }
     }
