@@ -718,3 +718,117 @@ async fn a_sqlite_database_locked_for_ten_seconds_loses_nothing() {
         fed.logs()
     );
 }
+
+/// The end state of a job as the parties hold it: its status on its scheduler, and each
+/// party's (component, version, role, status) rows, sorted.
+async fn final_state(fed: &ProcessFederation, job: &str) -> (i32, Vec<(String, i32, String, i32)>) {
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let ended = wait_ended(&mut scheduler, job, Duration::from_secs(60)).await;
+    let mut rows = Vec::new();
+    for party in &fed.parties {
+        let mut client =
+            tc::task_controller_client::TaskControllerClient::new(channel(&party.task_controller));
+        let tasks = client
+            .list_tasks(tc::ListTasksRequest {
+                job_id: job.to_owned(),
+            })
+            .await
+            .expect("list tasks")
+            .into_inner()
+            .tasks;
+        rows.extend(
+            tasks
+                .into_iter()
+                .map(|t| (t.component, t.version, t.role, t.party_status)),
+        );
+    }
+    rows.sort();
+    (ended.status, rows)
+}
+
+/// Runs a succeeding job, one that fails after a retry and one that succeeds on its retry,
+/// and returns their end states.
+async fn duplicate_workload(
+    fed: &ProcessFederation,
+) -> Vec<(i32, Vec<(String, i32, String, i32)>)> {
+    let mut scheduler =
+        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let ok = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"a": {"seconds": 0.2}, "b": {"seconds": 0.2}, "c": {"seconds": 0.3},
+                          "d": {"seconds": 0.2}, "e": {"seconds": 0.1}}}),
+    );
+    let failing_dsl = json!({"components": {
+        "a": {"module": "Sleep", "output": {"data": ["o"]}},
+        "f": {"module": "Fail", "input": {"data": {"data": ["a.o"]}}}
+    }});
+    let fails = |attempts: i64| {
+        conf3(
+            json!({"common": {"task_cores": 1, "auto_retries": 1, "auto_retry_delay": 0}}),
+            json!({"common": {"a": {"seconds": 0.2},
+                              "f": {"message": "boom", "roles": ["host"], "attempts": attempts}}}),
+        )
+    };
+    let jobs = vec![
+        submit(&mut scheduler, &five_sleeps(), &ok)
+            .await
+            .expect("accepted"),
+        submit(&mut scheduler, &failing_dsl, &fails(5))
+            .await
+            .expect("accepted"),
+        submit(&mut scheduler, &failing_dsl, &fails(1))
+            .await
+            .expect("accepted"),
+    ];
+    let mut states = Vec::new();
+    for job in &jobs {
+        states.push(final_state(fed, job).await);
+    }
+    fedflow_tests::invariants::check(
+        fed.dir.path(),
+        &PARTIES,
+        "9999",
+        &jobs,
+        Duration::from_secs(60),
+    )
+    .await;
+    states
+}
+
+/// Every party call delivered twice, the copy 0–50 ms later (out of order with later calls):
+/// the end states are identical to a run without duplication, and no task attempt is claimed
+/// or started twice (the invariants read the audit trails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_and_reordered_party_calls_change_nothing() {
+    let plain = ProcessFederation::start(&PARTIES).await;
+    let expected = duplicate_workload(&plain).await;
+    drop(plain);
+    let doubled = ProcessFederation::start_with(
+        &PARTIES,
+        fedflow_tests::process::ProcessOptions {
+            log: "info,fedflow_party_gateway=debug",
+            env: vec![(
+                "FEDFLOW_PARTY_GATEWAY__FORWARD__DUPLICATE_DELIVERY_FOR_TESTING".into(),
+                "true".into(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await;
+    let got = duplicate_workload(&doubled).await;
+    let duplicates: usize = PARTIES
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(doubled.dir.path().join(p).join("fedflow-party-gateway.log"))
+                .unwrap_or_default()
+                .matches("duplicate delivered")
+                .count()
+        })
+        .sum();
+    assert!(
+        duplicates > 50,
+        "the gateways delivered only {duplicates} duplicates"
+    );
+    assert_eq!(got, expected, "end states with duplicated calls");
+}

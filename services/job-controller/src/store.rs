@@ -246,6 +246,22 @@ impl Store {
     ) -> Result<Grant, Error> {
         let tx = self.db.begin().await?;
         tx.lock_for_update("jobctl_allocations").await?;
+        // Checked in the transaction that reserves: a late (duplicated or delayed) apply for a
+        // job that has ended meanwhile must not reserve for it again.
+        let status = tx
+            .query_one(
+                "SELECT status FROM jobctl_jobs WHERE job_id = ? AND role = ?",
+                vec![job_id.into(), role.into()],
+            )
+            .await?;
+        match status
+            .map(|row| get::<String>(&row, "status"))
+            .transpose()?
+        {
+            Some(status) if status.parse::<JobStatus>().is_ok_and(|s| !s.is_end()) => {}
+            Some(status) => return Ok(Grant::Refused(format!("the job has ended ({status})"))),
+            None => return Ok(Grant::Refused("no such job on this party".into())),
+        }
         let existing = tx
             .query_one(
                 "SELECT cores FROM jobctl_allocations WHERE job_id = ? AND role = ?",
@@ -445,6 +461,15 @@ mod contract {
             assert_eq!((row.start_ms, row.end_ms), (10, 10));
             assert_eq!(store.jobs("j1").await.expect("rows").len(), 1);
             assert!(store.job("nope", "host").await.expect("read").is_none());
+            match store
+                .apply("j1", "host", 1, 0, &capacity, 11)
+                .await
+                .expect("apply")
+            {
+                Grant::Refused(why) => assert_eq!(why, "the job has ended (success)"),
+                Grant::Granted => panic!("a late apply reserved for an ended job"),
+            }
+            assert!(store.allocations().await.expect("ledger").is_empty());
         }
     }
 
@@ -455,6 +480,13 @@ mod contract {
                 cores: 5,
                 memory_mb: 0,
             };
+            for i in 0..20 {
+                store
+                    .insert_job(&job(&format!("job{i}")))
+                    .await
+                    .expect("insert");
+            }
+            store.insert_job(&job("late")).await.expect("insert");
             let applies = (0..20).map(|i| {
                 let store = store.clone();
                 let capacity = capacity.clone();

@@ -65,6 +65,7 @@ impl TaskControllerClient {
         let request = pb::StopTasksRequest {
             job_id: job_id.to_owned(),
             component: String::new(),
+            version: None,
             role: who.role.clone(),
             party_id: who.party_id.clone(),
             status: task_status_to_pb(status) as i32,

@@ -63,6 +63,10 @@ pub struct ForwardConfig {
     pub backoff_max_ms: u64,
     /// Envelopes that passed more gateways than this are refused (a routing loop).
     pub max_hops: u32,
+    /// TESTING ONLY: every envelope for a local service is delivered twice, the copy after a
+    /// random 0–50 ms delay (so it may overtake or trail later envelopes), to show that every
+    /// receiver is idempotent. Never enable in production.
+    pub duplicate_delivery_for_testing: bool,
 }
 
 impl Default for ForwardConfig {
@@ -73,6 +77,7 @@ impl Default for ForwardConfig {
             backoff_initial_ms: 20,
             backoff_max_ms: 1_000,
             max_hops: 2,
+            duplicate_delivery_for_testing: false,
         }
     }
 }

@@ -99,6 +99,21 @@ impl Router {
             let service = envelope.service.clone();
             let method = envelope.method.clone();
             let payload = envelope.payload.clone();
+            if self.forward.duplicate_delivery_for_testing {
+                let (channel, service, method, payload) = (
+                    channel.clone(),
+                    service.clone(),
+                    method.clone(),
+                    payload.clone(),
+                );
+                let delay = Duration::from_millis(rand::rng().random_range(0..50));
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let result =
+                        fedflow_rpc::raw::unary(channel, &service, &method, payload, timeout).await;
+                    tracing::debug!(%service, %method, ok = result.is_ok(), "duplicate delivered");
+                });
+            }
             self.retrying(deadline, || {
                 let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                 fedflow_rpc::raw::unary(

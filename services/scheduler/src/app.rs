@@ -1123,8 +1123,13 @@ impl App {
         let participants = spec.participants();
         let results = join_all(participants.iter().map(|who| {
             retrying(move || {
-                self.remote()
-                    .stop_tasks(&task.job_id, who, Some(&task.component), status, reason)
+                self.remote().stop_tasks(
+                    &task.job_id,
+                    who,
+                    Some((&task.component, task.version)),
+                    status,
+                    reason,
+                )
             })
         }))
         .await;

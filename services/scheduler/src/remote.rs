@@ -311,23 +311,25 @@ impl Remote {
         &self,
         job_id: &str,
         who: &Participant,
-        component: Option<&str>,
+        task: Option<(&str, i32)>,
         status: TaskStatus,
         reason: &str,
     ) -> Result<u32, RemoteError> {
         let request = tc::StopTasksRequest {
             job_id: job_id.to_owned(),
-            component: component.unwrap_or_default().to_owned(),
+            component: task.map(|(c, _)| c).unwrap_or_default().to_owned(),
+            version: task.map(|(_, v)| v),
             role: who.role.clone(),
             party_id: who.party_id.clone(),
             status: task_status_to_pb(status) as i32,
             reason: reason.to_owned(),
-            request_id: format!(
-                "{job_id}:stop:{}:{}:{}",
-                component.unwrap_or("*"),
-                who.role,
-                who.party_id
-            ),
+            request_id: match task {
+                Some((component, version)) => format!(
+                    "{job_id}:stop:{component}:{version}:{}:{}",
+                    who.role, who.party_id
+                ),
+                None => format!("{job_id}:stop:*:{}:{}", who.role, who.party_id),
+            },
         };
         let reply: tc::StopTasksResponse = self
             .call(

@@ -379,6 +379,7 @@ impl App {
         &self,
         job_id: &str,
         component: Option<&str>,
+        version: Option<i32>,
         who: &Participant,
         status: TaskStatus,
         reason: &str,
@@ -395,6 +396,7 @@ impl App {
         for task in tasks.iter().filter(|t| {
             t.key.role == who.role
                 && component.is_none_or(|c| c == t.key.component)
+                && version.is_none_or(|v| v == t.key.version)
                 && !t.party_status.is_end()
         }) {
             if !self

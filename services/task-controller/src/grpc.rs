@@ -128,7 +128,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         let stopped = fedflow_store::with_request(
             &request_id,
             self.app
-                .stop_tasks(&r.job_id, component, &who, status, &r.reason),
+                .stop_tasks(&r.job_id, component, r.version, &who, status, &r.reason),
         )
         .await
         .map_err(|e| to_status(&e))?;
