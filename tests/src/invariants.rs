@@ -6,7 +6,8 @@
 //! 2. that status is the same on every party (every job-controller row of the job);
 //! 3. every transition in every audit trail is legal by the shared status tables;
 //! 4. no (job, task, version, party) ever had two attempts claimed or two workers started;
-//! 5. no worker process, running task row or resource reservation outlives its job.
+//! 5. no worker process, running task row or resource reservation outlives its job;
+//! 6. every command a service committed to its outbox for the jobs was delivered.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +24,41 @@ const AUDITS: [(&str, &str); 3] = [
     ("job-controller", "jobctl_audit"),
     ("task-controller", "taskctl_audit"),
 ];
+
+const OUTBOXES: [(&str, &str); 3] = [
+    ("scheduler", "scheduler_outbox"),
+    ("job-controller", "jobctl_outbox"),
+    ("task-controller", "taskctl_outbox"),
+];
+
+/// Invariant 6: waits (up to `within`) until no outbox holds a command for any of `jobs`.
+pub async fn outboxes_drained(root: &Path, parties: &[&str], jobs: &[String], within: Duration) {
+    eventually("every outbox command delivered", within, || async move {
+        let mut left = Vec::new();
+        for party in parties {
+            for (service, table) in OUTBOXES {
+                let db = open(root, party, service).await;
+                for pending in db.pending(table).await.map_err(|e| e.to_string())? {
+                    if jobs.contains(&pending.command.job_id) {
+                        left.push(format!(
+                            "{party} {service}: {} to {} ({} attempts, last error {:?})",
+                            pending.command.method,
+                            pending.command.dest,
+                            pending.attempts,
+                            pending.last_error
+                        ));
+                    }
+                }
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left.join("; "))
+        }
+    })
+    .await;
+}
 
 async fn open(root: &Path, party: &str, service: &str) -> Db {
     let path = root.join(party).join(format!("{service}.db"));
@@ -199,7 +235,7 @@ pub async fn nothing_outlives(root: &Path, parties: &[&str], jobs: &[String], wi
     }
 }
 
-/// All five invariants for `jobs` (submitted at `initiator`); returns each job's agreed
+/// All six invariants for `jobs` (submitted at `initiator`); returns each job's agreed
 /// status. Panics with every violation found.
 pub async fn check(
     root: &Path,
@@ -210,6 +246,7 @@ pub async fn check(
 ) -> BTreeMap<String, JobStatus> {
     let statuses = agreed_statuses(root, parties, initiator, jobs, within).await;
     nothing_outlives(root, parties, jobs, within).await;
+    outboxes_drained(root, parties, jobs, within).await;
     let trails = audit_trails(root, parties).await;
     assert!(
         trails.iter().any(|(_, t)| t.entity == "job"),

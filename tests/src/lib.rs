@@ -35,8 +35,13 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Kept when `FEDFLOW_KEEP_TEST_DIRS` is set, to read a failed run's logs and databases.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("FEDFLOW_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

@@ -241,7 +241,10 @@ async fn timed_chain(
     let names = ["c1", "c2", "c3"];
     let running: Vec<Instant> = names
         .iter()
-        .map(|c| all_parties(&t, c, TaskStatus::Running, parties).expect("running on every party"))
+        .map(|c| {
+            all_parties(&t, c, TaskStatus::Running, parties)
+                .unwrap_or_else(|| panic!("{c} not running on every party: {:?}", t.party.keys()))
+        })
         .collect();
     let success: Vec<Instant> = names
         .iter()
@@ -338,7 +341,7 @@ fn options(engine: &'static str, cores: u32) -> ProcessOptions {
     ProcessOptions {
         cores,
         engine,
-        log: "warn",
+        log: "info",
         env: Vec::new(),
     }
 }

@@ -51,6 +51,30 @@ impl PartyClient {
         request_id: &str,
         request: &Req,
     ) -> Result<Resp, Status> {
+        let reply = self
+            .call_raw(
+                dest,
+                job_id,
+                service,
+                method,
+                request_id,
+                Bytes::from(request.encode_to_vec()),
+            )
+            .await?;
+        Resp::decode(reply)
+            .map_err(|e| Status::internal(format!("undecodable reply from party {dest}: {e}")))
+    }
+
+    /// [`PartyClient::call`] with an encoded request; returns the encoded reply.
+    pub async fn call_raw(
+        &self,
+        dest: &str,
+        job_id: &str,
+        service: &str,
+        method: &str,
+        request_id: &str,
+        payload: Bytes,
+    ) -> Result<Bytes, Status> {
         let envelope = gw::Envelope {
             src_party_id: self.local_party.clone(),
             dest_party_id: dest.to_owned(),
@@ -60,14 +84,18 @@ impl PartyClient {
             request_id: request_id.to_owned(),
             deadline_unix_ms: now_ms() + i64::try_from(self.timeout.as_millis()).unwrap_or(30_000),
             trace_context: Default::default(),
-            payload: Bytes::from(request.encode_to_vec()),
+            payload,
             hops: 0,
         };
         let mut request = tonic::Request::new(envelope);
         request.set_timeout(self.timeout + Duration::from_millis(500));
-        let reply = self.client.clone().forward(request).await?.into_inner();
-        Resp::decode(reply.payload)
-            .map_err(|e| Status::internal(format!("undecodable reply from party {dest}: {e}")))
+        Ok(self
+            .client
+            .clone()
+            .forward(request)
+            .await?
+            .into_inner()
+            .payload)
     }
 }
 

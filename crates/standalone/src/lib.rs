@@ -236,7 +236,7 @@ impl Federation {
                         .get(&id)
                         .copied()
                         .unwrap_or(options.cores),
-                    memory_mb: 0,
+                    ..Default::default()
                 },
                 ..Default::default()
             };

@@ -72,10 +72,29 @@ impl Db {
         values: Vec<Value>,
         transition: Transition,
     ) -> Result<u64, DbErr> {
+        self.exec_audited_sending(table, sql, values, transition, None)
+            .await
+    }
+
+    /// [`Db::exec_audited`], and when it changed a row, also enqueues `commands` in the outbox
+    /// table, in the same transaction.
+    pub async fn exec_audited_sending(
+        &self,
+        table: &'static str,
+        sql: &str,
+        values: Vec<Value>,
+        transition: Transition,
+        commands: Option<(&'static str, &[crate::Command])>,
+    ) -> Result<u64, DbErr> {
         let tx = self.begin().await?;
         let n = tx.exec(sql, values).await?;
         if n > 0 {
             crate::record(&tx, table, &transition).await?;
+            if let Some((outbox, commands)) = commands {
+                for command in commands {
+                    tx.enqueue(outbox, command, transition.time_ms).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(n)

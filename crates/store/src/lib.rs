@@ -18,7 +18,16 @@ use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTraitSelf, Schema
 pub use sea_orm::{DbErr as Error, QueryResult as Row, Value as SqlValue};
 
 pub mod audit;
+pub mod outbox;
 pub use audit::{Transition, with_request};
+pub use outbox::{Command, Outbox};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// A service's database.
 #[derive(Clone, Debug)]

@@ -56,11 +56,13 @@ pub struct ResourceView {
     pub allocations: Vec<Allocation>,
 }
 
+#[derive(Clone)]
 pub struct App {
     party_id: String,
     capacity: Resources,
     store: Store,
     tasks: TaskControllerClient,
+    outbox: fedflow_store::Outbox,
     limits: Limits,
 }
 
@@ -74,9 +76,78 @@ impl App {
         App {
             party_id,
             capacity,
+            outbox: store.outbox(),
             store,
             tasks,
             limits: Limits::default(),
+        }
+    }
+
+    /// Delivers the outbox's commands to the task-controller until `shutdown`.
+    pub async fn run_outbox(
+        &self,
+        task_controller: tonic::transport::Channel,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        self.outbox
+            .run(shutdown, |command| {
+                let channel = task_controller.clone();
+                async move {
+                    let result = fedflow_rpc::raw::unary(
+                        channel,
+                        &command.service,
+                        &command.method,
+                        command.payload.into(),
+                        std::time::Duration::from_secs(10),
+                    )
+                    .await;
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(s) if fedflow_rpc::error::RemoteError::from(s.clone()).is_transient() => {
+                            Err(format!("{}: {}", fedflow_rpc::error::code_name(s.code()), s.message()))
+                        }
+                        Err(s) => {
+                            tracing::warn!(job = %command.job_id, method = %command.method, error = %s.message(), "command refused");
+                            Ok(())
+                        }
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// Releases, every `period`, reservations that should not exist: of jobs that ended or
+    /// are unknown here, and of jobs still not running `reservation_timeout` after the grant
+    /// (their scheduler stopped between asking and starting).
+    pub async fn run_reconciler(
+        &self,
+        period: std::time::Duration,
+        reservation_timeout: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let stale_before =
+                now_ms() - i64::try_from(reservation_timeout.as_millis()).unwrap_or(i64::MAX / 2);
+            match self.store.stray_allocations(stale_before).await {
+                Ok(stray) => {
+                    for a in stray {
+                        match self.store.release(&a.job_id, &a.role).await {
+                            Ok(true) => {
+                                tracing::info!(job = %a.job_id, role = %a.role, cores = a.cores, "released a stray reservation")
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(job = %a.job_id, error = %e, "could not release a stray reservation")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reservation check failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
         }
     }
 
@@ -215,9 +286,9 @@ impl App {
     pub async fn start_job(&self, job_id: &str, who: &Participant) -> Result<JobStatus, Error> {
         let job = self.existing(job_id, who).await?;
         if job.status == JobStatus::Ready {
-            self.set_status(&job, JobStatus::Waiting, "").await?;
+            self.set_status(&job, JobStatus::Waiting, "", &[]).await?;
         }
-        self.set_status(&job, JobStatus::Running, "").await?;
+        self.set_status(&job, JobStatus::Running, "", &[]).await?;
         Ok(JobStatus::Running)
     }
 
@@ -233,31 +304,47 @@ impl App {
         let job = self.existing(job_id, who).await?;
         // A lost `waiting` sync must not block `running`: ready moves through waiting.
         if job.status == JobStatus::Ready && to == JobStatus::Running {
-            self.set_status(&job, JobStatus::Waiting, "").await?;
+            self.set_status(&job, JobStatus::Waiting, "", &[]).await?;
         }
-        let applied = self.set_status(&job, to, reason).await?;
+        // An end stops what still runs here: the stop is committed with the end status (the
+        // outbox delivers it to the task-controller), so a crash cannot leave workers running
+        // for a job that has ended.
+        let mut commands = Vec::new();
+        if to.is_end() && to != JobStatus::Success {
+            let task_status = match to {
+                JobStatus::Timeout => TaskStatus::Timeout,
+                _ => TaskStatus::Canceled,
+            };
+            let why = if reason.is_empty() {
+                format!("job {to}")
+            } else {
+                format!("job {to}: {reason}")
+            };
+            commands.push(TaskControllerClient::stop_command(
+                job_id,
+                who,
+                task_status,
+                &why,
+            ));
+        }
+        let applied = self.set_status(&job, to, reason, &commands).await?;
         if to.is_end() {
             self.store.release(job_id, &who.role).await?;
-            if to != JobStatus::Success {
-                let task_status = match to {
-                    JobStatus::Timeout => TaskStatus::Timeout,
-                    _ => TaskStatus::Canceled,
-                };
-                let why = if reason.is_empty() {
-                    format!("job {to}")
-                } else {
-                    format!("job {to}: {reason}")
-                };
-                self.tasks
-                    .stop_tasks(job_id, who, task_status, &why)
-                    .await?;
-            }
+        }
+        if applied && !commands.is_empty() {
+            self.outbox.wake();
         }
         Ok((applied, to))
     }
 
     /// Compare-and-set to `to`, re-reading after a lost race; `Ok(false)` when already there.
-    async fn set_status(&self, job: &PartyJob, to: JobStatus, reason: &str) -> Result<bool, Error> {
+    async fn set_status(
+        &self,
+        job: &PartyJob,
+        to: JobStatus,
+        reason: &str,
+        commands: &[fedflow_store::Command],
+    ) -> Result<bool, Error> {
         let mut current = self
             .store
             .job(&job.job_id, &job.role)
@@ -271,7 +358,14 @@ impl App {
             }
             let moved = self
                 .store
-                .cas_status(&job.job_id, &job.role, current, to, reason, now_ms())
+                .cas_status(
+                    &job.job_id,
+                    &job.role,
+                    (current, to),
+                    reason,
+                    commands,
+                    now_ms(),
+                )
                 .await?;
             if moved {
                 tracing::debug!(job = %job.job_id, role = %job.role, from = %current, %to, "job status");

@@ -40,6 +40,10 @@ pub struct Resources {
     pub cores: u32,
     /// Memory in MB; 0 = memory is not managed.
     pub memory_mb: u32,
+    /// A reservation whose job has not started running this long (seconds) after it was
+    /// granted is released: its scheduler stopped between asking and starting. Reservations
+    /// of jobs that ended are released at once; both are checked every 10 s.
+    pub reservation_timeout_s: u64,
 }
 
 impl Default for Resources {
@@ -47,6 +51,7 @@ impl Default for Resources {
         Resources {
             cores: 20,
             memory_mb: 0,
+            reservation_timeout_s: 120,
         }
     }
 }

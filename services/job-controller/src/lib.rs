@@ -12,6 +12,8 @@ mod grpc;
 mod store;
 mod tasks;
 
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +46,21 @@ pub async fn run(
         store,
         tasks,
     );
+    let background = CancellationToken::new();
+    let outbox = {
+        let (app, stop) = (app.clone(), background.clone());
+        let channel = fedflow_rpc::channel(&config.task_controller)
+            .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
+        tokio::spawn(async move { app.run_outbox(channel, stop).await })
+    };
+    let reconciler = {
+        let (app, stop) = (app.clone(), background.clone());
+        let timeout = Duration::from_secs(config.resources.reservation_timeout_s);
+        tokio::spawn(async move {
+            app.run_reconciler(Duration::from_secs(10), timeout, stop)
+                .await
+        })
+    };
     let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
     let routes = routes.add_service(grpc::service(app));
     tracing::info!(
@@ -52,6 +69,10 @@ pub async fn run(
         database = config.database.backend(),
         "job-controller serving"
     );
-    fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await?;
+    let served =
+        fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await;
+    background.cancel();
+    let _ = tokio::join!(outbox, reconciler);
+    served?;
     Ok(())
 }

@@ -3,10 +3,13 @@
 //! Every status write is a compare-and-set on the status read before.
 
 use fedflow_core::JobStatus;
-use fedflow_store::{Db, Migration, Row, Transition, get};
+use fedflow_store::{Command, Db, Migration, Outbox, Row, Transition, get};
 
 /// The audit table: every status transition, with its cause and request id.
 pub const AUDIT: &str = "jobctl_audit";
+
+/// The outbox: commands committed with the change that calls for them, until delivered.
+pub const OUTBOX: &str = "jobctl_outbox";
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -53,6 +56,24 @@ const MIGRATIONS: &[Migration] = &[
             request_id TEXT NOT NULL
         )",
             "CREATE INDEX jobctl_audit_key ON jobctl_audit (entity_key, time_ms)",
+        ],
+    },
+    Migration {
+        name: "m0003_outbox",
+        statements: &[
+            "CREATE TABLE jobctl_outbox (
+            request_id TEXT NOT NULL PRIMARY KEY,
+            dest TEXT NOT NULL,
+            service TEXT NOT NULL,
+            method TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            next_ms BIGINT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL
+        )",
+            "CREATE INDEX jobctl_outbox_due ON jobctl_outbox (next_ms)",
         ],
     },
 ];
@@ -107,6 +128,7 @@ pub enum Grant {
     Refused(String),
 }
 
+#[derive(Clone)]
 pub struct Store {
     db: Db,
 }
@@ -180,9 +202,9 @@ impl Store {
         &self,
         job_id: &str,
         role: &str,
-        from: JobStatus,
-        to: JobStatus,
+        (from, to): (JobStatus, JobStatus),
         reason: &str,
+        commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
         let start = if to == JobStatus::Running { now } else { 0 };
@@ -220,6 +242,11 @@ impl Store {
                 ),
             )
             .await?;
+        }
+        if n == 1 {
+            for command in commands {
+                tx.enqueue(OUTBOX, command, now).await?;
+            }
         }
         if n == 1 && to.is_end() {
             tx.exec(
@@ -316,6 +343,29 @@ impl Store {
         Ok(Grant::Granted)
     }
 
+    /// The sender of this store's outbox.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.db.clone(), OUTBOX)
+    }
+
+    /// Allocations that should not exist: of a job unknown or ended here, or taken more than
+    /// `stale_before` (epoch ms) by a job that has not started running since.
+    pub async fn stray_allocations(&self, stale_before: i64) -> Result<Vec<Allocation>, Error> {
+        let rows = self
+            .db
+            .query(
+                "SELECT a.job_id, a.role, a.cores, a.memory_mb, a.create_ms
+                 FROM jobctl_allocations a
+                 LEFT JOIN jobctl_jobs j ON j.job_id = a.job_id AND j.role = a.role
+                 WHERE j.status IS NULL
+                    OR j.status IN ('success', 'failed', 'canceled', 'timeout')
+                    OR (j.status IN ('ready', 'waiting') AND a.create_ms < ?)",
+                vec![stale_before.into()],
+            )
+            .await?;
+        rows.iter().map(allocation_from_row).collect()
+    }
+
     /// Deletes the allocation; true when there was one.
     pub async fn release(&self, job_id: &str, role: &str) -> Result<bool, Error> {
         let n = self
@@ -337,17 +387,7 @@ impl Store {
                 vec![],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Allocation {
-                    job_id: get(row, "job_id")?,
-                    role: get(row, "role")?,
-                    cores: to_u32(get::<i64>(row, "cores")?),
-                    memory_mb: to_u32(get::<i64>(row, "memory_mb")?),
-                    create_ms: get(row, "create_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(allocation_from_row).collect()
     }
 }
 
@@ -377,6 +417,16 @@ fn job_from_row(row: &Row) -> Result<PartyJob, Error> {
 }
 
 /// The store's contract, on SQLite and (when `FEDFLOW_TEST_POSTGRES_URL` is set) PostgreSQL.
+fn allocation_from_row(row: &Row) -> Result<Allocation, Error> {
+    Ok(Allocation {
+        job_id: get(row, "job_id")?,
+        role: get(row, "role")?,
+        cores: to_u32(get::<i64>(row, "cores")?),
+        memory_mb: to_u32(get::<i64>(row, "memory_mb")?),
+        create_ms: get(row, "create_ms")?,
+    })
+}
+
 #[cfg(test)]
 mod contract {
     use std::sync::Arc;
@@ -428,7 +478,7 @@ mod contract {
                 let store = store.clone();
                 async move {
                     store
-                        .cas_status("j1", "host", from, to, "", 10)
+                        .cas_status("j1", "host", (from, to), "", &[], 10)
                         .await
                         .expect("cas")
                 }
@@ -446,6 +496,7 @@ mod contract {
             let capacity = Resources {
                 cores: 4,
                 memory_mb: 0,
+                reservation_timeout_s: 120,
             };
             store
                 .apply("j1", "host", 1, 0, &capacity, 10)
@@ -479,6 +530,7 @@ mod contract {
             let capacity = Resources {
                 cores: 5,
                 memory_mb: 0,
+                reservation_timeout_s: 120,
             };
             for i in 0..20 {
                 store

@@ -55,13 +55,13 @@ impl TaskControllerClient {
         Ok(())
     }
 
-    pub async fn stop_tasks(
-        &self,
+    /// The command that stops the job's remaining tasks of `who` here (for the outbox).
+    pub fn stop_command(
         job_id: &str,
         who: &Participant,
         status: TaskStatus,
         reason: &str,
-    ) -> Result<u32, RemoteError> {
+    ) -> fedflow_store::Command {
         let request = pb::StopTasksRequest {
             job_id: job_id.to_owned(),
             component: String::new(),
@@ -72,12 +72,13 @@ impl TaskControllerClient {
             reason: reason.to_owned(),
             request_id: format!("{job_id}:stop-tasks:{}:{}", who.role, who.party_id),
         };
-        Ok(self
-            .client
-            .clone()
-            .stop_tasks(request)
-            .await?
-            .into_inner()
-            .stopped)
+        fedflow_store::Command {
+            dest: "task-controller".into(),
+            service: fedflow_rpc::party::services::TASK_CONTROLLER.into(),
+            method: "StopTasks".into(),
+            job_id: job_id.to_owned(),
+            request_id: request.request_id.clone(),
+            payload: prost::Message::encode_to_vec(&request),
+        }
     }
 }

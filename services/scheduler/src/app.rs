@@ -94,6 +94,7 @@ struct Inner {
     timer_changed: Notify,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
+    outbox: fedflow_store::Outbox,
 }
 
 /// The latest version of each component.
@@ -119,6 +120,7 @@ impl App {
         scheduling: Scheduling,
     ) -> Self {
         let (events, _) = broadcast::channel(4096);
+        let outbox = store.outbox();
         App {
             inner: Arc::new(Inner {
                 party_id,
@@ -132,6 +134,7 @@ impl App {
                 timer_changed: Notify::new(),
                 locks: Mutex::new(HashMap::new()),
                 specs: Mutex::new(HashMap::new()),
+                outbox,
             }),
         }
     }
@@ -383,7 +386,8 @@ impl App {
                 "job {job_id} failed: {reason}"
             )));
         }
-        self.set_job_status(&job, JobStatus::Waiting, "").await?;
+        self.set_job_status(&job, JobStatus::Waiting, "", &[])
+            .await?;
         // Awaited, so a later status can never be overtaken by this one.
         self.sync_job_status(&job_id, &participants, JobStatus::Waiting, "")
             .await;
@@ -393,7 +397,14 @@ impl App {
     }
 
     /// Moves the job with a compare-and-set and announces it.
-    async fn set_job_status(&self, job: &Job, to: JobStatus, reason: &str) -> Result<bool, Error> {
+    /// `commands` are committed with the change (to the outbox) and sent once it is.
+    async fn set_job_status(
+        &self,
+        job: &Job,
+        to: JobStatus,
+        reason: &str,
+        commands: &[fedflow_store::Command],
+    ) -> Result<bool, Error> {
         match job.status.apply(to) {
             Ok(Transition::AlreadyThere) => return Ok(false),
             Ok(Transition::Changed) => {}
@@ -401,7 +412,7 @@ impl App {
         }
         if !self
             .store()
-            .cas_job_status(&job.job_id, job.status, to, reason, now_ms())
+            .cas_job_status(&job.job_id, job.status, to, reason, commands, now_ms())
             .await?
         {
             return Ok(false);
@@ -444,13 +455,26 @@ impl App {
         failures == 0
     }
 
-    /// Ends a job: compare-and-set, then every party is told (in the background; each party
-    /// returns its resources and stops what still runs), then the queue looks again.
+    /// Ends a job: compare-and-set, with the end status for every party committed to the
+    /// outbox in the same transaction (each party returns its resources and stops what still
+    /// runs when it is delivered); the queue looks again once parties acknowledge.
     async fn end_job(&self, job: &Job, to: JobStatus, reason: &str) -> Result<(), Error> {
-        if !self.set_job_status(job, to, reason).await? {
+        let spec = self.spec(job)?;
+        // The stored reason stays when the new one is empty.
+        let told = if reason.is_empty() {
+            &job.reason
+        } else {
+            reason
+        };
+        let commands: Vec<_> = spec
+            .participants()
+            .iter()
+            .map(|who| Remote::job_status_command(&job.job_id, who, to, told))
+            .collect();
+        if !self.set_job_status(job, to, reason, &commands).await? {
             return Ok(());
         }
-        let spec = self.spec(job)?;
+        self.inner.outbox.wake();
         // An ended job needs no timers and no cached spec (a rerun parses it again).
         self.forget_timers(&job.job_id);
         self.inner
@@ -458,21 +482,26 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.job_id);
-        let participants = spec.participants();
-        let app = self.clone();
-        let job_id = job.job_id.clone();
-        let reason = self.job(&job.job_id).await?.reason;
-        tokio::spawn(async move {
-            if app
-                .sync_job_status(&job_id, &participants, to, &reason)
-                .await
-                && let Err(e) = app.store().mark_end_synced(&job_id, to).await
-            {
-                tracing::warn!(job = %job_id, error = %e, "could not record the end sync");
-            }
-            app.inner.queue.notify_one();
-        });
         Ok(())
+    }
+
+    /// Delivers the outbox's commands through the gateway until `shutdown`.
+    pub async fn run_outbox(&self, shutdown: CancellationToken) {
+        self.inner
+            .outbox
+            .run(shutdown, |command| {
+                let app = self.clone();
+                async move {
+                    let frees = command.method == "UpdateJobStatus";
+                    let result = app.remote().deliver(command).await;
+                    if result.is_ok() && frees {
+                        // A party that learnt of an end released its resources.
+                        app.inner.queue.notify_one();
+                    }
+                    result
+                }
+            })
+            .await;
     }
 
     /// A job this party schedules.
@@ -788,11 +817,37 @@ impl App {
                     "task {component} v{version} of job {job_id} has no row for {who}"
                 ))
             })?;
-        let applied = self.apply_party_status(&row, status, reason).await?;
+        let applied = self.apply_reported(&row, status, reason).await?;
         if applied {
             self.drive_locked(job_id).await?;
         }
         Ok(applied)
+    }
+
+    /// Applies a status a party itself reported (or answered, or was pulled from it).
+    async fn apply_reported(
+        &self,
+        row: &TaskParty,
+        to: TaskStatus,
+        reason: &str,
+    ) -> Result<bool, Error> {
+        // A party that reports an outcome of a run before its start was confirmed here (the
+        // start's answer was lost and the task ran fast) did run: its `running` is recorded
+        // and announced first, so every party's history reads waiting → running → outcome.
+        if row.status == TaskStatus::Waiting
+            && matches!(
+                to,
+                TaskStatus::Success | TaskStatus::Failed | TaskStatus::Timeout
+            )
+            && self
+                .apply_party_status(row, TaskStatus::Running, "")
+                .await?
+        {
+            let mut running = row.clone();
+            running.status = TaskStatus::Running;
+            return self.apply_party_status(&running, to, reason).await;
+        }
+        self.apply_party_status(row, to, reason).await
     }
 
     async fn apply_party_status(
@@ -863,11 +918,30 @@ impl App {
                 } else {
                     String::new()
                 };
+                let commands: Vec<_> = if federated.is_end() {
+                    spec.party_ids()
+                        .into_iter()
+                        .map(|party| {
+                            Remote::task_status_command(
+                                job_id,
+                                &party,
+                                &task.component,
+                                task.version,
+                                federated,
+                            )
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 if self
                     .store()
-                    .cas_task_status(task, federated, &reason, now_ms())
+                    .cas_task_status(task, federated, &reason, &commands, now_ms())
                     .await?
                 {
+                    if !commands.is_empty() {
+                        self.inner.outbox.wake();
+                    }
                     tracing::debug!(job = %job_id, component = %task.component, version = task.version, from = %task.status, to = %federated, "task status");
                     self.publish(Event::Task {
                         job_id: job_id.to_owned(),
@@ -878,9 +952,6 @@ impl App {
                         status: federated,
                         reason: reason.clone(),
                     });
-                    if federated.is_end() {
-                        self.spawn_task_status_sync(&spec, task, federated);
-                    }
                     task.status = federated;
                     task.reason = reason;
                 }
@@ -1148,7 +1219,7 @@ impl App {
         for task in ready {
             if self
                 .store()
-                .cas_task_status(task, TaskStatus::Running, "", now_ms())
+                .cas_task_status(task, TaskStatus::Running, "", &[], now_ms())
                 .await?
             {
                 self.publish(Event::Task {
@@ -1179,7 +1250,7 @@ impl App {
             };
             match result {
                 Ok(status) if status != TaskStatus::Waiting => {
-                    self.apply_party_status(&row, status, "").await?;
+                    self.apply_reported(&row, status, "").await?;
                 }
                 Ok(_) => {}
                 // Not reached (or no answer in time): the start stays due, and the repair pass
@@ -1221,24 +1292,6 @@ impl App {
                 other => return other,
             }
         }
-    }
-
-    fn spawn_task_status_sync(&self, spec: &JobSpec, task: &Task, status: TaskStatus) {
-        let app = self.clone();
-        let parties: Vec<String> = spec.party_ids().into_iter().collect();
-        let job_id = task.job_id.clone();
-        let component = task.component.clone();
-        let version = task.version;
-        tokio::spawn(async move {
-            join_all(parties.iter().map(|party| {
-                let (app, job_id, component) = (&app, &job_id, &component);
-                retrying(move || {
-                    app.remote()
-                        .update_task_status(job_id, party, component, version, status)
-                })
-            }))
-            .await;
-        });
     }
 
     /// The queue: whenever something may have freed resources (and every `queue_retry_ms`),
@@ -1366,7 +1419,10 @@ impl App {
             self.store().set_pending_reason(job_id, &reason).await?;
             return Ok(refused);
         }
-        if self.set_job_status(job, JobStatus::Running, "").await? {
+        if self
+            .set_job_status(job, JobStatus::Running, "", &[])
+            .await?
+        {
             self.wake_at(
                 job_id,
                 now_ms().saturating_add(self.limits(&spec).job_timeout_ms),
@@ -1408,19 +1464,6 @@ impl App {
                     "submission interrupted before every party created the job",
                 )
                 .await?;
-            }
-        }
-        // Ends not every party acknowledged (a party was away, or this scheduler restarted
-        // before telling them) are sent again until they are.
-        for job_id in self.store().unsynced_ends(now_ms() - 5_000, 100).await? {
-            let _guard = self.lock(&job_id).await;
-            let job = self.job(&job_id).await?;
-            let participants = self.spec(&job)?.participants();
-            if self
-                .sync_job_status(&job_id, &participants, job.status, &job.reason)
-                .await
-            {
-                self.store().mark_end_synced(&job_id, job.status).await?;
             }
         }
         let running = self.store().job_ids_in(JobStatus::Running, 100_000).await?;
@@ -1482,7 +1525,7 @@ impl App {
                     .await
                 {
                     Ok(status) if status != TaskStatus::Waiting => {
-                        self.apply_party_status(row, status, "").await?;
+                        self.apply_reported(row, status, "").await?;
                     }
                     Ok(_) => {}
                     Err(e) if e.is_transient() => {
@@ -1510,7 +1553,7 @@ impl App {
                                     && p.version == pulled.version
                                     && p.who == pulled.who
                             }) {
-                                self.apply_party_status(row, pulled.party_status, &pulled.reason)
+                                self.apply_reported(row, pulled.party_status, &pulled.reason)
                                     .await?;
                             }
                         }

@@ -64,6 +64,10 @@ pub async fn run(
         let (app, stop) = (app.clone(), background.clone());
         tokio::spawn(async move { app.run_timers(stop).await })
     };
+    let outbox = {
+        let (app, stop) = (app.clone(), background.clone());
+        tokio::spawn(async move { app.run_outbox(stop).await })
+    };
     let (scheduler, report) = grpc::services(app);
     let (health, routes) =
         fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME]);
@@ -83,7 +87,7 @@ pub async fn run(
     )
     .await;
     background.cancel();
-    let _ = tokio::join!(queue, repair, timers);
+    let _ = tokio::join!(queue, repair, timers, outbox);
     served?;
     Ok(())
 }

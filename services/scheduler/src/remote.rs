@@ -104,6 +104,85 @@ impl Remote {
         Ok(())
     }
 
+    /// Delivers an outbox command through the gateway: `Ok` once the party answered (a
+    /// refusal is final and logged), `Err` while it cannot be reached.
+    pub async fn deliver(&self, command: fedflow_store::Command) -> Result<(), String> {
+        let result = self
+            .client
+            .call_raw(
+                &command.dest,
+                &command.job_id,
+                &command.service,
+                &command.method,
+                &command.request_id,
+                command.payload.into(),
+            )
+            .await
+            .map_err(RemoteError::from);
+        self.note_contact(
+            &command.dest,
+            !matches!(&result, Err(e) if e.is_transient()),
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_transient() => Err(e.to_string()),
+            Err(e) => {
+                tracing::warn!(job = %command.job_id, party = %command.dest, method = %command.method, error = %e, "command refused");
+                Ok(())
+            }
+        }
+    }
+
+    /// The command that tells `who` the job's status (for the outbox).
+    pub fn job_status_command(
+        job_id: &str,
+        who: &Participant,
+        status: JobStatus,
+        reason: &str,
+    ) -> fedflow_store::Command {
+        let request = jc::UpdateJobStatusRequest {
+            job_id: job_id.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            status: job_status_to_pb(status) as i32,
+            reason: reason.to_owned(),
+            request_id: format!("{job_id}:status:{}:{}:{status}", who.role, who.party_id),
+        };
+        fedflow_store::Command {
+            dest: who.party_id.clone(),
+            service: services::JOB_CONTROLLER.into(),
+            method: "UpdateJobStatus".into(),
+            job_id: job_id.to_owned(),
+            request_id: request.request_id.clone(),
+            payload: prost::Message::encode_to_vec(&request),
+        }
+    }
+
+    /// The command that tells `party` a task version's federated status (for the outbox).
+    pub fn task_status_command(
+        job_id: &str,
+        party: &str,
+        component: &str,
+        version: i32,
+        status: TaskStatus,
+    ) -> fedflow_store::Command {
+        let request = tc::UpdateTaskStatusRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            version,
+            status: task_status_to_pb(status) as i32,
+            request_id: format!("{job_id}:task-status:{component}:{version}:{party}:{status}"),
+        };
+        fedflow_store::Command {
+            dest: party.to_owned(),
+            service: services::TASK_CONTROLLER.into(),
+            method: "UpdateTaskStatus".into(),
+            job_id: job_id.to_owned(),
+            request_id: request.request_id.clone(),
+            payload: prost::Message::encode_to_vec(&request),
+        }
+    }
+
     pub async fn update_job_status(
         &self,
         job_id: &str,
@@ -342,34 +421,6 @@ impl Remote {
             )
             .await?;
         Ok(reply.stopped)
-    }
-
-    pub async fn update_task_status(
-        &self,
-        job_id: &str,
-        party: &str,
-        component: &str,
-        version: i32,
-        status: TaskStatus,
-    ) -> Result<(), RemoteError> {
-        let request = tc::UpdateTaskStatusRequest {
-            job_id: job_id.to_owned(),
-            component: component.to_owned(),
-            version,
-            status: task_status_to_pb(status) as i32,
-            request_id: format!("{job_id}:task-status:{component}:{version}:{party}:{status}"),
-        };
-        let _: tc::UpdateTaskStatusResponse = self
-            .call(
-                party,
-                job_id,
-                services::TASK_CONTROLLER,
-                "UpdateTaskStatus",
-                request.request_id.clone(),
-                &request,
-            )
-            .await?;
-        Ok(())
     }
 
     /// Asks another party's scheduler (the job's) through the gateways.

@@ -8,10 +8,13 @@
 
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
-use fedflow_store::{Db, Migration, Row, Transition, Tx, get};
+use fedflow_store::{Command, Db, Migration, Outbox, Row, Transition, Tx, get};
 
 /// The audit table: every status transition, with its cause and request id.
 pub const AUDIT: &str = "scheduler_audit";
+
+/// The outbox: commands committed with the change that calls for them, until delivered.
+pub const OUTBOX: &str = "scheduler_outbox";
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -78,6 +81,24 @@ const MIGRATIONS: &[Migration] = &[
             request_id TEXT NOT NULL
         )",
             "CREATE INDEX scheduler_audit_key ON scheduler_audit (entity_key, time_ms)",
+        ],
+    },
+    Migration {
+        name: "m0003_outbox",
+        statements: &[
+            "CREATE TABLE scheduler_outbox (
+            request_id TEXT NOT NULL PRIMARY KEY,
+            dest TEXT NOT NULL,
+            service TEXT NOT NULL,
+            method TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            next_ms BIGINT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL
+        )",
+            "CREATE INDEX scheduler_outbox_due ON scheduler_outbox (next_ms)",
         ],
     },
 ];
@@ -159,6 +180,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The sender of this store's outbox.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.db.clone(), OUTBOX)
+    }
+
     pub async fn open(config: &fedflow_config::DatabaseConfig) -> Result<Store, Error> {
         let db = Db::connect(
             &config.url,
@@ -298,6 +324,7 @@ impl Store {
         from: JobStatus,
         to: JobStatus,
         reason: &str,
+        commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
         let start = if to == JobStatus::Running { now } else { 0 };
@@ -306,7 +333,7 @@ impl Store {
         let queued = if to == JobStatus::Waiting { now } else { 0 };
         let n = self
             .db
-            .exec_audited(
+            .exec_audited_sending(
                 AUDIT,
                 "UPDATE scheduler_jobs SET status = ?, update_ms = ?, end_synced = 0,
                     reason = CASE WHEN ? = '' THEN reason ELSE ? END,
@@ -340,37 +367,10 @@ impl Store {
                     reason,
                     now,
                 ),
+                Some((OUTBOX, commands)),
             )
             .await?;
         Ok(n == 1)
-    }
-
-    /// Every party acknowledged the job's end status `status`.
-    pub async fn mark_end_synced(&self, job_id: &str, status: JobStatus) -> Result<(), Error> {
-        self.db
-            .exec(
-                "UPDATE scheduler_jobs SET end_synced = 1 WHERE job_id = ? AND status = ?",
-                vec![job_id.into(), status.as_str().into()],
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Ended jobs (before `ended_before` ms) whose end not every party has acknowledged.
-    pub async fn unsynced_ends(&self, ended_before: i64, limit: u32) -> Result<Vec<String>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT job_id FROM scheduler_jobs
-                 WHERE end_synced = 0 AND status IN ('success', 'failed', 'canceled', 'timeout')
-                   AND end_ms < ?
-                 ORDER BY end_ms LIMIT ?",
-                vec![ended_before.into(), i64::from(limit).into()],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| get::<String>(row, "job_id").map_err(Error::from))
-            .collect()
     }
 
     /// Records the cancel intent; false when it was already recorded.
@@ -471,13 +471,14 @@ impl Store {
         task: &Task,
         to: TaskStatus,
         reason: &str,
+        commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
         let start = if to == TaskStatus::Running { now } else { 0 };
         let end = if to.is_end() { now } else { 0 };
         let n = self
             .db
-            .exec_audited(
+            .exec_audited_sending(
                 AUDIT,
                 "UPDATE scheduler_tasks SET status = ?, reason = ?, update_ms = ?,
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
@@ -503,6 +504,7 @@ impl Store {
                     reason,
                     now,
                 ),
+                Some((OUTBOX, commands)),
             )
             .await?;
         Ok(n == 1)
@@ -761,7 +763,7 @@ mod contract {
                 .expect("no request id twice is fine");
             assert!(
                 store
-                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", 5)
+                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", &[], 5)
                     .await
                     .expect("cas")
             );
@@ -771,7 +773,7 @@ mod contract {
             );
             assert!(
                 !store
-                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", 6)
+                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", &[], 6)
                     .await
                     .expect("cas")
             );
@@ -789,7 +791,7 @@ mod contract {
             );
             assert!(
                 store
-                    .cas_job_status("j1", JobStatus::Waiting, JobStatus::Canceled, "", 9)
+                    .cas_job_status("j1", JobStatus::Waiting, JobStatus::Canceled, "", &[], 9)
                     .await
                     .expect("cas")
             );
@@ -836,13 +838,13 @@ mod contract {
             let t = task("j1", 0);
             assert!(
                 store
-                    .cas_task_status(&t, TaskStatus::Running, "", 3)
+                    .cas_task_status(&t, TaskStatus::Running, "", &[], 3)
                     .await
                     .expect("cas")
             );
             assert!(
                 !store
-                    .cas_task_status(&t, TaskStatus::Running, "", 3)
+                    .cas_task_status(&t, TaskStatus::Running, "", &[], 3)
                     .await
                     .expect("stale")
             );

@@ -85,6 +85,7 @@ struct Inner {
     heartbeats: Mutex<HashMap<TaskKey, tokio::time::Instant>>,
     /// When each scheduler party last answered a probe (or when probing began).
     contact: Mutex<HashMap<String, tokio::time::Instant>>,
+    outbox: fedflow_store::Outbox,
 }
 
 impl App {
@@ -96,6 +97,7 @@ impl App {
         advertise: String,
         timing: Timing,
     ) -> Self {
+        let outbox = store.outbox();
         App {
             inner: Arc::new(Inner {
                 party_id,
@@ -106,6 +108,7 @@ impl App {
                 timing,
                 heartbeats: Mutex::new(HashMap::new()),
                 contact: Mutex::new(HashMap::new()),
+                outbox,
             }),
         }
     }
@@ -358,17 +361,23 @@ impl App {
         reason: &str,
         output: Option<&str>,
     ) -> Result<bool, Error> {
+        let report = Reporter::report_command(&task.scheduler_party_id, &task.key, to, reason);
         let moved = self
             .inner
             .store
-            .cas_party_status(&task.key, from, to, reason, output, now_ms())
+            .cas_party_status(
+                &task.key,
+                (from, to),
+                reason,
+                output,
+                std::slice::from_ref(&report),
+                now_ms(),
+            )
             .await?;
         if moved {
             self.forget(&task.key);
             tracing::debug!(task = %task.key, %from, %to, reason, "task status");
-            self.inner
-                .reporter
-                .report(&task.scheduler_party_id, &task.key, to, reason);
+            self.inner.outbox.wake();
         }
         Ok(moved)
     }
@@ -676,6 +685,17 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// Delivers the outbox's status reports until `shutdown`.
+    pub async fn run_outbox(&self, shutdown: tokio_util::sync::CancellationToken) {
+        self.inner
+            .outbox
+            .run(shutdown, |command| {
+                let reporter = self.inner.reporter.clone();
+                async move { reporter.deliver(command).await }
+            })
+            .await;
     }
 
     /// Self-fencing: probes, every `fence_probe_interval`, each scheduler party with tasks

@@ -85,6 +85,11 @@ pub async fn run(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { app.fence(shutdown).await })
     };
+    let outbox = {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.run_outbox(shutdown).await })
+    };
     let (task_controller, worker) = grpc::services(app);
     let (health, routes) =
         fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
@@ -105,6 +110,7 @@ pub async fn run(
     .await;
     monitor.abort();
     fencing.abort();
+    outbox.abort();
     served?;
     Ok(())
 }

@@ -1,8 +1,6 @@
-//! Pushes this party's task statuses to each job's scheduler, through the gateway, retrying
-//! with backoff until the scheduler acknowledges (or a long bound passes; the scheduler also
-//! pulls from quiet parties).
-
-use std::time::Duration;
+//! This party's task statuses for each job's scheduler, through the gateway: the report is
+//! committed to the outbox with the status change and delivered, with backoff, until the
+//! scheduler answers (the scheduler also pulls from parties that have gone quiet).
 
 use fedflow_core::TaskStatus;
 use fedflow_proto::scheduler::v1 as pb;
@@ -48,46 +46,58 @@ impl Reporter {
         )
     }
 
-    /// Sends in the background.
-    pub fn report(&self, scheduler_party: &str, key: &TaskKey, status: TaskStatus, reason: &str) {
-        let client = self.client.clone();
-        let dest = scheduler_party.to_owned();
+    /// The command that reports `status` of `key` to the job's scheduler (for the outbox,
+    /// committed with the status change).
+    pub fn report_command(
+        scheduler_party: &str,
+        key: &TaskKey,
+        status: TaskStatus,
+        reason: &str,
+    ) -> fedflow_store::Command {
         let request = request(key, status, reason);
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
-            for attempt in 1..=30 {
-                let result: Result<pb::ReportTaskStatusResponse, _> = client
-                    .call(
-                        &dest,
-                        &request.job_id,
-                        services::STATUS_REPORT,
-                        "ReportTaskStatus",
-                        &request.request_id,
-                        &request,
-                    )
-                    .await;
-                match result {
-                    Ok(_) => return,
-                    Err(status)
-                        if matches!(
-                            status.code(),
-                            tonic::Code::InvalidArgument
-                                | tonic::Code::NotFound
-                                | tonic::Code::PermissionDenied
-                        ) =>
-                    {
-                        tracing::warn!(job = %request.job_id, component = %request.component, error = %status.message(), "status report refused");
-                        return;
-                    }
-                    Err(status) => {
-                        tracing::debug!(attempt, job = %request.job_id, error = %status.message(), "status report failed, retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
+        fedflow_store::Command {
+            dest: scheduler_party.to_owned(),
+            service: services::STATUS_REPORT.into(),
+            method: "ReportTaskStatus".into(),
+            job_id: key.job_id.clone(),
+            request_id: request.request_id.clone(),
+            payload: prost::Message::encode_to_vec(&request),
+        }
+    }
+
+    /// Delivers an outbox command through the gateway: `Ok` once the scheduler answered (a
+    /// refusal is final and logged; the scheduler also pulls from quiet parties), `Err` while
+    /// it cannot be reached.
+    pub async fn deliver(&self, command: fedflow_store::Command) -> Result<(), String> {
+        let result = self
+            .client
+            .call_raw(
+                &command.dest,
+                &command.job_id,
+                &command.service,
+                &command.method,
+                &command.request_id,
+                command.payload.into(),
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                ) =>
+            {
+                Err(format!("{:?}: {}", status.code(), status.message()))
             }
-            tracing::warn!(job = %request.job_id, component = %request.component, "status report not delivered; the scheduler will pull it");
-        });
+            Err(status) => {
+                tracing::warn!(job = %command.job_id, scheduler = %command.dest, error = %status.message(), "status report refused");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -4,10 +4,13 @@
 //! write is a compare-and-set on the status read before.
 
 use fedflow_core::TaskStatus;
-use fedflow_store::{Db, Migration, Row, Transition, get};
+use fedflow_store::{Command, Db, Migration, Outbox, Row, Transition, get};
 
 /// The audit table: every status transition, with its cause and request id.
 pub const AUDIT: &str = "taskctl_audit";
+
+/// The outbox: commands committed with the change that calls for them, until delivered.
+pub const OUTBOX: &str = "taskctl_outbox";
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -53,6 +56,24 @@ const MIGRATIONS: &[Migration] = &[
             request_id TEXT NOT NULL
         )",
             "CREATE INDEX taskctl_audit_key ON taskctl_audit (entity_key, time_ms)",
+        ],
+    },
+    Migration {
+        name: "m0003_outbox",
+        statements: &[
+            "CREATE TABLE taskctl_outbox (
+            request_id TEXT NOT NULL PRIMARY KEY,
+            dest TEXT NOT NULL,
+            service TEXT NOT NULL,
+            method TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            next_ms BIGINT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL
+        )",
+            "CREATE INDEX taskctl_outbox_due ON taskctl_outbox (next_ms)",
         ],
     },
 ];
@@ -132,6 +153,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The sender of this store's outbox.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.db.clone(), OUTBOX)
+    }
+
     pub async fn open(config: &fedflow_config::DatabaseConfig) -> Result<Store, Error> {
         let db = Db::connect(
             &config.url,
@@ -226,17 +252,17 @@ impl Store {
     pub async fn cas_party_status(
         &self,
         key: &TaskKey,
-        from: TaskStatus,
-        to: TaskStatus,
+        (from, to): (TaskStatus, TaskStatus),
         reason: &str,
         output: Option<&str>,
+        commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
         let start = if to == TaskStatus::Running { now } else { 0 };
         let end = if to.is_end() { now } else { 0 };
         let n = self
             .db
-            .exec_audited(
+            .exec_audited_sending(
                 AUDIT,
                 "UPDATE taskctl_tasks SET party_status = ?, reason = ?, update_ms = ?,
                     output = COALESCE(?, output),
@@ -266,6 +292,7 @@ impl Store {
                     reason,
                     now,
                 ),
+                Some((OUTBOX, commands)),
             )
             .await?;
         Ok(n == 1)
@@ -495,7 +522,14 @@ mod contract {
             let k = key("b", 0);
             assert!(
                 !store
-                    .cas_party_status(&k, TaskStatus::Waiting, TaskStatus::Failed, "x", None, 6)
+                    .cas_party_status(
+                        &k,
+                        (TaskStatus::Waiting, TaskStatus::Failed),
+                        "x",
+                        None,
+                        &[],
+                        6
+                    )
                     .await
                     .expect("cas"),
                 "stale from"
@@ -504,10 +538,10 @@ mod contract {
                 store
                     .cas_party_status(
                         &k,
-                        TaskStatus::Running,
-                        TaskStatus::Success,
+                        (TaskStatus::Running, TaskStatus::Success),
                         "",
                         Some("{\"value\":1}"),
+                        &[],
                         7
                     )
                     .await

@@ -1,0 +1,394 @@
+//! The outbox: commands to other services and parties, committed in the same transaction as
+//! the state change that calls for them, and delivered by a sender that retries with
+//! exponential backoff and jitter until the receiver answers. A crash between the commit and
+//! the send loses nothing: the command is in the table and the restarted sender delivers it.
+//! Nothing is dropped silently: a command that keeps failing stays in the table with its
+//! attempts and last error, is logged as it ages, and is retried (at most every 30 s).
+//!
+//! Commands are keyed by their request id, so enqueueing the same command twice stores it
+//! once; receivers are idempotent, so delivering it twice (a crash after the send, before
+//! the delete) changes nothing.
+//!
+//! Each service has a `<prefix>_outbox` table with the columns of [`OUTBOX_COLUMNS`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DbErr;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Db, Row, Tx, get};
+
+/// The columns of an outbox table, for its `CREATE TABLE`.
+pub const OUTBOX_COLUMNS: &str = "request_id TEXT NOT NULL PRIMARY KEY,
+            dest TEXT NOT NULL,
+            service TEXT NOT NULL,
+            method TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            next_ms BIGINT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL";
+
+/// One command: a unary call of `service`/`method` at `dest` (a party id, or a local service
+/// name), with an encoded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub dest: String,
+    pub service: String,
+    pub method: String,
+    pub job_id: String,
+    pub request_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// A command not yet acknowledged.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub command: Command,
+    pub attempts: u32,
+    pub last_error: String,
+    pub create_ms: i64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, DbErr> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| DbErr::Custom(format!("outbox payload is not hex at {i}")))
+        })
+        .collect()
+}
+
+impl Tx {
+    /// Adds `command` to the outbox `table` in this transaction (once per request id).
+    pub async fn enqueue(
+        &self,
+        table: &'static str,
+        command: &Command,
+        now: i64,
+    ) -> Result<(), DbErr> {
+        self.exec(
+            &format!(
+                "INSERT INTO {table} (request_id, dest, service, method, job_id, payload, next_ms, create_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING"
+            ),
+            vec![
+                command.request_id.clone().into(),
+                command.dest.clone().into(),
+                command.service.clone().into(),
+                command.method.clone().into(),
+                command.job_id.clone().into(),
+                hex(&command.payload).into(),
+                now.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn pending_from_row(row: &Row) -> Result<Pending, DbErr> {
+    Ok(Pending {
+        command: Command {
+            dest: get(row, "dest")?,
+            service: get(row, "service")?,
+            method: get(row, "method")?,
+            job_id: get(row, "job_id")?,
+            request_id: get(row, "request_id")?,
+            payload: unhex(&get::<String>(row, "payload")?)?,
+        },
+        attempts: u32::try_from(get::<i64>(row, "attempts")?).unwrap_or(u32::MAX),
+        last_error: get(row, "last_error")?,
+        create_ms: get(row, "create_ms")?,
+    })
+}
+
+impl Db {
+    /// Every command of `table` not yet acknowledged, oldest first.
+    pub async fn pending(&self, table: &'static str) -> Result<Vec<Pending>, DbErr> {
+        self.query(&format!("SELECT * FROM {table} ORDER BY create_ms"), vec![])
+            .await?
+            .iter()
+            .map(pending_from_row)
+            .collect()
+    }
+
+    async fn due(&self, table: &'static str, now: i64, limit: u32) -> Result<Vec<Pending>, DbErr> {
+        self.query(
+            &format!("SELECT * FROM {table} WHERE next_ms <= ? ORDER BY next_ms LIMIT {limit}"),
+            vec![now.into()],
+        )
+        .await?
+        .iter()
+        .map(pending_from_row)
+        .collect()
+    }
+
+    async fn next_due(&self, table: &'static str) -> Result<Option<i64>, DbErr> {
+        let row = self
+            .query_one(
+                &format!("SELECT CAST(MIN(next_ms) AS BIGINT) AS next FROM {table}"),
+                vec![],
+            )
+            .await?;
+        Ok(row.and_then(|r| get::<Option<i64>>(&r, "next").ok().flatten()))
+    }
+}
+
+/// Backoff after `attempts` failed deliveries: 200 ms doubling to 30 s, with ±50 % jitter.
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_millis(200)
+        .saturating_mul(1u32 << attempts.min(8))
+        .min(Duration::from_secs(30));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+/// The sender of one outbox table.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Db,
+    table: &'static str,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(db: Db, table: &'static str) -> Self {
+        Outbox {
+            db,
+            table,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the sender that commands were committed (it also looks every second).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Delivers due commands until `shutdown`: each through `deliver`, which answers `Ok` when
+    /// the receiver answered (whatever it said: a refusal is final, and is logged by
+    /// `deliver`) and `Err(why)` when it could not be reached; those are tried again later.
+    pub async fn run<F, Fut>(&self, shutdown: CancellationToken, deliver: F)
+    where
+        F: Fn(Command) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        loop {
+            let now = crate::now_ms();
+            match self.db.due(self.table, now, 256).await {
+                Ok(due) => {
+                    let results =
+                        futures::future::join_all(due.iter().map(|p| deliver(p.command.clone())))
+                            .await;
+                    for (pending, result) in due.iter().zip(results) {
+                        if let Err(e) = self.settle(pending, result).await {
+                            tracing::warn!(table = self.table, error = %e, "outbox bookkeeping failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(table = self.table, error = %e, "outbox unreadable"),
+            }
+            let wait = match self.db.next_due(self.table).await {
+                Ok(Some(next)) => Duration::from_millis(
+                    u64::try_from(next - crate::now_ms())
+                        .unwrap_or(0)
+                        .min(1_000),
+                ),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn settle(&self, pending: &Pending, result: Result<(), String>) -> Result<(), DbErr> {
+        let c = &pending.command;
+        match result {
+            Ok(()) => {
+                self.db
+                    .exec(
+                        &format!("DELETE FROM {} WHERE request_id = ?", self.table),
+                        vec![c.request_id.clone().into()],
+                    )
+                    .await?;
+            }
+            Err(error) => {
+                let attempts = pending.attempts.saturating_add(1);
+                if attempts.is_power_of_two() && attempts >= 4 {
+                    tracing::warn!(
+                        dest = %c.dest, method = %c.method, job = %c.job_id,
+                        request = %c.request_id, attempts, %error,
+                        "command still undelivered; retrying"
+                    );
+                }
+                self.db
+                    .exec(
+                        &format!(
+                            "UPDATE {} SET attempts = ?, last_error = ?, next_ms = ? WHERE request_id = ?",
+                            self.table
+                        ),
+                        vec![
+                            i64::from(attempts).into(),
+                            error.into(),
+                            (crate::now_ms()
+                                + i64::try_from(backoff(attempts).as_millis()).unwrap_or(30_000))
+                            .into(),
+                            c.request_id.clone().into(),
+                        ],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::Migration;
+
+    const MIGRATIONS: &[Migration] = &[Migration {
+        name: "m0001_outbox",
+        statements: &["CREATE TABLE t_outbox (
+            request_id TEXT NOT NULL PRIMARY KEY,
+            dest TEXT NOT NULL,
+            service TEXT NOT NULL,
+            method TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            next_ms BIGINT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL
+        )"],
+    }];
+
+    fn command(id: &str) -> Command {
+        Command {
+            dest: "10000".into(),
+            service: "fedflow.jobcontroller.v1.JobController".into(),
+            method: "UpdateJobStatus".into(),
+            job_id: "j1".into(),
+            request_id: id.into(),
+            payload: vec![0, 1, 0xfe, 0xff],
+        }
+    }
+
+    /// Committed commands are stored once per request id, survive failed deliveries with
+    /// their attempts and last error, and leave the table once the receiver answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_are_kept_until_delivered() {
+        for url in crate::contract_backends("outbox").await {
+            let db = Db::connect(&url, 2, "t_migrations", MIGRATIONS)
+                .await
+                .expect("connect");
+            let tx = db.begin().await.expect("begin");
+            tx.enqueue("t_outbox", &command("a"), 1)
+                .await
+                .expect("enqueue");
+            tx.enqueue("t_outbox", &command("a"), 1)
+                .await
+                .expect("again");
+            tx.enqueue("t_outbox", &command("b"), 2)
+                .await
+                .expect("enqueue");
+            drop(tx);
+            assert!(
+                db.pending("t_outbox").await.expect("pending").is_empty(),
+                "a rolled-back transaction enqueues nothing"
+            );
+            let tx = db.begin().await.expect("begin");
+            tx.enqueue("t_outbox", &command("a"), 1)
+                .await
+                .expect("enqueue");
+            tx.enqueue("t_outbox", &command("a"), 1)
+                .await
+                .expect("again");
+            tx.enqueue("t_outbox", &command("b"), 2)
+                .await
+                .expect("enqueue");
+            tx.commit().await.expect("commit");
+            let pending = db.pending("t_outbox").await.expect("pending");
+            assert_eq!(pending.len(), 2, "one row per request id");
+            assert_eq!(pending[0].command, command("a"), "payload round trip");
+
+            let outbox = Outbox::new(db.clone(), "t_outbox");
+            let calls = Arc::new(AtomicU32::new(0));
+            let stop = CancellationToken::new();
+            let sender = {
+                let (outbox, calls, stop) = (outbox.clone(), calls.clone(), stop.clone());
+                tokio::spawn(async move {
+                    outbox
+                        .run(stop, |c| {
+                            let calls = calls.clone();
+                            async move {
+                                // "a" is refused twice as unreachable, then delivered.
+                                if c.request_id == "a" && calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                                    Err("UNAVAILABLE: party 10000 unreachable".to_owned())
+                                } else {
+                                    Ok(())
+                                }
+                            }
+                        })
+                        .await;
+                })
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let mut saw_retry = false;
+            loop {
+                let pending = db.pending("t_outbox").await.expect("pending");
+                if let Some(a) = pending.iter().find(|p| p.command.request_id == "a")
+                    && a.attempts > 0
+                {
+                    assert_eq!(a.last_error, "UNAVAILABLE: party 10000 unreachable");
+                    saw_retry = true;
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still pending: {pending:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                saw_retry,
+                "the failed delivery was recorded before the retry"
+            );
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                3,
+                "two failures, one delivery"
+            );
+            stop.cancel();
+            sender.await.expect("sender");
+        }
+    }
+}
