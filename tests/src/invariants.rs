@@ -260,3 +260,20 @@ pub async fn check(
     );
     statuses
 }
+
+/// Why each of `jobs` ended as it did, as its scheduler recorded (for failure messages).
+pub async fn reasons(root: &Path, initiator: &str, jobs: &[&String]) -> Vec<String> {
+    let db = open(root, initiator, "scheduler").await;
+    let mut out = Vec::new();
+    for job in jobs {
+        let reason = strings(
+            &db,
+            "SELECT reason FROM scheduler_jobs WHERE job_id = ?",
+            vec![(*job).clone().into()],
+            "reason",
+        )
+        .await;
+        out.push(format!("{job}: {reason:?}"));
+    }
+    out
+}

@@ -285,10 +285,12 @@ async fn twenty_jobs_succeed_through_twelve_random_kills() {
     let failed: Vec<_> = statuses
         .iter()
         .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .map(|(job, _)| job)
         .collect();
     assert!(
         failed.is_empty(),
-        "jobs did not succeed: {failed:?}\n{}",
+        "jobs did not succeed: {:?}\n{}",
+        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
         fed.logs()
     );
 }
@@ -355,10 +357,12 @@ async fn every_host_service_killed_at_once_loses_nothing() {
     let failed: Vec<_> = statuses
         .iter()
         .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .map(|(job, _)| job)
         .collect();
     assert!(
         failed.is_empty(),
-        "jobs did not succeed: {failed:?}\n{}",
+        "jobs did not succeed: {:?}\n{}",
+        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
         fed.logs()
     );
 }
@@ -624,10 +628,12 @@ async fn sigterm_under_load_drains_and_every_job_completes_after_restart() {
     let failed: Vec<_> = statuses
         .iter()
         .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .map(|(job, _)| job)
         .collect();
     assert!(
         failed.is_empty(),
-        "jobs did not succeed: {failed:?}\n{}",
+        "jobs did not succeed: {:?}\n{}",
+        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
         fed.logs()
     );
 }
@@ -711,10 +717,12 @@ async fn a_sqlite_database_locked_for_ten_seconds_loses_nothing() {
     let failed: Vec<_> = statuses
         .iter()
         .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .map(|(job, _)| job)
         .collect();
     assert!(
         failed.is_empty(),
-        "jobs did not succeed: {failed:?}\n{}",
+        "jobs did not succeed: {:?}\n{}",
+        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
         fed.logs()
     );
 }

@@ -11,7 +11,7 @@ use fedflow_tests::*;
 use serde_json::json;
 
 const PARTIES: [&str; 3] = ["9999", "10000", "10001"];
-const UNREACHABLE_S: u64 = 4;
+const UNREACHABLE_S: u64 = 6;
 
 /// Short deadlines so a partition is noticed in seconds: the scheduler repairs every 300 ms
 /// with 1 s call deadlines, parties probe their schedulers every 300 ms, and both give a

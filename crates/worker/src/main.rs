@@ -112,8 +112,8 @@ async fn run(config: &TaskConfig, channel: Channel) -> Outcome {
     }
 }
 
-/// Reports a status, retrying while the task-controller is unreachable (it may be
-/// restarting); gives up on a refusal (a stale attempt).
+/// Reports a status, retrying while the task-controller is unreachable or the call is cut off
+/// (it may be restarting); gives up on a refusal (a stale attempt).
 async fn report(
     worker: &pb::worker_client::WorkerClient<Channel>,
     config: &TaskConfig,
@@ -136,7 +136,17 @@ async fn report(
     for _ in 0..60 {
         match worker.clone().report_status(request.clone()).await {
             Ok(_) => return,
-            Err(s) if s.code() == tonic::Code::Unavailable => {
+            // Not reached, or cut off mid-call (the task-controller restarting): the report is
+            // idempotent (the token and a compare-and-set), so it is sent again.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                        | tonic::Code::DeadlineExceeded
+                ) =>
+            {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
