@@ -189,6 +189,24 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
     .await;
 }
 
+/// Every invariant holds for `jobs` and every one of them succeeded (else the reasons and the
+/// services' logs are shown).
+async fn all_succeed(fed: &ProcessFederation, jobs: &[String], within: Duration) {
+    let statuses =
+        fedflow_tests::invariants::check(fed.dir.path(), &PARTIES, "9999", jobs, within).await;
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
+        .map(|(job, _)| job)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "jobs did not succeed: {:?}\n{}",
+        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
+        fed.logs()
+    );
+}
+
 /// A small seeded generator for the chaos schedule; the seed is printed so a failing run can be
 /// replayed with `FEDFLOW_CHAOS_SEED`.
 struct Chaos(u64);
@@ -274,25 +292,7 @@ async fn twenty_jobs_succeed_through_twelve_random_kills() {
         tokio::time::sleep(chaos.millis(0, 3_000)).await;
         fed.restart(party, service).await;
     }
-    let statuses = fedflow_tests::invariants::check(
-        fed.dir.path(),
-        &PARTIES,
-        "9999",
-        &jobs,
-        Duration::from_secs(120),
-    )
-    .await;
-    let failed: Vec<_> = statuses
-        .iter()
-        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
-        .map(|(job, _)| job)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "jobs did not succeed: {:?}\n{}",
-        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
-        fed.logs()
-    );
+    all_succeed(&fed, &jobs, Duration::from_secs(120)).await;
 }
 
 /// Every service of the host party is killed at once mid-job and started again: the jobs end,
@@ -346,25 +346,7 @@ async fn every_host_service_killed_at_once_loses_nothing() {
     for service in services {
         fed.restart("10000", service).await;
     }
-    let statuses = fedflow_tests::invariants::check(
-        fed.dir.path(),
-        &PARTIES,
-        "9999",
-        &jobs,
-        Duration::from_secs(120),
-    )
-    .await;
-    let failed: Vec<_> = statuses
-        .iter()
-        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
-        .map(|(job, _)| job)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "jobs did not succeed: {:?}\n{}",
-        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
-        fed.logs()
-    );
+    all_succeed(&fed, &jobs, Duration::from_secs(120)).await;
 }
 
 /// `fedflow standalone` as a process, its output in a file.
@@ -617,25 +599,7 @@ async fn sigterm_under_load_drains_and_every_job_completes_after_restart() {
             fed.restart(party, service).await;
         }
     }
-    let statuses = fedflow_tests::invariants::check(
-        fed.dir.path(),
-        &PARTIES,
-        "9999",
-        &jobs,
-        Duration::from_secs(90),
-    )
-    .await;
-    let failed: Vec<_> = statuses
-        .iter()
-        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
-        .map(|(job, _)| job)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "jobs did not succeed: {:?}\n{}",
-        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
-        fed.logs()
-    );
+    all_succeed(&fed, &jobs, Duration::from_secs(90)).await;
 }
 
 /// Another process holds the write lock of the initiator scheduler's and the host
@@ -706,25 +670,7 @@ async fn a_sqlite_database_locked_for_ten_seconds_loses_nothing() {
         "a replayed request id is answered with the same job"
     );
     jobs.push(job);
-    let statuses = fedflow_tests::invariants::check(
-        fed.dir.path(),
-        &PARTIES,
-        "9999",
-        &jobs,
-        Duration::from_secs(90),
-    )
-    .await;
-    let failed: Vec<_> = statuses
-        .iter()
-        .filter(|(_, s)| **s != fedflow_core::JobStatus::Success)
-        .map(|(job, _)| job)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "jobs did not succeed: {:?}\n{}",
-        fedflow_tests::invariants::reasons(fed.dir.path(), "9999", &failed).await,
-        fed.logs()
-    );
+    all_succeed(&fed, &jobs, Duration::from_secs(90)).await;
 }
 
 /// The end state of a job as the parties hold it: its status on its scheduler, and each

@@ -3,8 +3,8 @@
 //!
 //! A service's handlers run the work of a mutating call inside [`with_request`], so every
 //! transition that call makes names its request id; transitions a service makes on its own
-//! (a timer, the repair pass) carry an empty one. Each service has a `<prefix>_audit` table
-//! with the columns of [`AUDIT_COLUMNS`].
+//! (a timer, the repair pass) carry an empty one. Each service creates its `<prefix>_audit`
+//! table with [`crate::audit_migration!`].
 
 use std::future::Future;
 
@@ -16,24 +16,25 @@ tokio::task_local! {
     static REQUEST: String;
 }
 
-/// Runs `work` with `request_id` as the request behind every transition it records.
-pub async fn with_request<F: Future>(request_id: &str, work: F) -> F::Output {
-    REQUEST.scope(request_id.to_owned(), work).await
+/// Runs `work` with `request_id` as the request behind every transition it records, in a
+/// task of its own: a caller that goes away (its connection cut, say) does not stop the work
+/// half-way, so a call's effects are either not started or all made.
+pub async fn with_request<F>(request_id: &str, work: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::spawn(REQUEST.scope(request_id.to_owned(), work)).await {
+        Ok(output) => output,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("request task ended early: {e}"),
+    }
 }
 
 /// The request id of the call being served, or empty.
 pub fn current_request() -> String {
     REQUEST.try_with(Clone::clone).unwrap_or_default()
 }
-
-/// The columns of an audit table, for its `CREATE TABLE`.
-pub const AUDIT_COLUMNS: &str = "time_ms BIGINT NOT NULL,
-            entity TEXT NOT NULL,
-            entity_key TEXT NOT NULL,
-            from_status TEXT NOT NULL,
-            to_status TEXT NOT NULL,
-            cause TEXT NOT NULL,
-            request_id TEXT NOT NULL";
 
 /// One status transition: of which kind of row (`job`, `task`, `worker`…), which one, from
 /// what to what, and why.

@@ -322,6 +322,60 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     .any(|needle| message.contains(needle))
 }
 
+/// The migration that creates the audit table `<prefix>_audit` (see [`audit`]).
+#[macro_export]
+macro_rules! audit_migration {
+    ($name:literal, $prefix:literal) => {
+        $crate::Migration {
+            name: $name,
+            statements: &[
+                concat!(
+                    "CREATE TABLE ",
+                    $prefix,
+                    "_audit (time_ms BIGINT NOT NULL, entity TEXT NOT NULL, ",
+                    "entity_key TEXT NOT NULL, from_status TEXT NOT NULL, ",
+                    "to_status TEXT NOT NULL, cause TEXT NOT NULL, request_id TEXT NOT NULL)"
+                ),
+                concat!(
+                    "CREATE INDEX ",
+                    $prefix,
+                    "_audit_key ON ",
+                    $prefix,
+                    "_audit (entity_key, time_ms)"
+                ),
+            ],
+        }
+    };
+}
+
+/// The migration that creates the outbox table `<prefix>_outbox` (see [`outbox`]).
+#[macro_export]
+macro_rules! outbox_migration {
+    ($name:literal, $prefix:literal) => {
+        $crate::Migration {
+            name: $name,
+            statements: &[
+                concat!(
+                    "CREATE TABLE ",
+                    $prefix,
+                    "_outbox (request_id TEXT NOT NULL PRIMARY KEY, dest TEXT NOT NULL, ",
+                    "service TEXT NOT NULL, method TEXT NOT NULL, job_id TEXT NOT NULL, ",
+                    "payload TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, ",
+                    "next_ms BIGINT NOT NULL, last_error TEXT NOT NULL DEFAULT '', ",
+                    "create_ms BIGINT NOT NULL)"
+                ),
+                concat!(
+                    "CREATE INDEX ",
+                    $prefix,
+                    "_outbox_due ON ",
+                    $prefix,
+                    "_outbox (next_ms)"
+                ),
+            ],
+        }
+    };
+}
+
 /// One migration: portable DDL statements, applied once, in order, never edited once landed.
 pub struct Migration {
     pub name: &'static str,

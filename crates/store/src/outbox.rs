@@ -9,7 +9,7 @@
 //! once; receivers are idempotent, so delivering it twice (a crash after the send, before
 //! the delete) changes nothing.
 //!
-//! Each service has a `<prefix>_outbox` table with the columns of [`OUTBOX_COLUMNS`].
+//! Each service creates its `<prefix>_outbox` table with [`crate::outbox_migration!`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,18 +20,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Db, Row, Tx, get};
-
-/// The columns of an outbox table, for its `CREATE TABLE`.
-pub const OUTBOX_COLUMNS: &str = "request_id TEXT NOT NULL PRIMARY KEY,
-            dest TEXT NOT NULL,
-            service TEXT NOT NULL,
-            method TEXT NOT NULL,
-            job_id TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            attempts BIGINT NOT NULL DEFAULT 0,
-            next_ms BIGINT NOT NULL,
-            last_error TEXT NOT NULL DEFAULT '',
-            create_ms BIGINT NOT NULL";
 
 /// One command: a unary call of `service`/`method` at `dest` (a party id, or a local service
 /// name), with an encoded request.
@@ -224,6 +212,43 @@ impl Outbox {
         }
     }
 
+    /// Delivers now, oldest first, every pending command about `job_id`, for a caller that
+    /// must not go on before they arrived. Stops at the first that cannot be delivered (it
+    /// stays in the outbox) and says why.
+    pub async fn flush_job<F, Fut>(&self, job_id: &str, deliver: F) -> Result<(), String>
+    where
+        F: Fn(Command) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let pending: Vec<Pending> = self
+            .db
+            .query(
+                &format!(
+                    "SELECT * FROM {} WHERE job_id = ? ORDER BY create_ms",
+                    self.table
+                ),
+                vec![job_id.into()],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(pending_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        for p in pending {
+            let result = deliver(p.command.clone()).await;
+            let failed = result
+                .as_ref()
+                .err()
+                .map(|e| format!("{} to {}: {e}", p.command.method, p.command.dest));
+            self.settle(&p, result).await.map_err(|e| e.to_string())?;
+            if let Some(why) = failed {
+                return Err(why);
+            }
+        }
+        Ok(())
+    }
+
     async fn settle(&self, pending: &Pending, result: Result<(), String>) -> Result<(), DbErr> {
         let c = &pending.command;
         match result {
@@ -273,21 +298,7 @@ mod tests {
     use super::*;
     use crate::Migration;
 
-    const MIGRATIONS: &[Migration] = &[Migration {
-        name: "m0001_outbox",
-        statements: &["CREATE TABLE t_outbox (
-            request_id TEXT NOT NULL PRIMARY KEY,
-            dest TEXT NOT NULL,
-            service TEXT NOT NULL,
-            method TEXT NOT NULL,
-            job_id TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            attempts BIGINT NOT NULL DEFAULT 0,
-            next_ms BIGINT NOT NULL,
-            last_error TEXT NOT NULL DEFAULT '',
-            create_ms BIGINT NOT NULL
-        )"],
-    }];
+    const MIGRATIONS: &[Migration] = &[crate::outbox_migration!("m0001_outbox", "t")];
 
     fn command(id: &str) -> Command {
         Command {

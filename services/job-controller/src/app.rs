@@ -20,6 +20,8 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("task-controller: {0}")]
     TaskController(#[from] RemoteError),
     #[error("store: {0}")]
@@ -32,6 +34,7 @@ impl ServiceError for Error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
             Error::TaskController(e) if e.is_transient() => Code::Unavailable,
             Error::TaskController(_) => Code::FailedPrecondition,
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
@@ -84,34 +87,11 @@ impl App {
     }
 
     /// Delivers the outbox's commands to the task-controller until `shutdown`.
-    pub async fn run_outbox(
-        &self,
-        task_controller: tonic::transport::Channel,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
+    pub async fn run_outbox(&self, shutdown: tokio_util::sync::CancellationToken) {
         self.outbox
             .run(shutdown, |command| {
-                let channel = task_controller.clone();
-                async move {
-                    let result = fedflow_rpc::raw::unary(
-                        channel,
-                        &command.service,
-                        &command.method,
-                        command.payload.into(),
-                        std::time::Duration::from_secs(10),
-                    )
-                    .await;
-                    match result {
-                        Ok(_) => Ok(()),
-                        Err(s) if fedflow_rpc::error::RemoteError::from(s.clone()).is_transient() => {
-                            Err(format!("{}: {}", fedflow_rpc::error::code_name(s.code()), s.message()))
-                        }
-                        Err(s) => {
-                            tracing::warn!(job = %command.job_id, method = %command.method, error = %s.message(), "command refused");
-                            Ok(())
-                        }
-                    }
-                }
+                let tasks = self.tasks.clone();
+                async move { tasks.deliver(command).await }
             })
             .await;
     }
@@ -331,8 +311,21 @@ impl App {
         if to.is_end() {
             self.store.release(job_id, &who.role).await?;
         }
-        if applied && !commands.is_empty() {
-            self.outbox.wake();
+        if to.is_end() {
+            // Acknowledged only once the stop reached the task-controller (a repeated call
+            // delivers what is still pending), so that when the scheduler has every party's
+            // acknowledgement nothing of the job runs anywhere and a rerun cannot be
+            // overtaken by a late stop.
+            let tasks = self.tasks.clone();
+            self.outbox
+                .flush_job(job_id, |c| {
+                    let tasks = tasks.clone();
+                    async move { tasks.deliver(c).await }
+                })
+                .await
+                .map_err(|e| {
+                    Error::Unavailable(format!("the job's tasks are not stopped yet: {e}"))
+                })?;
         }
         Ok((applied, to))
     }

@@ -49,16 +49,19 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let components = fedflow_store::with_request(
-            &request_id,
-            self.app.create_job(CreateJob {
-                job_id: r.job_id,
-                dsl: r.dsl,
-                conf: r.runtime_conf,
-                who: who(r.role, r.party_id),
-                scheduler_party_id: r.scheduler_party_id,
-            }),
-        )
+        let components = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.create_job(CreateJob {
+                    job_id: r.job_id,
+                    dsl: r.dsl,
+                    conf: r.runtime_conf,
+                    who: who(r.role, r.party_id),
+                    scheduler_party_id: r.scheduler_party_id,
+                })
+                .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateJobResponse {
@@ -78,10 +81,13 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::ApplyResourceResponse>, Status> {
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let (grant, cores, memory_mb) = fedflow_store::with_request(
-            &request_id,
-            self.app.apply_resource(&r.job_id, &who(r.role, r.party_id)),
-        )
+        let (grant, cores, memory_mb) = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.apply_resource(&r.job_id, &who(r.role, r.party_id))
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         let (granted, reason) = match grant {
@@ -102,11 +108,13 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::ReturnResourceResponse>, Status> {
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let released = fedflow_store::with_request(
-            &request_id,
-            self.app
-                .return_resource(&r.job_id, &who(r.role, r.party_id)),
-        )
+        let released = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.return_resource(&r.job_id, &who(r.role, r.party_id))
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ReturnResourceResponse { released }))
@@ -118,10 +126,10 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::StartJobResponse>, Status> {
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let status = fedflow_store::with_request(
-            &request_id,
-            self.app.start_job(&r.job_id, &who(r.role, r.party_id)),
-        )
+        let status = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move { app.start_job(&r.job_id, &who(r.role, r.party_id)).await }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::StartJobResponse {
@@ -137,11 +145,13 @@ impl pb::job_controller_server::JobController for JobController {
         let request_id = std::mem::take(&mut r.request_id);
         let to = job_status_from_pb(r.status)
             .ok_or_else(|| Status::invalid_argument("status: unspecified or unknown"))?;
-        let (applied, status) = fedflow_store::with_request(
-            &request_id,
-            self.app
-                .update_job_status(&r.job_id, &who(r.role, r.party_id), to, &r.reason),
-        )
+        let (applied, status) = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.update_job_status(&r.job_id, &who(r.role, r.party_id), to, &r.reason)
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::UpdateJobStatusResponse {

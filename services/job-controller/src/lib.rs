@@ -49,9 +49,7 @@ pub async fn run(
     let background = CancellationToken::new();
     let outbox = {
         let (app, stop) = (app.clone(), background.clone());
-        let channel = fedflow_rpc::channel(&config.task_controller)
-            .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
-        tokio::spawn(async move { app.run_outbox(channel, stop).await })
+        tokio::spawn(async move { app.run_outbox(stop).await })
     };
     let reconciler = {
         let (app, stop) = (app.clone(), background.clone());

@@ -43,39 +43,8 @@ const MIGRATIONS: &[Migration] = &[
         )",
         ],
     },
-    Migration {
-        name: "m0002_audit",
-        statements: &[
-            "CREATE TABLE jobctl_audit (
-            time_ms BIGINT NOT NULL,
-            entity TEXT NOT NULL,
-            entity_key TEXT NOT NULL,
-            from_status TEXT NOT NULL,
-            to_status TEXT NOT NULL,
-            cause TEXT NOT NULL,
-            request_id TEXT NOT NULL
-        )",
-            "CREATE INDEX jobctl_audit_key ON jobctl_audit (entity_key, time_ms)",
-        ],
-    },
-    Migration {
-        name: "m0003_outbox",
-        statements: &[
-            "CREATE TABLE jobctl_outbox (
-            request_id TEXT NOT NULL PRIMARY KEY,
-            dest TEXT NOT NULL,
-            service TEXT NOT NULL,
-            method TEXT NOT NULL,
-            job_id TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            attempts BIGINT NOT NULL DEFAULT 0,
-            next_ms BIGINT NOT NULL,
-            last_error TEXT NOT NULL DEFAULT '',
-            create_ms BIGINT NOT NULL
-        )",
-            "CREATE INDEX jobctl_outbox_due ON jobctl_outbox (next_ms)",
-        ],
-    },
+    fedflow_store::audit_migration!("m0002_audit", "jobctl"),
+    fedflow_store::outbox_migration!("m0003_outbox", "jobctl"),
 ];
 
 #[derive(Debug, thiserror::Error)]

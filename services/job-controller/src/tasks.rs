@@ -10,15 +10,16 @@ use tonic::transport::Channel;
 
 #[derive(Clone)]
 pub struct TaskControllerClient {
+    channel: Channel,
     client: pb::task_controller_client::TaskControllerClient<Channel>,
 }
 
 impl TaskControllerClient {
     pub fn new(addr: &str) -> Result<Self, tonic::transport::Error> {
+        let channel = fedflow_rpc::channel(addr)?;
         Ok(TaskControllerClient {
-            client: pb::task_controller_client::TaskControllerClient::new(fedflow_rpc::channel(
-                addr,
-            )?),
+            client: pb::task_controller_client::TaskControllerClient::new(channel.clone()),
+            channel,
         })
     }
 
@@ -53,6 +54,31 @@ impl TaskControllerClient {
         };
         self.client.clone().create_tasks(request).await?;
         Ok(())
+    }
+
+    /// Delivers an outbox command: `Ok` once the task-controller answered (a refusal is final
+    /// and logged), `Err` while it cannot be reached.
+    pub async fn deliver(&self, command: fedflow_store::Command) -> Result<(), String> {
+        let result = fedflow_rpc::raw::unary(
+            self.channel.clone(),
+            &command.service,
+            &command.method,
+            command.payload.into(),
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(s) if RemoteError::from(s.clone()).is_transient() => Err(format!(
+                "{}: {}",
+                fedflow_rpc::error::code_name(s.code()),
+                s.message()
+            )),
+            Err(s) => {
+                tracing::warn!(job = %command.job_id, method = %command.method, error = %s.message(), "command refused");
+                Ok(())
+            }
+        }
     }
 
     /// The command that stops the job's remaining tasks of `who` here (for the outbox).

@@ -684,6 +684,20 @@ impl App {
                 job.status
             )));
         }
+        // The end must have reached every party (and each party stopped what it ran) before
+        // new versions go out, or a late stop could overtake them.
+        self.inner
+            .outbox
+            .flush_job(job_id, |command| {
+                let app = self.clone();
+                async move { app.remote().deliver(command).await }
+            })
+            .await
+            .map_err(|e| {
+                Error::FailedPrecondition(format!(
+                    "job {job_id} cannot be rerun yet: its end has not reached every party ({e}); try again"
+                ))
+            })?;
         let spec = self.spec(&job)?;
         let latest = latest(self.store().tasks(job_id).await?);
         let roots: Vec<String> = if !component.is_empty() {

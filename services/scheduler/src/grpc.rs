@@ -382,11 +382,13 @@ impl pb::status_report_server::StatusReport for StatusReport {
             role: r.role,
             party_id: r.party_id,
         };
-        let applied = fedflow_store::with_request(
-            &request_id,
-            self.app
-                .report(&r.job_id, &r.component, r.version, &who, status, &r.reason),
-        )
+        let applied = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.report(&r.job_id, &r.component, r.version, &who, status, &r.reason)
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ReportTaskStatusResponse { applied }))

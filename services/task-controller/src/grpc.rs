@@ -80,11 +80,13 @@ impl pb::task_controller_server::TaskController for TaskController {
                 upstream: t.upstream,
             })
             .collect();
-        let created = fedflow_store::with_request(
-            &request_id,
-            self.app
-                .create_tasks(&r.job_id, &who, &r.scheduler_party_id, r.version, tasks),
-        )
+        let created = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.create_tasks(&r.job_id, &who, &r.scheduler_party_id, r.version, tasks)
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateTasksResponse { created }))
@@ -96,16 +98,19 @@ impl pb::task_controller_server::TaskController for TaskController {
     ) -> Result<Response<pb::StartTaskResponse>, Status> {
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let status = fedflow_store::with_request(
-            &request_id,
-            self.app.start_task(TaskKey {
-                job_id: r.job_id,
-                component: r.component,
-                version: r.version,
-                role: r.role,
-                party_id: r.party_id,
-            }),
-        )
+        let status = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.start_task(TaskKey {
+                    job_id: r.job_id,
+                    component: r.component,
+                    version: r.version,
+                    role: r.role,
+                    party_id: r.party_id,
+                })
+                .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::StartTaskResponse {
@@ -124,12 +129,14 @@ impl pb::task_controller_server::TaskController for TaskController {
             role: r.role,
             party_id: r.party_id,
         };
-        let component = (!r.component.is_empty()).then_some(r.component.as_str());
-        let stopped = fedflow_store::with_request(
-            &request_id,
-            self.app
-                .stop_tasks(&r.job_id, component, r.version, &who, status, &r.reason),
-        )
+        let stopped = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                let component = (!r.component.is_empty()).then_some(r.component.as_str());
+                app.stop_tasks(&r.job_id, component, r.version, &who, status, &r.reason)
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::StopTasksResponse { stopped }))
@@ -142,11 +149,13 @@ impl pb::task_controller_server::TaskController for TaskController {
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = status_of(r.status, "status")?;
-        let updated = fedflow_store::with_request(
-            &request_id,
-            self.app
-                .update_task_status(&r.job_id, &r.component, r.version, status),
-        )
+        let updated = fedflow_store::with_request(&request_id, {
+            let app = self.app.clone();
+            async move {
+                app.update_task_status(&r.job_id, &r.component, r.version, status)
+                    .await
+            }
+        })
         .await
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::UpdateTaskStatusResponse { updated }))

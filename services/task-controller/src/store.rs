@@ -43,39 +43,8 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX taskctl_tasks_party_status ON taskctl_tasks (party_status)",
         ],
     },
-    Migration {
-        name: "m0002_audit",
-        statements: &[
-            "CREATE TABLE taskctl_audit (
-            time_ms BIGINT NOT NULL,
-            entity TEXT NOT NULL,
-            entity_key TEXT NOT NULL,
-            from_status TEXT NOT NULL,
-            to_status TEXT NOT NULL,
-            cause TEXT NOT NULL,
-            request_id TEXT NOT NULL
-        )",
-            "CREATE INDEX taskctl_audit_key ON taskctl_audit (entity_key, time_ms)",
-        ],
-    },
-    Migration {
-        name: "m0003_outbox",
-        statements: &[
-            "CREATE TABLE taskctl_outbox (
-            request_id TEXT NOT NULL PRIMARY KEY,
-            dest TEXT NOT NULL,
-            service TEXT NOT NULL,
-            method TEXT NOT NULL,
-            job_id TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            attempts BIGINT NOT NULL DEFAULT 0,
-            next_ms BIGINT NOT NULL,
-            last_error TEXT NOT NULL DEFAULT '',
-            create_ms BIGINT NOT NULL
-        )",
-            "CREATE INDEX taskctl_outbox_due ON taskctl_outbox (next_ms)",
-        ],
-    },
+    fedflow_store::audit_migration!("m0002_audit", "taskctl"),
+    fedflow_store::outbox_migration!("m0003_outbox", "taskctl"),
 ];
 
 #[derive(Debug, thiserror::Error)]
