@@ -288,11 +288,14 @@ impl App {
                     .set_worker(&key, worker.pid, worker.start_time, &token)
                     .await;
                 if !matches!(recorded, Ok(true)) {
-                    // Stopped (or recorded by nobody) while it started: it must not run on.
+                    // The attempt moved on while its worker started: the worker already
+                    // reported its outcome (a fast task), or the task was stopped. Either way
+                    // it must not run on; the outcome, with its reason, reaches the scheduler
+                    // as this party's report, so the start answers that the task ran.
                     engine::kill(worker, self.inner.timing.kill_grace).await;
                     let _ = child.wait().await;
                     recorded?;
-                    return Ok(self.row(&key).await?.party_status);
+                    return Ok(TaskStatus::Running);
                 }
                 self.touch(&key);
                 tracing::debug!(task = %key, pid = worker.pid, "worker started");
