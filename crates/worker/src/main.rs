@@ -52,11 +52,12 @@ async fn main() -> ExitCode {
         config.module
     );
     let worker = pb::worker_client::WorkerClient::new(channel.clone());
-    report(&worker, &config, TaskStatus::Running, "", "").await;
     let heartbeat = tokio::spawn(heartbeat(worker.clone(), config.clone()));
+    report(&worker, &config, TaskStatus::Running, "", "").await;
     let outcome = run(&config, channel).await;
-    heartbeat.abort();
-    match outcome {
+    // Heartbeats go on until the outcome is acknowledged: a task-controller slow to take the
+    // report (its database busy, say) must not take this worker for a silent one.
+    let code = match outcome {
         Outcome::Success(output) => {
             let output = output.map(|o| o.to_string()).unwrap_or_default();
             if !output.is_empty()
@@ -73,7 +74,9 @@ async fn main() -> ExitCode {
             eprintln!("fedflow-worker: failed: {message}");
             ExitCode::from(1)
         }
-    }
+    };
+    heartbeat.abort();
+    code
 }
 
 async fn run(config: &TaskConfig, channel: Channel) -> Outcome {
