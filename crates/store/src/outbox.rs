@@ -128,16 +128,6 @@ impl Db {
         .map(pending_from_row)
         .collect()
     }
-
-    async fn next_due(&self, table: &'static str) -> Result<Option<i64>, DbErr> {
-        let row = self
-            .query_one(
-                &format!("SELECT CAST(MIN(next_ms) AS BIGINT) AS next FROM {table}"),
-                vec![],
-            )
-            .await?;
-        Ok(row.and_then(|r| get::<Option<i64>>(&r, "next").ok().flatten()))
-    }
 }
 
 /// Backoff after `attempts` failed deliveries: 200 ms doubling to 30 s, with ±50 % jitter.
@@ -183,33 +173,59 @@ impl Outbox {
     {
         loop {
             let now = crate::now_ms();
+            // Without news, look again within a second (commands enqueued without a wake).
+            let mut wait = Duration::from_secs(1);
             match self.db.due(self.table, now, 256).await {
                 Ok(due) => {
                     let results =
                         futures::future::join_all(due.iter().map(|p| deliver(p.command.clone())))
                             .await;
+                    let mut delivered = Vec::new();
                     for (pending, result) in due.iter().zip(results) {
-                        if let Err(e) = self.settle(pending, result).await {
-                            tracing::warn!(table = self.table, error = %e, "outbox bookkeeping failed");
+                        match result {
+                            Ok(()) => delivered.push(pending.command.request_id.clone()),
+                            Err(error) => match self.postpone(pending, error).await {
+                                Ok(next) => {
+                                    wait = wait.min(Duration::from_millis(
+                                        u64::try_from(next - now).unwrap_or(0),
+                                    ));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(table = self.table, error = %e, "outbox bookkeeping failed")
+                                }
+                            },
                         }
+                    }
+                    if let Err(e) = self.remove(&delivered).await {
+                        tracing::warn!(table = self.table, error = %e, "outbox bookkeeping failed");
+                    }
+                    if due.len() == 256 {
+                        wait = Duration::ZERO;
                     }
                 }
                 Err(e) => tracing::warn!(table = self.table, error = %e, "outbox unreadable"),
             }
-            let wait = match self.db.next_due(self.table).await {
-                Ok(Some(next)) => Duration::from_millis(
-                    u64::try_from(next - crate::now_ms())
-                        .unwrap_or(0)
-                        .min(1_000),
-                ),
-                _ => Duration::from_secs(1),
-            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Deletes delivered commands, in one statement.
+    async fn remove(&self, request_ids: &[String]) -> Result<(), DbErr> {
+        if request_ids.is_empty() {
+            return Ok(());
+        }
+        let marks = vec!["?"; request_ids.len()].join(", ");
+        self.db
+            .exec(
+                &format!("DELETE FROM {} WHERE request_id IN ({marks})", self.table),
+                request_ids.iter().map(|id| id.clone().into()).collect(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Delivers now, oldest first, every pending command about `job_id`, for a caller that
@@ -236,58 +252,48 @@ impl Outbox {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         for p in pending {
-            let result = deliver(p.command.clone()).await;
-            let failed = result
-                .as_ref()
-                .err()
-                .map(|e| format!("{} to {}: {e}", p.command.method, p.command.dest));
-            self.settle(&p, result).await.map_err(|e| e.to_string())?;
-            if let Some(why) = failed {
-                return Err(why);
+            match deliver(p.command.clone()).await {
+                Ok(()) => self
+                    .remove(std::slice::from_ref(&p.command.request_id))
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Err(e) => {
+                    let why = format!("{} to {}: {e}", p.command.method, p.command.dest);
+                    self.postpone(&p, e).await.map_err(|e| e.to_string())?;
+                    return Err(why);
+                }
             }
         }
         Ok(())
     }
 
-    async fn settle(&self, pending: &Pending, result: Result<(), String>) -> Result<(), DbErr> {
+    /// Records a failed delivery and when to try again (epoch ms, returned).
+    async fn postpone(&self, pending: &Pending, error: String) -> Result<i64, DbErr> {
         let c = &pending.command;
-        match result {
-            Ok(()) => {
-                self.db
-                    .exec(
-                        &format!("DELETE FROM {} WHERE request_id = ?", self.table),
-                        vec![c.request_id.clone().into()],
-                    )
-                    .await?;
-            }
-            Err(error) => {
-                let attempts = pending.attempts.saturating_add(1);
-                if attempts.is_power_of_two() && attempts >= 4 {
-                    tracing::warn!(
-                        dest = %c.dest, method = %c.method, job = %c.job_id,
-                        request = %c.request_id, attempts, %error,
-                        "command still undelivered; retrying"
-                    );
-                }
-                self.db
-                    .exec(
-                        &format!(
-                            "UPDATE {} SET attempts = ?, last_error = ?, next_ms = ? WHERE request_id = ?",
-                            self.table
-                        ),
-                        vec![
-                            i64::from(attempts).into(),
-                            error.into(),
-                            (crate::now_ms()
-                                + i64::try_from(backoff(attempts).as_millis()).unwrap_or(30_000))
-                            .into(),
-                            c.request_id.clone().into(),
-                        ],
-                    )
-                    .await?;
-            }
+        let attempts = pending.attempts.saturating_add(1);
+        if attempts.is_power_of_two() && attempts >= 4 {
+            tracing::warn!(
+                dest = %c.dest, method = %c.method, job = %c.job_id,
+                request = %c.request_id, attempts, %error,
+                "command still undelivered; retrying"
+            );
         }
-        Ok(())
+        let next = crate::now_ms() + i64::try_from(backoff(attempts).as_millis()).unwrap_or(30_000);
+        self.db
+            .exec(
+                &format!(
+                    "UPDATE {} SET attempts = ?, last_error = ?, next_ms = ? WHERE request_id = ?",
+                    self.table
+                ),
+                vec![
+                    i64::from(attempts).into(),
+                    error.into(),
+                    next.into(),
+                    c.request_id.clone().into(),
+                ],
+            )
+            .await?;
+        Ok(next)
     }
 }
 

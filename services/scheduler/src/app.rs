@@ -485,6 +485,29 @@ impl App {
         Ok(())
     }
 
+    /// Tells every party a task version's federated end status, once, in the background. It
+    /// is for display on the parties (their own statuses drive everything), so it is not
+    /// worth an outbox write per party on the hot path.
+    fn announce_task_status(&self, spec: &JobSpec, task: &Task, status: TaskStatus) {
+        let commands: Vec<_> = spec
+            .party_ids()
+            .into_iter()
+            .map(|party| {
+                Remote::task_status_command(
+                    &task.job_id,
+                    &party,
+                    &task.component,
+                    task.version,
+                    status,
+                )
+            })
+            .collect();
+        let app = self.clone();
+        tokio::spawn(async move {
+            join_all(commands.into_iter().map(|c| app.remote().deliver(c))).await;
+        });
+    }
+
     /// Delivers the outbox's commands through the gateway until `shutdown`.
     pub async fn run_outbox(&self, shutdown: CancellationToken) {
         self.inner
@@ -932,29 +955,13 @@ impl App {
                 } else {
                     String::new()
                 };
-                let commands: Vec<_> = if federated.is_end() {
-                    spec.party_ids()
-                        .into_iter()
-                        .map(|party| {
-                            Remote::task_status_command(
-                                job_id,
-                                &party,
-                                &task.component,
-                                task.version,
-                                federated,
-                            )
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
                 if self
                     .store()
-                    .cas_task_status(task, federated, &reason, &commands, now_ms())
+                    .cas_task_status(task, federated, &reason, &[], now_ms())
                     .await?
                 {
-                    if !commands.is_empty() {
-                        self.inner.outbox.wake();
+                    if federated.is_end() {
+                        self.announce_task_status(&spec, task, federated);
                     }
                     tracing::debug!(job = %job_id, component = %task.component, version = task.version, from = %task.status, to = %federated, "task status");
                     self.publish(Event::Task {
