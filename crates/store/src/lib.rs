@@ -34,9 +34,6 @@ pub(crate) fn now_ms() -> i64 {
 pub struct Db {
     conn: DatabaseConnection,
     backend: DbBackend,
-    /// SQLite has one writer at a time; writers of this process queue here instead of in
-    /// SQLite's busy handler, which sleeps in steps of milliseconds.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The SQLite URL of a file, created if missing.
@@ -72,11 +69,7 @@ impl Db {
         };
         migrator.up(&conn, None).await?;
         tracing::debug!(backend = ?backend, "database ready");
-        Ok(Db {
-            conn,
-            backend,
-            writer: Default::default(),
-        })
+        Ok(Db { conn, backend })
     }
 
     /// Connects to a database a service already created, without migrating it (for readers
@@ -89,11 +82,7 @@ impl Db {
             .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
         let conn = sea_orm::Database::connect(options).await?;
         let backend = conn.get_database_backend();
-        Ok(Db {
-            conn,
-            backend,
-            writer: Default::default(),
-        })
+        Ok(Db { conn, backend })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -102,14 +91,8 @@ impl Db {
 
     /// Runs a statement; returns the number of rows it changed.
     pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
-        let _writer = self.write_turn().await;
         let result = self.conn.execute_raw(self.stmt(sql, values)).await?;
         Ok(result.rows_affected())
-    }
-
-    /// This process's turn to write (SQLite only; PostgreSQL takes concurrent writers).
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        (self.backend == DbBackend::Sqlite).then_some(self.writer.clone().lock_owned().await)
     }
 
     pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
@@ -131,11 +114,9 @@ impl Db {
                 .then_some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        let writer = self.write_turn().await;
         let tx = self.conn.begin_with_options(options).await?;
         Ok(Tx {
             tx,
-            _writer: writer,
             backend: self.backend,
         })
     }
@@ -153,8 +134,6 @@ impl Db {
 /// A write transaction; dropped without [`Tx::commit`] it rolls back.
 pub struct Tx {
     tx: DatabaseTransaction,
-    /// Held until the transaction ends (SQLite).
-    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
     backend: DbBackend,
 }
 
