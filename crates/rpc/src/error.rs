@@ -90,6 +90,20 @@ impl RemoteError {
     }
 }
 
+/// How an outbox sender takes the result of delivering one command: `Ok` once the receiver
+/// answered (a refusal is final, and logged naming `what`), `Err` with the reason while it
+/// could not be reached, so the command is tried again.
+pub fn delivery<T>(result: Result<T, tonic::Status>, what: &str) -> Result<(), String> {
+    match result.map_err(RemoteError::from) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_transient() => Err(e.to_string()),
+        Err(e) => {
+            tracing::warn!(command = %what, error = %e, "command refused");
+            Ok(())
+        }
+    }
+}
+
 /// `INVALID_ARGUMENT` style names, as the CLI prints them.
 pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code as C;

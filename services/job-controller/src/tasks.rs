@@ -67,18 +67,7 @@ impl TaskControllerClient {
             std::time::Duration::from_secs(10),
         )
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(s) if RemoteError::from(s.clone()).is_transient() => Err(format!(
-                "{}: {}",
-                fedflow_rpc::error::code_name(s.code()),
-                s.message()
-            )),
-            Err(s) => {
-                tracing::warn!(job = %command.job_id, method = %command.method, error = %s.message(), "command refused");
-                Ok(())
-            }
-        }
+        fedflow_rpc::error::delivery(result, &command.request_id)
     }
 
     /// The command that stops the job's remaining tasks of `who` here (for the outbox).

@@ -117,20 +117,10 @@ impl Remote {
                 &command.request_id,
                 command.payload.into(),
             )
-            .await
-            .map_err(RemoteError::from);
-        self.note_contact(
-            &command.dest,
-            !matches!(&result, Err(e) if e.is_transient()),
-        );
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_transient() => Err(e.to_string()),
-            Err(e) => {
-                tracing::warn!(job = %command.job_id, party = %command.dest, method = %command.method, error = %e, "command refused");
-                Ok(())
-            }
-        }
+            .await;
+        let delivered = fedflow_rpc::error::delivery(result, &command.request_id);
+        self.note_contact(&command.dest, delivered.is_ok());
+        delivered
     }
 
     /// The command that tells `who` the job's status (for the outbox).

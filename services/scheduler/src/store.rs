@@ -304,7 +304,7 @@ impl Store {
             .db
             .exec_audited_sending(
                 AUDIT,
-                "UPDATE scheduler_jobs SET status = ?, update_ms = ?, end_synced = 0,
+                "UPDATE scheduler_jobs SET status = ?, update_ms = ?,
                     reason = CASE WHEN ? = '' THEN reason ELSE ? END,
                     pending_reason = CASE WHEN ? = 'waiting' THEN pending_reason ELSE '' END,
                     start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,

@@ -425,6 +425,17 @@ impl App {
         Ok(stopped)
     }
 
+    /// Fails a running task with `reason` and, if that moved it, stops its worker.
+    async fn fail_and_stop(&self, task: &Task, reason: &str) -> Result<(), Error> {
+        if self
+            .end(task, TaskStatus::Running, TaskStatus::Failed, reason, None)
+            .await?
+        {
+            self.kill_worker(task).await;
+        }
+        Ok(())
+    }
+
     /// Kills a task's worker; if its death cannot be confirmed, keeps trying in the background.
     async fn kill_worker(&self, task: &Task) {
         // The pid may not be stored yet if the start is still in flight: re-read.
@@ -673,18 +684,7 @@ impl App {
                     "worker unresponsive: no heartbeat for {} ms",
                     silent.as_millis()
                 );
-                if self
-                    .end(
-                        &task,
-                        TaskStatus::Running,
-                        TaskStatus::Failed,
-                        &reason,
-                        None,
-                    )
-                    .await?
-                {
-                    self.kill_worker(&task).await;
-                }
+                self.fail_and_stop(&task, &reason).await?;
             }
         }
         Ok(())
@@ -772,18 +772,7 @@ impl App {
             );
             tracing::warn!(%scheduler, tasks = tasks.len(), %reason, "fencing");
             for task in tasks {
-                if self
-                    .end(
-                        &task,
-                        TaskStatus::Running,
-                        TaskStatus::Failed,
-                        &reason,
-                        None,
-                    )
-                    .await?
-                {
-                    self.kill_worker(&task).await;
-                }
+                self.fail_and_stop(&task, &reason).await?;
             }
         }
         Ok(())

@@ -34,16 +34,7 @@ impl Reporter {
                 &request,
             )
             .await;
-        !matches!(
-            result,
-            Err(status) if matches!(
-                status.code(),
-                tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Unknown
-                    | tonic::Code::Cancelled
-            )
-        )
+        fedflow_rpc::error::delivery(result, &request.request_id).is_ok()
     }
 
     /// The command that reports `status` of `key` to the job's scheduler (for the outbox,
@@ -80,24 +71,7 @@ impl Reporter {
                 command.payload.into(),
             )
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
-                        | tonic::Code::Unknown
-                        | tonic::Code::Cancelled
-                ) =>
-            {
-                Err(format!("{:?}: {}", status.code(), status.message()))
-            }
-            Err(status) => {
-                tracing::warn!(job = %command.job_id, scheduler = %command.dest, error = %status.message(), "status report refused");
-                Ok(())
-            }
-        }
+        fedflow_rpc::error::delivery(result, &command.request_id)
     }
 }
 
