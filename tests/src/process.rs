@@ -12,7 +12,10 @@ pub struct ProcParty {
     pub scheduler: String,
     pub job_controller: String,
     pub task_controller: String,
+    /// The gateway's internal port (this party's services).
     pub gateway: String,
+    /// The gateway's federation port (other parties' gateways).
+    pub federation: String,
 }
 
 pub struct ProcessFederation {
@@ -43,6 +46,9 @@ pub struct ProcessOptions {
     pub log: &'static str,
     /// Extra environment for every service (`FEDFLOW_<SERVICE>__…` overrides).
     pub env: Vec<(String, String)>,
+    /// Plaintext between gateways (`federation.mode = "insecure"`) instead of mutual TLS with
+    /// a PKI per party made by `fedflow_tls::pki` under `<dir>/pki/<party>`.
+    pub insecure: bool,
 }
 
 impl Default for ProcessOptions {
@@ -52,6 +58,7 @@ impl Default for ProcessOptions {
             engine: "process",
             log: "info",
             env: Vec::new(),
+            insecure: false,
         }
     }
 }
@@ -106,13 +113,38 @@ impl ProcessFederation {
                 job_controller: free_port(&mut held),
                 task_controller: free_port(&mut held),
                 gateway: free_port(&mut held),
+                federation: free_port(&mut held),
             })
             .collect();
         // Released just before the services bind them.
         drop(held);
+        let pki = |party: &str| fedflow_tls::pki::Layout::new(dir.path().join("pki").join(party));
+        if !options.insecure {
+            for party in &parties {
+                pki(&party.party_id)
+                    .init(
+                        &party.party_id,
+                        &["localhost".to_owned()],
+                        fedflow_tls::pki::Validity::days(30),
+                        fedflow_tls::pki::Validity::days(30),
+                    )
+                    .expect("make a party's PKI");
+            }
+        }
         let routes: String = parties
             .iter()
-            .map(|p| format!("\"{}\" = \"{}\"\n", p.party_id, p.gateway))
+            .map(|p| {
+                if options.insecure {
+                    format!("\"{}\" = \"{}\"\n", p.party_id, p.federation)
+                } else {
+                    format!(
+                        "\"{}\" = {{ address = \"{}\", ca = \"{}\" }}\n",
+                        p.party_id,
+                        p.federation,
+                        pki(&p.party_id).ca_cert().display()
+                    )
+                }
+            })
             .collect();
         let mut children = Vec::new();
         let mut launches = Vec::new();
@@ -124,9 +156,19 @@ impl ProcessFederation {
                 (
                     "fedflow-party-gateway",
                     format!(
-                        "party_id = \"{id}\"\n[grpc]\nlisten = \"{listen}\"\n[local]\nscheduler = \"{s}\"\njob_controller = \"{j}\"\ntask_controller = \"{t}\"\n[routes]\n{routes}",
+                        "party_id = \"{id}\"\n[grpc]\nlisten = \"{listen}\"\n[federation]\nlisten = \"{federation}\"\n{tls}[local]\nscheduler = \"{s}\"\njob_controller = \"{j}\"\ntask_controller = \"{t}\"\n[routes]\n{routes}",
                         id = party.party_id,
                         listen = party.gateway,
+                        federation = party.federation,
+                        tls = if options.insecure {
+                            "mode = \"insecure\"\n".to_owned()
+                        } else {
+                            format!(
+                                "mode = \"mtls\"\ncert = \"{}\"\nkey = \"{}\"\nreload_interval_ms = 500\n",
+                                pki(&party.party_id).cert().display(),
+                                pki(&party.party_id).key().display()
+                            )
+                        },
                         s = party.scheduler,
                         j = party.job_controller,
                         t = party.task_controller,

@@ -766,6 +766,8 @@ async fn duplicated_and_reordered_party_calls_change_nothing() {
                 "FEDFLOW_PARTY_GATEWAY__FORWARD__DUPLICATE_DELIVERY_FOR_TESTING".into(),
                 "true".into(),
             )],
+            // The duplicating switch is refused with mutual TLS on.
+            insecure: true,
             ..Default::default()
         },
     )

@@ -343,6 +343,7 @@ fn options(engine: &'static str, cores: u32) -> ProcessOptions {
         engine,
         log: "info",
         env: Vec::new(),
+        insecure: false,
     }
 }
 

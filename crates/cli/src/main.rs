@@ -6,6 +6,7 @@
 //! non-zero.
 
 mod commands;
+mod pki;
 mod print;
 mod standalone;
 
@@ -46,6 +47,9 @@ enum Command {
     Task(TaskCommand),
     /// Runs every service of the listed parties in this process, on localhost.
     Standalone(StandaloneArgs),
+    /// Certificates for mutual TLS between gateways: a party's CA, its gateway certificate.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
 }
 
 #[derive(Subcommand)]
@@ -137,6 +141,11 @@ pub struct StandaloneArgs {
     /// Runs the sample 3-party job (examples/sum-diamond), prints the result and exits.
     #[arg(long)]
     demo: bool,
+    /// Plaintext between the parties' gateways, identities taken from messages (development
+    /// only). By default the gateways use mutual TLS with a PKI per party under
+    /// `<data-dir>/pki`.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[tokio::main]
@@ -144,6 +153,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args).await,
+        Command::Pki(command) => pki::run(command),
         Command::Job(command) => {
             let ctx = commands::Ctx::new(&cli.scheduler, cli.json);
             match command {

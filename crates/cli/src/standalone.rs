@@ -20,6 +20,7 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
     let _telemetry = fedflow_telemetry::init("fedflow-standalone", &telemetry);
     let mut options = Options::new(args.parties.clone(), args.data_dir.clone());
     options.cores = args.cores;
+    options.mtls = !args.insecure;
     let worker = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("fedflow-worker")));
@@ -40,6 +41,16 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
             party.gateway,
             party.job_controller,
             party.task_controller
+        );
+    }
+    if args.insecure {
+        println!(
+            "INSECURE: gateways talk plaintext and trust the party ids in messages (--insecure; development only)"
+        );
+    } else {
+        println!(
+            "gateways use mutual TLS; each party's CA and certificate are in {}",
+            args.data_dir.join("pki").display()
         );
     }
     if !args.demo {

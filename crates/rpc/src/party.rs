@@ -75,6 +75,7 @@ impl PartyClient {
         request_id: &str,
         payload: Bytes,
     ) -> Result<Bytes, Status> {
+        let now = now_ms();
         let envelope = gw::Envelope {
             src_party_id: self.local_party.clone(),
             dest_party_id: dest.to_owned(),
@@ -82,10 +83,11 @@ impl PartyClient {
             service: service.to_owned(),
             method: method.to_owned(),
             request_id: request_id.to_owned(),
-            deadline_unix_ms: now_ms() + i64::try_from(self.timeout.as_millis()).unwrap_or(30_000),
+            deadline_unix_ms: now + i64::try_from(self.timeout.as_millis()).unwrap_or(30_000),
             trace_context: Default::default(),
             payload,
             hops: 0,
+            issued_at_unix_ms: now,
         };
         let mut request = tonic::Request::new(envelope);
         request.set_timeout(self.timeout + Duration::from_millis(500));
@@ -105,4 +107,43 @@ pub mod services {
     pub const STATUS_REPORT: &str = "fedflow.scheduler.v1.StatusReport";
     pub const JOB_CONTROLLER: &str = "fedflow.jobcontroller.v1.JobController";
     pub const TASK_CONTROLLER: &str = "fedflow.taskcontroller.v1.TaskController";
+}
+
+/// The metadata key under which the gateway tells a local service which party a call comes
+/// from: this party for its own services' calls, the authenticated peer for another party's.
+pub const CALLER_HEADER: &str = "x-fedflow-caller-party";
+
+/// Who made a call, as the gateway vouched for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No gateway in between (a direct call on the service's own port, which only the party's
+    /// own network reaches), or this party's own services through the gateway.
+    Local,
+    /// Another party, authenticated by the gateway.
+    Party(String),
+}
+
+impl Caller {
+    /// The caller of `request`, for a service of party `own_party`.
+    pub fn of<T>(request: &tonic::Request<T>, own_party: &str) -> Caller {
+        match request
+            .metadata()
+            .get(CALLER_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(party) if party != own_party => Caller::Party(party.to_owned()),
+            _ => Caller::Local,
+        }
+    }
+
+    /// `PERMISSION_DENIED` unless the caller is local or `party`.
+    pub fn must_be(&self, party: &str, what: &str) -> Result<(), Status> {
+        match self {
+            Caller::Local => Ok(()),
+            Caller::Party(p) if p == party => Ok(()),
+            Caller::Party(p) => Err(Status::permission_denied(format!(
+                "party {p} may not {what}: only party {party} may"
+            ))),
+        }
+    }
 }

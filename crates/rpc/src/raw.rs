@@ -49,13 +49,16 @@ impl Decoder for RawDecoder {
     }
 }
 
-/// Calls `/<service>/<method>` on `channel` with an already encoded request.
+/// Calls `/<service>/<method>` on `channel` with an already encoded request, on behalf of
+/// party `caller` (sent as [`crate::party::CALLER_HEADER`]; `None`: a call of this party's
+/// own).
 pub async fn unary(
     channel: tonic::transport::Channel,
     service: &str,
     method: &str,
     payload: Bytes,
     timeout: std::time::Duration,
+    caller: Option<&str>,
 ) -> Result<Bytes, Status> {
     let path = http::uri::PathAndQuery::try_from(format!("/{service}/{method}"))
         .map_err(|e| Status::invalid_argument(format!("bad method path: {e}")))?;
@@ -65,6 +68,14 @@ pub async fn unary(
         .map_err(|e| Status::unavailable(format!("service not ready: {e}")))?;
     let mut request = tonic::Request::new(payload);
     request.set_timeout(timeout);
+    if let Some(caller) = caller {
+        request.metadata_mut().insert(
+            crate::party::CALLER_HEADER,
+            caller
+                .parse()
+                .map_err(|_| Status::invalid_argument(format!("bad caller party {caller:?}")))?,
+        );
+    }
     let response = grpc.unary(request, path, RawCodec).await?;
     Ok(response.into_inner())
 }

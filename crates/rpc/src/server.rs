@@ -53,6 +53,32 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    // Set per accepted stream: the builder's tcp_nodelay only applies when tonic binds itself,
+    // and without it every small reply waits out a delayed ACK (about 40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    serve_incoming(routes, health, names, incoming, shutdown).await
+}
+
+/// [`serve`] on connections from `incoming` (TLS streams, say), whose connection info reaches
+/// every request's extensions.
+pub async fn serve_incoming<I, IO, IE>(
+    routes: Routes,
+    health: HealthReporter,
+    names: &[&'static str],
+    incoming: I,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let names = names.to_vec();
     for name in &names {
         health
@@ -63,9 +89,6 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let trace = TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::WARN));
-    // Set per accepted stream: the builder's tcp_nodelay only applies when tonic binds itself,
-    // and without it every small reply waits out a delayed ACK (about 40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

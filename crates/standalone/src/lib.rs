@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use fedflow_party_gateway::config::{Route, RouteTable, SecurityMode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,8 @@ pub enum Error {
     Io(String, std::io::Error),
     #[error("{0}")]
     Addresses(String),
+    #[error("party {0} PKI: {1}")]
+    Pki(String, fedflow_tls::Error),
 }
 
 /// What to start.
@@ -43,6 +46,11 @@ pub struct Options {
     /// Database URL per (party, service name) instead of SQLite under the data dir;
     /// `{party}` and `{service}` are replaced (e.g. one PostgreSQL database per service).
     pub database_url_template: Option<String>,
+    /// Mutual TLS between the parties' gateways (the default), with a PKI per party made under
+    /// `<data_dir>/pki/<party>` on first start; `false`: plaintext, insecure mode.
+    pub mtls: bool,
+    /// How often gateways re-read their certificates (ms).
+    pub tls_reload_interval_ms: u64,
 }
 
 impl Options {
@@ -56,7 +64,14 @@ impl Options {
             heartbeat_interval_ms: 1_000,
             heartbeat_timeout_ms: 10_000,
             database_url_template: None,
+            mtls: true,
+            tls_reload_interval_ms: 1_000,
         }
+    }
+
+    /// The PKI directory of `party` (mtls mode).
+    pub fn pki_dir(&self, party: &str) -> PathBuf {
+        self.data_dir.join("pki").join(party)
     }
 
     fn database(&self, party: &str, service: &str, dir: &Path) -> fedflow_config::DatabaseConfig {
@@ -80,7 +95,10 @@ pub struct Party {
     pub scheduler: SocketAddr,
     pub job_controller: SocketAddr,
     pub task_controller: SocketAddr,
+    /// The gateway's internal port (this party's services).
     pub gateway: SocketAddr,
+    /// The gateway's federation port (other parties' gateways).
+    pub federation: SocketAddr,
 }
 
 /// A running federation; [`Federation::shutdown`] stops it.
@@ -155,6 +173,7 @@ impl Federation {
             job_controller: tokio::net::TcpListener,
             task_controller: tokio::net::TcpListener,
             gateway: tokio::net::TcpListener,
+            federation: tokio::net::TcpListener,
         }
         let mut bound = Vec::new();
         let mut parties = Vec::new();
@@ -169,6 +188,7 @@ impl Federation {
                 job_controller: bind_kept(&kept, party_id, "job-controller", dir).await?,
                 task_controller: bind_kept(&kept, party_id, "task-controller", dir).await?,
                 gateway: bind_kept(&kept, party_id, "party-gateway", dir).await?,
+                federation: bind_kept(&kept, party_id, "party-gateway-federation", dir).await?,
             };
             parties.push(Party {
                 party_id: party_id.clone(),
@@ -176,6 +196,7 @@ impl Federation {
                 job_controller: addr(&l.job_controller)?,
                 task_controller: addr(&l.task_controller)?,
                 gateway: addr(&l.gateway)?,
+                federation: addr(&l.federation)?,
             });
             bound.push(l);
         }
@@ -187,13 +208,44 @@ impl Federation {
                     ("job-controller".to_owned(), p.job_controller.to_string()),
                     ("task-controller".to_owned(), p.task_controller.to_string()),
                     ("party-gateway".to_owned(), p.gateway.to_string()),
+                    (
+                        "party-gateway-federation".to_owned(),
+                        p.federation.to_string(),
+                    ),
                 ]),
             );
         }
         write_kept(&options.data_dir, &kept)?;
-        let routes: BTreeMap<String, String> = parties
+        if options.mtls {
+            for p in &parties {
+                let layout = fedflow_tls::pki::Layout::new(options.pki_dir(&p.party_id));
+                if !layout.ca_cert().exists() {
+                    layout
+                        .init(
+                            &p.party_id,
+                            &["localhost".to_owned(), "127.0.0.1".to_owned()],
+                            fedflow_tls::pki::Validity::days(3650),
+                            fedflow_tls::pki::Validity::days(365),
+                        )
+                        .map_err(|e| Error::Pki(p.party_id.clone(), e))?;
+                }
+            }
+        }
+        let routes: BTreeMap<String, Route> = parties
             .iter()
-            .map(|p| (p.party_id.clone(), p.gateway.to_string()))
+            .map(|p| {
+                let route = if options.mtls {
+                    Route::Full(RouteTable {
+                        address: p.federation.to_string(),
+                        ca: Some(
+                            fedflow_tls::pki::Layout::new(options.pki_dir(&p.party_id)).ca_cert(),
+                        ),
+                    })
+                } else {
+                    Route::Address(p.federation.to_string())
+                };
+                (p.party_id.clone(), route)
+            })
             .collect();
         let shutdown = CancellationToken::new();
         let mut handles = Vec::new();
@@ -214,13 +266,40 @@ impl Federation {
                     .filter(|(p, _)| **p != id)
                     .map(|(p, a)| (p.clone(), a.clone()))
                     .collect(),
+                federation: {
+                    let layout = fedflow_tls::pki::Layout::new(options.pki_dir(&id));
+                    fedflow_party_gateway::config::FederationConfig {
+                        listen: party.federation.to_string(),
+                        mode: if options.mtls {
+                            SecurityMode::Mtls
+                        } else {
+                            SecurityMode::Insecure
+                        },
+                        cert: if options.mtls {
+                            layout.cert()
+                        } else {
+                            Default::default()
+                        },
+                        key: if options.mtls {
+                            layout.key()
+                        } else {
+                            Default::default()
+                        },
+                        reload_interval_ms: options.tls_reload_interval_ms,
+                        ..Default::default()
+                    }
+                },
                 ..Default::default()
             };
             let stop = shutdown.clone();
+            let listeners = fedflow_party_gateway::Listeners {
+                internal: l.gateway,
+                federation: l.federation,
+            };
             handles.push((
                 format!("{id} party-gateway"),
                 tokio::spawn(async move {
-                    fedflow_party_gateway::run(config, l.gateway, stop)
+                    fedflow_party_gateway::run(config, listeners, stop)
                         .await
                         .map_err(|e| e.to_string())
                 }),

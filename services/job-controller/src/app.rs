@@ -389,6 +389,34 @@ impl App {
         Ok(jobs)
     }
 
+    pub fn party_id(&self) -> &str {
+        &self.party_id
+    }
+
+    /// Every participant's party id of a job row, from its conf.
+    pub fn participants(&self, job: &PartyJob) -> Vec<String> {
+        let mut parties: Vec<String> = dsl::parse(&job.dsl, &job.conf, &self.limits)
+            .map(|spec| {
+                spec.participants()
+                    .into_iter()
+                    .map(|p| p.party_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        parties.sort();
+        parties.dedup();
+        parties
+    }
+
+    /// The job's scheduler party and participants; `None` when the job is not here.
+    pub async fn job_parties(&self, job_id: &str) -> Result<Option<(String, Vec<String>)>, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let jobs = self.store.jobs(job_id).await?;
+        Ok(jobs
+            .first()
+            .map(|job| (job.scheduler_party_id.clone(), self.participants(job))))
+    }
+
     pub async fn resources(&self) -> Result<ResourceView, Error> {
         let allocations = self.store.allocations().await?;
         let used: u32 = allocations.iter().map(|a| a.cores).sum();

@@ -6,6 +6,7 @@ use fedflow_core::ids::Participant;
 use fedflow_proto::jobcontroller::v1 as pb;
 use fedflow_rpc::convert::{job_status_from_pb, job_status_to_pb};
 use fedflow_rpc::error::to_status;
+use fedflow_rpc::party::Caller;
 use tonic::{Request, Response, Status};
 
 use crate::app::{App, CreateJob};
@@ -19,6 +20,38 @@ pub fn service(app: App) -> pb::job_controller_server::JobControllerServer<JobCo
 
 pub struct JobController {
     app: Arc<App>,
+}
+
+impl JobController {
+    /// Refuses another party's call about `job_id` unless it is the job's scheduler party
+    /// (`scheduler_only`) or a participant. This party's own calls pass.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        job_id: &str,
+        scheduler_only: bool,
+    ) -> Result<(), Status> {
+        let Caller::Party(caller) = Caller::of(request, self.app.party_id()) else {
+            return Ok(());
+        };
+        let parties = self
+            .app
+            .job_parties(job_id)
+            .await
+            .map_err(|e| to_status(&e))?;
+        match parties {
+            Some((scheduler, _)) if scheduler == caller => Ok(()),
+            Some((_, participants)) if !scheduler_only && participants.contains(&caller) => Ok(()),
+            Some((scheduler, participants)) if participants.contains(&caller) => {
+                Err(Status::permission_denied(format!(
+                    "party {caller} is not job {job_id}'s scheduler (party {scheduler}); only the scheduler may do this"
+                )))
+            }
+            _ => Err(Status::permission_denied(format!(
+                "party {caller} is not a participant of job {job_id}"
+            ))),
+        }
+    }
 }
 
 fn who(role: String, party_id: String) -> Participant {
@@ -47,6 +80,10 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
+        Caller::of(&request, self.app.party_id()).must_be(
+            &request.get_ref().scheduler_party_id,
+            "create a job scheduled by another party",
+        )?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let components = fedflow_store::with_request(&request_id, {
@@ -79,6 +116,8 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::ApplyResourceRequest>,
     ) -> Result<Response<pb::ApplyResourceResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id, true)
+            .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let (grant, cores, memory_mb) = fedflow_store::with_request(&request_id, {
@@ -106,6 +145,8 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::ReturnResourceRequest>,
     ) -> Result<Response<pb::ReturnResourceResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id, true)
+            .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let released = fedflow_store::with_request(&request_id, {
@@ -124,6 +165,8 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::StartJobRequest>,
     ) -> Result<Response<pb::StartJobResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id, true)
+            .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = fedflow_store::with_request(&request_id, {
@@ -141,6 +184,8 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::UpdateJobStatusRequest>,
     ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id, true)
+            .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let to = job_status_from_pb(r.status)
@@ -164,20 +209,32 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id, false)
+            .await?;
         let jobs = self
             .app
             .get_job(&request.into_inner().job_id)
             .await
             .map_err(|e| to_status(&e))?;
+        let participants = jobs
+            .first()
+            .map(|job| self.app.participants(job))
+            .unwrap_or_default();
         Ok(Response::new(pb::GetJobResponse {
             jobs: jobs.into_iter().map(party_job).collect(),
+            participants,
         }))
     }
 
     async fn get_resources(
         &self,
-        _request: Request<pb::GetResourcesRequest>,
+        request: Request<pb::GetResourcesRequest>,
     ) -> Result<Response<pb::GetResourcesResponse>, Status> {
+        if let Caller::Party(caller) = Caller::of(&request, self.app.party_id()) {
+            return Err(Status::permission_denied(format!(
+                "party {caller} may not read this party's resources"
+            )));
+        }
         let view = self.app.resources().await.map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::GetResourcesResponse {
             total_cores: view.capacity.cores,

@@ -65,6 +65,7 @@ impl TaskControllerClient {
             &command.method,
             command.payload.into(),
             std::time::Duration::from_secs(10),
+            None,
         )
         .await;
         fedflow_rpc::error::delivery(result, &command.request_id)

@@ -2,6 +2,7 @@
 //! `deploy/config/party-gateway.toml` for every key.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use fedflow_config::{GrpcConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
@@ -11,11 +12,16 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// This party's id.
     pub party_id: String,
+    /// The internal port: this party's own services send their envelopes here. Plaintext;
+    /// bind it to the party's private network only.
     pub grpc: GrpcConfig,
+    /// The federation port, where other parties' gateways connect, and how they are trusted.
+    pub federation: FederationConfig,
     /// Addresses of this party's services.
     pub local: LocalServices,
-    /// Other parties' gateways: party id -> `host:port`.
-    pub routes: BTreeMap<String, String>,
+    /// Other parties' gateways: party id -> `{ address = "host:port", ca = "their CA bundle" }`
+    /// (a bare `"host:port"` only in insecure mode).
+    pub routes: BTreeMap<String, Route>,
     pub forward: ForwardConfig,
     pub telemetry: TelemetryConfig,
 }
@@ -25,6 +31,7 @@ impl Default for Config {
         Config {
             party_id: "9999".into(),
             grpc: GrpcConfig::default(),
+            federation: FederationConfig::default(),
             local: LocalServices::default(),
             routes: BTreeMap::new(),
             forward: ForwardConfig::default(),
@@ -78,6 +85,89 @@ impl Default for ForwardConfig {
             backoff_max_ms: 1_000,
             max_hops: 2,
             duplicate_delivery_for_testing: false,
+        }
+    }
+}
+
+/// How other parties' gateways are authenticated on the federation port.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityMode {
+    /// Mutual TLS: a peer is the party its certificate names, and only if the certificate
+    /// chains to that party's CA from `routes`.
+    #[default]
+    Mtls,
+    /// DEVELOPMENT ONLY: plaintext, and a peer is whoever its envelopes claim to be.
+    Insecure,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Where other parties' gateways connect (`host:port`).
+    pub listen: String,
+    pub mode: SecurityMode,
+    /// This gateway's certificate (PEM, URI SAN `spiffe://fedflow/party/<party_id>`), as
+    /// `fedflow pki` makes it. Required in mtls mode.
+    pub cert: PathBuf,
+    /// Its private key (PEM). Required in mtls mode.
+    pub key: PathBuf,
+    /// How often the certificate, key and CA bundles are re-read; a change is used for new
+    /// connections without a restart.
+    pub reload_interval_ms: u64,
+    /// An envelope issued further in the future than this (by the receiver's clock) is refused
+    /// as clock skew.
+    pub max_clock_skew_ms: u64,
+    /// The longest an envelope may live (expiry minus issue time).
+    pub max_envelope_lifetime_ms: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            listen: "127.0.0.1:0".into(),
+            mode: SecurityMode::Mtls,
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            reload_interval_ms: 5_000,
+            max_clock_skew_ms: 30_000,
+            max_envelope_lifetime_ms: 600_000,
+        }
+    }
+}
+
+/// Another party's gateway.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Route {
+    /// `"host:port"`: insecure mode only.
+    Address(String),
+    Full(RouteTable),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTable {
+    /// The party's federation port, `host:port`.
+    pub address: String,
+    /// The party's CA certificate(s), PEM (its `ca.crt` from `fedflow pki`; during a CA
+    /// rotation, old and new concatenated).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+impl Route {
+    pub fn address(&self) -> &str {
+        match self {
+            Route::Address(address) => address,
+            Route::Full(table) => &table.address,
+        }
+    }
+
+    pub fn ca(&self) -> Option<&PathBuf> {
+        match self {
+            Route::Address(_) => None,
+            Route::Full(table) => table.ca.as_ref(),
         }
     }
 }

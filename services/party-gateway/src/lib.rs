@@ -1,32 +1,157 @@
-//! The party-gateway: the one door of a party. Every party call of fedflow arrives here as a
-//! `Federation.Forward` envelope, from a local service (hops = 0) or from another party's
-//! gateway, and is delivered to the local service it names or to the destination party's
-//! gateway from the route table, with a deadline and bounded retries with backoff.
+//! The party-gateway: the one door of a party. It serves two ports:
 //!
-//! Only the party APIs (scheduler, status reports, job-controller, task-controller) can be
-//! reached through it; the worker API never leaves the party.
+//! - the **internal** port (`grpc.listen`), where this party's own services hand it every
+//!   party call as a `Federation.Forward` envelope; it speaks for this party;
+//! - the **federation** port (`federation.listen`), where other parties' gateways connect.
+//!   In `mtls` mode (the default) a peer is the party its certificate names and chains to
+//!   (`fedflow_tls`); its envelopes must say so, must be fresh and not replayed
+//!   ([`replay`]), and may only do what the peer's part in the job allows ([`policy`]).
+//!
+//! Envelopes are delivered to the local service they name (with the caller's party in the
+//! `x-fedflow-caller-party` header) or to the destination party's gateway from the route
+//! table, with a deadline and bounded retries with backoff. Only the party APIs (scheduler,
+//! status reports, job-controller, task-controller) can be reached through it; the worker API
+//! never leaves the party.
 
 pub mod config;
 mod forward;
 mod grpc;
+pub mod policy;
+mod replay;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use config::SecurityMode;
 
-/// Serves the gateway on `listener` until `shutdown` is cancelled.
+/// The largest message either port takes or sends.
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// The gateway's two listeners.
+pub struct Listeners {
+    /// For this party's own services (`grpc.listen`).
+    pub internal: TcpListener,
+    /// For other parties' gateways (`federation.listen`).
+    pub federation: TcpListener,
+}
+
+/// Serves the gateway on `listeners` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let router = forward::Router::new(&config)?;
+    let tls = tls_material(&config)?;
+    let router = Arc::new(forward::Router::new(&config, tls.clone())?);
+    let internal = {
+        let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
+        let routes = routes.add_service(grpc::service(router.clone(), grpc::Port::Internal));
+        fedflow_rpc::server::serve(
+            routes,
+            health,
+            &[grpc::SERVICE_NAME],
+            listeners.internal,
+            shutdown.clone(),
+        )
+    };
     let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
-    let routes = routes.add_service(grpc::service(router));
-    tracing::info!(party = %config.party_id, addr = ?listener.local_addr().ok(), "party-gateway serving");
-    fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await?;
-    Ok(())
+    let routes = routes.add_service(grpc::service(router, grpc::Port::Federation));
+    let federation_addr = listeners.federation.local_addr().ok();
+    let federation = async {
+        match &tls {
+            Some(material) => {
+                material.spawn_reloader(
+                    Duration::from_millis(config.federation.reload_interval_ms.max(100)),
+                    shutdown.clone(),
+                );
+                let server_config = fedflow_tls::server::config(material.clone())
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                let incoming = fedflow_tls::server::incoming(
+                    listeners.federation,
+                    server_config,
+                    shutdown.clone(),
+                );
+                fedflow_rpc::server::serve_incoming(
+                    routes,
+                    health,
+                    &[grpc::SERVICE_NAME],
+                    incoming,
+                    shutdown.clone(),
+                )
+                .await?;
+            }
+            None => {
+                fedflow_rpc::server::serve(
+                    routes,
+                    health,
+                    &[grpc::SERVICE_NAME],
+                    listeners.federation,
+                    shutdown.clone(),
+                )
+                .await?;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    match &tls {
+        Some(material) => tracing::info!(
+            party = %config.party_id,
+            federation = ?federation_addr,
+            fingerprint = %material.current().fingerprint,
+            "party-gateway serving; federation port with mutual TLS"
+        ),
+        None => tracing::warn!(
+            party = %config.party_id,
+            federation = ?federation_addr,
+            "party-gateway serving in INSECURE mode: the federation port is plaintext and trusts the party ids envelopes claim; for development only"
+        ),
+    }
+    let (internal, federation) = tokio::join!(internal, federation);
+    internal?;
+    federation
+}
+
+/// The TLS material of an mtls gateway (None in insecure mode), after checking that the
+/// configuration names everything mtls needs.
+fn tls_material(config: &Config) -> Result<Option<Arc<fedflow_tls::Reloadable>>, Error> {
+    match config.federation.mode {
+        SecurityMode::Insecure => Ok(None),
+        SecurityMode::Mtls => {
+            if config.forward.duplicate_delivery_for_testing {
+                return Err(Error::Config(
+                    "forward.duplicate_delivery_for_testing is refused in mtls mode (it is for tests in insecure mode only)".into(),
+                ));
+            }
+            let (cert, key) = (&config.federation.cert, &config.federation.key);
+            if cert.as_os_str().is_empty() || key.as_os_str().is_empty() {
+                return Err(Error::Config(
+                    "federation.mode = \"mtls\" needs federation.cert and federation.key (make them with `fedflow pki init`), or federation.mode = \"insecure\" for development".into(),
+                ));
+            }
+            let mut trust = std::collections::BTreeMap::new();
+            for (party, route) in &config.routes {
+                let ca = route.ca().ok_or_else(|| {
+                    Error::Config(format!(
+                        "routes.{party}: mtls mode needs the party's CA: {{ address = \"{}\", ca = \"/path/to/party-{party}-ca.crt\" }}",
+                        route.address()
+                    ))
+                })?;
+                trust.insert(party.clone(), ca.clone());
+            }
+            let files = fedflow_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                trust,
+            };
+            fedflow_tls::Reloadable::load(files, &config.party_id)
+                .map(Some)
+                .map_err(|e| Error::Config(format!("federation TLS: {e}")))
+        }
+    }
 }
 
 /// Why the gateway could not start or stopped serving.

@@ -24,20 +24,27 @@ async fn main() {
             }
         };
     let _telemetry = fedflow_telemetry::init("fedflow-party-gateway", &config.telemetry);
-    let listener = match fedflow_rpc::server::bind(&config.grpc.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "fedflow-party-gateway: cannot listen on {}: {e}",
-                config.grpc.listen
-            );
-            std::process::exit(69);
+    let mut bound = Vec::new();
+    for addr in [&config.grpc.listen, &config.federation.listen] {
+        match fedflow_rpc::server::bind(addr).await {
+            Ok(listener) => bound.push(listener),
+            Err(e) => {
+                eprintln!("fedflow-party-gateway: cannot listen on {addr}: {e}");
+                std::process::exit(69);
+            }
         }
+    }
+    let (Some(federation), Some(internal)) = (bound.pop(), bound.pop()) else {
+        unreachable!("two addresses were bound")
+    };
+    let listeners = fedflow_party_gateway::Listeners {
+        internal,
+        federation,
     };
     let shutdown = fedflow_rpc::server::shutdown_on_signals(std::time::Duration::from_millis(
         config.grpc.drain_timeout_ms,
     ));
-    if let Err(e) = fedflow_party_gateway::run(config, listener, shutdown).await {
+    if let Err(e) = fedflow_party_gateway::run(config, listeners, shutdown).await {
         eprintln!("fedflow-party-gateway: {e}");
         std::process::exit(1);
     }

@@ -389,8 +389,14 @@ impl App {
         self.set_job_status(&job, JobStatus::Waiting, "", &[])
             .await?;
         // Awaited, so a later status can never be overtaken by this one.
-        self.sync_job_status(&job_id, &participants, JobStatus::Waiting, "")
-            .await;
+        self.sync_job_status(
+            &job_id,
+            job.queued_ms,
+            &participants,
+            JobStatus::Waiting,
+            "",
+        )
+        .await;
         self.inner.queue.notify_one();
         tracing::info!(job = %job_id, parties = participants.len(), "job submitted");
         Ok(job_id)
@@ -433,16 +439,22 @@ impl App {
     }
 
     /// Sends a job status to every participant, in parallel, retrying transient failures.
-    /// True when every participant acknowledged it.
+    /// True when every participant acknowledged it. `epoch` (when the job last entered the
+    /// queue) makes each run's status calls their own requests: a rerun's `waiting` is not a
+    /// repeat of the first run's.
     async fn sync_job_status(
         &self,
         job_id: &str,
+        epoch: i64,
         participants: &[Participant],
         status: JobStatus,
         reason: &str,
     ) -> bool {
         let failures = join_all(participants.iter().map(|who| {
-            retrying(move || self.remote().update_job_status(job_id, who, status, reason))
+            retrying(move || {
+                self.remote()
+                    .update_job_status(job_id, epoch, who, status, reason)
+            })
         }))
         .await
         .into_iter()
@@ -469,7 +481,7 @@ impl App {
         let commands: Vec<_> = spec
             .participants()
             .iter()
-            .map(|who| Remote::job_status_command(&job.job_id, who, to, told))
+            .map(|who| Remote::job_status_command(&job.job_id, job.queued_ms, who, to, told))
             .collect();
         if !self.set_job_status(job, to, reason, &commands).await? {
             return Ok(());
@@ -525,6 +537,10 @@ impl App {
                 }
             })
             .await;
+    }
+
+    pub fn party_id(&self) -> &str {
+        &self.inner.party_id
     }
 
     /// A job this party schedules.
@@ -671,6 +687,7 @@ impl App {
                     retrying(move || {
                         self.remote().stop_tasks(
                             job_id,
+                            job.queued_ms,
                             who,
                             None,
                             TaskStatus::Canceled,
@@ -823,7 +840,7 @@ impl App {
             status: JobStatus::Waiting,
             reason: String::new(),
         });
-        self.sync_job_status(job_id, &participants, JobStatus::Waiting, "")
+        self.sync_job_status(job_id, now, &participants, JobStatus::Waiting, "")
             .await;
         self.inner.queue.notify_one();
         tracing::info!(job = %job_id, components = ?closure, "job rerun");
@@ -1217,6 +1234,7 @@ impl App {
             retrying(move || {
                 self.remote().stop_tasks(
                     &task.job_id,
+                    0,
                     who,
                     Some((&task.component, task.version)),
                     status,
@@ -1416,12 +1434,11 @@ impl App {
             }
         }
         if missing.is_empty() {
-            let started = join_all(
-                participants
-                    .iter()
-                    .map(|who| retrying(move || self.remote().start_job(job_id, who))),
-            )
-            .await;
+            let started =
+                join_all(participants.iter().map(|who| {
+                    retrying(move || self.remote().start_job(job_id, job.queued_ms, who))
+                }))
+                .await;
             if let Some(e) = started.into_iter().find_map(Result::err) {
                 missing.push(format!("start failed: {e}"));
             }

@@ -1,13 +1,16 @@
 //! `fedflow.scheduler.v1.Scheduler` (the client API) and `StatusReport` adapters. Calls about
 //! a job another party schedules are passed on to that party's scheduler as they are.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use fedflow_core::ids::Participant;
 use fedflow_proto::common::v1 as common;
 use fedflow_proto::scheduler::v1 as pb;
 use fedflow_rpc::convert::{job_status_to_pb, task_status_from_pb, task_status_to_pb};
 use fedflow_rpc::error::to_status;
+use fedflow_rpc::party::Caller;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -25,15 +28,91 @@ pub fn services(
     pb::scheduler_server::SchedulerServer<Scheduler>,
     pb::status_report_server::StatusReportServer<StatusReport>,
 ) {
+    let members = Members::default();
     (
-        pb::scheduler_server::SchedulerServer::new(Scheduler { app: app.clone() })
-            .max_decoding_message_size(8 << 20),
-        pb::status_report_server::StatusReportServer::new(StatusReport { app }),
+        pb::scheduler_server::SchedulerServer::new(Scheduler {
+            app: app.clone(),
+            members: members.clone(),
+        })
+        .max_decoding_message_size(8 << 20),
+        pb::status_report_server::StatusReportServer::new(StatusReport { app, members }),
     )
 }
 
 pub struct Scheduler {
     app: App,
+    members: Members,
+}
+
+/// The participants of the jobs this party schedules, read once per job (they never change),
+/// to check calls from other parties.
+#[derive(Clone, Default)]
+struct Members(Arc<Mutex<HashMap<String, Arc<Vec<String>>>>>);
+
+const MAX_KNOWN_JOBS: usize = 100_000;
+
+impl Members {
+    /// Refuses another party's call about `job_id` unless it takes part in the job, which this
+    /// party schedules. This party's own calls pass.
+    async fn check<T>(&self, app: &App, request: &Request<T>, job_id: &str) -> Result<(), Status> {
+        let Caller::Party(caller) = Caller::of(request, app.party_id()) else {
+            return Ok(());
+        };
+        let denied = || {
+            Status::permission_denied(format!(
+                "party {caller} is not a participant of job {job_id}"
+            ))
+        };
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job_id)
+            .cloned();
+        let parties = match known {
+            Some(parties) => parties,
+            None => {
+                let job = match app.job_here(job_id).await {
+                    Ok(job) => job,
+                    Err(e) if to_status(&e).code() == tonic::Code::NotFound => {
+                        return Err(denied());
+                    }
+                    Err(e) => return Err(to_status(&e)),
+                };
+                let parties: Vec<String> =
+                    fedflow_core::dsl::parse(&job.dsl, &job.conf, &Default::default())
+                        .map(|spec| {
+                            spec.participants()
+                                .into_iter()
+                                .map(|p| p.party_id)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                let parties = Arc::new(parties);
+                let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                if known.len() >= MAX_KNOWN_JOBS {
+                    known.clear();
+                }
+                known.insert(job_id.to_owned(), parties.clone());
+                parties
+            }
+        };
+        if parties.contains(&caller) {
+            Ok(())
+        } else {
+            Err(denied())
+        }
+    }
+}
+
+/// Refuses another party's call to a method of the client API only.
+fn local_only<T>(app: &App, request: &Request<T>, method: &str) -> Result<(), Status> {
+    match Caller::of(request, app.party_id()) {
+        Caller::Local => Ok(()),
+        Caller::Party(caller) => Err(Status::permission_denied(format!(
+            "party {caller} may not call {method}: it is for this party's own clients"
+        ))),
+    }
 }
 
 impl Scheduler {
@@ -62,6 +141,7 @@ impl Scheduler {
 
 pub struct StatusReport {
     app: App,
+    members: Members,
 }
 
 fn party_ref(who: &Participant) -> common::PartyRef {
@@ -176,6 +256,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        local_only(&self.app, &request, "SubmitJob")?;
         let r = request.into_inner();
         let job_id = self
             .app
@@ -189,6 +270,9 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
+        self.members
+            .check(&self.app, &request, &request.get_ref().job_id)
+            .await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "GetJob", &r, || async {
             let job = self.app.job_here(&r.job_id).await?;
@@ -203,6 +287,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        local_only(&self.app, &request, "ListJobs")?;
         let jobs = self
             .app
             .list_jobs(request.into_inner().limit)
@@ -217,6 +302,9 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::StopJobRequest>,
     ) -> Result<Response<pb::StopJobResponse>, Status> {
+        self.members
+            .check(&self.app, &request, &request.get_ref().job_id)
+            .await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "StopJob", &r, || async {
             let (status, message) = self.app.stop(&r.job_id).await?;
@@ -233,6 +321,9 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::RerunJobRequest>,
     ) -> Result<Response<pb::RerunJobResponse>, Status> {
+        self.members
+            .check(&self.app, &request, &request.get_ref().job_id)
+            .await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "RerunJob", &r, || async {
             let components = self.app.rerun(&r.job_id, &r.component, r.force).await?;
@@ -248,6 +339,9 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        self.members
+            .check(&self.app, &request, &request.get_ref().job_id)
+            .await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "ListTasks", &r, || async {
             let tasks = self.app.tasks(&r.job_id, r.all_versions).await?;
@@ -262,6 +356,9 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::GetTaskOutputRequest>,
     ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
+        self.members
+            .check(&self.app, &request, &request.get_ref().job_id)
+            .await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "GetTaskOutput", &r, || async {
             let who = Participant {
@@ -284,6 +381,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        local_only(&self.app, &request, "WatchJob")?;
         let job_id = request.into_inner().job_id;
         if job_id.is_empty() {
             return Ok(Response::new(Box::pin(watch_all(self.app.subscribe()))));
@@ -374,6 +472,14 @@ impl pb::status_report_server::StatusReport for StatusReport {
         &self,
         request: Request<pb::ReportTaskStatusRequest>,
     ) -> Result<Response<pb::ReportTaskStatusResponse>, Status> {
+        let caller = Caller::of(&request, self.app.party_id());
+        caller.must_be(
+            &request.get_ref().party_id,
+            "report another party's task status",
+        )?;
+        self.members
+            .check(&self.app, &request, &request.get_ref().job_id)
+            .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = task_status_from_pb(r.status)

@@ -126,6 +126,7 @@ impl Remote {
     /// The command that tells `who` the job's status (for the outbox).
     pub fn job_status_command(
         job_id: &str,
+        epoch: i64,
         who: &Participant,
         status: JobStatus,
         reason: &str,
@@ -136,7 +137,10 @@ impl Remote {
             party_id: who.party_id.clone(),
             status: job_status_to_pb(status) as i32,
             reason: reason.to_owned(),
-            request_id: format!("{job_id}:status:{}:{}:{status}", who.role, who.party_id),
+            request_id: format!(
+                "{job_id}:{epoch}:status:{}:{}:{status}",
+                who.role, who.party_id
+            ),
         };
         fedflow_store::Command {
             dest: who.party_id.clone(),
@@ -176,6 +180,7 @@ impl Remote {
     pub async fn update_job_status(
         &self,
         job_id: &str,
+        epoch: i64,
         who: &Participant,
         status: JobStatus,
         reason: &str,
@@ -186,7 +191,10 @@ impl Remote {
             party_id: who.party_id.clone(),
             status: job_status_to_pb(status) as i32,
             reason: reason.to_owned(),
-            request_id: format!("{job_id}:status:{}:{}:{status}", who.role, who.party_id),
+            request_id: format!(
+                "{job_id}:{epoch}:status:{}:{}:{status}",
+                who.role, who.party_id
+            ),
         };
         let _: jc::UpdateJobStatusResponse = self
             .call(
@@ -253,12 +261,17 @@ impl Remote {
         Ok(())
     }
 
-    pub async fn start_job(&self, job_id: &str, who: &Participant) -> Result<(), RemoteError> {
+    pub async fn start_job(
+        &self,
+        job_id: &str,
+        epoch: i64,
+        who: &Participant,
+    ) -> Result<(), RemoteError> {
         let request = jc::StartJobRequest {
             job_id: job_id.to_owned(),
             role: who.role.clone(),
             party_id: who.party_id.clone(),
-            request_id: format!("{job_id}:start:{}:{}", who.role, who.party_id),
+            request_id: format!("{job_id}:{epoch}:start:{}:{}", who.role, who.party_id),
         };
         let _: jc::StartJobResponse = self
             .call(
@@ -376,9 +389,12 @@ impl Remote {
         })
     }
 
+    /// `epoch`: when the job last entered the queue (a job-wide stop of each run is its own
+    /// call).
     pub async fn stop_tasks(
         &self,
         job_id: &str,
+        epoch: i64,
         who: &Participant,
         task: Option<(&str, i32)>,
         status: TaskStatus,
@@ -397,7 +413,7 @@ impl Remote {
                     "{job_id}:stop:{component}:{version}:{}:{}",
                     who.role, who.party_id
                 ),
-                None => format!("{job_id}:stop:*:{}:{}", who.role, who.party_id),
+                None => format!("{job_id}:{epoch}:stop:*:{}:{}", who.role, who.party_id),
             },
         };
         let reply: tc::StopTasksResponse = self

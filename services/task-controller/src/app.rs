@@ -126,6 +126,16 @@ impl App {
         Ok(())
     }
 
+    pub fn party_id(&self) -> &str {
+        &self.inner.party_id
+    }
+
+    /// The party whose scheduler drives `job_id` here, if any task of it is here.
+    pub async fn job_scheduler(&self, job_id: &str) -> Result<Option<String>, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(self.inner.store.job_scheduler(job_id).await?)
+    }
+
     fn check_party(&self, role: &str, party_id: &str) -> Result<(), Error> {
         ids::role(role).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if party_id != self.inner.party_id {
@@ -157,6 +167,12 @@ impl App {
         ids::party_id(scheduler_party_id)
             .map_err(|e| Error::InvalidArgument(format!("scheduler_party_id: {e}")))?;
         self.check_party(&who.role, &who.party_id)?;
+        if version < 0 {
+            // Such a row could never start (StartTask refuses it): refuse it here, store nothing.
+            return Err(Error::InvalidArgument(format!(
+                "version {version} is negative"
+            )));
+        }
         let mut rows = Vec::with_capacity(tasks.len());
         for task in tasks {
             ids::component(&task.component).map_err(|e| Error::InvalidArgument(e.to_string()))?;

@@ -5,6 +5,7 @@ use fedflow_core::ids::Participant;
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::{task_status_from_pb, task_status_to_pb};
 use fedflow_rpc::error::to_status;
+use fedflow_rpc::party::Caller;
 use tonic::{Request, Response, Status};
 
 use crate::app::{App, NewTask};
@@ -57,12 +58,49 @@ fn party_task(task: Task) -> pb::PartyTask {
     }
 }
 
+impl TaskController {
+    /// Only the job's scheduler party (and this party's own services) may drive or read the
+    /// job's tasks here; another party gets `PERMISSION_DENIED`, whether or not the job is here.
+    async fn authorize<T>(&self, request: &Request<T>, job_id: &str) -> Result<(), Status> {
+        let Caller::Party(caller) = Caller::of(request, self.app.party_id()) else {
+            return Ok(());
+        };
+        match self
+            .app
+            .job_scheduler(job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
+            Some(scheduler) if scheduler == caller => Ok(()),
+            Some(scheduler) => Err(Status::permission_denied(format!(
+                "party {caller} may not act on job {job_id}'s tasks here: only its scheduler, party {scheduler}, may"
+            ))),
+            None => Err(Status::permission_denied(format!(
+                "party {caller} may not act on job {job_id}'s tasks here"
+            ))),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::task_controller_server::TaskController for TaskController {
     async fn create_tasks(
         &self,
         request: Request<pb::CreateTasksRequest>,
     ) -> Result<Response<pb::CreateTasksResponse>, Status> {
+        let caller = Caller::of(&request, self.app.party_id());
+        caller.must_be(
+            &request.get_ref().scheduler_party_id,
+            "create tasks scheduled by another party",
+        )?;
+        if let Some(scheduler) = self
+            .app
+            .job_scheduler(&request.get_ref().job_id)
+            .await
+            .map_err(|e| to_status(&e))?
+        {
+            caller.must_be(&scheduler, "create tasks of this job")?;
+        }
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let who = Participant {
@@ -96,6 +134,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::StartTaskRequest>,
     ) -> Result<Response<pb::StartTaskResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = fedflow_store::with_request(&request_id, {
@@ -122,6 +161,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::StopTasksRequest>,
     ) -> Result<Response<pb::StopTasksResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = status_of(r.status, "status")?;
@@ -146,6 +186,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::UpdateTaskStatusRequest>,
     ) -> Result<Response<pb::UpdateTaskStatusResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = status_of(r.status, "status")?;
@@ -165,6 +206,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id).await?;
         let tasks = self
             .app
             .list_tasks(&request.into_inner().job_id)
@@ -179,6 +221,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::GetTaskOutputRequest>,
     ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
+        self.authorize(&request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let who = Participant {
             role: r.role,

@@ -205,6 +205,21 @@ impl Store {
         rows.iter().map(task_from_row).collect()
     }
 
+    /// The party whose scheduler drives the job here; `None` when no task of it is here.
+    pub async fn job_scheduler(&self, job_id: &str) -> Result<Option<String>, Error> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT scheduler_party_id FROM taskctl_tasks WHERE job_id = ? LIMIT 1",
+                vec![job_id.into()],
+            )
+            .await?;
+        Ok(row
+            .as_ref()
+            .map(|row| get::<String>(row, "scheduler_party_id"))
+            .transpose()?)
+    }
+
     /// Rows whose party status is running (the workers this party should have).
     pub async fn running(&self) -> Result<Vec<Task>, Error> {
         let rows = self

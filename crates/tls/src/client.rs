@@ -1,0 +1,189 @@
+//! The connecting end: a tonic channel to another party's gateway that presents this gateway's
+//! current certificate and accepts the server only if its certificate chains to that party's
+//! CA and names that party.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientConfig, ResolvesClientCert};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::material::Reloadable;
+use crate::server::refused;
+use crate::{Error, identity, provider};
+
+/// The client configuration for connections to party `dest`'s gateway.
+pub fn config(material: Arc<Reloadable>, dest: &str) -> Result<Arc<ClientConfig>, Error> {
+    let provider = provider();
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PartyServerVerifier {
+            material: material.clone(),
+            dest: dest.to_owned(),
+            provider,
+        }))
+        .with_client_cert_resolver(Arc::new(CurrentClientCert(material)));
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A lazily connected channel to party `dest`'s gateway at `addr` (`host:port`).
+pub fn channel(addr: &str, material: Arc<Reloadable>, dest: &str) -> Result<Channel, Error> {
+    let config = config(material, dest)?;
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Invalid(format!("address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(3))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_with_connector_lazy(Connector { config }))
+}
+
+#[derive(Debug)]
+struct CurrentClientCert(Arc<Reloadable>);
+
+impl ResolvesClientCert for CurrentClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+struct PartyServerVerifier {
+    material: Arc<Reloadable>,
+    dest: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PartyServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let dest = &self.dest;
+        let material = self.material.current();
+        let roots = material.roots.get(dest).ok_or_else(|| {
+            refused(format!(
+                "party {dest} has no CA in this gateway's route table"
+            ))
+        })?;
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let party = identity::party_of(end_entity).map_err(|e| refused(e.to_string()))?;
+        if &party != dest {
+            return Err(refused(format!(
+                "the gateway dialled as party {dest} presented a certificate for party {party}"
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Dials TCP and runs the TLS handshake; the verifier checks the party, so the name sent is
+/// fixed.
+#[derive(Clone)]
+struct Connector {
+    config: Arc<ClientConfig>,
+}
+
+type Connecting = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+                    std::io::Error,
+                >,
+            > + Send,
+    >,
+>;
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let authority = uri
+                .authority()
+                .ok_or_else(|| std::io::Error::other(format!("no host in {uri}")))?
+                .to_string();
+            let tcp = TcpStream::connect(&authority).await?;
+            tcp.set_nodelay(true)?;
+            let name =
+                ServerName::try_from("gateway.fedflow.invalid").map_err(std::io::Error::other)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}
