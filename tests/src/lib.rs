@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 pub mod invariants;
+pub mod party;
 pub mod process;
 
 /// A directory removed when dropped.

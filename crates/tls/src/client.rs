@@ -39,9 +39,32 @@ pub fn config(material: Arc<Reloadable>, dest: &str) -> Result<Arc<ClientConfig>
     Ok(Arc::new(config))
 }
 
+/// A client configuration that checks the server as [`config`] does but presents no
+/// certificate: what a caller from outside the federation looks like (for tests and
+/// diagnostics; a gateway refuses it).
+pub fn anonymous_config(material: Arc<Reloadable>, dest: &str) -> Result<Arc<ClientConfig>, Error> {
+    let provider = provider();
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PartyServerVerifier {
+            material,
+            dest: dest.to_owned(),
+            provider,
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A lazily connected channel to party `dest`'s gateway at `addr` (`host:port`).
 pub fn channel(addr: &str, material: Arc<Reloadable>, dest: &str) -> Result<Channel, Error> {
-    let config = config(material, dest)?;
+    channel_with(addr, config(material, dest)?)
+}
+
+/// A lazily connected channel to `addr` with the given client configuration.
+pub fn channel_with(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Invalid(format!("address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(3))

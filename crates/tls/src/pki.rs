@@ -109,6 +109,29 @@ pub fn issue_gateway(
     })
 }
 
+/// A self-signed certificate naming `party`, which no CA vouches for: what an impostor could
+/// make. For tests and trials; a gateway refuses it.
+pub fn self_signed_gateway(party: &str, validity: Validity) -> Result<Pem, Error> {
+    check_party(party)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(&format!("fedflow party {party} gateway"));
+    params.subject_alt_names = vec![SanType::URI(party_uri(party).try_into()?)];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.serial_number = Some(serial());
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    let cert = params.self_signed(&key)?;
+    Ok(Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
 /// The files of a party's PKI directory.
 #[derive(Debug, Clone)]
 pub struct Layout {

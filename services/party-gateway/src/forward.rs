@@ -80,7 +80,7 @@ impl Router {
 
     /// An envelope from one of this party's own services (the internal port): it speaks for
     /// this party, whatever it wrote; delivered here or sent to the destination's gateway.
-    pub async fn from_local(&self, mut envelope: pb::Envelope) -> Result<Bytes, Status> {
+    pub async fn accept_local(&self, mut envelope: pb::Envelope) -> Result<Bytes, Status> {
         envelope.src_party_id = self.party_id.clone();
         self.check_ids(&envelope)?;
         let now = fedflow_rpc::now_ms();
@@ -104,7 +104,7 @@ impl Router {
 
     /// An envelope from another party's gateway (the federation port). `peer`: the party the
     /// connection authenticated as (mtls mode).
-    pub async fn from_remote(
+    pub async fn accept_remote(
         &self,
         envelope: pb::Envelope,
         peer: Option<&str>,

@@ -42,10 +42,10 @@ impl pb::federation_server::Federation for Federation {
         let peer = request.extensions().get::<PeerParty>().cloned();
         let envelope = request.into_inner();
         let payload = match self.port {
-            Port::Internal => self.router.from_local(envelope).await?,
+            Port::Internal => self.router.accept_local(envelope).await?,
             Port::Federation => {
                 self.router
-                    .from_remote(envelope, peer.as_ref().map(|p| p.0.as_str()))
+                    .accept_remote(envelope, peer.as_ref().map(|p| p.0.as_str()))
                     .await?
             }
         };

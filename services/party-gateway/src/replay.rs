@@ -226,15 +226,15 @@ mod tests {
         let guard = ReplayGuard::new(1_000, 10_000);
         let now = 1_000_000;
         let e = envelope("r", b"a", now);
-        let expired = guard.check_times(&e, now + 1_001).err().expect("expired");
+        let expired = guard.check_times(&e, now + 1_001).expect_err("expired");
         assert_eq!(expired.code(), tonic::Code::DeadlineExceeded);
         let future = envelope("r", b"a", now + 5_000);
-        let skew = guard.check_times(&future, now).err().expect("skew");
+        let skew = guard.check_times(&future, now).expect_err("skew");
         assert_eq!(skew.code(), tonic::Code::FailedPrecondition);
         assert!(skew.message().contains("clock skew"), "{}", skew.message());
         let mut long = envelope("r", b"a", now);
         long.deadline_unix_ms = now + 20_000;
-        let lived = guard.check_times(&long, now).err().expect("too long");
+        let lived = guard.check_times(&long, now).expect_err("too long");
         assert_eq!(lived.code(), tonic::Code::InvalidArgument);
         guard
             .check_times(&envelope("r", b"a", now + 500), now)

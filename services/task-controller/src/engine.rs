@@ -3,7 +3,8 @@
 //! A worker is started with a fixed argv (`fedflow-worker --task-dir DIR`, never a shell,
 //! never a path from a remote party), in its own process group, with its stdout and stderr in
 //! `worker.log` in the task directory. The task directory is built only from validated ids
-//! under the configured root and must not leave it through a symlink. A pid is only ever
+//! under the configured root, one level at a time, and never through a symlink (one planted
+//! in the root could point anywhere: nothing is created or written through it). A pid is only ever
 //! trusted together with its start time (from `/proc/<pid>/stat`), so a reused pid is never
 //! taken for the worker.
 
@@ -25,6 +26,8 @@ pub enum Error {
     },
     #[error("task directory {0} escapes the data directory")]
     Escapes(PathBuf),
+    #[error("task directory path {0} is a symlink or not a directory: not followed")]
+    NotADirectory(PathBuf),
     #[error("invalid id in task key: {0}")]
     Id(String),
     #[error("cannot start worker {bin}: {source}")]
@@ -51,8 +54,9 @@ impl Engine {
         Engine { root, worker_bin }
     }
 
-    /// `<root>/jobs/<job>/<role>/<party>/<component>/<version>`, created, checked to stay
-    /// under the root.
+    /// `<root>/jobs/<job>/<role>/<party>/<component>/<version>`, created one level at a time
+    /// under the (resolved) root; a level that exists as a symlink (or anything but a
+    /// directory) is refused before anything is created through it.
     pub fn task_dir(&self, key: &TaskKey) -> Result<PathBuf, Error> {
         use fedflow_core::ids;
         ids::job_id(&key.job_id).map_err(|e| Error::Id(e.to_string()))?;
@@ -62,24 +66,42 @@ impl Engine {
         if key.version < 0 {
             return Err(Error::Id(format!("negative version {}", key.version)));
         }
-        let dir = self
-            .root
-            .join("jobs")
-            .join(&key.job_id)
-            .join(&key.role)
-            .join(&key.party_id)
-            .join(&key.component)
-            .join(key.version.to_string());
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Dir {
-            path: dir.clone(),
-            source,
-        })?;
-        let real = dir.canonicalize().map_err(|source| Error::Dir {
-            path: dir.clone(),
-            source,
-        })?;
+        // The configured root itself may be a symlink (the operator's choice); below it, no
+        // level may be one. `create_dir` never follows a symlink in the last component, and
+        // every level above was checked, so nothing is created outside the root. (`create_dir_all`
+        // would follow a planted link and create the levels below it wherever it points.)
         let root = self.root.canonicalize().map_err(|source| Error::Dir {
             path: self.root.clone(),
+            source,
+        })?;
+        let version = key.version.to_string();
+        let mut dir = root.clone();
+        for level in [
+            "jobs",
+            key.job_id.as_str(),
+            key.role.as_str(),
+            key.party_id.as_str(),
+            key.component.as_str(),
+            version.as_str(),
+        ] {
+            dir.push(level);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(Error::Dir { path: dir, source });
+                }
+            }
+            let meta = std::fs::symlink_metadata(&dir).map_err(|source| Error::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+            if !meta.file_type().is_dir() {
+                return Err(Error::NotADirectory(dir));
+            }
+        }
+        let real = dir.canonicalize().map_err(|source| Error::Dir {
+            path: dir.clone(),
             source,
         })?;
         if !real.starts_with(&root) {
@@ -297,8 +319,22 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("jobs").join("planted")).expect("symlink");
         assert!(matches!(
             engine.task_dir(&key("planted", "a")),
-            Err(Error::Escapes(_))
+            Err(Error::NotADirectory(_))
         ));
+        // Nor one planted deeper, where a component's directory would go; and nothing was
+        // created through either link.
+        std::fs::create_dir_all(root.join("jobs/deeper/host/10000")).expect("levels");
+        std::os::unix::fs::symlink(&outside, root.join("jobs/deeper/host/10000/a"))
+            .expect("symlink");
+        assert!(matches!(
+            engine.task_dir(&key("deeper", "a")),
+            Err(Error::NotADirectory(_))
+        ));
+        assert_eq!(
+            std::fs::read_dir(&outside).expect("outside").count(),
+            0,
+            "nothing created outside the root"
+        );
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&outside);
     }
