@@ -781,3 +781,191 @@ async fn a_captured_party_call_never_takes_effect_twice_or_altered() {
     assert_eq!(versions(&fed, &job_id).await, 3);
     fed.shutdown().await;
 }
+
+/// The fingerprint of the certificate party `target`'s gateway serves now, seen by a fresh
+/// connection from `party`.
+async fn served_fingerprint(
+    fed: &TestFederation,
+    party: &str,
+    target: &str,
+) -> Result<String, String> {
+    let pki = fed.pki(party);
+    let material = fedflow_tls::Reloadable::load(
+        fedflow_tls::TlsFiles {
+            cert: pki.cert(),
+            key: pki.key(),
+            trust: std::collections::BTreeMap::from([(
+                target.to_owned(),
+                fed.pki(target).ca_cert(),
+            )]),
+        },
+        party,
+    )
+    .map_err(|e| e.to_string())?;
+    fedflow_tls::client::peer_fingerprint(&fed.federation_addr(target), material, target)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Acceptance 8: party 10000 rotates its gateway certificate, then its CA (the other parties
+/// trust old and new CA during the overlap, then only the new one), while jobs run; no job
+/// fails, and fresh connections see each new certificate without any restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_on_one_party_while_jobs_run_and_no_job_fails() {
+    let fed = TestFederation::start_with(&["9999", "10000", "10001"], |o| {
+        o.tls_reload_interval_ms = 100;
+    })
+    .await;
+    let mut scheduler = fed.scheduler("9999");
+    let dsl = json!({"components": {
+        "a": {"module": "Sleep", "output": {"data": ["out"]}},
+        "b": {"module": "Sleep", "input": {"data": {"data": ["a.out"]}}, "output": {"data": ["out"]}},
+        "c": {"module": "Sleep", "input": {"data": {"data": ["b.out"]}}}
+    }});
+    let conf = conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({"common": {"a": {"seconds": 0.4}, "b": {"seconds": 0.4}, "c": {"seconds": 0.4}}}),
+    );
+    let mut jobs = Vec::new();
+    let submit_some = |n: usize| {
+        let (dsl, conf) = (dsl.clone(), conf.clone());
+        let mut scheduler = scheduler.clone();
+        async move {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                ids.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
+            }
+            ids
+        }
+    };
+    jobs.extend(submit_some(4).await);
+    let host = fed.pki("10000");
+    let old = served_fingerprint(&fed, "9999", "10000")
+        .await
+        .expect("served");
+    let staged = TempDir::new("fedflow-rotation");
+    let original = (staged.path().join("old.crt"), staged.path().join("old.key"));
+    std::fs::copy(host.cert(), &original.0).expect("keep the old certificate");
+    std::fs::copy(host.key(), &original.1).expect("keep the old key");
+
+    // 1. A new gateway key and certificate from the same CA.
+    host.issue("10000", &["localhost".to_owned()], Validity::days(30))
+        .expect("issue");
+    let issued = fedflow_tls::material::file_fingerprint(&host.cert()).expect("fingerprint");
+    assert_ne!(issued, old);
+    eventually(
+        "the host's gateway to serve its new certificate",
+        WITHIN,
+        || async {
+            let seen = served_fingerprint(&fed, "9999", "10000").await?;
+            (seen == issued).then_some(()).ok_or(seen)
+        },
+    )
+    .await;
+    jobs.extend(submit_some(4).await);
+
+    // 2. A new CA: first trusted beside the old one (the bundle the others' routes name),
+    //    then the gateway's certificate from it, then the old CA dropped.
+    let old_ca = std::fs::read_to_string(host.ca_cert()).expect("ca.crt");
+    let new_ca = pki::new_ca("10000", Validity::days(365)).expect("a new CA");
+    pki::write_atomic(
+        &host.ca_cert(),
+        format!("{old_ca}{}", new_ca.cert).as_bytes(),
+        false,
+    )
+    .expect("the overlap bundle");
+    let next = pki::issue_gateway(
+        &new_ca,
+        "10000",
+        &["localhost".to_owned()],
+        Validity::days(30),
+    )
+    .expect("issue");
+    let (cert, key) = write_pem(staged.path(), "next", &next);
+    // The other parties accept the new CA's certificate once they re-read the bundle.
+    eventually("party 9999 to trust the host's new CA", WITHIN, || async {
+        let caller = fed.with_certificate("10000", &cert, &key, "9999");
+        caller
+            .call::<_, sc::GetJobResponse>(
+                &jobs[0],
+                services::SCHEDULER,
+                "GetJob",
+                &sc::GetJobRequest {
+                    job_id: jobs[0].clone(),
+                    include_conf: false,
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    pki::write_atomic(&host.key(), next.key.as_bytes(), true).expect("key");
+    pki::write_atomic(&host.cert(), next.cert.as_bytes(), false).expect("cert");
+    let issued = fedflow_tls::material::file_fingerprint(&host.cert()).expect("fingerprint");
+    eventually(
+        "the host's gateway to serve the new CA's certificate",
+        WITHIN,
+        || async {
+            let seen = served_fingerprint(&fed, "9999", "10000").await?;
+            (seen == issued).then_some(()).ok_or(seen)
+        },
+    )
+    .await;
+    jobs.extend(submit_some(4).await);
+    pki::write_atomic(&host.ca_cert(), new_ca.cert.as_bytes(), false).expect("new CA only");
+    pki::write_atomic(&host.ca_key(), new_ca.key.as_bytes(), true).expect("new CA key");
+    jobs.extend(submit_some(2).await);
+    // Once the others re-read the bundle, the old CA's certificates are refused.
+    eventually(
+        "party 9999 to refuse the host's old certificate",
+        WITHIN,
+        || async {
+            let caller = fed.with_certificate("10000", &original.0, &original.1, "9999");
+            match caller
+                .call::<_, sc::GetJobResponse>(
+                    &jobs[0],
+                    services::SCHEDULER,
+                    "GetJob",
+                    &sc::GetJobRequest {
+                        job_id: jobs[0].clone(),
+                        include_conf: false,
+                    },
+                )
+                .await
+            {
+                Ok(_) => Err("still accepted".to_owned()),
+                Err(e) if e.code() == Code::PermissionDenied => Err(e.to_string()),
+                Err(_) => Ok(()),
+            }
+        },
+    )
+    .await;
+
+    for job_id in &jobs {
+        let job = wait_ended(&mut scheduler, job_id, WITHIN).await;
+        assert_eq!(
+            job_status(job.status),
+            JobStatus::Success,
+            "job {job_id}: {}",
+            job.reason
+        );
+    }
+    // Fresh connections both ways work with the new material.
+    served_fingerprint(&fed, "9999", "10000")
+        .await
+        .expect("9999 dials the host");
+    fed.as_party("10000", "9999")
+        .call::<_, sc::GetJobResponse>(
+            &jobs[0],
+            services::SCHEDULER,
+            "GetJob",
+            &sc::GetJobRequest {
+                job_id: jobs[0].clone(),
+                include_conf: false,
+            },
+        )
+        .await
+        .expect("the host dials 9999 with its new certificate");
+    fed.shutdown().await;
+}

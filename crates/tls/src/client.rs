@@ -210,3 +210,25 @@ impl tower::Service<http::Uri> for Connector {
         })
     }
 }
+
+/// Connects to party `dest`'s gateway at `addr`, completes a handshake as [`config`] does, and
+/// returns the SHA-256 fingerprint of the certificate it presented: which certificate a
+/// gateway serves now (after a rotation, say).
+pub async fn peer_fingerprint(
+    addr: &str,
+    material: Arc<Reloadable>,
+    dest: &str,
+) -> Result<String, Error> {
+    let config = config(material, dest)?;
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("gateway.fedflow.invalid").map_err(std::io::Error::other)?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| crate::material::fingerprint(cert))
+        .ok_or_else(|| Error::Invalid(format!("party {dest} presented no certificate")))
+}

@@ -120,6 +120,12 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     Ok(certs)
 }
 
+/// The fingerprint of the first certificate in a PEM file.
+pub fn file_fingerprint(path: &Path) -> Result<String, Error> {
+    let certs = certs(path)?;
+    Ok(fingerprint(&certs[0]))
+}
+
 /// SHA-256 of a DER certificate, lowercase hex.
 pub fn fingerprint(der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, der)
