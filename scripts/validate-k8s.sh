@@ -81,6 +81,29 @@ for target in "${targets[@]}"; do
 done
 files+=("base/database-secret.example.yaml=$K8S_DIR/base/database-secret.example.yaml")
 
+# The TLS Secrets, made the way an operator makes them: `fedflow pki init` for each overlay's
+# party, then scripts/k8s-tls-secrets.sh (needs the fedflow binary: cargo build --bins).
+FEDFLOW_BIN="${FEDFLOW_BIN:-$ROOT/target/debug/fedflow}"
+[ -x "$FEDFLOW_BIN" ] || die "$FEDFLOW_BIN not found: build it first (cargo build --workspace --bins) or set FEDFLOW_BIN"
+parties=()
+for overlay in "$K8S_DIR"/overlays/party-*/; do
+    parties+=("$(basename "$overlay" | sed 's/^party-//')")
+done
+for party in "${parties[@]}"; do
+    "$FEDFLOW_BIN" pki init --party "$party" --out "$OUT/pki/$party" >/dev/null ||
+        die "fedflow pki init --party $party failed"
+done
+for party in "${parties[@]}"; do
+    peers=()
+    for other in "${parties[@]}"; do
+        [ "$other" = "$party" ] || peers+=("$other=$OUT/pki/$other/ca.crt")
+    done
+    "$ROOT/scripts/k8s-tls-secrets.sh" "$party" "$OUT/pki/$party" "${peers[@]}" >"$OUT/tls-$party.yaml" ||
+        die "scripts/k8s-tls-secrets.sh $party failed"
+    echo "made the TLS Secrets of party $party from fedflow pki"
+    files+=("tls-secrets-$party.yaml=$OUT/tls-$party.yaml")
+done
+
 # Validate.
 "$VENV/bin/python" - "$K8S_VERSIONS" "${files[@]}" <<'PY'
 import re
@@ -131,11 +154,18 @@ example_secret = next(
     {},
 )
 secret_keys = set((example_secret.get("stringData") or {}) | (example_secret.get("data") or {}))
+# The TLS Secrets made from `fedflow pki`, per party.
+tls_secrets = {}
+for label, docs in targets:
+    m = re.match(r"tls-secrets-(.+)\.yaml$", label)
+    if m:
+        tls_secrets[m.group(1)] = {d["metadata"]["name"]: set(d.get("data") or {}) for d in docs}
 
 print("probes, ports and references:")
 for label, docs in targets:
-    if label.endswith("example.yaml"):
+    if label.endswith("example.yaml") or label.startswith("tls-secrets-"):
         continue
+    party = label.split("party-", 1)[1] if "party-" in label else None
     configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
     workloads = [d for d in docs if d.get("kind") in POD_KINDS]
     if not workloads:
@@ -179,6 +209,24 @@ for label, docs in targets:
                     r = ref["secretKeyRef"]
                     if r["name"] != "fedflow-database" or r["key"] not in secret_keys:
                         err(where, f"env {e['name']}: Secret {r['name']} key {r['key']} is not in the example Secret")
+
+            # Secret volumes of the gateway: the TLS Secrets `fedflow pki` gave this party, and
+            # every route's CA file a key of the partners' Secret.
+            mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts") or []}
+            for vname, mpath in mounts.items():
+                secret = (volumes.get(vname) or {}).get("secret")
+                if not secret or party is None:
+                    continue
+                made = tls_secrets.get(party, {})
+                if secret["secretName"] not in made:
+                    err(where, f"volume {vname}: Secret {secret['secretName']} is not one scripts/k8s-tls-secrets.sh makes")
+                    continue
+                for e in c.get("env") or []:
+                    value = e.get("value") or ""
+                    if e["name"].endswith("__CA") and value.startswith(mpath.rstrip("/") + "/"):
+                        key = value[len(mpath.rstrip("/")) + 1:]
+                        if key not in made[secret["secretName"]]:
+                            err(where, f"env {e['name']}: {value} is not a key of Secret {secret['secretName']}")
 
             # The config file the container is given must be mounted and listen on the port.
             args = c.get("args") or []
