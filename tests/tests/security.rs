@@ -218,6 +218,16 @@ async fn unauthenticated_callers_are_refused_before_any_handler_and_change_nothi
         reply.participants.iter().cloned().collect::<BTreeSet<_>>(),
         BTreeSet::from(["9999".to_owned(), "10000".to_owned(), "10001".to_owned()])
     );
+    // Done: stop the sleeping job, so no worker outlives the test.
+    scheduler
+        .stop_job(sc::StopJobRequest {
+            job_id: job_id.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("stop");
+    let stopped = wait_ended(&mut scheduler, &job_id, WITHIN).await;
+    assert_eq!(job_status(stopped.status), JobStatus::Canceled);
     fed.shutdown().await;
 }
 

@@ -160,9 +160,9 @@ impl Router {
                 tracing::info!(from = %caller, request_id = %envelope.request_id, "repeated envelope answered without executing it again");
                 Ok(answer)
             }
-            Admission::Execute => {
+            Admission::Execute(ticket) => {
                 let result = self.deliver_local(&envelope, &caller).await;
-                self.replay.finish(&envelope, &result);
+                ticket.finish(&result);
                 result
             }
         }

@@ -41,11 +41,48 @@ enum State {
 }
 
 /// What to do with an envelope that passed the checks.
-pub enum Admission {
-    /// First time: execute it, then [`ReplayGuard::finish`].
-    Execute,
+pub enum Admission<'a> {
+    /// First time: execute it, then [`Ticket::finish`].
+    Execute(Ticket<'a>),
     /// Executed before: this was the answer.
     Answered(Bytes),
+}
+
+/// A call being executed. Dropped unfinished (the caller went away, the handler was
+/// cancelled), the call is forgotten, so a retry executes it instead of waiting for it forever.
+pub struct Ticket<'a> {
+    guard: &'a ReplayGuard,
+    key: String,
+    done: bool,
+}
+
+impl Ticket<'_> {
+    /// Records the outcome: an answer is kept for repeats; a failed call is forgotten, so a
+    /// retry executes again (every service is idempotent by request id).
+    pub fn finish(mut self, result: &Result<Bytes, Status>) {
+        self.done = true;
+        let mut seen = self.guard.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(answer) => {
+                if let Some(call) = seen.calls.get_mut(&self.key) {
+                    call.state =
+                        State::Answered((answer.len() <= MAX_KEPT_ANSWER).then(|| answer.clone()));
+                }
+            }
+            Err(_) => {
+                seen.calls.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut seen = self.guard.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.calls.remove(&self.key);
+        }
+    }
 }
 
 impl ReplayGuard {
@@ -100,7 +137,7 @@ impl ReplayGuard {
 
     /// Records the call, or answers a repeat of it. `Err` for a request id already used for
     /// a different call, or while the first copy is still executing.
-    pub fn admit(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<Admission, Status> {
+    pub fn admit(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<Admission<'_>, Status> {
         let key = format!("{}\u{0}{}", envelope.src_party_id, envelope.request_id);
         let digest = digest(envelope);
         let keep_until_ms = envelope.deadline_unix_ms.saturating_add(self.max_skew_ms);
@@ -125,37 +162,27 @@ impl ReplayGuard {
                 State::Answered(Some(answer)) => Ok(Admission::Answered(answer.clone())),
                 State::Answered(None) => {
                     call.state = State::Running;
-                    Ok(Admission::Execute)
+                    Ok(Admission::Execute(Ticket {
+                        guard: self,
+                        key,
+                        done: false,
+                    }))
                 }
             };
         }
         seen.calls.insert(
-            key,
+            key.clone(),
             Call {
                 digest,
                 keep_until_ms,
                 state: State::Running,
             },
         );
-        Ok(Admission::Execute)
-    }
-
-    /// Records the outcome of an executed call. A failed call is forgotten, so that a retry
-    /// executes again (every service is idempotent by request id).
-    pub fn finish(&self, envelope: &pb::Envelope, result: &Result<Bytes, Status>) {
-        let key = format!("{}\u{0}{}", envelope.src_party_id, envelope.request_id);
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(answer) => {
-                if let Some(call) = seen.calls.get_mut(&key) {
-                    call.state =
-                        State::Answered((answer.len() <= MAX_KEPT_ANSWER).then(|| answer.clone()));
-                }
-            }
-            Err(_) => {
-                seen.calls.remove(&key);
-            }
-        }
+        Ok(Admission::Execute(Ticket {
+            guard: self,
+            key,
+            done: false,
+        }))
     }
 }
 
@@ -203,10 +230,12 @@ mod tests {
         let now = 1_000_000;
         let first = envelope("r1", b"a", now);
         guard.check_times(&first, now).expect("fresh");
-        assert!(matches!(guard.admit(&first, now), Ok(Admission::Execute)));
+        let Ok(Admission::Execute(ticket)) = guard.admit(&first, now) else {
+            panic!("a first call executes");
+        };
         let again = guard.admit(&first, now).err().expect("still running");
         assert_eq!(again.code(), tonic::Code::Unavailable);
-        guard.finish(&first, &Ok(Bytes::from_static(b"answer")));
+        ticket.finish(&Ok(Bytes::from_static(b"answer")));
         match guard.admit(&first, now) {
             Ok(Admission::Answered(answer)) => assert_eq!(&answer[..], b"answer"),
             _ => panic!("a repeat is answered, not executed"),
@@ -216,9 +245,19 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::AlreadyExists);
         // A failed call is forgotten: a retry executes again.
         let second = envelope("r2", b"a", now);
-        assert!(matches!(guard.admit(&second, now), Ok(Admission::Execute)));
-        guard.finish(&second, &Err(Status::unavailable("down")));
-        assert!(matches!(guard.admit(&second, now), Ok(Admission::Execute)));
+        let Ok(Admission::Execute(ticket)) = guard.admit(&second, now) else {
+            panic!("executes");
+        };
+        ticket.finish(&Err(Status::unavailable("down")));
+        let Ok(Admission::Execute(ticket)) = guard.admit(&second, now) else {
+            panic!("a failed call executes again");
+        };
+        // So is one whose execution was abandoned (the handler dropped).
+        drop(ticket);
+        assert!(matches!(
+            guard.admit(&second, now),
+            Ok(Admission::Execute(_))
+        ));
     }
 
     #[test]
