@@ -5,8 +5,10 @@
 #   1. makes a minimal base image from this host's libraries (deploy/docker/make-base-image.sh)
 #      and fedflow's image on it from the binaries in target/debug (deploy/docker/Dockerfile,
 #      target runtime-prebuilt): no image is pulled, nothing is compiled;
-#   2. `docker-compose up -d` under a project name of its own, waits (120 s at most) until
-#      every container reports healthy (gRPC health checks);
+#   2. makes both parties' PKIs with `fedflow pki init` (deploy/compose/make-pki.sh, in a
+#      temporary directory), `docker-compose up -d` under a project name of its own, waits
+#      (120 s at most) until every container reports healthy (gRPC health checks), and checks
+#      that the gateways' federation port refuses plaintext and certificate-less TLS;
 #   3. submits deploy/compose/job (guest 9999 initiates, host 10000, a chain of three Sum
 #      components) to party 9999's scheduler, waits for it, and checks through both parties'
 #      schedulers that the job, and every task on both parties, succeeded, and that each party's
@@ -171,6 +173,10 @@ docker build --quiet -f deploy/docker/Dockerfile --target runtime-prebuilt \
     --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" "$CONTEXT" >/dev/null
 
 # ------------------------------------------------------------------------------ 2. up
+# The two parties' PKIs, made by `fedflow pki init`, outside the repository.
+export FEDFLOW_PKI_DIR="$WORK/pki"
+FEDFLOW="$FEDFLOW" deploy/compose/make-pki.sh "$FEDFLOW_PKI_DIR" >&2 ||
+    die "deploy/compose/make-pki.sh failed"
 log "docker-compose up -d (project $PROJECT)"
 STARTED=1
 compose up -d >&2 || die "docker-compose up failed"
@@ -196,6 +202,19 @@ while :; do
     sleep 1
 done
 log "all 8 containers healthy"
+
+# The federation port speaks only mutual TLS: plaintext, and TLS without a client certificate,
+# are refused (grpcurl from inside party 9999's gateway container, on the federation network).
+GW9999="$(compose ps -q party9999-gateway)"
+if docker exec "$GW9999" grpcurl -plaintext -max-time 4 party10000-gateway:9371 \
+    grpc.health.v1.Health/Check >/dev/null 2>&1; then
+    die "party 10000's federation port answered a plaintext call"
+fi
+if docker exec "$GW9999" grpcurl -insecure -max-time 4 party10000-gateway:9371 \
+    grpc.health.v1.Health/Check >/dev/null 2>&1; then
+    die "party 10000's federation port answered a TLS call without a client certificate"
+fi
+log "federation port 9371: plaintext and certificate-less TLS refused"
 
 # ------------------------------------------------------------------------------ 3. a job
 submitted="$("$FEDFLOW" --scheduler "$S9999" --json job submit \
