@@ -20,40 +20,38 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::material::Reloadable;
 use crate::server::refused;
-use crate::{Error, identity, provider};
+use crate::{Error, Signatures, identity, provider};
 
 /// The client configuration for connections to party `dest`'s gateway.
 pub fn config(material: Arc<Reloadable>, dest: &str) -> Result<Arc<ClientConfig>, Error> {
-    let provider = provider();
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| Error::Invalid(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PartyServerVerifier {
-            material: material.clone(),
-            dest: dest.to_owned(),
-            provider,
-        }))
-        .with_client_cert_resolver(Arc::new(CurrentClientCert(material)));
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    let resolver = Arc::new(CurrentClientCert(material.clone()));
+    finish(builder(material, dest)?.with_client_cert_resolver(resolver))
 }
 
 /// A client configuration that checks the server as [`config`] does but presents no
 /// certificate: what a caller from outside the federation looks like (for tests and
 /// diagnostics; a gateway refuses it).
 pub fn anonymous_config(material: Arc<Reloadable>, dest: &str) -> Result<Arc<ClientConfig>, Error> {
+    finish(builder(material, dest)?.with_no_client_auth())
+}
+
+fn builder(
+    material: Arc<Reloadable>,
+    dest: &str,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, Error> {
     let provider = provider();
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
+    Ok(ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| Error::Invalid(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PartyServerVerifier {
             material,
             dest: dest.to_owned(),
-            provider,
-        }))
-        .with_no_client_auth();
+            signatures: Signatures(provider),
+        })))
+}
+
+fn finish(mut config: ClientConfig) -> Result<Arc<ClientConfig>, Error> {
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -94,7 +92,7 @@ impl ResolvesClientCert for CurrentClientCert {
 struct PartyServerVerifier {
     material: Arc<Reloadable>,
     dest: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    signatures: Signatures,
 }
 
 impl ServerCertVerifier for PartyServerVerifier {
@@ -119,7 +117,7 @@ impl ServerCertVerifier for PartyServerVerifier {
             roots,
             intermediates,
             now,
-            self.provider.signature_verification_algorithms.all,
+            self.signatures.0.signature_verification_algorithms.all,
         )?;
         let party = identity::party_of(end_entity).map_err(|e| refused(e.to_string()))?;
         if &party != dest {
@@ -136,12 +134,7 @@ impl ServerCertVerifier for PartyServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -150,18 +143,11 @@ impl ServerCertVerifier for PartyServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
 

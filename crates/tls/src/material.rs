@@ -221,3 +221,66 @@ fn snapshot(files: &TlsFiles) -> Vec<u8> {
     }
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Layout, Validity};
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "fedflow-tls-{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        dir
+    }
+
+    #[test]
+    fn material_names_its_party_and_refuses_a_certificate_of_another() {
+        let root = dir("material");
+        let a = Layout::new(root.join("a"));
+        let b = Layout::new(root.join("b"));
+        a.init(
+            "9999",
+            &["localhost".into()],
+            Validity::days(2),
+            Validity::days(1),
+        )
+        .expect("init a");
+        b.init("10000", &[], Validity::days(2), Validity::days(1))
+            .expect("init b");
+        let files = TlsFiles {
+            cert: a.cert(),
+            key: a.key(),
+            trust: BTreeMap::from([("10000".to_owned(), b.ca_cert())]),
+        };
+        let material = Material::load(&files, "9999").expect("loads");
+        assert_eq!(material.party, "9999");
+        assert_eq!(
+            crate::identity::party_of(&material.key.cert[0]).expect("names a party"),
+            "9999"
+        );
+        let err = Material::load(&files, "10000").expect_err("names another party");
+        assert!(err.to_string().contains("names party 9999"), "{err}");
+        // A key that is not the certificate's.
+        let mismatched = TlsFiles {
+            key: b.key(),
+            ..files.clone()
+        };
+        let err = Material::load(&mismatched, "9999").expect_err("mismatched key");
+        assert!(err.to_string().contains("does not match"), "{err}");
+        // A CA is never overwritten by init.
+        let again = a.init("9999", &[], Validity::days(2), Validity::days(1));
+        assert!(again.is_err());
+        // Reload notices a new certificate from `issue`.
+        let reloadable = Reloadable::load(files, "9999").expect("loads");
+        let before = reloadable.current().fingerprint.clone();
+        assert!(!reloadable.reload().expect("unchanged"));
+        a.issue("9999", &[], Validity::days(1)).expect("issue");
+        assert!(reloadable.reload().expect("changed"));
+        assert_ne!(reloadable.current().fingerprint, before);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -79,10 +79,26 @@ pub fn issue_gateway(
     hosts: &[String],
     validity: Validity,
 ) -> Result<Pem, Error> {
-    check_party(party)?;
     let ca_key = KeyPair::from_pem(&ca.key)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)?;
     let key = KeyPair::generate()?;
+    let mut params = gateway_params(party, hosts, validity)?;
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// What every gateway certificate says: the party (URI SAN), host names for tools, server and
+/// client authentication, a random serial, the validity.
+fn gateway_params(
+    party: &str,
+    hosts: &[String],
+    validity: Validity,
+) -> Result<CertificateParams, Error> {
+    check_party(party)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&format!("fedflow party {party} gateway"));
     let mut sans = vec![SanType::URI(party_uri(party).try_into()?)];
@@ -98,34 +114,17 @@ pub fn issue_gateway(
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(serial());
     params.not_before = validity.not_before;
     params.not_after = validity.not_after;
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
+    Ok(params)
 }
 
 /// A self-signed certificate naming `party`, which no CA vouches for: what an impostor could
 /// make. For tests and trials; a gateway refuses it.
 pub fn self_signed_gateway(party: &str, validity: Validity) -> Result<Pem, Error> {
-    check_party(party)?;
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = name(&format!("fedflow party {party} gateway"));
-    params.subject_alt_names = vec![SanType::URI(party_uri(party).try_into()?)];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.serial_number = Some(serial());
-    params.not_before = validity.not_before;
-    params.not_after = validity.not_after;
-    let cert = params.self_signed(&key)?;
+    let cert = gateway_params(party, &[], validity)?.self_signed(&key)?;
     Ok(Pem {
         cert: cert.pem(),
         key: key.serialize_pem(),

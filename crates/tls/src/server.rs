@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::material::Reloadable;
-use crate::{Error, identity, provider};
+use crate::{Error, Signatures, identity, provider};
 
 /// How long a peer may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ pub fn config(material: Arc<Reloadable>) -> Result<Arc<ServerConfig>, Error> {
         .map_err(|e| Error::Invalid(e.to_string()))?
         .with_client_cert_verifier(Arc::new(PartyClientVerifier {
             material: material.clone(),
-            provider,
+            signatures: Signatures(provider),
         }))
         .with_cert_resolver(Arc::new(CurrentCert(material)));
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -63,7 +63,7 @@ impl ResolvesServerCert for CurrentCert {
 #[derive(Debug)]
 struct PartyClientVerifier {
     material: Arc<Reloadable>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    signatures: Signatures,
 }
 
 pub(crate) fn refused(message: String) -> rustls::Error {
@@ -106,12 +106,7 @@ impl ClientCertVerifier for PartyClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -120,18 +115,11 @@ impl ClientCertVerifier for PartyClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.schemes()
     }
 }
 
