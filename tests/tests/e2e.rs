@@ -402,6 +402,40 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
     let big =
         json!({"components": {"a": {"module": "Sum", "output": {"data": ["x".repeat(2 << 20)]}}}});
     add("oversized", big, ok_conf.clone(), "dsl: too large");
+    let mut dsl_5mib = diamond_dsl();
+    dsl_5mib["components"]["a"]["pad"] = json!("x".repeat(5 << 20));
+    add("5 MiB DSL", dsl_5mib, ok_conf.clone(), "dsl: too large");
+    let many: serde_json::Map<String, serde_json::Value> = (0..10_000)
+        .map(|i| (format!("c{i}"), json!({"module": "Sum"})))
+        .collect();
+    add(
+        "10,000 components",
+        json!({ "components": many }),
+        ok_conf.clone(),
+        "dsl.components: 10000 components, at most 500",
+    );
+    // Nesting 100,000 deep, as text: such a value could not be built (nor dropped) here.
+    let deep = "[".repeat(100_000);
+    cases.push((
+        "DSL nested 100,000 deep",
+        deep.clone(),
+        ok_conf.to_string(),
+        "dsl: nested too deeply",
+    ));
+    cases.push((
+        "conf nested 100,000 deep",
+        diamond_dsl().to_string(),
+        deep.clone(),
+        "runtime_conf: nested too deeply",
+    ));
+    let mut params_conf = ok_conf.clone();
+    params_conf["component_parameters"]["common"]["a"] = json!({"value": "DEEP"});
+    cases.push((
+        "parameters nested 100,000 deep",
+        diamond_dsl().to_string(),
+        params_conf.to_string().replace("\"DEEP\"", &deep),
+        "runtime_conf: nested too deeply",
+    ));
     for (name, dsl, conf, field) in &cases {
         let status = scheduler
             .submit_job(sc::SubmitJobRequest {

@@ -6,6 +6,7 @@
 //! arrival here, so no polling distorts them.
 
 mod measure;
+mod parse;
 mod workloads;
 
 use std::path::PathBuf;
@@ -27,7 +28,10 @@ pub struct Args {
     /// Jobs waiting in the queue for the scale figure.
     #[arg(long, default_value_t = 10_000)]
     pub queued_jobs: usize,
-    /// Run only these parts (latency, throughput, instant, queue, parties); default all.
+    /// Times each hostile (and legitimate) submission is parsed for the parse figures.
+    #[arg(long, default_value_t = 20)]
+    pub parse_runs: usize,
+    /// Run only these parts (latency, throughput, instant, queue, parties, parse); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where the JSON results go.
@@ -48,8 +52,12 @@ async fn main() {
         args.latency_jobs = 3;
         args.throughput_jobs = 12;
         args.queued_jobs = 20;
+        args.parse_runs = 1;
     }
-    let results = workloads::run(&args).await;
+    let mut results = workloads::run(&args).await;
+    if args.runs("parse") {
+        parse::run(&args, &mut results);
+    }
     measure::print_table(&results);
     let json = serde_json::to_string_pretty(&results.to_json()).expect("results serialise");
     if let Err(e) = std::fs::write(&args.json, json) {

@@ -5,9 +5,15 @@
 //! size, duplicate keys, component names, modules, references to upstream components and their
 //! declared outputs, cycles (the error names the loop), roles and parties, the initiator, and
 //! each party's resolved parameters. Every error names the offending field.
+//!
+//! A submission comes from a client that may be hostile, so [`parse`] does no more work than
+//! linear in the input (times the bounded number of participants): a DSL or conf over its size
+//! limit is refused before it is read, JSON nested deeper than [`MAX_DEPTH`] is refused while it
+//! is read, and too many components or participants are refused before they are walked.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::{self, Write as _};
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -15,7 +21,14 @@ use serde_json::{Map, Value};
 use crate::ids::{self, Participant};
 use crate::modules;
 
-/// Size limits on a submission.
+/// How deeply arrays and objects may nest in a DSL or a runtime conf, the outermost object
+/// being level 1. FATE's deepest sections (`component_parameters.role.<role>.<index>.<component>
+/// .<parameter>`) are about 8 levels. Deeper input is refused while it is read ("nested too
+/// deeply"), before serde_json's own limit of 128 is reached, so no walk over a parsed document
+/// (merging, validation, drop) can recurse further than this.
+pub const MAX_DEPTH: usize = 32;
+
+/// Size limits on a submission (nesting depth: [`MAX_DEPTH`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_dsl_bytes: usize,
@@ -43,11 +56,29 @@ pub struct SpecError {
     pub message: String,
 }
 
+/// The longest field or message a [`SpecError`] carries, in bytes: a name taken from the input
+/// can be as long as the input, and the error goes back to the client in a gRPC status, which
+/// travels as an HTTP/2 header.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
 fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     SpecError {
-        field: field.into(),
-        message: message.into(),
+        field: clip(field.into()),
+        message: clip(message.into()),
     }
+}
+
+/// `text`, cut to at most [`MAX_ERROR_TEXT`] bytes (on a character boundary) and marked "...".
+fn clip(mut text: String) -> String {
+    if text.len() > MAX_ERROR_TEXT {
+        let mut end = MAX_ERROR_TEXT - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 /// Where an input comes from.
@@ -152,7 +183,7 @@ pub fn parse(dsl_text: &str, conf_text: &str, limits: &Limits) -> Result<JobSpec
     let dsl = parse_json_strict("dsl", dsl_text)?;
     let conf = parse_json_strict("runtime_conf", conf_text)?;
     let components = parse_components(&dsl, limits)?;
-    let ordered = topological_order(&components)?;
+    let ordered = topological_order(components)?;
     let (roles, initiator) = parse_roles(&conf, limits)?;
     let spec = JobSpec {
         components: ordered,
@@ -210,7 +241,10 @@ impl JobSpec {
     /// The job parameters for one participant: `job_parameters.common`, overridden by every
     /// `job_parameters.role.<role>.<selector>` that selects it.
     pub fn job_params(&self, who: &Participant) -> Result<JobParams, SpecError> {
-        let merged = self.merged_section("job_parameters", who, None)?;
+        let mut merged = Map::new();
+        for layer in self.layers("job_parameters", who)? {
+            deep_merge(&mut merged, layer);
+        }
         let field = |key: &str| format!("job_parameters.{key} (for {who})");
         let uint = |key: &str, default: u64, max: u64| -> Result<u64, SpecError> {
             match merged.get(key) {
@@ -283,11 +317,22 @@ impl JobSpec {
     /// What `who` runs: one plan per component, in topological order, with its resolved
     /// parameters (`component_parameters.common.<c>`, then matching role sections, deep-merged).
     pub fn task_plans(&self, who: &Participant) -> Result<Vec<TaskPlan>, SpecError> {
+        // One pass over the layers for all components, so the work is linear in the conf.
+        let mut by_component: HashMap<&str, Map<String, Value>> = HashMap::new();
+        for layer in self.layers("component_parameters", who)? {
+            let Some(layer) = layer.as_object() else {
+                continue;
+            };
+            for (name, params) in layer {
+                deep_merge(by_component.entry(name.as_str()).or_default(), params);
+            }
+        }
         self.components
             .iter()
             .map(|component| {
-                let params =
-                    self.merged_section("component_parameters", who, Some(&component.name))?;
+                let params = by_component
+                    .remove(component.name.as_str())
+                    .unwrap_or_default();
                 let need_run = params
                     .get("need_run")
                     .and_then(Value::as_bool)
@@ -303,51 +348,39 @@ impl JobSpec {
             .collect()
     }
 
-    /// Merges `<section>.common[.<component>]` with each `<section>.role.<role>.<selector>
-    /// [.<component>]` that selects `who`.
-    fn merged_section(
-        &self,
-        section: &str,
-        who: &Participant,
-        component: Option<&str>,
-    ) -> Result<Map<String, Value>, SpecError> {
-        let mut merged = Map::new();
+    /// The parts of `<section>` that apply to `who`, in merge order: `<section>.common`, then
+    /// each `<section>.role.<role>.<selector>` that selects `who`, `"all"` first so a specific
+    /// index wins over it.
+    fn layers<'s>(&'s self, section: &str, who: &Participant) -> Result<Vec<&'s Value>, SpecError> {
+        let mut layers = Vec::new();
         let Some(root) = self.conf.get(section) else {
-            return Ok(merged);
+            return Ok(layers);
         };
-        let pick = |v: &Value| -> Option<Value> {
-            match component {
-                Some(c) => v.get(c).cloned(),
-                None => Some(v.clone()),
-            }
-        };
-        if let Some(common) = root.get("common").and_then(pick) {
-            deep_merge(&mut merged, &common);
+        if let Some(common) = root.get("common") {
+            layers.push(common);
         }
-        let index = self.index_of(who);
-        if let (Some(by_selector), Some(index)) = (
-            root.get("role")
-                .and_then(|r| r.get(&who.role))
-                .and_then(Value::as_object),
-            index,
-        ) {
-            // "all" first so a specific index wins over it.
+        let by_selector = root
+            .get("role")
+            .and_then(|r| r.get(&who.role))
+            .and_then(Value::as_object);
+        if let (Some(by_selector), Some(index)) = (by_selector, self.index_of(who)) {
+            let parties = self.roles.get(&who.role).map_or(0, Vec::len);
             let mut sections: Vec<(&String, &Value)> = by_selector.iter().collect();
             sections.sort_by_key(|(selector, _)| *selector != "all");
             for (selector, value) in sections {
-                let field = format!("{section}.role.{}.{selector}", who.role);
-                let parties = self.roles.get(&who.role).map_or(0, Vec::len);
-                if selects(&field, selector, index, parties)?
-                    && let Some(v) = pick(value)
-                {
-                    deep_merge(&mut merged, &v);
+                let hit = selects(selector, index, parties).map_err(|message| {
+                    err(format!("{section}.role.{}.{selector}", who.role), message)
+                })?;
+                if hit {
+                    layers.push(value);
                 }
             }
         }
-        Ok(merged)
+        Ok(layers)
     }
 
     fn check_parameters(&self) -> Result<(), SpecError> {
+        let names: HashSet<&str> = self.components.iter().map(|c| c.name.as_str()).collect();
         for section in ["job_parameters", "component_parameters"] {
             let Some(root) = self.conf.get(section) else {
                 continue;
@@ -363,7 +396,7 @@ impl JobSpec {
                             .as_object()
                             .ok_or_else(|| err(&field, "expected an object"))?;
                         if section == "component_parameters" {
-                            self.check_component_keys(&field, common)?;
+                            check_component_keys(&names, &field, common)?;
                         }
                     }
                     "role" => {
@@ -380,12 +413,13 @@ impl JobSpec {
                             })?;
                             for (selector, params) in by_selector {
                                 let field = format!("{field}.{selector}");
-                                selects(&field, selector, 0, parties.len())?;
+                                selects(selector, 0, parties.len())
+                                    .map_err(|message| err(&field, message))?;
                                 let params = params
                                     .as_object()
                                     .ok_or_else(|| err(&field, "expected an object"))?;
                                 if section == "component_parameters" {
-                                    self.check_component_keys(&field, params)?;
+                                    check_component_keys(&names, &field, params)?;
                                 }
                             }
                         }
@@ -412,46 +446,48 @@ impl JobSpec {
         }
         Ok(())
     }
-
-    fn check_component_keys(
-        &self,
-        field: &str,
-        by_component: &Map<String, Value>,
-    ) -> Result<(), SpecError> {
-        for (name, params) in by_component {
-            if self.component(name).is_none() {
-                return Err(err(
-                    format!("{field}.{name}"),
-                    format!("no component {name:?} in the DSL"),
-                ));
-            }
-            if !params.is_object() {
-                return Err(err(format!("{field}.{name}"), "expected an object"));
-            }
-        }
-        Ok(())
-    }
 }
 
-/// Whether a role-section selector (`"all"`, `"0"`, `"0|2"`) selects party `index`; an
-/// out-of-range or malformed selector is an error naming `field`.
-fn selects(field: &str, selector: &str, index: usize, parties: usize) -> Result<bool, SpecError> {
+fn check_component_keys(
+    names: &HashSet<&str>,
+    field: &str,
+    by_component: &Map<String, Value>,
+) -> Result<(), SpecError> {
+    for (name, params) in by_component {
+        if !names.contains(name.as_str()) {
+            return Err(err(
+                format!("{field}.{name}"),
+                format!("no component {name:?} in the DSL"),
+            ));
+        }
+        if !params.is_object() {
+            return Err(err(format!("{field}.{name}"), "expected an object"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a role-section selector (`"all"`, `"0"`, `"0|2"`) selects party `index`; the error
+/// says what is wrong with an out-of-range, repeated or malformed index. Each index appears at
+/// most once, so a selector has at most as many parts as the role has parties.
+fn selects(selector: &str, index: usize, parties: usize) -> Result<bool, String> {
     if selector == "all" {
         return Ok(true);
     }
     let mut hit = false;
+    let mut listed = vec![false; parties];
     for part in selector.split('|') {
-        let i: usize = part.trim().parse().map_err(|_| {
-            err(
-                field,
-                "expected \"all\" or party indexes such as \"0\" or \"0|1\"",
-            )
-        })?;
+        let i: usize = part
+            .trim()
+            .parse()
+            .map_err(|_| "expected \"all\" or party indexes such as \"0\" or \"0|1\"".to_owned())?;
         if i >= parties {
-            return Err(err(
-                field,
-                format!("party index {i} is out of range: the role has {parties} parties"),
+            return Err(format!(
+                "party index {i} is out of range: the role has {parties} parties"
             ));
+        }
+        if std::mem::replace(&mut listed[i], true) {
+            return Err(format!("party index {i} is listed twice"));
         }
         hit |= i == index;
     }
@@ -501,6 +537,20 @@ fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Component>, Spec
     }
     for name in components.keys() {
         ids::component(name).map_err(|e| err(format!("dsl.components.{name}"), e.to_string()))?;
+    }
+    // Every declared output as (component, kind, name), so each reference is one look-up.
+    let mut declared: HashSet<(&str, &str, &str)> = HashSet::new();
+    for (name, body) in components {
+        let Some(output) = body.get("output").and_then(Value::as_object) else {
+            continue;
+        };
+        for (kind, names) in output {
+            for n in names.as_array().into_iter().flatten() {
+                if let Some(n) = n.as_str() {
+                    declared.insert((name.as_str(), kind.as_str(), n));
+                }
+            }
+        }
     }
     let mut parsed = Vec::with_capacity(components.len());
     for (name, body) in components {
@@ -553,31 +603,31 @@ fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Component>, Spec
             }
         }
         let mut upstream: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for (i, input) in inputs.iter().enumerate() {
-            let ifield = if input.key.is_empty() {
-                format!("{field}.input.{}[{i}]", input.kind)
-            } else {
-                format!("{field}.input.{}.{}", input.kind, input.key)
+            // Only named on error: a DSL may have many inputs.
+            let ifield = || {
+                if input.key.is_empty() {
+                    format!("{field}.input.{}[{i}]", input.kind)
+                } else {
+                    format!("{field}.input.{}.{}", input.kind, input.key)
+                }
             };
-            let Some(up) = components.get(&input.component) else {
+            if !components.contains_key(&input.component) {
                 return Err(err(
-                    ifield,
+                    ifield(),
                     format!("unknown upstream component {:?}", input.component),
                 ));
-            };
+            }
             let out_kind = match input.kind.as_str() {
                 "data" => "data",
                 "cache" => "cache",
                 _ => "model",
             };
-            let declared = up
-                .get("output")
-                .and_then(|o| o.get(out_kind))
-                .and_then(Value::as_array)
-                .is_some_and(|outs| outs.iter().any(|o| o.as_str() == Some(&input.output)));
-            if !declared {
+            let key = (input.component.as_str(), out_kind, input.output.as_str());
+            if !declared.contains(&key) {
                 return Err(err(
-                    ifield,
+                    ifield(),
                     format!(
                         "component {:?} declares no {out_kind} output {:?}",
                         input.component, input.output
@@ -585,9 +635,9 @@ fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Component>, Spec
                 ));
             }
             if input.component == *name {
-                return Err(err(ifield, format!("cycle {name} -> {name}")));
+                return Err(err(ifield(), format!("cycle {name} -> {name}")));
             }
-            if !upstream.contains(&input.component) {
+            if seen.insert(input.component.as_str()) {
                 upstream.push(input.component.clone());
             }
         }
@@ -657,9 +707,32 @@ fn read_refs(
 }
 
 /// Kahn's sort; on a cycle, names one loop.
-fn topological_order(components: &[Component]) -> Result<Vec<Component>, SpecError> {
-    let by_name: HashMap<&str, &Component> =
-        components.iter().map(|c| (c.name.as_str(), c)).collect();
+fn topological_order(components: Vec<Component>) -> Result<Vec<Component>, SpecError> {
+    let order = topological_indices(&components)?;
+    let mut slots: Vec<Option<Component>> = components.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect())
+}
+
+/// The positions of `components` in topological order.
+fn topological_indices(components: &[Component]) -> Result<Vec<usize>, SpecError> {
+    let by_name: HashMap<&str, (usize, &Component)> = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), (i, c)))
+        .collect();
+    // name -> the components that take it as upstream, in `components` order.
+    let mut downstream: HashMap<&str, Vec<&str>> = HashMap::new();
+    for c in components {
+        for u in &c.upstream {
+            downstream
+                .entry(u.as_str())
+                .or_default()
+                .push(c.name.as_str());
+        }
+    }
     let mut indegree: BTreeMap<&str, usize> = components
         .iter()
         .map(|c| (c.name.as_str(), c.upstream.len()))
@@ -673,17 +746,15 @@ fn topological_order(components: &[Component]) -> Result<Vec<Component>, SpecErr
     ready.reverse();
     let mut ordered = Vec::with_capacity(components.len());
     while let Some(name) = ready.pop() {
-        ordered.push(by_name[name].clone());
+        ordered.push(by_name[name].0);
         let mut next: Vec<&str> = Vec::new();
-        for c in components {
-            if c.upstream.iter().any(|u| u == name) {
-                let d = indegree
-                    .get_mut(c.name.as_str())
-                    .expect("every component has a degree");
-                *d -= 1;
-                if *d == 0 {
-                    next.push(&c.name);
-                }
+        for &down in downstream.get(name).map_or(&[][..], Vec::as_slice) {
+            let d = indegree
+                .get_mut(down)
+                .expect("every component has a degree");
+            *d -= 1;
+            if *d == 0 {
+                next.push(down);
             }
         }
         next.sort_unstable();
@@ -708,6 +779,7 @@ fn topological_order(components: &[Component]) -> Result<Vec<Component>, SpecErr
     let mut current = start;
     loop {
         let next = by_name[current]
+            .1
             .upstream
             .iter()
             .map(String::as_str)
@@ -761,8 +833,19 @@ fn parse_roles(
     if role.is_empty() {
         return Err(err("runtime_conf.role", "no roles"));
     }
+    // Counted before the lists are walked (each list is checked for repeats).
+    let total: usize = role
+        .values()
+        .filter_map(Value::as_array)
+        .map(Vec::len)
+        .sum();
+    if total > limits.max_parties {
+        return Err(err(
+            "runtime_conf.role",
+            format!("{total} participants, at most {}", limits.max_parties),
+        ));
+    }
     let mut roles = BTreeMap::new();
-    let mut total = 0;
     for (name, parties) in role {
         let field = format!("runtime_conf.role.{name}");
         ids::role(name).map_err(|e| err(&field, e.to_string()))?;
@@ -783,14 +866,7 @@ fn parse_roles(
             }
             ids_seen.push(id);
         }
-        total += ids_seen.len();
         roles.insert(name.clone(), ids_seen);
-    }
-    if total > limits.max_parties {
-        return Err(err(
-            "runtime_conf.role",
-            format!("{total} participants, at most {}", limits.max_parties),
-        ));
     }
     let initiator = root
         .get("initiator")
@@ -831,42 +907,106 @@ fn party_id_value(v: &Value) -> Result<String, String> {
 }
 
 /// Parses JSON, refusing duplicate keys anywhere (a duplicate component name would otherwise
-/// silently replace the first one).
+/// silently replace the first one) and nesting deeper than [`MAX_DEPTH`]; the error names
+/// `field`.
 pub fn parse_json_strict(field: &str, text: &str) -> Result<Value, SpecError> {
+    let too_deep = Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = StrictValue::deserialize_with_path(&mut de, String::new())
-        .map_err(|e| err(field, format!("not valid JSON: {e}")))?;
-    de.end()
-        .map_err(|e| err(field, format!("not valid JSON: {e}")))?;
-    Ok(value)
+    let root = StrictValue {
+        at: Path {
+            parent: None,
+            segment: Segment::Root,
+            depth: 0,
+        },
+        too_deep: &too_deep,
+    };
+    let parsed = de::DeserializeSeed::deserialize(root, &mut de);
+    let parsed = parsed.and_then(|value| de.end().map(|()| value));
+    parsed.map_err(|e| {
+        if too_deep.get() {
+            err(field, e.to_string())
+        } else {
+            err(field, format!("not valid JSON: {e}"))
+        }
+    })
 }
 
-struct StrictValue {
-    path: String,
+/// One step of the path to a value, for error messages.
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
 }
 
-impl StrictValue {
-    fn deserialize_with_path<'de, D: Deserializer<'de>>(
-        de: D,
-        path: String,
-    ) -> Result<Value, D::Error> {
-        de.deserialize_any(StrictValue { path })
+/// Where a value sits in the document: a list on the stack, rendered only for an error, so
+/// reading a value costs nothing for the length of its path.
+#[derive(Clone, Copy)]
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    segment: Segment<'a>,
+    /// How many arrays and objects enclose the value.
+    depth: usize,
+}
+
+impl Path<'_> {
+    /// `components.a.input[0]`-style.
+    fn render(&self) -> String {
+        let mut segments = Vec::new();
+        let mut at = Some(self);
+        while let Some(p) = at {
+            segments.push(p.segment);
+            at = p.parent;
+        }
+        let mut out = String::new();
+        for segment in segments.iter().rev() {
+            match segment {
+                Segment::Root => {}
+                Segment::Key(key) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                }
+                Segment::Index(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+            }
+        }
+        out
     }
 }
 
-struct Seed {
-    path: String,
+/// Reads any JSON value as a [`Value`], refusing duplicate keys and deep nesting.
+struct StrictValue<'a> {
+    at: Path<'a>,
+    /// Set when the error is the nesting depth (so it is not called invalid JSON).
+    too_deep: &'a Cell<bool>,
 }
 
-impl<'de> de::DeserializeSeed<'de> for Seed {
+impl StrictValue<'_> {
+    /// The depth of the array or object being entered, or the error if it is one too many.
+    fn enter<E: de::Error>(&self) -> Result<usize, E> {
+        let depth = self.at.depth + 1;
+        if depth > MAX_DEPTH {
+            self.too_deep.set(true);
+            return Err(E::custom(format!(
+                "nested too deeply: more than {MAX_DEPTH} levels of arrays and objects"
+            )));
+        }
+        Ok(depth)
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for StrictValue<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
-        StrictValue::deserialize_with_path(de, self.path)
+        de.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for StrictValue {
+impl<'de> Visitor<'de> for StrictValue<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -906,27 +1046,44 @@ impl<'de> Visitor<'de> for StrictValue {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let depth = self.enter()?;
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Seed {
-            path: format!("{}[{}]", self.path, items.len()),
-        })? {
+        loop {
+            let item = StrictValue {
+                at: Path {
+                    parent: Some(&self.at),
+                    segment: Segment::Index(items.len()),
+                    depth,
+                },
+                too_deep: self.too_deep,
+            };
+            let Some(item) = seq.next_element_seed(item)? else {
+                break;
+            };
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let depth = self.enter()?;
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
+            let at = Path {
+                parent: Some(&self.at),
+                segment: Segment::Key(&key),
+                depth,
             };
             if object.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {path:?}")));
+                return Err(de::Error::custom(format!(
+                    "duplicate key {:?}",
+                    at.render()
+                )));
             }
-            let value = map.next_value_seed(Seed { path })?;
+            let value = map.next_value_seed(StrictValue {
+                at,
+                too_deep: self.too_deep,
+            })?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))
@@ -1076,5 +1233,170 @@ mod tests {
             parse(&diamond_dsl().to_string(), &conf().to_string(), &limits).expect_err("too large");
         assert_eq!(e.field, "dsl");
         assert!(e.message.starts_with("too large"), "{e}");
+    }
+
+    /// `{"components": {"c0": {"module": "Sum"}, ...}}` with `n` components.
+    fn dsl_with_components(n: usize) -> String {
+        let components: Vec<String> = (0..n)
+            .map(|i| format!(r#""c{i}": {{"module": "Sum"}}"#))
+            .collect();
+        format!(r#"{{"components": {{{}}}}}"#, components.join(", "))
+    }
+
+    #[test]
+    fn a_5_mib_dsl_is_refused_as_too_large_before_it_is_read() {
+        let dsl = format!(
+            r#"{{"components": {{"a": {{"module": "Sum", "pad": "{}"}}}}}}"#,
+            "x".repeat(5 << 20)
+        );
+        let e = parse(&dsl, &conf().to_string(), &Limits::default()).expect_err("5 MiB");
+        assert_eq!(e.field, "dsl");
+        assert!(e.message.starts_with("too large"), "{e}");
+        assert!(e.message.contains("at most 1048576"), "{e}");
+        // The same for the conf.
+        let e = parse(&diamond_dsl().to_string(), &dsl, &Limits::default()).expect_err("5 MiB");
+        assert_eq!(e.field, "runtime_conf");
+        assert!(e.message.starts_with("too large"), "{e}");
+    }
+
+    #[test]
+    fn ten_thousand_components_are_refused_naming_components() {
+        let dsl = dsl_with_components(10_000);
+        assert!(
+            dsl.len() < Limits::default().max_dsl_bytes,
+            "under the size limit"
+        );
+        let e = parse(&dsl, &conf().to_string(), &Limits::default()).expect_err("10,000");
+        assert_eq!(e.field, "dsl.components");
+        assert_eq!(e.message, "10000 components, at most 500");
+        // The limit itself is accepted.
+        let conf =
+            r#"{"initiator": {"role": "guest", "party_id": 9999}, "role": {"guest": [9999]}}"#;
+        let spec = parse(&dsl_with_components(500), conf, &Limits::default()).expect("500");
+        assert_eq!(spec.components.len(), 500);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_naming_the_document_without_overflowing_the_stack() {
+        let deep_arrays = "[".repeat(100_000);
+        let deep_objects = r#"{"a":"#.repeat(100_000);
+        let ok_conf = conf().to_string();
+        let ok_dsl = diamond_dsl().to_string();
+        let in_component = format!(
+            r#"{{"components": {{"a": {{"module": "Sum", "output": {}}}}}}}"#,
+            deep_arrays
+        );
+        let in_parameters = format!(
+            r#"{{"initiator": {{"role": "guest", "party_id": 9999}}, "role": {{"guest": [9999]}},
+                "component_parameters": {{"common": {{"a": {{"value": {deep_objects}"#
+        );
+        let cases = [
+            ("dsl", deep_arrays.as_str(), ok_conf.as_str()),
+            ("dsl", deep_objects.as_str(), ok_conf.as_str()),
+            ("dsl", in_component.as_str(), ok_conf.as_str()),
+            ("runtime_conf", ok_dsl.as_str(), deep_arrays.as_str()),
+            ("runtime_conf", ok_dsl.as_str(), deep_objects.as_str()),
+            ("runtime_conf", ok_dsl.as_str(), in_parameters.as_str()),
+        ];
+        for (field, dsl, conf) in cases {
+            let e = parse(dsl, conf, &Limits::default()).expect_err("too deep");
+            assert_eq!(e.field, field, "{e}");
+            assert!(
+                e.message
+                    .starts_with("nested too deeply: more than 32 levels"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_up_to_the_depth_limit_is_read() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_json_strict("x", &nested(MAX_DEPTH)).is_ok());
+        let e = parse_json_strict("x", &nested(MAX_DEPTH + 1)).expect_err("one too deep");
+        assert_eq!(e.field, "x");
+        assert!(e.message.starts_with("nested too deeply"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_by_its_full_path() {
+        let e = parse_json_strict("dsl", r#"{"a": [{"b": 1}, {"c": {"b": 1, "b": 2}}]}"#)
+            .expect_err("duplicate");
+        assert!(e.message.contains(r#"duplicate key "a[1].c.b""#), "{e}");
+        let e = parse_json_strict("dsl", r#"[{"k": 1, "k": 2}]"#).expect_err("duplicate");
+        assert!(e.message.contains(r#"duplicate key "[0].k""#), "{e}");
+    }
+
+    #[test]
+    fn errors_quote_at_most_a_bounded_part_of_the_input() {
+        let long = "é".repeat(300_000);
+        let mut dsl = diamond_dsl();
+        dsl["components"][&long] = json!({"module": "Sum"});
+        let e = rejected(dsl, conf());
+        assert!(e.field.starts_with("dsl.components.éé"), "{e}");
+        assert!(e.field.ends_with("..."), "{e}");
+        assert!(e.field.len() <= MAX_ERROR_TEXT);
+        let mut c = conf();
+        c["component_parameters"]["role"]["host"] = json!({ "0|".repeat(100_000): {} });
+        let e = rejected(diamond_dsl(), c);
+        assert!(e.field.len() <= MAX_ERROR_TEXT, "{}", e.field.len());
+        assert_eq!(e.message, "party index 0 is listed twice");
+    }
+
+    #[test]
+    fn a_long_party_list_is_refused_by_its_count() {
+        let parties: Vec<String> = (0..120_000).map(|i| (100_000 + i).to_string()).collect();
+        let conf = format!(
+            r#"{{"initiator": {{"role": "guest", "party_id": 100000}}, "role": {{"guest": [{}]}}}}"#,
+            parties.join(",")
+        );
+        let e = parse(&diamond_dsl().to_string(), &conf, &Limits::default()).expect_err("count");
+        assert_eq!(e.field, "runtime_conf.role");
+        assert_eq!(e.message, "120000 participants, at most 64");
+    }
+
+    #[test]
+    fn role_sections_merge_all_first_then_by_selector() {
+        let conf = json!({
+            "initiator": {"role": "guest", "party_id": 9999},
+            "role": {"guest": [9999, 9998]},
+            "component_parameters": {
+                "common": {"a": {"value": 0}, "b": {"value": 10}},
+                "role": {"guest": {
+                    "1": {"a": {"value": 3}},
+                    "all": {"a": {"value": 1}, "b": {"need_run": false}},
+                    "0|1": {"a": {"value": 2}}
+                }}
+            }
+        });
+        let spec = parse_values(&diamond_dsl(), &conf).expect("valid");
+        let plans = |party: &str| {
+            let who = Participant {
+                role: "guest".into(),
+                party_id: party.into(),
+            };
+            spec.task_plans(&who).expect("plans")
+        };
+        let (first, second) = (plans("9999"), plans("9998"));
+        assert_eq!(first[0].params["value"], json!(2));
+        assert_eq!(second[0].params["value"], json!(3));
+        assert_eq!(
+            second[1].params,
+            *json!({"value": 10, "need_run": false})
+                .as_object()
+                .expect("object")
+        );
+        assert!(!second[1].need_run);
+        assert!(first[2].params.is_empty());
+        let mut bad = conf.clone();
+        bad["component_parameters"]["role"]["guest"]["0|2"] = json!({});
+        let e = rejected(diamond_dsl(), bad);
+        assert_eq!(e.field, "component_parameters.role.guest.0|2");
+        assert!(e.message.contains("party index 2 is out of range"), "{e}");
+        let mut bad = conf.clone();
+        bad["component_parameters"]["role"]["guest"]["1| 1"] = json!({});
+        let e = rejected(diamond_dsl(), bad);
+        assert_eq!(e.field, "component_parameters.role.guest.1| 1");
+        assert_eq!(e.message, "party index 1 is listed twice");
     }
 }
