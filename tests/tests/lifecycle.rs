@@ -119,13 +119,24 @@ async fn stop_cancels_every_party_within_seconds_and_leaves_no_worker() {
     );
     let job = get_job(&mut scheduler, &job_id).await.expect("query");
     assert_eq!(job_status(job.status), JobStatus::Canceled);
-    let tasks = all_tasks(&mut scheduler, &job_id).await;
-    assert!(
-        tasks
-            .iter()
-            .all(|t| task_status(t.status) == TaskStatus::Canceled),
-        "{tasks:?}"
-    );
+    // The parties' reports of their canceled tasks reach the scheduler through the outbox.
+    eventually(
+        "every task canceled at the scheduler",
+        Duration::from_secs(5),
+        || {
+            let mut scheduler = scheduler.clone();
+            let job_id = job_id.clone();
+            async move {
+                let tasks = all_tasks(&mut scheduler, &job_id).await;
+                tasks
+                    .iter()
+                    .all(|t| task_status(t.status) == TaskStatus::Canceled)
+                    .then_some(())
+                    .ok_or(format!("{tasks:?}"))
+            }
+        },
+    )
+    .await;
     fed.shutdown().await;
 }
 

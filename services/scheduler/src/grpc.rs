@@ -1,7 +1,7 @@
 //! `fedflow.scheduler.v1.Scheduler` (the client API) and `StatusReport` adapters. Calls about
 //! a job another party schedules are passed on to that party's scheduler as they are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -47,7 +47,7 @@ pub struct Scheduler {
 /// The participants of the jobs this party schedules, read once per job (they never change),
 /// to check calls from other parties.
 #[derive(Clone, Default)]
-struct Members(Arc<Mutex<HashMap<String, Arc<Vec<String>>>>>);
+struct Members(Arc<Mutex<HashMap<String, Arc<BTreeSet<String>>>>>);
 
 const MAX_KNOWN_JOBS: usize = 100_000;
 
@@ -79,15 +79,9 @@ impl Members {
                     }
                     Err(e) => return Err(to_status(&e)),
                 };
-                let parties: Vec<String> =
-                    fedflow_core::dsl::parse(&job.dsl, &job.conf, &Default::default())
-                        .map(|spec| {
-                            spec.participants()
-                                .into_iter()
-                                .map(|p| p.party_id)
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                let parties = fedflow_core::dsl::parse(&job.dsl, &job.conf, &Default::default())
+                    .map(|spec| spec.party_ids())
+                    .unwrap_or_default();
                 let parties = Arc::new(parties);
                 let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
                 if known.len() >= MAX_KNOWN_JOBS {
