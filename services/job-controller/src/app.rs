@@ -408,13 +408,10 @@ impl App {
         parties
     }
 
-    /// The job's scheduler party and participants; `None` when the job is not here.
-    pub async fn job_parties(&self, job_id: &str) -> Result<Option<(String, Vec<String>)>, Error> {
+    /// One row of the job here (its scheduler party, its conf); `None` when it is not here.
+    pub async fn job_row(&self, job_id: &str) -> Result<Option<PartyJob>, Error> {
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let jobs = self.store.jobs(job_id).await?;
-        Ok(jobs
-            .first()
-            .map(|job| (job.scheduler_party_id.clone(), self.participants(job))))
+        Ok(self.store.jobs(job_id).await?.into_iter().next())
     }
 
     pub async fn resources(&self) -> Result<ResourceView, Error> {

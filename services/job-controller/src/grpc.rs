@@ -34,22 +34,27 @@ impl JobController {
         let Caller::Party(caller) = Caller::of(request, self.app.party_id()) else {
             return Ok(());
         };
-        let parties = self
-            .app
-            .job_parties(job_id)
-            .await
-            .map_err(|e| to_status(&e))?;
-        match parties {
-            Some((scheduler, _)) if scheduler == caller => Ok(()),
-            Some((_, participants)) if !scheduler_only && participants.contains(&caller) => Ok(()),
-            Some((scheduler, participants)) if participants.contains(&caller) => {
-                Err(Status::permission_denied(format!(
-                    "party {caller} is not job {job_id}'s scheduler (party {scheduler}); only the scheduler may do this"
-                )))
-            }
-            _ => Err(Status::permission_denied(format!(
+        let Some(job) = self.app.job_row(job_id).await.map_err(|e| to_status(&e))? else {
+            return Err(Status::permission_denied(format!(
                 "party {caller} is not a participant of job {job_id}"
-            ))),
+            )));
+        };
+        // The scheduler party may do anything about its job; the conf is read only otherwise.
+        if job.scheduler_party_id == caller {
+            return Ok(());
+        }
+        let participant = self.app.participants(&job).contains(&caller);
+        if participant && !scheduler_only {
+            Ok(())
+        } else if participant {
+            Err(Status::permission_denied(format!(
+                "party {caller} is not job {job_id}'s scheduler (party {}); only the scheduler may do this",
+                job.scheduler_party_id
+            )))
+        } else {
+            Err(Status::permission_denied(format!(
+                "party {caller} is not a participant of job {job_id}"
+            )))
         }
     }
 }

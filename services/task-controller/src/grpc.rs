@@ -21,14 +21,21 @@ pub fn services(
     pb::worker_server::WorkerServer<Worker>,
 ) {
     (
-        pb::task_controller_server::TaskControllerServer::new(TaskController { app: app.clone() }),
+        pb::task_controller_server::TaskControllerServer::new(TaskController {
+            app: app.clone(),
+            schedulers: Default::default(),
+        }),
         pb::worker_server::WorkerServer::new(Worker { app }),
     )
 }
 
 pub struct TaskController {
     app: App,
+    /// Each job's scheduler party, once read (it never changes).
+    schedulers: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
+
+const MAX_KNOWN_JOBS: usize = 100_000;
 
 pub struct Worker {
     app: App,
@@ -65,12 +72,31 @@ impl TaskController {
         let Caller::Party(caller) = Caller::of(request, self.app.party_id()) else {
             return Ok(());
         };
-        match self
-            .app
-            .job_scheduler(job_id)
-            .await
-            .map_err(|e| to_status(&e))?
-        {
+        let known = self
+            .schedulers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job_id)
+            .cloned();
+        let scheduler = match known {
+            Some(scheduler) => Some(scheduler),
+            None => {
+                let read = self
+                    .app
+                    .job_scheduler(job_id)
+                    .await
+                    .map_err(|e| to_status(&e))?;
+                if let Some(scheduler) = &read {
+                    let mut known = self.schedulers.lock().unwrap_or_else(|p| p.into_inner());
+                    if known.len() >= MAX_KNOWN_JOBS {
+                        known.clear();
+                    }
+                    known.insert(job_id.to_owned(), scheduler.clone());
+                }
+                read
+            }
+        };
+        match scheduler {
             Some(scheduler) if scheduler == caller => Ok(()),
             Some(scheduler) => Err(Status::permission_denied(format!(
                 "party {caller} may not act on job {job_id}'s tasks here: only its scheduler, party {scheduler}, may"
