@@ -65,8 +65,11 @@ impl Ticket<'_> {
         match result {
             Ok(answer) => {
                 if let Some(call) = seen.calls.get_mut(&self.key) {
-                    call.state =
-                        State::Answered((answer.len() <= MAX_KEPT_ANSWER).then(|| answer.clone()));
+                    // A copy: the answer may be a slice of a much larger receive buffer,
+                    // which a kept slice would keep alive.
+                    call.state = State::Answered(
+                        (answer.len() <= MAX_KEPT_ANSWER).then(|| Bytes::copy_from_slice(answer)),
+                    );
                 }
             }
             Err(_) => {
