@@ -162,3 +162,47 @@ pub enum Error {
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::{Route, RouteTable};
+
+    #[test]
+    fn mtls_mode_names_what_it_lacks() {
+        let mut config = Config::default();
+        let err = tls_material(&config).err().expect("no certificate");
+        assert!(err.to_string().contains("federation.cert"), "{err}");
+
+        config.federation.cert = "/nonexistent/gateway.crt".into();
+        config.federation.key = "/nonexistent/gateway.key".into();
+        config
+            .routes
+            .insert("10000".into(), Route::Address("127.0.0.1:1".into()));
+        let err = tls_material(&config).err().expect("a route without a CA");
+        assert!(err.to_string().contains("routes.10000"), "{err}");
+
+        config.routes.insert(
+            "10000".into(),
+            Route::Full(RouteTable {
+                address: "127.0.0.1:1".into(),
+                ca: Some("/nonexistent/ca.crt".into()),
+            }),
+        );
+        let err = tls_material(&config).err().expect("missing files");
+        assert!(
+            err.to_string().contains("/nonexistent/gateway.crt"),
+            "{err}"
+        );
+
+        config.forward.duplicate_delivery_for_testing = true;
+        let err = tls_material(&config).err().expect("the testing switch");
+        assert!(
+            err.to_string().contains("duplicate_delivery_for_testing"),
+            "{err}"
+        );
+
+        config.federation.mode = SecurityMode::Insecure;
+        assert!(tls_material(&config).expect("insecure").is_none());
+    }
+}
