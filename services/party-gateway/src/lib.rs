@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn mtls_mode_names_what_it_lacks() {
         let mut config = Config::default();
-        let err = tls_material(&config).err().expect("no certificate");
+        let err = tls_material(&config).expect_err("no certificate");
         assert!(err.to_string().contains("federation.cert"), "{err}");
 
         config.federation.cert = "/nonexistent/gateway.crt".into();
@@ -179,7 +179,7 @@ mod tests {
         config
             .routes
             .insert("10000".into(), Route::Address("127.0.0.1:1".into()));
-        let err = tls_material(&config).err().expect("a route without a CA");
+        let err = tls_material(&config).expect_err("a route without a CA");
         assert!(err.to_string().contains("routes.10000"), "{err}");
 
         config.routes.insert(
@@ -189,14 +189,14 @@ mod tests {
                 ca: Some("/nonexistent/ca.crt".into()),
             }),
         );
-        let err = tls_material(&config).err().expect("missing files");
+        let err = tls_material(&config).expect_err("missing files");
         assert!(
             err.to_string().contains("/nonexistent/gateway.crt"),
             "{err}"
         );
 
         config.forward.duplicate_delivery_for_testing = true;
-        let err = tls_material(&config).err().expect("the testing switch");
+        let err = tls_material(&config).expect_err("the testing switch");
         assert!(
             err.to_string().contains("duplicate_delivery_for_testing"),
             "{err}"
