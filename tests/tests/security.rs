@@ -789,6 +789,28 @@ async fn a_captured_party_call_never_takes_effect_twice_or_altered() {
     host.send(fresh).await.expect("a new rerun");
     wait_ended(&mut scheduler, &job_id, WITHIN).await;
     assert_eq!(versions(&fed, &job_id).await, 3);
+    // Behind the gateway's memory (after a gateway restart, say), the scheduler itself reruns
+    // a job once per request id.
+    let once = sc::RerunJobRequest {
+        job_id: job_id.clone(),
+        component: String::new(),
+        force: false,
+        request_id: fedflow_rpc::new_request_id(),
+    };
+    let first = scheduler
+        .rerun_job(once.clone())
+        .await
+        .expect("rerun")
+        .into_inner();
+    assert_eq!(first.components, vec!["boom".to_owned()]);
+    wait_ended(&mut scheduler, &job_id, WITHIN).await;
+    let again = scheduler
+        .rerun_job(once)
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(again.components.is_empty(), "{again:?}");
+    assert_eq!(versions(&fed, &job_id).await, 4, "one rerun per request id");
     fed.shutdown().await;
 }
 

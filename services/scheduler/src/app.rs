@@ -718,6 +718,12 @@ impl App {
     ) -> Result<Vec<String>, Error> {
         let _guard = self.lock(job_id).await;
         let job = self.job(job_id).await?;
+        // A repeated rerun request (a retry, a replay) reruns nothing again.
+        let request_id = fedflow_store::audit::current_request();
+        if !request_id.is_empty() && self.store().job_changed_by(job_id, &request_id).await? {
+            tracing::info!(job = %job_id, %request_id, "rerun request seen before; not rerun again");
+            return Ok(Vec::new());
+        }
         if !job.status.is_end() {
             return Err(Error::FailedPrecondition(format!(
                 "job {job_id} is {}; only an ended job can be rerun (stop it first)",

@@ -320,7 +320,12 @@ impl pb::scheduler_server::Scheduler for Scheduler {
             .await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "RerunJob", &r, || async {
-            let components = self.app.rerun(&r.job_id, &r.component, r.force).await?;
+            let components = fedflow_store::with_request(&r.request_id, {
+                let (app, job_id, component) =
+                    (self.app.clone(), r.job_id.clone(), r.component.clone());
+                async move { app.rerun(&job_id, &component, r.force).await }
+            })
+            .await?;
             Ok(pb::RerunJobResponse {
                 job_id: r.job_id.clone(),
                 components,

@@ -218,9 +218,35 @@ impl Store {
         if moved != 1 {
             return Ok(false);
         }
+        tx.record(
+            AUDIT,
+            &Transition::new(
+                "job",
+                job_id.to_owned(),
+                from.as_str(),
+                JobStatus::Waiting.as_str(),
+                "rerun",
+                now,
+            ),
+        )
+        .await?;
         insert_tasks(&tx, tasks, parties, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Whether the request `request_id` already changed the job (a rerun, say): its audit
+    /// trail names it.
+    pub async fn job_changed_by(&self, job_id: &str, request_id: &str) -> Result<bool, Error> {
+        let row = self
+            .db
+            .query_one(
+                "SELECT 1 AS seen FROM scheduler_audit
+                 WHERE entity = 'job' AND entity_key = ? AND request_id = ? LIMIT 1",
+                vec![job_id.into(), request_id.into()],
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Stores a new version of one task (an automatic retry), in one transaction.
