@@ -57,10 +57,15 @@ for target in $targets; do
         args+=("-dict=fuzz/$target.dict")
     fi
     echo "fuzz: $target for $seconds s"
-    if ! cargo fuzz run "$target" "$corpus" "fuzz/corpus/$target" -- "${args[@]}"; then
+    # libFuzzer reports every new input; its log is kept whole in fuzz/target/ and only its end
+    # is printed (all of it on a failure).
+    log="fuzz/target/fuzz-$target.log"
+    if ! cargo fuzz run "$target" "$corpus" "fuzz/corpus/$target" -- "${args[@]}" >"$log" 2>&1; then
+        cat "$log" >&2
         echo "fuzz: $target FAILED; the input is in fuzz/artifacts/$target/:" >&2
         ls -l "fuzz/artifacts/$target/" >&2 || true
         exit 1
     fi
+    tail -n 12 "$log"
 done
 echo "fuzz: every target ran ${seconds} s without a crash ($((SECONDS - start)) s in all)"
