@@ -131,7 +131,7 @@ impl ReplayGuard {
         let late = now_ms - envelope.deadline_unix_ms;
         if late > 0 {
             return Err(Status::deadline_exceeded(format!(
-                "envelope {} from party {from} expired {late} ms ago; not executed",
+                "envelope {} from party {from} expired {late} ms ago by this gateway's clock; not executed (if this keeps happening, compare the two parties' clocks)",
                 envelope.request_id
             )));
         }
