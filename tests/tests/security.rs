@@ -1001,3 +1001,123 @@ async fn certificates_rotate_on_one_party_while_jobs_run_and_no_job_fails() {
         .expect("the host dials 9999 with its new certificate");
     fed.shutdown().await;
 }
+
+/// The optional client port of a scheduler (`api.*`): TLS and a bearer token; a party's
+/// identity cannot be claimed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_client_port_asks_for_tls_and_a_token() {
+    let dir = TempDir::new("fedflow-api");
+    let pki = pki::Layout::new(dir.path().join("pki"));
+    pki.init(
+        "9999",
+        &["localhost".to_owned(), "127.0.0.1".to_owned()],
+        Validity::days(2),
+        Validity::days(1),
+    )
+    .expect("a certificate for the client port");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").expect("write the token");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let api = format!("127.0.0.1:{port}");
+    let mut config = fedflow_scheduler::Config {
+        database: fedflow_config::DatabaseConfig {
+            url: fedflow_store::sqlite_url(&dir.path().join("scheduler.db")),
+            max_connections: 4,
+        },
+        gateway: "127.0.0.1:1".into(),
+        ..Default::default()
+    };
+    config.api = fedflow_scheduler::config::Api {
+        listen: api.clone(),
+        token_file: token_file.clone(),
+        tls_cert: pki.cert(),
+        tls_key: pki.key(),
+    };
+    let listener = fedflow_rpc::server::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(fedflow_scheduler::run(config, listener, shutdown.clone()));
+
+    let channel = fedflow_tls::client::server_auth_channel(&api, &pki.ca_cert()).expect("channel");
+    let client = sc::scheduler_client::SchedulerClient::new(channel);
+    let list = |token: Option<&str>, claim: Option<&str>| {
+        let mut client = client.clone();
+        let mut request = tonic::Request::new(sc::ListJobsRequest { limit: 5 });
+        if let Some(token) = token {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        if let Some(party) = claim {
+            request.metadata_mut().insert(
+                fedflow_rpc::party::CALLER_HEADER,
+                party.parse().expect("header"),
+            );
+        }
+        async move { client.list_jobs(request).await.map(|_| ()) }
+    };
+    eventually("the client port to answer", WITHIN, || async {
+        match list(Some("s3cret-token"), None).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    let refused = list(None, None).await.expect_err("no token");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let refused = list(Some("guess"), None).await.expect_err("a wrong token");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    // A client cannot pass itself off as another party here: the header is dropped, and the
+    // call is a client's (ListJobs is refused to parties).
+    list(Some("s3cret-token"), Some("10000"))
+        .await
+        .expect("a client's call");
+    // Plaintext to the TLS port fails.
+    let mut plain = sc::scheduler_client::SchedulerClient::new(fedflow_tests::channel(&api));
+    assert!(
+        plain
+            .list_jobs(sc::ListJobsRequest { limit: 5 })
+            .await
+            .is_err()
+    );
+    // The CLI: --ca-cert and --token (or FEDFLOW_TOKEN).
+    let cli = |token: Option<&str>| {
+        let mut command = std::process::Command::new(fedflow_tests::bin("fedflow"));
+        command.args([
+            "--scheduler",
+            &api,
+            "--ca-cert",
+            &pki.ca_cert().display().to_string(),
+            "job",
+            "list",
+        ]);
+        command.env_remove("FEDFLOW_TOKEN");
+        if let Some(token) = token {
+            command.env("FEDFLOW_TOKEN", token);
+        }
+        command.output().expect("run fedflow")
+    };
+    let out = cli(Some("s3cret-token"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UNAUTHENTICATED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shutdown.cancel();
+    server
+        .await
+        .expect("the scheduler task")
+        .expect("the scheduler ends cleanly");
+}

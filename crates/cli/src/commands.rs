@@ -37,26 +37,65 @@ pub type Result = std::result::Result<ExitCode, CliError>;
 pub struct Ctx {
     pub scheduler: String,
     pub json: bool,
+    /// Sent as `authorization: Bearer <token>` (a scheduler's client port may ask for one).
+    pub token: Option<String>,
+    /// TLS to the scheduler, trusting the CA certificate(s) in this PEM file.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
+
+/// Adds the bearer token, if any, to every call.
+#[derive(Clone)]
+pub struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = pb::scheduler_client::SchedulerClient<
+    tonic::service::interceptor::InterceptedService<Channel, Token>,
+>;
 
 impl Ctx {
     pub fn new(scheduler: &str, json: bool) -> Self {
         Ctx {
             scheduler: scheduler.to_owned(),
             json,
+            token: None,
+            ca_cert: None,
         }
     }
 
-    fn client(
-        &self,
-    ) -> std::result::Result<pb::scheduler_client::SchedulerClient<Channel>, CliError> {
-        let channel = fedflow_rpc::channel(&self.scheduler).map_err(|e| {
-            CliError(format!(
-                "INVALID_ARGUMENT: scheduler address {:?}: {e}",
-                self.scheduler
-            ))
-        })?;
-        Ok(pb::scheduler_client::SchedulerClient::new(channel))
+    fn client(&self) -> std::result::Result<Client, CliError> {
+        let channel = match &self.ca_cert {
+            Some(ca) => fedflow_tls::client::server_auth_channel(&self.scheduler, ca)
+                .map_err(|e| CliError(format!("INVALID_ARGUMENT: --ca-cert: {e}")))?,
+            None => fedflow_rpc::channel(&self.scheduler).map_err(|e| {
+                CliError(format!(
+                    "INVALID_ARGUMENT: scheduler address {:?}: {e}",
+                    self.scheduler
+                ))
+            })?,
+        };
+        let token = match &self.token {
+            Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
+                CliError("INVALID_ARGUMENT: --token: not a valid header value".into())
+            })?),
+            None => None,
+        };
+        Ok(pb::scheduler_client::SchedulerClient::with_interceptor(
+            channel,
+            Token(token),
+        ))
     }
 }
 

@@ -33,6 +33,12 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Bearer token for a scheduler client port that asks for one (`api.token_file`).
+    #[arg(long, global = true, env = "FEDFLOW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Talk TLS to the scheduler, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, global = true, env = "FEDFLOW_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -155,7 +161,11 @@ async fn main() -> ExitCode {
         Command::Standalone(args) => standalone::run(args).await,
         Command::Pki(command) => pki::run(command),
         Command::Job(command) => {
-            let ctx = commands::Ctx::new(&cli.scheduler, cli.json);
+            let ctx = commands::Ctx {
+                token: cli.token.clone(),
+                ca_cert: cli.ca_cert.clone(),
+                ..commands::Ctx::new(&cli.scheduler, cli.json)
+            };
             match command {
                 JobCommand::Submit {
                     dsl,
@@ -177,7 +187,11 @@ async fn main() -> ExitCode {
             }
         }
         Command::Task(command) => {
-            let ctx = commands::Ctx::new(&cli.scheduler, cli.json);
+            let ctx = commands::Ctx {
+                token: cli.token.clone(),
+                ca_cert: cli.ca_cert.clone(),
+                ..commands::Ctx::new(&cli.scheduler, cli.json)
+            };
             match command {
                 TaskCommand::Query {
                     job_id,

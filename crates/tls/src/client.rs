@@ -61,14 +61,56 @@ pub fn channel(addr: &str, material: Arc<Reloadable>, dest: &str) -> Result<Chan
     channel_with(addr, config(material, dest)?)
 }
 
+/// A lazily connected TLS channel to a client API at `addr` (`host:port`), whose certificate
+/// must chain to a CA in the PEM file `ca` and name the host (standard server authentication,
+/// no client certificate).
+pub fn server_auth_channel(addr: &str, ca: &std::path::Path) -> Result<Channel, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| Error::file(ca, e))? {
+        roots
+            .add(cert.map_err(|e| Error::file(ca, e))?)
+            .map_err(|e| Error::file(ca, e))?;
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let name =
+        ServerName::try_from(host).map_err(|e| Error::Invalid(format!("address {addr:?}: {e}")))?;
+    connect_lazy(addr, finish(config)?, name)
+}
+
 /// A lazily connected channel to `addr` with the given client configuration.
 pub fn channel_with(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, Error> {
+    connect_lazy(
+        addr,
+        config,
+        ServerName::try_from(PARTY_SERVER_NAME).map_err(|e| Error::Invalid(e.to_string()))?,
+    )
+}
+
+/// The name sent when dialling a party's gateway: the verifier checks the party instead.
+const PARTY_SERVER_NAME: &str = "gateway.fedflow.invalid";
+
+fn connect_lazy(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+) -> Result<Channel, Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Invalid(format!("address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_with_connector_lazy(Connector { config }))
+    Ok(endpoint.connect_with_connector_lazy(Connector { config, name }))
 }
 
 #[derive(Debug)]
@@ -151,11 +193,11 @@ impl ServerCertVerifier for PartyServerVerifier {
     }
 }
 
-/// Dials TCP and runs the TLS handshake; the verifier checks the party, so the name sent is
-/// fixed.
+/// Dials TCP and runs the TLS handshake, sending `name`.
 #[derive(Clone)]
 struct Connector {
     config: Arc<ClientConfig>,
+    name: ServerName<'static>,
 }
 
 type Connecting = Pin<
@@ -180,6 +222,7 @@ impl tower::Service<http::Uri> for Connector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.clone();
+        let name = self.name.clone();
         Box::pin(async move {
             let authority = uri
                 .authority()
@@ -187,8 +230,6 @@ impl tower::Service<http::Uri> for Connector {
                 .to_string();
             let tcp = TcpStream::connect(&authority).await?;
             tcp.set_nodelay(true)?;
-            let name =
-                ServerName::try_from("gateway.fedflow.invalid").map_err(std::io::Error::other)?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await?;
@@ -207,7 +248,7 @@ pub async fn peer_fingerprint(
 ) -> Result<String, Error> {
     let config = config(material, dest)?;
     let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("gateway.fedflow.invalid").map_err(std::io::Error::other)?;
+    let name = ServerName::try_from(PARTY_SERVER_NAME).map_err(std::io::Error::other)?;
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await?;

@@ -123,16 +123,40 @@ impl ClientCertVerifier for PartyClientVerifier {
     }
 }
 
-/// A connection that completed the handshake, with the party it authenticated as.
+/// A server configuration for a client API: TLS with the certificate and key in these PEM
+/// files (any CA; clients check it), no client certificates. Read once.
+pub fn client_api_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<ServerConfig>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .map_err(|e| Error::file(cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::file(cert, e))?;
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::file(key, format!("no readable private key: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| Error::file(cert, e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A connection that completed the handshake, with the party it authenticated as (none on a
+/// server without client certificates, see [`client_api_config`]).
 pub struct PartyStream {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
-    party: PeerParty,
+    party: Option<PeerParty>,
 }
 
 impl tonic::transport::server::Connected for PartyStream {
-    type ConnectInfo = PeerParty;
+    type ConnectInfo = Option<PeerParty>;
 
-    fn connect_info(&self) -> PeerParty {
+    fn connect_info(&self) -> Option<PeerParty> {
         self.party.clone()
     }
 }
@@ -178,11 +202,13 @@ impl AsyncWrite for PartyStream {
 }
 
 /// Accepts connections on `listener` and completes their handshakes (each in its own task,
-/// so a slow peer holds up no one); yields only authenticated connections. Refused handshakes
-/// are logged with the reason. Ends at `shutdown` or when the stream is dropped.
+/// so a slow peer holds up no one); yields only connections that completed it, and with
+/// `require_party` only those whose certificate names a party. Refused handshakes are logged
+/// with the reason. Ends at `shutdown` or when the stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    require_party: bool,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<PartyStream, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -223,20 +249,21 @@ pub fn incoming(
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .map(|cert| identity::party_of(cert));
-                match party {
-                    Some(Ok(party)) => {
-                        tracing::debug!(peer = %addr, %party, "party connected");
-                        let _ = tx
-                            .send(Ok(PartyStream {
-                                inner: stream,
-                                party: PeerParty(party),
-                            }))
-                            .await;
-                    }
+                let party = match (party, require_party) {
+                    (Some(Ok(party)), _) => Some(PeerParty(party)),
+                    (None, false) => None,
                     _ => {
-                        tracing::warn!(peer = %addr, "connection without a party certificate dropped")
+                        tracing::warn!(peer = %addr, "connection without a party certificate dropped");
+                        return;
                     }
-                }
+                };
+                tracing::debug!(peer = %addr, party = ?party, "connected");
+                let _ = tx
+                    .send(Ok(PartyStream {
+                        inner: stream,
+                        party,
+                    }))
+                    .await;
             });
         }
     });

@@ -39,7 +39,11 @@ impl pb::federation_server::Federation for Federation {
         &self,
         request: Request<pb::Envelope>,
     ) -> Result<Response<pb::ForwardReply>, Status> {
-        let peer = request.extensions().get::<PeerParty>().cloned();
+        let peer = request
+            .extensions()
+            .get::<Option<PeerParty>>()
+            .cloned()
+            .flatten();
         let envelope = request.into_inner();
         let payload = match self.port {
             Port::Internal => self.router.accept_local(envelope).await?,

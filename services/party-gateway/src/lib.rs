@@ -73,6 +73,7 @@ pub async fn run(
                 let incoming = fedflow_tls::server::incoming(
                     listeners.federation,
                     server_config,
+                    true,
                     shutdown.clone(),
                 );
                 fedflow_rpc::server::serve_incoming(

@@ -1,6 +1,8 @@
 //! The scheduler's configuration (TOML + `FEDFLOW_SCHEDULER__…`); see
 //! `deploy/config/scheduler.toml` for every key.
 
+use std::path::PathBuf;
+
 use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,9 @@ pub struct Config {
     pub gateway: String,
     pub scheduling: Scheduling,
     pub limits: Limits,
+    /// An optional second port that serves only the client API, for clients outside the
+    /// party's private network: TLS and a bearer token.
+    pub api: Api,
     pub telemetry: TelemetryConfig,
 }
 
@@ -29,6 +34,7 @@ impl Default for Config {
             gateway: "127.0.0.1:9370".into(),
             scheduling: Scheduling::default(),
             limits: Limits::default(),
+            api: Api::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -104,4 +110,19 @@ impl From<&Limits> for fedflow_core::dsl::Limits {
             max_parties: l.max_parties,
         }
     }
+}
+
+/// The client port (`api.listen`): the `Scheduler` service only (plus health and reflection).
+/// `grpc.listen` keeps serving everything for this party's network and gateway.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// `host:port`; empty: no client port.
+    pub listen: String,
+    /// A file holding the bearer token clients must send (`authorization: Bearer <token>`);
+    /// empty: no token.
+    pub token_file: PathBuf,
+    /// The port's TLS certificate and key (PEM); empty: plaintext.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }

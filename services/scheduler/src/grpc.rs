@@ -499,3 +499,57 @@ impl pb::status_report_server::StatusReport for StatusReport {
         Ok(Response::new(pb::ReportTaskStatusResponse { applied }))
     }
 }
+
+/// The client port's gate: the bearer token when one is set; a party's identity can never be
+/// claimed there (the caller header is dropped, so every call is a client's).
+#[derive(Clone)]
+pub struct ClientGate {
+    token: Option<Arc<String>>,
+}
+
+impl ClientGate {
+    pub fn new(token: Option<String>) -> ClientGate {
+        ClientGate {
+            token: token.map(Arc::new),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for ClientGate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .remove(fedflow_rpc::party::CALLER_HEADER);
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
+        let sent = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match sent {
+            Some(sent) if constant_time_eq(sent.as_bytes(), token.as_bytes()) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("the bearer token is not valid")),
+            None => Err(Status::unauthenticated(
+                "this port needs a bearer token: send `authorization: Bearer <token>` (fedflow --token)",
+            )),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The client API alone, behind `gate`.
+pub fn client_service(
+    app: App,
+    gate: ClientGate,
+) -> tonic::service::interceptor::InterceptedService<
+    pb::scheduler_server::SchedulerServer<Scheduler>,
+    ClientGate,
+> {
+    let (scheduler, _) = services(app);
+    tonic::service::interceptor::InterceptedService::new(scheduler, gate)
+}

@@ -68,6 +68,7 @@ pub async fn run(
         let (app, stop) = (app.clone(), background.clone());
         tokio::spawn(async move { app.run_outbox(stop).await })
     };
+    let client_port = client_port(&config, app.clone(), shutdown.clone()).await?;
     let (scheduler, report) = grpc::services(app);
     let (health, routes) =
         fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME]);
@@ -87,7 +88,94 @@ pub async fn run(
     )
     .await;
     background.cancel();
+    let client_served = match client_port {
+        Some(handle) => handle.await.unwrap_or(Ok(())),
+        None => Ok(()),
+    };
     let _ = tokio::join!(queue, repair, timers, outbox);
     served?;
+    client_served?;
     Ok(())
+}
+
+/// Starts the client port (`api.*`) when one is configured.
+async fn client_port(
+    config: &Config,
+    app: app::App,
+    shutdown: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>, Error> {
+    let api = &config.api;
+    if api.listen.is_empty() {
+        return Ok(None);
+    }
+    let token = if api.token_file.as_os_str().is_empty() {
+        None
+    } else {
+        let text = std::fs::read_to_string(&api.token_file).map_err(|e| {
+            Error::Config(format!("api.token_file {}: {e}", api.token_file.display()))
+        })?;
+        let token = text.trim().to_owned();
+        if token.is_empty() {
+            return Err(Error::Config(format!(
+                "api.token_file {} is empty",
+                api.token_file.display()
+            )));
+        }
+        Some(token)
+    };
+    let tls = match (
+        api.tls_cert.as_os_str().is_empty(),
+        api.tls_key.as_os_str().is_empty(),
+    ) {
+        (true, true) => None,
+        (false, false) => Some(
+            fedflow_tls::server::client_api_config(&api.tls_cert, &api.tls_key)
+                .map_err(|e| Error::Config(format!("api TLS: {e}")))?,
+        ),
+        _ => {
+            return Err(Error::Config(
+                "api.tls_cert and api.tls_key go together".into(),
+            ));
+        }
+    };
+    let listener = fedflow_rpc::server::bind(&api.listen)
+        .await
+        .map_err(|e| Error::Config(format!("api.listen {}: {e}", api.listen)))?;
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        tls = tls.is_some(),
+        token = token.is_some(),
+        "scheduler client port serving"
+    );
+    if tls.is_none() && token.is_some() {
+        tracing::warn!("api.token_file without TLS: the token crosses the network in the clear");
+    }
+    let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
+    let routes = routes.add_service(grpc::client_service(app, grpc::ClientGate::new(token)));
+    Ok(Some(tokio::spawn(async move {
+        match tls {
+            Some(tls) => {
+                let incoming =
+                    fedflow_tls::server::incoming(listener, tls, false, shutdown.clone());
+                fedflow_rpc::server::serve_incoming(
+                    routes,
+                    health,
+                    &[grpc::SERVICE_NAME],
+                    incoming,
+                    shutdown,
+                )
+                .await
+            }
+            None => {
+                fedflow_rpc::server::serve(
+                    routes,
+                    health,
+                    &[grpc::SERVICE_NAME],
+                    listener,
+                    shutdown,
+                )
+                .await
+            }
+        }
+    })))
 }
