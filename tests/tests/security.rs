@@ -542,8 +542,9 @@ fn caller_for(role: Role, target: &str) -> Option<&'static str> {
 }
 
 /// Acceptance 2: every (caller's role in the job × method) pair. Denied pairs get
-/// PERMISSION_DENIED; allowed pairs get past authorisation (whatever the service then says
-/// about an ended job).
+/// PERMISSION_DENIED (or UNAUTHENTICATED where the payload claims the scheduler's party id,
+/// as every driving call here does); allowed pairs get past authorisation (whatever the
+/// service then says about an ended job).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authorisation_matrix_holds_for_every_role_and_method() {
     let fed = TestFederation::start(&["9999", "10000", "10001", "10002"]).await;
@@ -588,7 +589,7 @@ async fn the_authorisation_matrix_holds_for_every_role_and_method() {
                     if allowed {
                         "allowed"
                     } else {
-                        "PERMISSION_DENIED"
+                        "refused (PERMISSION_DENIED, or UNAUTHENTICATED for a claimed party id)"
                     },
                     result.map(|_| "OK")
                 ));
@@ -598,7 +599,8 @@ async fn the_authorisation_matrix_holds_for_every_role_and_method() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(rows >= 50, "{rows} pairs checked");
 
-    // A participant may report only its own statuses.
+    // A participant may report only its own statuses: a party id claimed in a call must be
+    // the caller's.
     let host = fed.as_party("10000", "9999");
     let refused = host
         .call::<_, sc::ReportTaskStatusResponse>(
@@ -618,7 +620,7 @@ async fn the_authorisation_matrix_holds_for_every_role_and_method() {
         )
         .await
         .expect_err("another party's status");
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     // The envelope must be about the job its call is about.
     let mut envelope = host.envelope(
         "000000000000000000000001",

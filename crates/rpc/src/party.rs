@@ -136,6 +136,17 @@ impl Caller {
         }
     }
 
+    /// `UNAUTHENTICATED` unless the caller is local or the party id a message claims in
+    /// `field`: a party id claimed anywhere in a call must be the caller's.
+    pub fn claims(&self, party: &str, field: &str) -> Result<(), Status> {
+        match self {
+            Caller::Party(p) if p != party => Err(Status::unauthenticated(format!(
+                "{field} names party {party:?}, but the call comes from party {p}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// `PERMISSION_DENIED` unless the caller is local or `party`.
     pub fn must_be(&self, party: &str, what: &str) -> Result<(), Status> {
         match self {

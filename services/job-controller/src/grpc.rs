@@ -85,10 +85,8 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
-        Caller::of(&request, self.app.party_id()).must_be(
-            &request.get_ref().scheduler_party_id,
-            "create a job scheduled by another party",
-        )?;
+        Caller::of(&request, self.app.party_id())
+            .claims(&request.get_ref().scheduler_party_id, "scheduler_party_id")?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let components = fedflow_store::with_request(&request_id, {

@@ -142,10 +142,11 @@ impl Router {
                 envelope.job_id, call.job_id
             )));
         }
+        // A party id claimed anywhere in the call must be the authenticated one.
         for (field, claimed) in &call.claims {
             if *claimed != caller {
-                return Err(Status::permission_denied(format!(
-                    "party {caller} may not act as party {claimed:?} ({}/{}: {field})",
+                return Err(Status::unauthenticated(format!(
+                    "{}/{}: {field} names party {claimed:?}, but the call comes from party {caller}",
                     envelope.service, envelope.method
                 )));
             }

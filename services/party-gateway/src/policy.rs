@@ -1,8 +1,9 @@
 //! What another party may ask of this one: default deny. A call from another party is allowed
 //! only if its (service, method) is in the table below, the envelope's job is the job the
-//! call is about, every party id the call claims to speak for is the caller's, and the caller
-//! plays the part the method needs in that job: a participant, or the job's scheduler party
-//! (the only one that may create, start, stop or sync another party's jobs and tasks).
+//! call is about, every party id the call claims to speak for is the caller's (else
+//! `UNAUTHENTICATED`, as for an envelope claiming another source), and the caller plays the
+//! part the method needs in that job: a participant, or the job's scheduler party (the only
+//! one that may create, start, stop or sync another party's jobs and tasks).
 //! The services check the same again from their own rows.
 
 use std::collections::{BTreeSet, HashMap};

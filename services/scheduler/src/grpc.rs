@@ -472,10 +472,7 @@ impl pb::status_report_server::StatusReport for StatusReport {
         request: Request<pb::ReportTaskStatusRequest>,
     ) -> Result<Response<pb::ReportTaskStatusResponse>, Status> {
         let caller = Caller::of(&request, self.app.party_id());
-        caller.must_be(
-            &request.get_ref().party_id,
-            "report another party's task status",
-        )?;
+        caller.claims(&request.get_ref().party_id, "party_id")?;
         self.members
             .check(&self.app, &request, &request.get_ref().job_id)
             .await?;

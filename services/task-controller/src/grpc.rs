@@ -115,10 +115,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         request: Request<pb::CreateTasksRequest>,
     ) -> Result<Response<pb::CreateTasksResponse>, Status> {
         let caller = Caller::of(&request, self.app.party_id());
-        caller.must_be(
-            &request.get_ref().scheduler_party_id,
-            "create tasks scheduled by another party",
-        )?;
+        caller.claims(&request.get_ref().scheduler_party_id, "scheduler_party_id")?;
         if let Some(scheduler) = self
             .app
             .job_scheduler(&request.get_ref().job_id)
