@@ -118,20 +118,18 @@ impl PartyCaller {
         request: &M,
         lifetime_ms: i64,
     ) -> gw::Envelope {
-        let now = fedflow_rpc::now_ms();
-        gw::Envelope {
-            src_party_id: self.party.clone(),
-            dest_party_id: self.target.clone(),
-            job_id: job_id.to_owned(),
-            service: service.to_owned(),
-            method: method.to_owned(),
-            request_id: fedflow_rpc::new_request_id(),
-            deadline_unix_ms: now + lifetime_ms,
-            trace_context: Default::default(),
-            payload: Bytes::from(request.encode_to_vec()),
-            hops: 1,
-            issued_at_unix_ms: now,
-        }
+        let mut envelope = fedflow_rpc::party::envelope(
+            &self.party,
+            &self.target,
+            job_id,
+            (service, method),
+            &fedflow_rpc::new_request_id(),
+            Bytes::from(request.encode_to_vec()),
+            std::time::Duration::from_millis(u64::try_from(lifetime_ms).unwrap_or(0)),
+        );
+        // As another party's gateway forwards it.
+        envelope.hops = 1;
+        envelope
     }
 
     /// Sends `envelope` as it is; the inner reply's bytes.

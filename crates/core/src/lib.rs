@@ -5,6 +5,7 @@
 //!
 //! Everything here is pure: no I/O, no clocks except [`ids::new_job_id`], no gRPC types.
 
+pub mod access;
 pub mod aggregate;
 pub mod dsl;
 pub mod ids;

@@ -52,6 +52,15 @@ pub fn to_status<E: ServiceError>(err: &E) -> Status {
     }
 }
 
+impl ServiceError for fedflow_core::access::Denied {
+    fn code(&self) -> Code {
+        match self {
+            fedflow_core::access::Denied::Unauthenticated(_) => Code::Unauthenticated,
+            fedflow_core::access::Denied::PermissionDenied(_) => Code::PermissionDenied,
+        }
+    }
+}
+
 /// A failed call to another service, kept with its gRPC code so callers can tell a refusal
 /// (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`) from a transport problem (`UNAVAILABLE`).
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::now_ms;
+pub use fedflow_core::access::Caller;
 
 /// A client of the local gateway, sending as `local_party`.
 #[derive(Clone)]
@@ -75,20 +76,15 @@ impl PartyClient {
         request_id: &str,
         payload: Bytes,
     ) -> Result<Bytes, Status> {
-        let now = now_ms();
-        let envelope = gw::Envelope {
-            src_party_id: self.local_party.clone(),
-            dest_party_id: dest.to_owned(),
-            job_id: job_id.to_owned(),
-            service: service.to_owned(),
-            method: method.to_owned(),
-            request_id: request_id.to_owned(),
-            deadline_unix_ms: now + i64::try_from(self.timeout.as_millis()).unwrap_or(30_000),
-            trace_context: Default::default(),
+        let envelope = envelope(
+            &self.local_party,
+            dest,
+            job_id,
+            (service, method),
+            request_id,
             payload,
-            hops: 0,
-            issued_at_unix_ms: now,
-        };
+            self.timeout,
+        );
         let mut request = tonic::Request::new(envelope);
         request.set_timeout(self.timeout + Duration::from_millis(500));
         Ok(self
@@ -98,6 +94,33 @@ impl PartyClient {
             .await?
             .into_inner()
             .payload)
+    }
+}
+
+/// An envelope from `src` to `dest` for `service`/`method` about `job_id`, issued now and
+/// valid for `lifetime`; `hops` 0 (the sending party's gateway raises it).
+pub fn envelope(
+    src: &str,
+    dest: &str,
+    job_id: &str,
+    (service, method): (&str, &str),
+    request_id: &str,
+    payload: Bytes,
+    lifetime: Duration,
+) -> gw::Envelope {
+    let now = now_ms();
+    gw::Envelope {
+        src_party_id: src.to_owned(),
+        dest_party_id: dest.to_owned(),
+        job_id: job_id.to_owned(),
+        service: service.to_owned(),
+        method: method.to_owned(),
+        request_id: request_id.to_owned(),
+        deadline_unix_ms: now + i64::try_from(lifetime.as_millis()).unwrap_or(30_000),
+        trace_context: Default::default(),
+        payload,
+        hops: 0,
+        issued_at_unix_ms: now,
     }
 }
 
@@ -113,48 +136,16 @@ pub mod services {
 /// from: this party for its own services' calls, the authenticated peer for another party's.
 pub const CALLER_HEADER: &str = "x-fedflow-caller-party";
 
-/// Who made a call, as the gateway vouched for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// No gateway in between (a direct call on the service's own port, which only the party's
-    /// own network reaches), or this party's own services through the gateway.
-    Local,
-    /// Another party, authenticated by the gateway.
-    Party(String),
-}
-
-impl Caller {
-    /// The caller of `request`, for a service of party `own_party`.
-    pub fn of<T>(request: &tonic::Request<T>, own_party: &str) -> Caller {
-        match request
-            .metadata()
-            .get(CALLER_HEADER)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(party) if party != own_party => Caller::Party(party.to_owned()),
-            _ => Caller::Local,
-        }
-    }
-
-    /// `UNAUTHENTICATED` unless the caller is local or the party id a message claims in
-    /// `field`: a party id claimed anywhere in a call must be the caller's.
-    pub fn claims(&self, party: &str, field: &str) -> Result<(), Status> {
-        match self {
-            Caller::Party(p) if p != party => Err(Status::unauthenticated(format!(
-                "{field} names party {party:?}, but the call comes from party {p}"
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// `PERMISSION_DENIED` unless the caller is local or `party`.
-    pub fn must_be(&self, party: &str, what: &str) -> Result<(), Status> {
-        match self {
-            Caller::Local => Ok(()),
-            Caller::Party(p) if p == party => Ok(()),
-            Caller::Party(p) => Err(Status::permission_denied(format!(
-                "party {p} may not {what}: only party {party} may"
-            ))),
-        }
+/// Who made `request`, for a service of party `own_party`, as the gateway vouched for it: no
+/// header (a direct call on the service's own port, which only the party's own network
+/// reaches) or this party is [`Caller::Local`].
+pub fn caller<T>(request: &tonic::Request<T>, own_party: &str) -> Caller {
+    match request
+        .metadata()
+        .get(CALLER_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(party) if party != own_party => Caller::Party(party.to_owned()),
+        _ => Caller::Local,
     }
 }

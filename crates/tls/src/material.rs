@@ -144,6 +144,12 @@ pub struct Reloadable {
     seen: Mutex<Vec<u8>>,
 }
 
+impl std::fmt::Debug for Reloadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.current().fmt(f)
+    }
+}
+
 impl Reloadable {
     /// Loads the material; an error names the file at fault.
     pub fn load(files: TlsFiles, own_party: &str) -> Result<Arc<Reloadable>, Error> {

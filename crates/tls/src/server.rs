@@ -48,12 +48,6 @@ pub fn config(material: Arc<Reloadable>) -> Result<Arc<ServerConfig>, Error> {
 #[derive(Debug)]
 struct CurrentCert(Arc<Reloadable>);
 
-impl std::fmt::Debug for Reloadable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.current().fmt(f)
-    }
-}
-
 impl ResolvesServerCert for CurrentCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current().key.clone())

@@ -2,6 +2,9 @@
 //! scheduler's parsing), writes with a compare-and-set, and is idempotent: a repeated create,
 //! apply, return, start or status update answers as the first did and changes nothing more.
 
+use std::sync::Arc;
+
+use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::dsl::{self, Limits};
 use fedflow_core::ids::{self, Participant};
 use fedflow_core::{JobStatus, TaskStatus, Transition};
@@ -24,6 +27,8 @@ pub enum Error {
     Unavailable(String),
     #[error("task-controller: {0}")]
     TaskController(#[from] RemoteError),
+    #[error(transparent)]
+    Denied(#[from] access::Denied),
     #[error("store: {0}")]
     Store(#[from] store::Error),
 }
@@ -35,6 +40,7 @@ impl ServiceError for Error {
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::Denied(e) => e.code(),
             Error::TaskController(e) if e.is_transient() => Code::Unavailable,
             Error::TaskController(_) => Code::FailedPrecondition,
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
@@ -67,6 +73,8 @@ pub struct App {
     tasks: TaskControllerClient,
     outbox: fedflow_store::Outbox,
     limits: Limits,
+    /// The parties of jobs other parties asked about.
+    known: Arc<KnownJobs>,
 }
 
 impl App {
@@ -83,6 +91,7 @@ impl App {
             store,
             tasks,
             limits: Limits::default(),
+            known: Arc::default(),
         }
     }
 
@@ -377,7 +386,8 @@ impl App {
         )))
     }
 
-    pub async fn get_job(&self, job_id: &str) -> Result<Vec<PartyJob>, Error> {
+    /// The job's rows here (one per role this party plays) and every participant's party id.
+    pub async fn get_job(&self, job_id: &str) -> Result<(Vec<PartyJob>, Vec<String>), Error> {
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let jobs = self.store.jobs(job_id).await?;
         if jobs.is_empty() {
@@ -386,32 +396,54 @@ impl App {
                 self.party_id
             )));
         }
-        Ok(jobs)
+        let participants = self
+            .parties_of(&jobs[0])
+            .participants
+            .clone()
+            .unwrap_or_default();
+        Ok((jobs, participants.into_iter().collect()))
     }
 
     pub fn party_id(&self) -> &str {
         &self.party_id
     }
 
-    /// Every participant's party id of a job row, from its conf.
-    pub fn participants(&self, job: &PartyJob) -> Vec<String> {
-        let mut parties: Vec<String> = dsl::parse(&job.dsl, &job.conf, &self.limits)
-            .map(|spec| {
-                spec.participants()
-                    .into_iter()
-                    .map(|p| p.party_id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        parties.sort();
-        parties.dedup();
-        parties
+    /// Refuses `caller` unless it plays the part `need`s in the job (this party's own calls
+    /// pass): the job's scheduler party from its row, the participants from its conf.
+    pub async fn authorize(&self, caller: &Caller, job_id: &str, need: Need) -> Result<(), Error> {
+        if *caller == Caller::Local {
+            return Ok(());
+        }
+        let job = self.parties(job_id).await?;
+        Ok(caller.may(job_id, job.as_deref(), need)?)
     }
 
-    /// One row of the job here (its scheduler party, its conf); `None` when it is not here.
-    pub async fn job_row(&self, job_id: &str) -> Result<Option<PartyJob>, Error> {
+    /// The job's parties, read once per job; `None` when the job is not here.
+    async fn parties(&self, job_id: &str) -> Result<Option<Arc<JobParties>>, Error> {
+        if let Some(known) = self.known.get(job_id) {
+            return Ok(Some(known));
+        }
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        Ok(self.store.jobs(job_id).await?.into_iter().next())
+        let job = self.store.jobs(job_id).await?.into_iter().next();
+        Ok(job.map(|job| self.parties_of(&job)))
+    }
+
+    /// The parties of the job `job` is a row of: its scheduler party, and the participants
+    /// from its conf (parsed once per job).
+    fn parties_of(&self, job: &PartyJob) -> Arc<JobParties> {
+        if let Some(known) = self.known.get(&job.job_id) {
+            return known;
+        }
+        let participants = dsl::parse(&job.dsl, &job.conf, &self.limits)
+            .map(|spec| spec.party_ids())
+            .unwrap_or_default();
+        self.known.insert(
+            &job.job_id,
+            JobParties {
+                scheduler: job.scheduler_party_id.clone(),
+                participants: Some(participants),
+            },
+        )
     }
 
     pub async fn resources(&self) -> Result<ResourceView, Error> {

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use fedflow_core::access::Need;
 use fedflow_core::ids::Participant;
 use fedflow_proto::jobcontroller::v1 as pb;
 use fedflow_rpc::convert::{job_status_from_pb, job_status_to_pb};
 use fedflow_rpc::error::to_status;
-use fedflow_rpc::party::Caller;
+use fedflow_rpc::party::caller;
 use tonic::{Request, Response, Status};
 
 use crate::app::{App, CreateJob};
@@ -23,39 +24,17 @@ pub struct JobController {
 }
 
 impl JobController {
-    /// Refuses another party's call about `job_id` unless it is the job's scheduler party
-    /// (`scheduler_only`) or a participant. This party's own calls pass.
+    /// Refuses another party's call about `job_id` unless it plays the part `need`s in it.
     async fn authorize<T>(
         &self,
         request: &Request<T>,
         job_id: &str,
-        scheduler_only: bool,
+        need: Need,
     ) -> Result<(), Status> {
-        let Caller::Party(caller) = Caller::of(request, self.app.party_id()) else {
-            return Ok(());
-        };
-        let Some(job) = self.app.job_row(job_id).await.map_err(|e| to_status(&e))? else {
-            return Err(Status::permission_denied(format!(
-                "party {caller} is not a participant of job {job_id}"
-            )));
-        };
-        // The scheduler party may do anything about its job; the conf is read only otherwise.
-        if job.scheduler_party_id == caller {
-            return Ok(());
-        }
-        let participant = self.app.participants(&job).contains(&caller);
-        if participant && !scheduler_only {
-            Ok(())
-        } else if participant {
-            Err(Status::permission_denied(format!(
-                "party {caller} is not job {job_id}'s scheduler (party {}); only the scheduler may do this",
-                job.scheduler_party_id
-            )))
-        } else {
-            Err(Status::permission_denied(format!(
-                "party {caller} is not a participant of job {job_id}"
-            )))
-        }
+        self.app
+            .authorize(&caller(request, self.app.party_id()), job_id, need)
+            .await
+            .map_err(|e| to_status(&e))
     }
 }
 
@@ -85,8 +64,9 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Result<Response<pb::CreateJobResponse>, Status> {
-        Caller::of(&request, self.app.party_id())
-            .claims(&request.get_ref().scheduler_party_id, "scheduler_party_id")?;
+        caller(&request, self.app.party_id())
+            .claims(&request.get_ref().scheduler_party_id, "scheduler_party_id")
+            .map_err(|e| to_status(&e))?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let components = fedflow_store::with_request(&request_id, {
@@ -119,7 +99,7 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::ApplyResourceRequest>,
     ) -> Result<Response<pb::ApplyResourceResponse>, Status> {
-        self.authorize(&request, &request.get_ref().job_id, true)
+        self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
@@ -148,7 +128,7 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::ReturnResourceRequest>,
     ) -> Result<Response<pb::ReturnResourceResponse>, Status> {
-        self.authorize(&request, &request.get_ref().job_id, true)
+        self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
@@ -168,7 +148,7 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::StartJobRequest>,
     ) -> Result<Response<pb::StartJobResponse>, Status> {
-        self.authorize(&request, &request.get_ref().job_id, true)
+        self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
@@ -187,7 +167,7 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::UpdateJobStatusRequest>,
     ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
-        self.authorize(&request, &request.get_ref().job_id, true)
+        self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
@@ -212,17 +192,13 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        self.authorize(&request, &request.get_ref().job_id, false)
+        self.authorize(&request, &request.get_ref().job_id, Need::Participant)
             .await?;
-        let jobs = self
+        let (jobs, participants) = self
             .app
             .get_job(&request.into_inner().job_id)
             .await
             .map_err(|e| to_status(&e))?;
-        let participants = jobs
-            .first()
-            .map(|job| self.app.participants(job))
-            .unwrap_or_default();
         Ok(Response::new(pb::GetJobResponse {
             jobs: jobs.into_iter().map(party_job).collect(),
             participants,
@@ -233,11 +209,9 @@ impl pb::job_controller_server::JobController for JobController {
         &self,
         request: Request<pb::GetResourcesRequest>,
     ) -> Result<Response<pb::GetResourcesResponse>, Status> {
-        if let Caller::Party(caller) = Caller::of(&request, self.app.party_id()) {
-            return Err(Status::permission_denied(format!(
-                "party {caller} may not read this party's resources"
-            )));
-        }
+        caller(&request, self.app.party_id())
+            .local_only("GetResources")
+            .map_err(|e| to_status(&e))?;
         let view = self.app.resources().await.map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::GetResourcesResponse {
             total_cores: view.capacity.cores,

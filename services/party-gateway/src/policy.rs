@@ -6,26 +6,18 @@
 //! one that may create, start, stop or sync another party's jobs and tasks).
 //! The services check the same again from their own rows.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use fedflow_core::access::{Caller, JobParties, KnownJobs, Need};
 use fedflow_proto::jobcontroller::v1 as jc;
 use fedflow_proto::scheduler::v1 as sc;
 use fedflow_proto::taskcontroller::v1 as tc;
+use fedflow_rpc::error::to_status;
 use fedflow_rpc::party::services;
 use prost::Message;
 use tonic::Status;
 use tonic::transport::Channel;
-
-/// The part a caller must play in the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// Any participant of the job.
-    Participant,
-    /// The job's scheduler party.
-    Scheduler,
-}
 
 /// What a call from another party is about.
 #[derive(Debug)]
@@ -156,58 +148,32 @@ pub fn inspect(service: &str, method: &str, payload: &Bytes) -> Result<Inspected
     })
 }
 
-/// Who takes part in a job, as this party's job-controller knows it.
-#[derive(Debug)]
-pub struct JobParties {
-    pub scheduler: String,
-    pub participants: BTreeSet<String>,
-}
-
 /// The job-controller's answer per job, kept (a job's parties never change).
 pub struct Membership {
     client: jc::job_controller_client::JobControllerClient<Channel>,
-    known: Mutex<HashMap<String, Arc<JobParties>>>,
+    known: KnownJobs,
 }
-
-const MAX_KNOWN_JOBS: usize = 100_000;
 
 impl Membership {
     pub fn new(job_controller: Channel) -> Membership {
         Membership {
             client: jc::job_controller_client::JobControllerClient::new(job_controller),
-            known: Mutex::new(HashMap::new()),
+            known: KnownJobs::default(),
         }
     }
 
     /// `PERMISSION_DENIED` unless `caller` plays the part `need`s in the job.
     pub async fn check(&self, caller: &str, job_id: &str, need: Need) -> Result<(), Status> {
-        let parties = self.parties(caller, job_id).await?;
-        let allowed = match need {
-            Need::Participant => parties.participants.contains(caller),
-            Need::Scheduler => parties.scheduler == caller,
-        };
-        if allowed {
-            Ok(())
-        } else if need == Need::Scheduler && parties.participants.contains(caller) {
-            Err(Status::permission_denied(format!(
-                "party {caller} is a participant of job {job_id} but not its scheduler (party {}); only the scheduler may do this",
-                parties.scheduler
-            )))
-        } else {
-            Err(Status::permission_denied(format!(
-                "party {caller} is not a participant of job {job_id}"
-            )))
-        }
+        let job = self.parties(job_id).await?;
+        Caller::Party(caller.to_owned())
+            .may(job_id, job.as_deref(), need)
+            .map_err(|e| to_status(&e))
     }
 
-    async fn parties(&self, caller: &str, job_id: &str) -> Result<Arc<JobParties>, Status> {
-        if let Some(known) = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(job_id)
-        {
-            return Ok(known.clone());
+    /// The job's parties from this party's job-controller; `None` for a job it does not know.
+    async fn parties(&self, job_id: &str) -> Result<Option<Arc<JobParties>>, Status> {
+        if let Some(known) = self.known.get(job_id) {
+            return Ok(Some(known));
         }
         let answer = self
             .client
@@ -218,13 +184,7 @@ impl Membership {
             .await;
         let reply = match answer {
             Ok(reply) => reply.into_inner(),
-            // Not a participant of a job this party does not know (and no hint whether it
-            // exists).
-            Err(status) if status.code() == tonic::Code::NotFound => {
-                return Err(Status::permission_denied(format!(
-                    "party {caller} is not a participant of job {job_id}"
-                )));
-            }
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
             Err(status) => {
                 return Err(Status::unavailable(format!(
                     "cannot check job {job_id}'s participants: {}",
@@ -232,20 +192,15 @@ impl Membership {
                 )));
             }
         };
-        let scheduler = reply
-            .jobs
-            .first()
-            .map(|job| job.scheduler_party_id.clone())
-            .unwrap_or_default();
-        let parties = Arc::new(JobParties {
-            scheduler,
-            participants: reply.participants.into_iter().collect(),
-        });
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if known.len() >= MAX_KNOWN_JOBS {
-            known.clear();
-        }
-        known.insert(job_id.to_owned(), parties.clone());
-        Ok(parties)
+        let Some(scheduler) = reply.jobs.first().map(|job| job.scheduler_party_id.clone()) else {
+            return Ok(None);
+        };
+        Ok(Some(self.known.insert(
+            job_id,
+            JobParties {
+                scheduler,
+                participants: Some(reply.participants.into_iter().collect()),
+            },
+        )))
     }
 }

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::dsl::{self, JobSpec};
 use fedflow_core::ids::{self, Participant};
 use fedflow_core::{JobStatus, TaskStatus, Transition, aggregate};
@@ -38,6 +39,8 @@ pub enum Error {
     Remote(#[from] RemoteError),
     #[error("store: {0}")]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Denied(#[from] access::Denied),
 }
 
 impl ServiceError for Error {
@@ -50,6 +53,7 @@ impl ServiceError for Error {
             Error::Remote(_) => Code::FailedPrecondition,
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
             Error::Store(_) => Code::Internal,
+            Error::Denied(e) => e.code(),
         }
     }
 }
@@ -95,6 +99,8 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
     outbox: fedflow_store::Outbox,
+    /// The parties of jobs other parties asked about, read once per job.
+    known: KnownJobs,
 }
 
 /// The latest version of each component.
@@ -135,6 +141,7 @@ impl App {
                 locks: Mutex::new(HashMap::new()),
                 specs: Mutex::new(HashMap::new()),
                 outbox,
+                known: KnownJobs::default(),
             }),
         }
     }
@@ -541,6 +548,33 @@ impl App {
 
     pub fn party_id(&self) -> &str {
         &self.inner.party_id
+    }
+
+    /// Refuses another party's call about `job_id` unless it takes part in the job, which this
+    /// party must schedule. This party's own calls pass.
+    pub async fn authorize(&self, caller: &Caller, job_id: &str) -> Result<(), Error> {
+        if *caller == Caller::Local {
+            return Ok(());
+        }
+        let job = match self.inner.known.get(job_id) {
+            Some(known) => Some(known),
+            None => {
+                ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                self.store().job(job_id).await?.map(|job| {
+                    let participants = dsl::parse(&job.dsl, &job.conf, &self.inner.limits)
+                        .map(|spec| spec.party_ids())
+                        .unwrap_or_default();
+                    self.inner.known.insert(
+                        job_id,
+                        JobParties {
+                            scheduler: self.inner.party_id.clone(),
+                            participants: Some(participants),
+                        },
+                    )
+                })
+            }
+        };
+        Ok(caller.may(job_id, job.as_deref(), Need::Participant)?)
     }
 
     /// A job this party schedules.

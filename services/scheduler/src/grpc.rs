@@ -1,16 +1,15 @@
 //! `fedflow.scheduler.v1.Scheduler` (the client API) and `StatusReport` adapters. Calls about
 //! a job another party schedules are passed on to that party's scheduler as they are.
 
-use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fedflow_core::ids::Participant;
 use fedflow_proto::common::v1 as common;
 use fedflow_proto::scheduler::v1 as pb;
 use fedflow_rpc::convert::{job_status_to_pb, task_status_from_pb, task_status_to_pb};
 use fedflow_rpc::error::to_status;
-use fedflow_rpc::party::Caller;
+use fedflow_rpc::party::caller;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -28,85 +27,29 @@ pub fn services(
     pb::scheduler_server::SchedulerServer<Scheduler>,
     pb::status_report_server::StatusReportServer<StatusReport>,
 ) {
-    let members = Members::default();
     (
-        pb::scheduler_server::SchedulerServer::new(Scheduler {
-            app: app.clone(),
-            members: members.clone(),
-        })
-        .max_decoding_message_size(8 << 20),
-        pb::status_report_server::StatusReportServer::new(StatusReport { app, members }),
+        pb::scheduler_server::SchedulerServer::new(Scheduler { app: app.clone() })
+            .max_decoding_message_size(8 << 20),
+        pb::status_report_server::StatusReportServer::new(StatusReport { app }),
     )
 }
 
 pub struct Scheduler {
     app: App,
-    members: Members,
 }
 
-/// The participants of the jobs this party schedules, read once per job (they never change),
-/// to check calls from other parties.
-#[derive(Clone, Default)]
-struct Members(Arc<Mutex<HashMap<String, Arc<BTreeSet<String>>>>>);
-
-const MAX_KNOWN_JOBS: usize = 100_000;
-
-impl Members {
-    /// Refuses another party's call about `job_id` unless it takes part in the job, which this
-    /// party schedules. This party's own calls pass.
-    async fn check<T>(&self, app: &App, request: &Request<T>, job_id: &str) -> Result<(), Status> {
-        let Caller::Party(caller) = Caller::of(request, app.party_id()) else {
-            return Ok(());
-        };
-        let denied = || {
-            Status::permission_denied(format!(
-                "party {caller} is not a participant of job {job_id}"
-            ))
-        };
-        let known = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(job_id)
-            .cloned();
-        let parties = match known {
-            Some(parties) => parties,
-            None => {
-                let job = match app.job_here(job_id).await {
-                    Ok(job) => job,
-                    Err(e) if to_status(&e).code() == tonic::Code::NotFound => {
-                        return Err(denied());
-                    }
-                    Err(e) => return Err(to_status(&e)),
-                };
-                let parties = fedflow_core::dsl::parse(&job.dsl, &job.conf, &Default::default())
-                    .map(|spec| spec.party_ids())
-                    .unwrap_or_default();
-                let parties = Arc::new(parties);
-                let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                if known.len() >= MAX_KNOWN_JOBS {
-                    known.clear();
-                }
-                known.insert(job_id.to_owned(), parties.clone());
-                parties
-            }
-        };
-        if parties.contains(&caller) {
-            Ok(())
-        } else {
-            Err(denied())
-        }
-    }
+/// Refuses another party's call about `job_id` unless it takes part in the job.
+async fn authorize<T>(app: &App, request: &Request<T>, job_id: &str) -> Result<(), Status> {
+    app.authorize(&caller(request, app.party_id()), job_id)
+        .await
+        .map_err(|e| to_status(&e))
 }
 
 /// Refuses another party's call to a method of the client API only.
 fn local_only<T>(app: &App, request: &Request<T>, method: &str) -> Result<(), Status> {
-    match Caller::of(request, app.party_id()) {
-        Caller::Local => Ok(()),
-        Caller::Party(caller) => Err(Status::permission_denied(format!(
-            "party {caller} may not call {method}: it is for this party's own clients"
-        ))),
-    }
+    caller(request, app.party_id())
+        .local_only(method)
+        .map_err(|e| to_status(&e))
 }
 
 impl Scheduler {
@@ -135,7 +78,6 @@ impl Scheduler {
 
 pub struct StatusReport {
     app: App,
-    members: Members,
 }
 
 fn party_ref(who: &Participant) -> common::PartyRef {
@@ -264,9 +206,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        self.members
-            .check(&self.app, &request, &request.get_ref().job_id)
-            .await?;
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "GetJob", &r, || async {
             let job = self.app.job_here(&r.job_id).await?;
@@ -296,9 +236,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::StopJobRequest>,
     ) -> Result<Response<pb::StopJobResponse>, Status> {
-        self.members
-            .check(&self.app, &request, &request.get_ref().job_id)
-            .await?;
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "StopJob", &r, || async {
             let (status, message) = self.app.stop(&r.job_id).await?;
@@ -315,9 +253,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::RerunJobRequest>,
     ) -> Result<Response<pb::RerunJobResponse>, Status> {
-        self.members
-            .check(&self.app, &request, &request.get_ref().job_id)
-            .await?;
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "RerunJob", &r, || async {
             let components = fedflow_store::with_request(&r.request_id, {
@@ -338,9 +274,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        self.members
-            .check(&self.app, &request, &request.get_ref().job_id)
-            .await?;
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "ListTasks", &r, || async {
             let tasks = self.app.tasks(&r.job_id, r.all_versions).await?;
@@ -355,9 +289,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         &self,
         request: Request<pb::GetTaskOutputRequest>,
     ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
-        self.members
-            .check(&self.app, &request, &request.get_ref().job_id)
-            .await?;
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         self.here_or_forwarded(&r.job_id, "GetTaskOutput", &r, || async {
             let who = Participant {
@@ -471,11 +403,10 @@ impl pb::status_report_server::StatusReport for StatusReport {
         &self,
         request: Request<pb::ReportTaskStatusRequest>,
     ) -> Result<Response<pb::ReportTaskStatusResponse>, Status> {
-        let caller = Caller::of(&request, self.app.party_id());
-        caller.claims(&request.get_ref().party_id, "party_id")?;
-        self.members
-            .check(&self.app, &request, &request.get_ref().job_id)
-            .await?;
+        caller(&request, self.app.party_id())
+            .claims(&request.get_ref().party_id, "party_id")
+            .map_err(|e| to_status(&e))?;
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let status = task_status_from_pb(r.status)

@@ -89,7 +89,11 @@ pub async fn run(
     .await;
     background.cancel();
     let client_served = match client_port {
-        Some(handle) => handle.await.unwrap_or(Ok(())),
+        Some(handle) => match handle.await {
+            Ok(served) => served,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Ok(()),
+        },
         None => Ok(()),
     };
     let _ = tokio::join!(queue, repair, timers, outbox);

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::ids::{self, Participant};
 use fedflow_core::{TaskStatus, Transition};
 use fedflow_rpc::error::{Code, ServiceError};
@@ -29,6 +30,8 @@ pub enum Error {
     PermissionDenied(String),
     #[error("store: {0}")]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Denied(#[from] access::Denied),
 }
 
 impl ServiceError for Error {
@@ -38,6 +41,7 @@ impl ServiceError for Error {
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Denied(e) => e.code(),
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
             Error::Store(_) => Code::Internal,
         }
@@ -86,6 +90,8 @@ struct Inner {
     /// When each scheduler party last answered a probe (or when probing began).
     contact: Mutex<HashMap<String, tokio::time::Instant>>,
     outbox: fedflow_store::Outbox,
+    /// Each job's scheduler party, once read for another party's call (it never changes).
+    known: KnownJobs,
 }
 
 impl App {
@@ -109,6 +115,7 @@ impl App {
                 heartbeats: Mutex::new(HashMap::new()),
                 contact: Mutex::new(HashMap::new()),
                 outbox,
+                known: KnownJobs::default(),
             }),
         }
     }
@@ -130,10 +137,47 @@ impl App {
         &self.inner.party_id
     }
 
-    /// The party whose scheduler drives `job_id` here, if any task of it is here.
-    pub async fn job_scheduler(&self, job_id: &str) -> Result<Option<String>, Error> {
+    /// Only the job's scheduler party (and this party's own services) may drive or read the
+    /// job's tasks here; another party is refused whether or not the job is here.
+    pub async fn authorize(&self, caller: &Caller, job_id: &str) -> Result<(), Error> {
+        if *caller == Caller::Local {
+            return Ok(());
+        }
+        let job = self.parties(job_id).await?;
+        Ok(caller.may(job_id, job.as_deref(), Need::Scheduler)?)
+    }
+
+    /// Creating tasks: the scheduler party they name must be the caller, and the job's own
+    /// when the job is here already.
+    pub async fn authorize_create(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        scheduler_party_id: &str,
+    ) -> Result<(), Error> {
+        caller.claims(scheduler_party_id, "scheduler_party_id")?;
+        match self.parties(job_id).await? {
+            Some(job) => Ok(caller.may(job_id, Some(&job), Need::Scheduler)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The job's scheduler party, once read; `None` when no task of the job is here.
+    async fn parties(&self, job_id: &str) -> Result<Option<Arc<JobParties>>, Error> {
+        if let Some(known) = self.inner.known.get(job_id) {
+            return Ok(Some(known));
+        }
         ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        Ok(self.inner.store.job_scheduler(job_id).await?)
+        let scheduler = self.inner.store.job_scheduler(job_id).await?;
+        Ok(scheduler.map(|scheduler| {
+            self.inner.known.insert(
+                job_id,
+                JobParties {
+                    scheduler,
+                    participants: None,
+                },
+            )
+        }))
     }
 
     fn check_party(&self, role: &str, party_id: &str) -> Result<(), Error> {

@@ -5,7 +5,7 @@ use fedflow_core::ids::Participant;
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::{task_status_from_pb, task_status_to_pb};
 use fedflow_rpc::error::to_status;
-use fedflow_rpc::party::Caller;
+use fedflow_rpc::party::caller;
 use tonic::{Request, Response, Status};
 
 use crate::app::{App, NewTask};
@@ -21,21 +21,14 @@ pub fn services(
     pb::worker_server::WorkerServer<Worker>,
 ) {
     (
-        pb::task_controller_server::TaskControllerServer::new(TaskController {
-            app: app.clone(),
-            schedulers: Default::default(),
-        }),
+        pb::task_controller_server::TaskControllerServer::new(TaskController { app: app.clone() }),
         pb::worker_server::WorkerServer::new(Worker { app }),
     )
 }
 
 pub struct TaskController {
     app: App,
-    /// Each job's scheduler party, once read (it never changes).
-    schedulers: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
-
-const MAX_KNOWN_JOBS: usize = 100_000;
 
 pub struct Worker {
     app: App,
@@ -66,45 +59,12 @@ fn party_task(task: Task) -> pb::PartyTask {
 }
 
 impl TaskController {
-    /// Only the job's scheduler party (and this party's own services) may drive or read the
-    /// job's tasks here; another party gets `PERMISSION_DENIED`, whether or not the job is here.
+    /// Refuses another party's call about `job_id` unless it is the job's scheduler party.
     async fn authorize<T>(&self, request: &Request<T>, job_id: &str) -> Result<(), Status> {
-        let Caller::Party(caller) = Caller::of(request, self.app.party_id()) else {
-            return Ok(());
-        };
-        let known = self
-            .schedulers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(job_id)
-            .cloned();
-        let scheduler = match known {
-            Some(scheduler) => Some(scheduler),
-            None => {
-                let read = self
-                    .app
-                    .job_scheduler(job_id)
-                    .await
-                    .map_err(|e| to_status(&e))?;
-                if let Some(scheduler) = &read {
-                    let mut known = self.schedulers.lock().unwrap_or_else(|p| p.into_inner());
-                    if known.len() >= MAX_KNOWN_JOBS {
-                        known.clear();
-                    }
-                    known.insert(job_id.to_owned(), scheduler.clone());
-                }
-                read
-            }
-        };
-        match scheduler {
-            Some(scheduler) if scheduler == caller => Ok(()),
-            Some(scheduler) => Err(Status::permission_denied(format!(
-                "party {caller} may not act on job {job_id}'s tasks here: only its scheduler, party {scheduler}, may"
-            ))),
-            None => Err(Status::permission_denied(format!(
-                "party {caller} may not act on job {job_id}'s tasks here"
-            ))),
-        }
+        self.app
+            .authorize(&caller(request, self.app.party_id()), job_id)
+            .await
+            .map_err(|e| to_status(&e))
     }
 }
 
@@ -114,16 +74,14 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::CreateTasksRequest>,
     ) -> Result<Response<pb::CreateTasksResponse>, Status> {
-        let caller = Caller::of(&request, self.app.party_id());
-        caller.claims(&request.get_ref().scheduler_party_id, "scheduler_party_id")?;
-        if let Some(scheduler) = self
-            .app
-            .job_scheduler(&request.get_ref().job_id)
+        self.app
+            .authorize_create(
+                &caller(&request, self.app.party_id()),
+                &request.get_ref().job_id,
+                &request.get_ref().scheduler_party_id,
+            )
             .await
-            .map_err(|e| to_status(&e))?
-        {
-            caller.must_be(&scheduler, "create tasks of this job")?;
-        }
+            .map_err(|e| to_status(&e))?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
         let who = Participant {
