@@ -3,11 +3,26 @@
 //! recognise them. A transition to the status a row already has is [`Transition::AlreadyThere`]:
 //! callers treat it as a harmless success, never as an error.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// Status of a job, on a party or as decided by its scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownStatus,
+    parse_err_fn = UnknownStatus::job
+)]
 pub enum JobStatus {
     /// Created on a party, not yet confirmed by the scheduler.
     Ready,
@@ -21,7 +36,25 @@ pub enum JobStatus {
 }
 
 /// Status of a task version, on one party or federated across parties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownStatus,
+    parse_err_fn = UnknownStatus::task
+)]
 pub enum TaskStatus {
     Waiting,
     Running,
@@ -59,7 +92,24 @@ pub struct UnknownStatus {
     pub value: String,
 }
 
+impl UnknownStatus {
+    fn job(value: &str) -> Self {
+        UnknownStatus {
+            kind: "job",
+            value: value.to_owned(),
+        }
+    }
+
+    fn task(value: &str) -> Self {
+        UnknownStatus {
+            kind: "task",
+            value: value.to_owned(),
+        }
+    }
+}
+
 impl JobStatus {
+    /// Every status, in declaration order (the same as [`strum::IntoEnumIterator::iter`]).
     pub const ALL: [JobStatus; 7] = [
         JobStatus::Ready,
         JobStatus::Waiting,
@@ -70,16 +120,9 @@ impl JobStatus {
         JobStatus::Timeout,
     ];
 
+    /// The name stored and shown, e.g. `"running"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Ready => "ready",
-            JobStatus::Waiting => "waiting",
-            JobStatus::Running => "running",
-            JobStatus::Success => "success",
-            JobStatus::Failed => "failed",
-            JobStatus::Canceled => "canceled",
-            JobStatus::Timeout => "timeout",
-        }
+        self.into()
     }
 
     /// An end status: the job does nothing more unless it is rerun.
@@ -120,6 +163,7 @@ impl JobStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in declaration order (the same as [`strum::IntoEnumIterator::iter`]).
     pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Waiting,
         TaskStatus::Running,
@@ -130,16 +174,9 @@ impl TaskStatus {
         TaskStatus::Pass,
     ];
 
+    /// The name stored and shown, e.g. `"pass"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Waiting => "waiting",
-            TaskStatus::Running => "running",
-            TaskStatus::Success => "success",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Canceled => "canceled",
-            TaskStatus::Timeout => "timeout",
-            TaskStatus::Pass => "pass",
-        }
+        self.into()
     }
 
     pub fn is_end(self) -> bool {
@@ -198,48 +235,10 @@ impl TaskStatus {
     }
 }
 
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus {
-                kind: "job",
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl FromStr for TaskStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus {
-                kind: "task",
-                value: s.to_owned(),
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use strum::IntoEnumIterator;
+
     use super::*;
 
     /// Every legal job transition, written out as the table the users know.
@@ -353,6 +352,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn status_names_are_fate_s() {
+        let jobs: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            jobs,
+            [
+                "ready", "waiting", "running", "success", "failed", "canceled", "timeout"
+            ]
+        );
+        let tasks: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            tasks,
+            [
+                "waiting", "running", "success", "failed", "canceled", "timeout", "pass"
+            ]
+        );
+        assert!(JobStatus::iter().eq(JobStatus::ALL));
+        assert!(TaskStatus::iter().eq(TaskStatus::ALL));
+        for status in JobStatus::ALL {
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        for status in TaskStatus::ALL {
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        assert_eq!(
+            "Running".parse::<JobStatus>().map_err(|e| e.to_string()),
+            Err(r#"unknown job status "Running""#.to_owned())
+        );
+        assert_eq!(
+            "".parse::<TaskStatus>().map_err(|e| e.to_string()),
+            Err(r#"unknown task status """#.to_owned())
+        );
     }
 
     #[test]

@@ -162,10 +162,15 @@ string_id!(
     strum::Display,
     strum::IntoStaticStr,
     strum::AsRefStr,
+    strum::EnumString,
     strum::EnumIter,
 )]
 #[serde(try_from = "String", into = "String")]
-#[strum(serialize_all = "lowercase")]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = InvalidId,
+    parse_err_fn = Role::invalid
+)]
 pub enum Role {
     Arbiter,
     Guest,
@@ -182,31 +187,13 @@ impl Role {
     pub fn into_inner(self) -> String {
         self.as_str().to_owned()
     }
-}
 
-impl FromStr for Role {
-    type Err = InvalidId;
-
-    fn from_str(value: &str) -> Result<Self, InvalidId> {
-        match value {
-            "arbiter" => Ok(Role::Arbiter),
-            "guest" => Ok(Role::Guest),
-            "host" => Ok(Role::Host),
-            "local" => Ok(Role::Local),
-            _ => Err(InvalidId {
-                what: "role",
-                value: value.chars().take(80).collect(),
-                why: "expected guest, host, arbiter or local",
-            }),
+    fn invalid(value: &str) -> InvalidId {
+        InvalidId {
+            what: "role",
+            value: value.chars().take(80).collect(),
+            why: "expected guest, host, arbiter or local",
         }
-    }
-}
-
-impl TryFrom<&str> for Role {
-    type Error = InvalidId;
-
-    fn try_from(value: &str) -> Result<Self, InvalidId> {
-        value.parse()
     }
 }
 
