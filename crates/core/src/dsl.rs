@@ -168,26 +168,9 @@ pub struct JobSpec {
 
 /// Parses and validates a DSL v2 + runtime conf v2.
 pub fn parse(dsl_text: &str, conf_text: &str, limits: &Limits) -> Result<JobSpec, SpecError> {
-    if dsl_text.len() > limits.max_dsl_bytes {
-        return Err(err(
-            "dsl",
-            format!(
-                "too large: {} bytes, at most {}",
-                dsl_text.len(),
-                limits.max_dsl_bytes
-            ),
-        ));
-    }
-    if conf_text.len() > limits.max_conf_bytes {
-        return Err(err(
-            "runtime_conf",
-            format!(
-                "too large: {} bytes, at most {}",
-                conf_text.len(),
-                limits.max_conf_bytes
-            ),
-        ));
-    }
+    // Both sizes first: an oversized document is refused before either is read.
+    check_size("dsl", dsl_text, limits.max_dsl_bytes)?;
+    check_size("runtime_conf", conf_text, limits.max_conf_bytes)?;
     let dsl = parse_json_strict("dsl", dsl_text)?;
     let conf = parse_json_strict("runtime_conf", conf_text)?;
     let components = parse_components(&dsl, limits)?;
@@ -202,6 +185,16 @@ pub fn parse(dsl_text: &str, conf_text: &str, limits: &Limits) -> Result<JobSpec
     };
     spec.check_parameters()?;
     Ok(spec)
+}
+
+fn check_size(field: &str, text: &str, max: usize) -> Result<(), SpecError> {
+    if text.len() > max {
+        return Err(err(
+            field,
+            format!("too large: {} bytes, at most {max}", text.len()),
+        ));
+    }
+    Ok(())
 }
 
 impl JobSpec {

@@ -3,6 +3,8 @@
 //! recognise them. A transition to the status a row already has is [`Transition::AlreadyThere`]:
 //! callers treat it as a harmless success, never as an error.
 
+use std::fmt;
+
 /// Status of a job, on a party or as decided by its scheduler.
 #[derive(
     Debug,
@@ -148,17 +150,7 @@ impl JobStatus {
 
     /// Checks `self -> to` against the table.
     pub fn apply(self, to: JobStatus) -> Result<Transition, InvalidTransition> {
-        if self == to {
-            Ok(Transition::AlreadyThere)
-        } else if self.can_move_to(to) {
-            Ok(Transition::Changed)
-        } else {
-            Err(InvalidTransition {
-                kind: "job",
-                from: self.to_string(),
-                to: to.to_string(),
-            })
-        }
+        transition("job", self, to, self.can_move_to(to))
     }
 }
 
@@ -221,17 +213,27 @@ impl TaskStatus {
     }
 
     pub fn apply(self, to: TaskStatus) -> Result<Transition, InvalidTransition> {
-        if self == to {
-            Ok(Transition::AlreadyThere)
-        } else if self.can_move_to(to) {
-            Ok(Transition::Changed)
-        } else {
-            Err(InvalidTransition {
-                kind: "task",
-                from: self.to_string(),
-                to: to.to_string(),
-            })
-        }
+        transition("task", self, to, self.can_move_to(to))
+    }
+}
+
+/// `from -> to` for a table that says whether it is `legal`: staying put is always fine.
+fn transition<S: PartialEq + fmt::Display>(
+    kind: &'static str,
+    from: S,
+    to: S,
+    legal: bool,
+) -> Result<Transition, InvalidTransition> {
+    if from == to {
+        Ok(Transition::AlreadyThere)
+    } else if legal {
+        Ok(Transition::Changed)
+    } else {
+        Err(InvalidTransition {
+            kind,
+            from: from.to_string(),
+            to: to.to_string(),
+        })
     }
 }
 

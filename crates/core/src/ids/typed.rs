@@ -39,6 +39,39 @@ where
     T::try_from(value).map_err(|e| FieldError::new(name, e))
 }
 
+/// `TryFrom` the string forms, through the type's `FromStr` (`&str` too unless `no_str`, for
+/// types whose derive already gives it).
+macro_rules! try_from_text {
+    ($name:ident) => {
+        impl TryFrom<&str> for $name {
+            type Error = InvalidId;
+
+            fn try_from(value: &str) -> Result<Self, InvalidId> {
+                value.parse()
+            }
+        }
+
+        try_from_text!($name, no_str);
+    };
+    ($name:ident, no_str) => {
+        impl TryFrom<&String> for $name {
+            type Error = InvalidId;
+
+            fn try_from(value: &String) -> Result<Self, InvalidId> {
+                value.parse()
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+
+            fn try_from(value: String) -> Result<Self, InvalidId> {
+                value.parse()
+            }
+        }
+    };
+}
+
 /// A validated string id; `$check` is the validation function in [`super`].
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $check:path) => {
@@ -197,21 +230,8 @@ impl Role {
     }
 }
 
-impl TryFrom<&String> for Role {
-    type Error = InvalidId;
-
-    fn try_from(value: &String) -> Result<Self, InvalidId> {
-        value.parse()
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = InvalidId;
-
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        value.parse()
-    }
-}
+// `strum::EnumString` gives `TryFrom<&str>`.
+try_from_text!(Role, no_str);
 
 impl From<Role> for String {
     fn from(value: Role) -> String {
@@ -308,21 +328,7 @@ impl FromStr for TaskVersion {
     }
 }
 
-impl TryFrom<&str> for TaskVersion {
-    type Error = InvalidId;
-
-    fn try_from(value: &str) -> Result<Self, InvalidId> {
-        value.parse()
-    }
-}
-
-impl TryFrom<String> for TaskVersion {
-    type Error = InvalidId;
-
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        value.parse()
-    }
-}
+try_from_text!(TaskVersion);
 
 impl From<TaskVersion> for i32 {
     fn from(value: TaskVersion) -> i32 {
@@ -415,18 +421,4 @@ impl FromStr for TaskKey {
     }
 }
 
-impl TryFrom<&str> for TaskKey {
-    type Error = InvalidId;
-
-    fn try_from(value: &str) -> Result<Self, InvalidId> {
-        value.parse()
-    }
-}
-
-impl TryFrom<String> for TaskKey {
-    type Error = InvalidId;
-
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        value.parse()
-    }
-}
+try_from_text!(TaskKey);
