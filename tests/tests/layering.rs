@@ -152,7 +152,10 @@ fn the_same_code_where_the_allowlist_permits_it_passes() {
             "services/scheduler/src/store/planted.rs",
             concat!("use sea", "_orm::DatabaseConnection;\n"),
         ),
-        ("crates/store/src/planted.rs", concat!("use sea", "_orm::Value;\n")),
+        (
+            "crates/store/src/planted.rs",
+            concat!("use sea", "_orm::Value;\n"),
+        ),
         (
             "services/scheduler/src/grpc/planted.rs",
             "use fedflow_proto::scheduler::v1 as pb;\nfn f(_: tonic::Request<()>) {}\n",

@@ -11,22 +11,37 @@ mod parties;
 mod queue;
 
 use fedflow_proto::scheduler::v1 as pb;
-use fedflow_tests::process::ProcessOptions;
+use fedflow_tests::channel;
+use fedflow_tests::process::{ProcessFederation, ProcessOptions};
 use tonic::transport::Channel;
 
 use crate::Args;
 use crate::measure::Results;
+use observer::Observer;
 
 type Client = pb::scheduler_client::SchedulerClient<Channel>;
 
-fn options(engine: &'static str, cores: u32) -> ProcessOptions {
-    ProcessOptions {
+const PARTIES3: [&str; 3] = ["9999", "10000", "10001"];
+
+/// A federation of real processes (`engine` workers, `cores` per party), an observer of party
+/// 9999's scheduler and a client of it.
+async fn start(
+    parties: &[&str],
+    engine: &'static str,
+    cores: u32,
+) -> (ProcessFederation, Observer, Client) {
+    let options = ProcessOptions {
         cores,
         engine,
         log: "info",
         env: Vec::new(),
         insecure: false,
-    }
+    };
+    let fed = ProcessFederation::start_with(parties, options).await;
+    let addr = fed.party("9999").scheduler.clone();
+    let observer = Observer::start(&addr).await;
+    let client = Client::new(channel(&addr));
+    (fed, observer, client)
 }
 
 pub async fn run(args: &Args) -> Results {

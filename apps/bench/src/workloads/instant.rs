@@ -1,26 +1,18 @@
 //! Workload 2b: throughput of the control plane alone, on the benchmark engine (every task
 //! succeeds at once, no worker process).
 
-use fedflow_tests::channel;
-use fedflow_tests::process::ProcessFederation;
-
 use super::jobs::{burst, chain3, conf3};
-use super::observer::Observer;
-use super::{Client, options};
+use super::{PARTIES3, start};
 use crate::Args;
 use crate::measure::Results;
 
 pub(super) async fn run(args: &Args, r: &mut Results) {
-    let parties3 = ["9999", "10000", "10001"];
     // 2: throughput of the control plane alone (benchmark engine).
     eprintln!(
         "fedflow-bench: throughput, benchmark engine ({} jobs)",
         args.throughput_jobs
     );
-    let fed = ProcessFederation::start_with(&parties3, options("instant", 1_000_000)).await;
-    let addr = fed.party("9999").scheduler.clone();
-    let observer = Observer::start(&addr).await;
-    let client = Client::new(channel(&addr));
+    let (_fed, observer, client) = start(&PARTIES3, "instant", 1_000_000).await;
     let (rate, ok) = burst(
         &client,
         &observer,

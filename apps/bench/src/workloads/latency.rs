@@ -4,27 +4,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use fedflow_tests::channel;
-use fedflow_tests::process::ProcessFederation;
 use tokio::sync::Notify;
 
 use super::footprint::{rss_by_kind, sample_peaks, total_cpu, total_rss};
 use super::jobs::{burst, chain3, conf3, timed_chain};
-use super::observer::Observer;
-use super::{Client, options};
+use super::{PARTIES3, start};
 use crate::Args;
 use crate::measure::Results;
 
 pub(super) async fn run(args: &Args, r: &mut Results) {
-    let parties3 = ["9999", "10000", "10001"];
     eprintln!(
         "fedflow-bench: latency ({} sequential jobs)",
         args.latency_jobs
     );
-    let fed = ProcessFederation::start_with(&parties3, options("process", 1_000_000)).await;
-    let addr = fed.party("9999").scheduler.clone();
-    let observer = Observer::start(&addr).await;
-    let mut client = Client::new(channel(&addr));
+    let (fed, observer, mut client) = start(&PARTIES3, "process", 1_000_000).await;
     let idle = rss_by_kind(&fed);
     for _ in 0..if args.runs("latency") {
         args.latency_jobs

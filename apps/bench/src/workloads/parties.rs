@@ -1,11 +1,7 @@
 //! Workload 4b: scale in parties, an 8-party job against a 3-party job.
 
-use fedflow_tests::channel;
-use fedflow_tests::process::ProcessFederation;
-
 use super::jobs::{conf_hosts, conf3, timed_chain};
-use super::observer::Observer;
-use super::{Client, options};
+use super::start;
 use crate::Args;
 use crate::measure::Results;
 
@@ -15,10 +11,7 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
     let parties8 = [
         "9999", "10000", "10001", "10002", "10003", "10004", "10005", "10006",
     ];
-    let fed = ProcessFederation::start_with(&parties8, options("process", 1_000_000)).await;
-    let addr = fed.party("9999").scheduler.clone();
-    let observer = Observer::start(&addr).await;
-    let mut client = Client::new(channel(&addr));
+    let (_fed, observer, mut client) = start(&parties8, "process", 1_000_000).await;
     let rounds = args.latency_jobs.clamp(3, 20);
     for _ in 0..rounds {
         let l = timed_chain(&mut client, &observer, &conf3(), 3).await;

@@ -3,28 +3,22 @@
 
 use std::time::{Duration, Instant};
 
-use fedflow_tests::process::ProcessFederation;
-use fedflow_tests::{channel, processes_mentioning, signal};
+use fedflow_tests::{processes_mentioning, signal};
 use futures::StreamExt;
 use serde_json::json;
 
 use super::jobs::{chain3, conf3, submit};
-use super::observer::Observer;
-use super::{Client, options};
+use super::{PARTIES3, start};
 use crate::Args;
 use crate::measure::Results;
 
 pub(super) async fn run(args: &Args, r: &mut Results) {
-    let parties3 = ["9999", "10000", "10001"];
     // 4a: submit latency, empty queue vs a deep one.
     eprintln!(
         "fedflow-bench: submit latency with {} jobs queued",
         args.queued_jobs
     );
-    let fed = ProcessFederation::start_with(&parties3, options("process", 1)).await;
-    let addr = fed.party("9999").scheduler.clone();
-    let observer = Observer::start(&addr).await;
-    let mut client = Client::new(channel(&addr));
+    let (fed, observer, mut client) = start(&PARTIES3, "process", 1).await;
     let probes = args.latency_jobs.clamp(3, 200);
     for _ in 0..probes {
         let start = Instant::now();
