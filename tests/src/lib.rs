@@ -20,28 +20,31 @@ pub mod invariants;
 pub mod party;
 pub mod process;
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+/// A fresh directory under the system's temporary directory, removed when dropped; kept (and
+/// named on stderr) when `FEDFLOW_KEEP_TEST_DIRS` is set, to read a failed run's logs and
+/// databases.
+pub struct TempDir(Option<tempfile::TempDir>);
 
 impl TempDir {
     pub fn new(prefix: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir()
+            .expect("create a temporary directory");
+        TempDir(Some(dir))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.as_ref().expect("present until dropped").path()
     }
 }
 
 impl Drop for TempDir {
-    /// Kept when `FEDFLOW_KEEP_TEST_DIRS` is set, to read a failed run's logs and databases.
     fn drop(&mut self) {
-        if std::env::var_os("FEDFLOW_KEEP_TEST_DIRS").is_some() {
-            eprintln!("kept {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(dir) = self.0.take()
+            && std::env::var_os("FEDFLOW_KEEP_TEST_DIRS").is_some()
+        {
+            eprintln!("kept {}", dir.keep().display());
         }
     }
 }
@@ -312,6 +315,32 @@ pub async fn party_tasks(fed: &TestFederation, party: &str, job_id: &str) -> Vec
         .tasks
 }
 
+/// Asserts that nothing of a refused submission was stored anywhere: no job at `initiator`'s
+/// scheduler, and on every party no resource reservation and no task directory.
+pub async fn assert_nothing_stored(fed: &TestFederation, initiator: &str) {
+    let jobs = fed
+        .scheduler(initiator)
+        .list_jobs(sc::ListJobsRequest { limit: 100 })
+        .await
+        .expect("list jobs")
+        .into_inner()
+        .jobs;
+    assert!(jobs.is_empty(), "stored: {jobs:?}");
+    for party in fed.party_ids() {
+        let resources = fed
+            .job_controller(&party)
+            .get_resources(jc::GetResourcesRequest {})
+            .await
+            .expect("resources")
+            .into_inner();
+        assert!(resources.allocations.is_empty(), "{party}: {resources:?}");
+        assert!(
+            !fed.dir.path().join(&party).join("jobs").exists(),
+            "no task directory on {party}"
+        );
+    }
+}
+
 /// A 3-party conf (guest 9999 initiator, host 10000, arbiter 10001) with these parameters.
 pub fn conf3(job_parameters: Value, component_parameters: Value) -> Value {
     json!({
@@ -382,12 +411,14 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-/// Waits until the task rows of `job_id` on every party satisfy `check`.
+/// Waits until every party holds exactly `rows` task rows of `job_id` and they satisfy
+/// `check` (so a party that lists nothing never passes).
 pub async fn wait_party_tasks<F>(
     fed: &TestFederation,
     job_id: &str,
     what: &str,
     within: Duration,
+    rows: usize,
     check: F,
 ) where
     F: Fn(&[tc::PartyTask]) -> bool,
@@ -406,11 +437,12 @@ pub async fn wait_party_tasks<F>(
                     .map_err(|s| s.message().to_owned())?
                     .into_inner()
                     .tasks;
-                if check(&tasks) {
+                if tasks.len() == rows && check(&tasks) {
                     Ok(())
                 } else {
                     Err(format!(
-                        "{:?}",
+                        "{} rows (want {rows}): {:?}",
+                        tasks.len(),
                         tasks
                             .iter()
                             .map(|t| (

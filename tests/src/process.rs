@@ -1,11 +1,16 @@
 //! A federation of real processes: each service of each party is its own binary, configured by
 //! a TOML file (and `FEDFLOW_*` environment), talking over localhost. Dropping it kills them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{TempDir, bin, eventually, serving};
+use fedflow_core::JobStatus;
+use fedflow_proto::scheduler::v1 as sc;
+use tonic::transport::Channel;
+
+use crate::{TempDir, bin, channel, eventually, serving};
 
 pub struct ProcParty {
     pub party_id: String,
@@ -263,6 +268,23 @@ impl ProcessFederation {
             .iter()
             .find(|p| p.party_id == id)
             .unwrap_or_else(|| panic!("no party {id}"))
+    }
+
+    /// A client of one party's scheduler.
+    pub fn scheduler(&self, party: &str) -> sc::scheduler_client::SchedulerClient<Channel> {
+        sc::scheduler_client::SchedulerClient::new(channel(&self.party(party).scheduler))
+    }
+
+    /// Checks [`crate::invariants`] over every party's databases for `jobs`, scheduled by
+    /// `initiator`, waiting up to `within`; returns each job's agreed end status.
+    pub async fn check_invariants(
+        &self,
+        initiator: &str,
+        jobs: &[String],
+        within: Duration,
+    ) -> BTreeMap<String, JobStatus> {
+        let parties: Vec<&str> = self.parties.iter().map(|p| p.party_id.as_str()).collect();
+        crate::invariants::check(self.dir.path(), &parties, initiator, jobs, within).await
     }
 
     fn index(&self, party: &str, service: &str) -> usize {

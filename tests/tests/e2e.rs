@@ -471,26 +471,7 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
         status.message().contains("duplicate key \"components.a\""),
         "{status:?}"
     );
-    // Nothing was stored: no job at the scheduler, no job, task or allocation on any party.
-    let jobs = scheduler
-        .list_jobs(sc::ListJobsRequest { limit: 100 })
-        .await
-        .expect("list")
-        .into_inner()
-        .jobs;
-    assert!(jobs.is_empty(), "stored: {jobs:?}");
-    for party in PARTIES {
-        let resources = fed
-            .job_controller(party)
-            .get_resources(jc::GetResourcesRequest {})
-            .await
-            .expect("resources")
-            .into_inner();
-        assert!(resources.allocations.is_empty());
-        assert!(
-            !fed.dir.path().join(party).join("jobs").exists(),
-            "no task directory on {party}"
-        );
-    }
+    // Nothing was stored: no job at the scheduler, no allocation or task directory anywhere.
+    assert_nothing_stored(&fed, "9999").await;
     fed.shutdown().await;
 }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use fedflow_core::JobStatus;
-use fedflow_proto::scheduler::v1 as sc;
 use fedflow_tests::process::{ProcessFederation, ProcessOptions};
 use fedflow_tests::*;
 use serde_json::json;
@@ -44,8 +43,7 @@ async fn federation() -> ProcessFederation {
 }
 
 async fn submit_sleepers(fed: &ProcessFederation, n: usize, seconds: f64) -> Vec<String> {
-    let mut scheduler =
-        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let mut scheduler = fed.scheduler("9999");
     let dsl = json!({"components": {
         "first": {"module": "Sleep", "output": {"data": ["o"]}},
         "second": {"module": "Sleep", "input": {"data": {"data": ["first.o"]}}}
@@ -91,14 +89,9 @@ async fn a_short_partition_is_ridden_out() {
     signal(gateway, "STOP");
     tokio::time::sleep(Duration::from_millis(UNREACHABLE_S * 1000 / 2)).await;
     signal(gateway, "CONT");
-    let statuses = fedflow_tests::invariants::check(
-        fed.dir.path(),
-        &PARTIES,
-        "9999",
-        &jobs,
-        Duration::from_secs(60),
-    )
-    .await;
+    let statuses = fed
+        .check_invariants("9999", &jobs, Duration::from_secs(60))
+        .await;
     for (job, status) in statuses {
         assert_eq!(status, JobStatus::Success, "{job}\n{}", fed.logs());
     }
@@ -130,8 +123,7 @@ async fn a_long_partition_fails_the_jobs_everywhere_and_the_host_fences_itself()
         )
         .await;
     }
-    let mut scheduler =
-        sc::scheduler_client::SchedulerClient::new(channel(&fed.party("9999").scheduler));
+    let mut scheduler = fed.scheduler("9999");
     for job in &jobs {
         let ended = wait_ended(&mut scheduler, job, Duration::from_secs(30)).await;
         assert_eq!(
@@ -144,14 +136,9 @@ async fn a_long_partition_fails_the_jobs_everywhere_and_the_host_fences_itself()
         );
     }
     signal(gateway, "CONT");
-    let statuses = fedflow_tests::invariants::check(
-        fed.dir.path(),
-        &PARTIES,
-        "9999",
-        &jobs,
-        Duration::from_secs(60),
-    )
-    .await;
+    let statuses = fed
+        .check_invariants("9999", &jobs, Duration::from_secs(60))
+        .await;
     for (job, status) in statuses {
         assert_eq!(status, JobStatus::Failed, "{job}\n{}", fed.logs());
     }

@@ -235,14 +235,12 @@ pub fn unique_test_name(hint: &str) -> String {
 /// The URLs a store contract test runs on: a fresh SQLite file always, and a fresh PostgreSQL
 /// database when `FEDFLOW_TEST_POSTGRES_URL` names a server (CI sets it).
 pub async fn contract_backends(name_hint: &str) -> Vec<String> {
-    let dir = std::env::temp_dir().join(format!(
-        "fedflow-contract-{}-{name_hint}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let _ = std::fs::create_dir_all(&dir);
+    // Kept on purpose: the returned URLs outlive this function.
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("fedflow-contract-{name_hint}-"))
+        .tempdir()
+        .expect("create a temporary directory for a contract test")
+        .keep();
     let mut urls = vec![sqlite_url(&dir.join("store.db"))];
     match std::env::var("FEDFLOW_TEST_POSTGRES_URL") {
         Ok(admin) if !admin.is_empty() => {

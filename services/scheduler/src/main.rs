@@ -1,44 +1,15 @@
 //! `fedflow-scheduler --config scheduler.toml`
 
-use std::path::PathBuf;
+use fedflow_scheduler::Config;
 
-use clap::Parser;
-
-#[derive(Parser)]
-#[command(version, about = "fedflow scheduler")]
-struct Args {
-    /// TOML configuration file; FEDFLOW_SCHEDULER__* variables override it.
-    #[arg(long, short, env = "FEDFLOW_SCHEDULER_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let args = Args::parse();
-    let config: fedflow_scheduler::Config =
-        match fedflow_config::load("scheduler", args.config.as_deref()) {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("fedflow-scheduler: {e}");
-                std::process::exit(64);
-            }
-        };
-    let _telemetry = fedflow_telemetry::init("fedflow-scheduler", &config.telemetry);
-    let listener = match fedflow_rpc::server::bind(&config.grpc.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "fedflow-scheduler: cannot listen on {}: {e}",
-                config.grpc.listen
-            );
-            std::process::exit(69);
-        }
-    };
-    let shutdown = fedflow_rpc::server::shutdown_on_signals(std::time::Duration::from_millis(
-        config.grpc.drain_timeout_ms,
-    ));
-    if let Err(e) = fedflow_scheduler::run(config, listener, shutdown).await {
-        eprintln!("fedflow-scheduler: {e}");
-        std::process::exit(1);
-    }
+fn main() {
+    fedflow_service_main::service_main(
+        "scheduler",
+        |c: &Config| &c.telemetry,
+        |config, start| async move {
+            let listener = start.bind(&config.grpc.listen).await;
+            let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
+            fedflow_scheduler::run(config, listener, shutdown).await
+        },
+    );
 }

@@ -1,44 +1,15 @@
 //! `fedflow-task-controller --config task-controller.toml`
 
-use std::path::PathBuf;
+use fedflow_task_controller::Config;
 
-use clap::Parser;
-
-#[derive(Parser)]
-#[command(version, about = "fedflow task-controller")]
-struct Args {
-    /// TOML configuration file; FEDFLOW_TASK_CONTROLLER__* variables override it.
-    #[arg(long, short, env = "FEDFLOW_TASK_CONTROLLER_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let args = Args::parse();
-    let config: fedflow_task_controller::Config =
-        match fedflow_config::load("task-controller", args.config.as_deref()) {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("fedflow-task-controller: {e}");
-                std::process::exit(64);
-            }
-        };
-    let _telemetry = fedflow_telemetry::init("fedflow-task-controller", &config.telemetry);
-    let listener = match fedflow_rpc::server::bind(&config.grpc.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "fedflow-task-controller: cannot listen on {}: {e}",
-                config.grpc.listen
-            );
-            std::process::exit(69);
-        }
-    };
-    let shutdown = fedflow_rpc::server::shutdown_on_signals(std::time::Duration::from_millis(
-        config.grpc.drain_timeout_ms,
-    ));
-    if let Err(e) = fedflow_task_controller::run(config, listener, shutdown).await {
-        eprintln!("fedflow-task-controller: {e}");
-        std::process::exit(1);
-    }
+fn main() {
+    fedflow_service_main::service_main(
+        "task-controller",
+        |c: &Config| &c.telemetry,
+        |config, start| async move {
+            let listener = start.bind(&config.grpc.listen).await;
+            let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
+            fedflow_task_controller::run(config, listener, shutdown).await
+        },
+    );
 }

@@ -1,0 +1,166 @@
+//! The workloads: latency, throughput (process workers and the benchmark engine), footprint,
+//! and scale (a deep queue, an 8-party job), one module each, and the table that sets their
+//! figures beside the targets and FATE-Flow's.
+
+mod footprint;
+mod instant;
+mod jobs;
+mod latency;
+mod observer;
+mod parties;
+mod queue;
+
+use fedflow_proto::scheduler::v1 as pb;
+use fedflow_tests::channel;
+use fedflow_tests::process::{ProcessFederation, ProcessOptions};
+use tonic::transport::Channel;
+
+use crate::Args;
+use crate::measure::Results;
+use observer::Observer;
+
+type Client = pb::scheduler_client::SchedulerClient<Channel>;
+
+const PARTIES3: [&str; 3] = ["9999", "10000", "10001"];
+
+/// A federation of real processes (`engine` workers, `cores` per party), an observer of party
+/// 9999's scheduler and a client of it.
+async fn start(
+    parties: &[&str],
+    engine: &'static str,
+    cores: u32,
+) -> (ProcessFederation, Observer, Client) {
+    let options = ProcessOptions {
+        cores,
+        engine,
+        log: "info",
+        env: Vec::new(),
+        insecure: false,
+    };
+    let fed = ProcessFederation::start_with(parties, options).await;
+    let addr = fed.party("9999").scheduler.clone();
+    let observer = Observer::start(&addr).await;
+    let client = Client::new(channel(&addr));
+    (fed, observer, client)
+}
+
+pub async fn run(args: &Args) -> Results {
+    let mut r = Results::default();
+
+    // 1 + 2 + 3: latency, throughput with process workers, footprint.
+    if args.runs("latency") || args.runs("throughput") {
+        latency::run(args, &mut r).await;
+    }
+    if args.runs("instant") {
+        instant::run(args, &mut r).await;
+    }
+    if args.runs("queue") {
+        queue::run(args, &mut r).await;
+    }
+    if args.runs("parties") {
+        parties::run(args, &mut r).await;
+    }
+    table(&mut r, args);
+    r
+}
+
+fn table(r: &mut Results, args: &Args) {
+    let s = |r: &mut Results, name: &'static str| r.samples(name).clone();
+    let first = s(r, "latency.submit_to_first_running_all");
+    r.row(
+        "submit -> first task running on all 3 parties, p50 / p99",
+        "<= 25 ms / <= 100 ms",
+        format!(
+            "{:.1} ms / {:.1} ms",
+            first.quantile(0.5),
+            first.quantile(0.99)
+        ),
+        "1.47 s (2 parties)",
+        Some(first.quantile(0.5) <= 25.0 && first.quantile(0.99) <= 100.0),
+    );
+    let edge = s(r, "latency.dag_edge");
+    r.row(
+        "DAG edge, p50",
+        "<= 15 ms",
+        format!("{:.1} ms", edge.quantile(0.5)),
+        "1.77 s",
+        Some(edge.quantile(0.5) <= 15.0),
+    );
+    let overhead = s(r, "latency.scheduling_overhead_per_job");
+    r.row(
+        "scheduling overhead per 3-task job, p50",
+        "<= 75 ms",
+        format!("{:.1} ms", overhead.quantile(0.5)),
+        "4.0 s per 2-task job",
+        Some(overhead.quantile(0.5) <= 75.0),
+    );
+    let value = |r: &Results, k: &str| r.values.get(k).copied().unwrap_or(f64::NAN);
+    let instant = value(r, "throughput.instant.jobs_per_s");
+    r.row(
+        "throughput, control-plane engine",
+        ">= 200 jobs/s",
+        format!("{instant:.0} jobs/s ({} jobs)", args.throughput_jobs),
+        "~0.5 job starts/s by design",
+        Some(instant >= 200.0),
+    );
+    let process = value(r, "throughput.process.round1.jobs_per_s");
+    r.row(
+        "throughput, process workers",
+        ">= 20 jobs/s",
+        format!("{process:.1} jobs/s ({} jobs)", args.throughput_jobs),
+        "-",
+        Some(process >= 20.0),
+    );
+    let idle_max = r
+        .values
+        .iter()
+        .filter(|(k, _)| k.starts_with("footprint.idle_rss_mib."))
+        .map(|(_, v)| *v)
+        .fold(0.0, f64::max);
+    r.row(
+        "idle RSS per service (largest)",
+        "<= 20 MiB",
+        format!("{idle_max:.1} MiB"),
+        "106 MiB (one server)",
+        Some(idle_max <= 20.0),
+    );
+    let a1 = value(r, "footprint.total_rss_mib_after_round1");
+    let a2 = value(r, "footprint.total_rss_mib_after_round2");
+    r.row(
+        "RSS after 2nd throughput run vs after 1st",
+        "within 10%",
+        format!("{a2:.1} vs {a1:.1} MiB ({:+.1}%)", (a2 - a1) / a1 * 100.0),
+        "-",
+        Some((a2 - a1).abs() <= a1 * 0.10),
+    );
+    let cpu = value(r, "footprint.cpu_seconds_per_job.round1");
+    r.row(
+        "service CPU per job (all 12 services)",
+        "-",
+        format!("{:.1} ms", cpu * 1000.0),
+        "-",
+        None,
+    );
+    let empty = s(r, "scale.submit_empty_queue");
+    let deep = s(r, "scale.submit_with_deep_queue");
+    r.row(
+        &format!("submit p99 with {} queued jobs vs empty", args.queued_jobs),
+        "<= 2 x empty-queue p99",
+        format!(
+            "{:.1} ms vs {:.1} ms",
+            deep.quantile(0.99),
+            empty.quantile(0.99)
+        ),
+        "-",
+        Some(deep.quantile(0.99) <= 2.0 * empty.quantile(0.99)),
+    );
+    let p3 = s(r, "scale.3_party.submit_to_first_running_all");
+    let p8 = s(r, "scale.8_party.submit_to_first_running_all");
+    r.row(
+        "8-party vs 3-party job: submit -> first running, p50",
+        "-",
+        format!("{:.1} ms vs {:.1} ms", p8.quantile(0.5), p3.quantile(0.5)),
+        "-",
+        None,
+    );
+}

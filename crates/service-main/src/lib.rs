@@ -1,0 +1,102 @@
+//! The one `main` of the four service binaries (`fedflow-<service> --config FILE.toml`):
+//! parse the flags, load the configuration (defaults, the file, `FEDFLOW_<SERVICE>__*`
+//! overrides; exit 64 when it is bad), start telemetry, then hand the configuration to the
+//! service's start function. That binds the listeners through [`Start::bind`] (exit 69 when an
+//! address cannot be bound), takes [`Start::shutdown`] and calls the service's `run`; an error
+//! from `run` exits 1. Errors before telemetry go to stderr as `fedflow-<service>: message`.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use fedflow_config::TelemetryConfig;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+// The flags every service takes; `service_main` names the command and the variable.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+/// What a service's start function is given besides its configuration.
+pub struct Start {
+    binary: &'static str,
+}
+
+impl Start {
+    /// Binds `addr`; exits 69, saying which address, when it cannot.
+    pub async fn bind(&self, addr: &str) -> TcpListener {
+        match fedflow_rpc::server::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("{}: cannot listen on {addr}: {e}", self.binary);
+                std::process::exit(69);
+            }
+        }
+    }
+
+    /// The shutdown token: cancelled on SIGTERM or SIGINT, after which in-flight calls have
+    /// `drain_timeout_ms` to finish (a second signal exits at once).
+    pub fn shutdown(&self, drain_timeout_ms: u64) -> CancellationToken {
+        fedflow_rpc::server::shutdown_on_signals(Duration::from_millis(drain_timeout_ms))
+    }
+}
+
+/// Runs the binary `fedflow-<service>` on a single-threaded runtime: `service` is the name
+/// in its flags, its environment (`FEDFLOW_<SERVICE>_CONFIG`, `FEDFLOW_<SERVICE>__*`) and its
+/// messages; `telemetry` picks the config's telemetry section; `start` binds and runs.
+pub fn service_main<C, S, F, E>(
+    service: &'static str,
+    telemetry: fn(&C) -> &TelemetryConfig,
+    start: S,
+) where
+    C: DeserializeOwned,
+    S: FnOnce(C, Start) -> F,
+    F: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    let binary = leak(format!("fedflow-{service}"));
+    let variable = service.to_uppercase().replace('-', "_");
+    let command = Args::command()
+        .name(binary)
+        .about(leak(format!("fedflow {service}")))
+        .mut_arg("config", |arg| {
+            arg.env(leak(format!("FEDFLOW_{variable}_CONFIG")))
+                .help(leak(format!(
+                    "TOML configuration file; FEDFLOW_{variable}__* variables override it"
+                )))
+        });
+    let args = match Args::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("Failed building the Runtime")
+        .block_on(async move {
+            let config: C = match fedflow_config::load(service, args.config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("{binary}: {e}");
+                    std::process::exit(64);
+                }
+            };
+            let _telemetry = fedflow_telemetry::init(binary, telemetry(&config));
+            if let Err(e) = start(config, Start { binary }).await {
+                eprintln!("{binary}: {e}");
+                std::process::exit(1);
+            }
+        });
+}
+
+/// Names for clap and telemetry, which keep them for the whole process.
+fn leak(text: String) -> &'static str {
+    text.leak()
+}
