@@ -6,6 +6,7 @@
 //! call goes through this party's gateway.
 
 mod app;
+mod domain;
 pub mod config;
 mod events;
 mod grpc;
