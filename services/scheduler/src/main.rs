@@ -34,10 +34,33 @@ async fn main() {
             std::process::exit(69);
         }
     };
+    let api = if config.api.listen.is_empty() {
+        None
+    } else {
+        match fedflow_rpc::server::bind(&config.api.listen).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!(
+                    "fedflow-scheduler: cannot listen on {} (api.listen): {e}",
+                    config.api.listen
+                );
+                std::process::exit(69);
+            }
+        }
+    };
     let shutdown = fedflow_rpc::server::shutdown_on_signals(std::time::Duration::from_millis(
         config.grpc.drain_timeout_ms,
     ));
-    if let Err(e) = fedflow_scheduler::run(config, listener, shutdown).await {
+    if let Err(e) = fedflow_scheduler::run(
+        config,
+        fedflow_scheduler::Listeners {
+            grpc: listener,
+            api,
+        },
+        shutdown,
+    )
+    .await
+    {
         eprintln!("fedflow-scheduler: {e}");
         std::process::exit(1);
     }

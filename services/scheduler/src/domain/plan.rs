@@ -103,16 +103,8 @@ pub enum Decision {
         status: TaskStatus,
         reason: String,
     },
-    /// A new version of a failed (or timed-out) task, on every party, not started before
-    /// `not_before_ms`. `reason` is the failed version's.
-    Retry {
-        failed: TaskRef,
-        status: TaskStatus,
-        reason: String,
-        version: i32,
-        retries_left: u32,
-        not_before_ms: i64,
-    },
+    /// A new version of a failed (or timed-out) task, on every party.
+    Retry(Attempt),
     /// The job's progress (percent of tasks ended) went up.
     RaiseProgress(i32),
     /// Move the version to running and start it on every participant.
@@ -123,6 +115,19 @@ pub enum Decision {
     WakeAt(i64),
 }
 
+/// The next attempt at a failed (or timed-out) task version: a new version, not started
+/// before `not_before_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub failed: TaskRef,
+    /// The failed version's status and reason.
+    pub status: TaskStatus,
+    pub reason: String,
+    pub version: i32,
+    pub retries_left: u32,
+    pub not_before_ms: i64,
+}
+
 /// Whether the round changed something the next round must see: plan again at once.
 pub fn unsettled(decisions: &[Decision]) -> bool {
     decisions.iter().any(|d| {
@@ -130,7 +135,7 @@ pub fn unsettled(decisions: &[Decision]) -> bool {
             d,
             Decision::SetParty { .. }
                 | Decision::StopTask { .. }
-                | Decision::Retry { .. }
+                | Decision::Retry(_)
                 | Decision::Start(_)
         )
     })
@@ -318,14 +323,14 @@ fn retries(latest: &BTreeMap<String, Task>, limits: &JobLimits, now: i64) -> Vec
             status: TaskStatus::Canceled,
             reason: format!("another party's copy ended {}; retrying", task.status),
         });
-        decisions.push(Decision::Retry {
+        decisions.push(Decision::Retry(Attempt {
             failed: TaskRef::of(task),
             status: task.status,
             reason: task.reason.clone(),
             version: task.version + 1,
             retries_left: task.retries_left - 1,
             not_before_ms,
-        });
+        }));
         decisions.push(Decision::WakeAt(not_before_ms));
     }
     decisions

@@ -73,7 +73,7 @@ pub enum Answer {
     /// What it lacks.
     Refused(String),
     /// Why it could not be asked.
-    NoAnswer(String),
+    Silent(String),
 }
 
 /// What the answers mean: who granted (to be given back unless every party did), who refused
@@ -97,7 +97,7 @@ pub fn admission(answers: Vec<(Participant, Answer)>) -> Admission {
                 ));
                 out.refused.push(who.party_id);
             }
-            Answer::NoAnswer(e) => out.missing.push(format!(
+            Answer::Silent(e) => out.missing.push(format!(
                 "party {} ({}) did not answer: {e}",
                 who.party_id, who.role
             )),

@@ -8,7 +8,7 @@ use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
 use serde_json::{Value, json};
 
-use super::plan::{self, Decision, JobLimits, TaskRef};
+use super::plan::{self, Attempt, Decision, JobLimits, TaskRef};
 use super::queue::{self, Answer, Step};
 use super::versions;
 use super::{Job, Task, TaskParty};
@@ -448,14 +448,14 @@ fn a_failure_with_retries_left_makes_a_new_version_after_the_delay() {
                     status: Canceled,
                     reason: "another party's copy ended failed; retrying".into(),
                 },
-                Decision::Retry {
+                Decision::Retry(Attempt {
                     failed: task("a", 0),
                     status: Failed,
                     reason: "component a failed on host 10000: exit 3".into(),
                     version: 1,
                     retries_left: 1,
                     not_before_ms: retry_at,
-                },
+                }),
                 Decision::WakeAt(retry_at),
             ],
         ),
@@ -697,7 +697,7 @@ fn resources_are_all_or_nothing() {
         queue::waiting_reason(&some.missing),
         "waiting for resources: party 10000 (host) lacks 4 cores (2 free)"
     );
-    let silent = queue::admission(vec![(host(), Answer::NoAnswer("unreachable".into()))]);
+    let silent = queue::admission(vec![(host(), Answer::Silent("unreachable".into()))]);
     assert!(silent.refused.is_empty(), "silence contends for nothing");
     assert_eq!(
         silent.missing,
@@ -729,12 +729,8 @@ fn a_rerun_makes_new_versions_of_its_components_and_everything_downstream() {
     let versions = |pairs: &[(&str, i32)]| -> BTreeMap<String, i32> {
         pairs.iter().map(|(c, v)| ((*c).to_owned(), *v)).collect()
     };
-    let cases: Vec<(
-        &str,
-        &str,
-        bool,
-        Result<BTreeMap<String, i32>, versions::RerunRefused>,
-    )> = vec![
+    type Want = Result<BTreeMap<String, i32>, versions::RerunRefused>;
+    let cases: Vec<(&str, &str, bool, Want)> = vec![
         (
             "what did not succeed, and downstream",
             "",
