@@ -827,3 +827,69 @@ fn new_versions_have_a_waiting_row_per_participant_and_one_creation_each() {
         vec![("9999", 3, 1), ("10000", 3, 1)]
     );
 }
+
+#[test]
+fn the_federated_status_of_one_version_is_derived_from_every_party_row() {
+    type Parties = [(TaskStatus, &'static str); 2];
+    type Want = Option<(TaskStatus, &'static str)>;
+    let cases: Vec<(TaskStatus, Parties, Want)> = vec![
+        (Waiting, [(Waiting, ""), (Waiting, "")], None),
+        (Waiting, [(Waiting, ""), (Running, "")], Some((Running, ""))),
+        (Waiting, [(Success, ""), (Waiting, "")], Some((Running, ""))),
+        (Running, [(Success, ""), (Running, "")], None),
+        (Running, [(Success, ""), (Success, "")], Some((Success, ""))),
+        (Running, [(Pass, ""), (Pass, "")], Some((Pass, ""))),
+        (Running, [(Pass, ""), (Success, "")], Some((Success, ""))),
+        (
+            Running,
+            [(Timeout, "slow"), (Canceled, "stopped")],
+            Some((Timeout, "component a timeout on guest 9999: slow")),
+        ),
+        (
+            Waiting,
+            [(Waiting, ""), (Failed, "could not start")],
+            Some((Failed, "component a failed on host 10000: could not start")),
+        ),
+        // Timeout may still settle as failed; an end status never goes back.
+        (
+            Timeout,
+            [(Timeout, "slow"), (Failed, "exit 1")],
+            Some((Failed, "component a failed on host 10000: exit 1")),
+        ),
+        (Success, [(Running, ""), (Running, "")], None),
+        (Failed, [(Success, ""), (Success, "")], None),
+    ];
+    for (status, parties, want) in cases {
+        let (latest, rows) = rows(vec![Row {
+            parties,
+            ..at("a", status)
+        }]);
+        let got = plan::federated_status(&latest["a"], &rows);
+        let want = want.map(|(s, r)| (s, r.to_owned()));
+        assert_eq!(got, want, "{status} with parties {parties:?}");
+    }
+}
+
+#[test]
+fn a_round_that_only_records_or_ends_settles() {
+    let settled = [
+        set("a", Waiting, Running, ""),
+        Decision::RaiseProgress(50),
+        end(J::Failed, "x"),
+        Decision::WakeAt(NOW),
+    ];
+    assert!(!plan::unsettled(&settled));
+    for changing in [
+        start("a"),
+        Decision::StopTask {
+            task: task("a", 0),
+            status: Canceled,
+            reason: String::new(),
+        },
+    ] {
+        assert!(
+            plan::unsettled(std::slice::from_ref(&changing)),
+            "{changing:?}"
+        );
+    }
+}
