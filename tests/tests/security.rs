@@ -1042,7 +1042,14 @@ async fn the_scheduler_client_port_asks_for_tls_and_a_token() {
         .await
         .expect("bind");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(fedflow_scheduler::run(config, listener, shutdown.clone()));
+    let api_listener = fedflow_rpc::server::bind(&api)
+        .await
+        .expect("bind the client port");
+    let listeners = fedflow_scheduler::Listeners {
+        grpc: listener,
+        api: Some(api_listener),
+    };
+    let server = tokio::spawn(fedflow_scheduler::run(config, listeners, shutdown.clone()));
 
     let channel = fedflow_tls::client::server_auth_channel(&api, &pki.ca_cert()).expect("channel");
     let client = sc::scheduler_client::SchedulerClient::new(channel);

@@ -362,9 +362,16 @@ impl Federation {
             handles.push((
                 format!("{id} scheduler"),
                 tokio::spawn(async move {
-                    fedflow_scheduler::run(config, l.scheduler, stop)
-                        .await
-                        .map_err(|e| e.to_string())
+                    fedflow_scheduler::run(
+                        config,
+                        fedflow_scheduler::Listeners {
+                            grpc: l.scheduler,
+                            api: None,
+                        },
+                        stop,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
                 }),
             ));
         }

@@ -62,6 +62,8 @@ pub struct Scheduling {
     /// part in, with the reason "party P unreachable" (seconds). Parties use the same figure
     /// to fence themselves off from a scheduler they cannot reach.
     pub party_unreachable_timeout_s: u64,
+    /// Parsed job specs kept in memory (jobs in play); past this the cache starts afresh.
+    pub spec_cache_size: usize,
 }
 
 impl Default for Scheduling {
@@ -75,6 +77,7 @@ impl Default for Scheduling {
             default_task_timeout_s: 4 * 3600,
             default_queue_timeout_s: 3600,
             party_unreachable_timeout_s: 300,
+            spec_cache_size: 10_000,
         }
     }
 }

@@ -7,15 +7,18 @@
 
 mod app;
 pub mod config;
+mod domain;
 mod events;
 mod grpc;
 mod remote;
 mod store;
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
@@ -30,13 +33,30 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the scheduler on `listener` until `shutdown` is cancelled.
+/// The ports the scheduler serves, bound by the caller.
+pub struct Listeners {
+    /// Every service, for this party's network and gateway (`grpc.listen`).
+    pub grpc: TcpListener,
+    /// The client port (`api.listen`): the client API only, with the `api.*` TLS and token.
+    /// None: no client port.
+    pub api: Option<TcpListener>,
+}
+
+/// Serves the scheduler on `listeners` until `shutdown` is cancelled. Shutdown order: both
+/// ports stop accepting and drain their calls, then the background loops are cancelled and
+/// joined, for at most `grpc.drain_timeout_ms`.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+    if listeners.api.is_none() && !config.api.listen.is_empty() {
+        return Err(Error::Config(format!(
+            "api.listen is {} but no client listener was given",
+            config.api.listen
+        )));
+    }
     let store = store::Store::open(&config.database).await?;
     let client = fedflow_rpc::party::PartyClient::new(
         &config.gateway,
@@ -51,31 +71,23 @@ pub async fn run(
         (&config.limits).into(),
         config.scheduling.clone(),
     );
-    let background = CancellationToken::new();
-    let queue = {
-        let (app, stop) = (app.clone(), background.clone());
-        tokio::spawn(async move { app.run_queue(stop).await })
+    let client_port = match listeners.api {
+        Some(listener) => Some(client_port(
+            &config,
+            listener,
+            app.clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
     };
-    let repair = {
-        let (app, stop) = (app.clone(), background.clone());
-        tokio::spawn(async move { app.run_repair(stop).await })
-    };
-    let timers = {
-        let (app, stop) = (app.clone(), background.clone());
-        tokio::spawn(async move { app.run_timers(stop).await })
-    };
-    let outbox = {
-        let (app, stop) = (app.clone(), background.clone());
-        tokio::spawn(async move { app.run_outbox(stop).await })
-    };
-    let client_port = client_port(&config, app.clone(), shutdown.clone()).await?;
+    let background = Background::start(&app);
     let (scheduler, report) = grpc::services(app);
     let (health, routes) =
         fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME]);
     let routes = routes.add_service(scheduler).add_service(report);
     tracing::info!(
         party = %config.party_id,
-        addr = ?listener.local_addr().ok(),
+        addr = ?listeners.grpc.local_addr().ok(),
         database = config.database.backend(),
         "scheduler serving"
     );
@@ -83,35 +95,82 @@ pub async fn run(
         routes,
         health,
         &[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME],
-        listener,
+        listeners.grpc,
         shutdown,
-    )
-    .await;
-    background.cancel();
-    let client_served = match client_port {
-        Some(handle) => match handle.await {
-            Ok(served) => served,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Ok(()),
-        },
-        None => Ok(()),
+    );
+    let client_served = async {
+        match client_port {
+            Some(port) => port.await,
+            None => Ok(()),
+        }
     };
-    let _ = tokio::join!(queue, repair, timers, outbox);
+    let (served, client_served) = tokio::join!(served, client_served);
+    background
+        .stop(Duration::from_millis(config.grpc.drain_timeout_ms))
+        .await;
     served?;
     client_served?;
     Ok(())
 }
 
-/// Starts the client port (`api.*`) when one is configured.
-async fn client_port(
+/// The background loops (queue, repair, timers, outbox), owned by one tracker and stopped
+/// together.
+struct Background {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Background {
+    fn start(app: &app::App) -> Self {
+        let background = Background {
+            tracker: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        };
+        let (a, s) = (app.clone(), background.stop.clone());
+        background
+            .tracker
+            .spawn(async move { a.run_queue(s).await });
+        let (a, s) = (app.clone(), background.stop.clone());
+        background
+            .tracker
+            .spawn(async move { a.run_repair(s).await });
+        let (a, s) = (app.clone(), background.stop.clone());
+        background
+            .tracker
+            .spawn(async move { a.run_timers(s).await });
+        let (a, s) = (app.clone(), background.stop.clone());
+        background
+            .tracker
+            .spawn(async move { a.run_outbox(s).await });
+        background.tracker.close();
+        background
+    }
+
+    /// Cancels the loops and waits for them, at most `deadline` (what they leave undone is
+    /// stored, and the next start takes it over).
+    async fn stop(self, deadline: Duration) {
+        self.stop.cancel();
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "background loops still running at the drain deadline"
+            );
+        }
+    }
+}
+
+/// The client port on `listener`, with the `api.*` token and TLS, checked before anything
+/// is served; the returned future serves it until `shutdown`.
+fn client_port(
     config: &Config,
+    listener: TcpListener,
     app: app::App,
     shutdown: CancellationToken,
-) -> Result<Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>, Error> {
+) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, Error> {
     let api = &config.api;
-    if api.listen.is_empty() {
-        return Ok(None);
-    }
     let token = if api.token_file.as_os_str().is_empty() {
         None
     } else {
@@ -142,9 +201,6 @@ async fn client_port(
             ));
         }
     };
-    let listener = fedflow_rpc::server::bind(&api.listen)
-        .await
-        .map_err(|e| Error::Config(format!("api.listen {}: {e}", api.listen)))?;
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         tls = tls.is_some(),
@@ -156,7 +212,7 @@ async fn client_port(
     }
     let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
     let routes = routes.add_service(grpc::client_service(app, grpc::ClientGate::new(token)));
-    Ok(Some(tokio::spawn(async move {
+    Ok(async move {
         match tls {
             Some(tls) => {
                 let incoming =
@@ -181,5 +237,5 @@ async fn client_port(
                 .await
             }
         }
-    })))
+    })
 }

@@ -1,0 +1,184 @@
+//! Queries: where a job is scheduled, the job list, a job's tasks with every party's status,
+//! the snapshot a watcher starts from, a task's output; and the pass-through of a client call
+//! to the scheduler of a job another party schedules. Nothing here writes.
+
+use std::collections::HashMap;
+
+use fedflow_core::JobStatus;
+use fedflow_core::ids::{self, Participant};
+use fedflow_rpc::now_ms;
+
+use super::{App, Error, Retry};
+use crate::domain::plan::latest;
+use crate::events::Event;
+use crate::store::{Job, Task, TaskParty};
+
+/// Where a job is scheduled.
+pub enum Located {
+    Here,
+    /// By another party's scheduler.
+    At(String),
+}
+
+/// A task version with every party's own status.
+pub struct TaskView {
+    pub task: Task,
+    pub parties: Vec<TaskParty>,
+}
+
+impl App {
+    pub async fn locate(&self, job_id: &str) -> Result<Located, Error> {
+        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if self.store().job(job_id).await?.is_some() {
+            return Ok(Located::Here);
+        }
+        let rows = self
+            .call(Retry::Once, |remote| {
+                remote.party_jobs(&self.inner.party_id, job_id)
+            })
+            .await
+            .map_err(|e| {
+                if e.code == tonic::Code::NotFound {
+                    Error::NotFound(format!(
+                        "job {job_id} not found on party {}",
+                        self.inner.party_id
+                    ))
+                } else {
+                    Error::Remote(e)
+                }
+            })?;
+        match rows.into_iter().next() {
+            Some((_, scheduler)) if scheduler != self.inner.party_id => Ok(Located::At(scheduler)),
+            _ => Err(Error::NotFound(format!(
+                "job {job_id} not found on party {}",
+                self.inner.party_id
+            ))),
+        }
+    }
+
+    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, Error> {
+        let limit = match limit {
+            0 => 20,
+            n => n.min(1000),
+        };
+        Ok(self.store().list_jobs(limit).await?)
+    }
+
+    /// The job's tasks (latest versions, or all) with every party's status.
+    pub async fn tasks(&self, job_id: &str, all_versions: bool) -> Result<Vec<TaskView>, Error> {
+        let job = self.job(job_id).await?;
+        let spec = self.spec(&job)?;
+        let mut parties = self.store().task_parties(job_id).await?;
+        let tasks = self.store().tasks(job_id).await?;
+        let mut tasks: Vec<Task> = if all_versions {
+            tasks
+        } else {
+            latest(tasks).into_values().collect()
+        };
+        let order: HashMap<&str, usize> = spec
+            .components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        tasks.sort_by_key(|t| (order.get(t.component.as_str()).copied(), t.version));
+        Ok(tasks
+            .into_iter()
+            .map(|task| {
+                let (mine, rest): (Vec<_>, Vec<_>) = parties
+                    .drain(..)
+                    .partition(|p| p.component == task.component && p.version == task.version);
+                parties = rest;
+                TaskView {
+                    task,
+                    parties: mine,
+                }
+            })
+            .collect())
+    }
+
+    /// Everything a watcher needs first: the job status, then each task's federated and
+    /// party statuses.
+    pub async fn snapshot(&self, job_id: &str) -> Result<Vec<Event>, Error> {
+        let job = self.job(job_id).await?;
+        let now = now_ms();
+        let mut events = Vec::new();
+        for view in self.tasks(job_id, false).await? {
+            for party in &view.parties {
+                events.push(Event::Task {
+                    job_id: job_id.to_owned(),
+                    time_ms: now,
+                    component: view.task.component.clone(),
+                    version: view.task.version,
+                    who: Some(party.who.clone()),
+                    status: party.status,
+                    reason: party.reason.clone(),
+                });
+            }
+            events.push(Event::Task {
+                job_id: job_id.to_owned(),
+                time_ms: now,
+                component: view.task.component.clone(),
+                version: view.task.version,
+                who: None,
+                status: view.task.status,
+                reason: view.task.reason.clone(),
+            });
+        }
+        events.push(Event::Job {
+            job_id: job_id.to_owned(),
+            time_ms: now,
+            status: job.status,
+            reason: if job.status == JobStatus::Waiting {
+                job.pending_reason
+            } else {
+                job.reason
+            },
+        });
+        Ok(events)
+    }
+
+    /// Passes a client call on to the scheduler of `party` (the job's), through the gateways.
+    pub async fn forward<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        party: &str,
+        job_id: &str,
+        method: &str,
+        request: &Req,
+    ) -> Result<Resp, Error> {
+        Ok(self
+            .call(Retry::Once, |remote| {
+                remote.scheduler(party, job_id, method, request)
+            })
+            .await?)
+    }
+
+    /// A component's output on one participant of a job this party schedules.
+    pub async fn task_output(
+        &self,
+        job_id: &str,
+        component: &str,
+        who: &Participant,
+    ) -> Result<(i32, String), Error> {
+        let job = self.job(job_id).await?;
+        let spec = self.spec(&job)?;
+        if spec.component(component).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "component: job {job_id} has no component {component:?}"
+            )));
+        }
+        if !spec.participants().contains(who) {
+            return Err(Error::InvalidArgument(format!(
+                "{who} is not a participant of job {job_id}"
+            )));
+        }
+        self.call(Retry::Once, |remote| {
+            remote.task_output(job_id, component, who)
+        })
+        .await
+        .map_err(|e| match e.code {
+            tonic::Code::NotFound => Error::NotFound(e.message),
+            _ => Error::Remote(e),
+        })
+    }
+}

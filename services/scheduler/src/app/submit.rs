@@ -1,0 +1,127 @@
+//! Submit: validate the DSL and conf, store the job with version 0 of every task, create the
+//! job and its task rows on every participant, and queue it. A repeated request id answers the
+//! job it created. A party that refuses fails the job at once, with that party's reason.
+
+use fedflow_core::ids;
+use fedflow_core::{JobStatus, dsl};
+use fedflow_rpc::{now_micros, now_ms};
+use futures::future::join_all;
+
+use super::{App, Error, Retry};
+use crate::domain::versions;
+use crate::store::Job;
+
+impl App {
+    /// Validates and stores a job, creates it on every party, and queues it. Returns its id.
+    pub async fn submit(
+        &self,
+        dsl_text: String,
+        conf_text: String,
+        request_id: String,
+    ) -> Result<String, Error> {
+        ids::request_id(&request_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if !request_id.is_empty()
+            && let Some(job) = self.store().job_by_request(&request_id).await?
+        {
+            return Ok(job.job_id);
+        }
+        let spec = dsl::parse(&dsl_text, &conf_text, &self.inner.limits)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if spec.initiator.party_id != self.inner.party_id {
+            return Err(Error::InvalidArgument(format!(
+                "runtime_conf.initiator: party {} is not this scheduler's party {}; submit to the initiator's scheduler",
+                spec.initiator.party_id, self.inner.party_id
+            )));
+        }
+        let job_id = ids::new_job_id(now_micros());
+        let now = now_ms();
+        let participants = spec.participants();
+        let first = versions::first_versions(&spec);
+        let (tasks, parties) = versions::new_version_rows(
+            &job_id,
+            &spec,
+            &first,
+            self.limits(&spec).auto_retries,
+            0,
+            now,
+        );
+        let creations = versions::creations(&spec, &first)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let job = Job {
+            job_id: job_id.clone(),
+            status: JobStatus::Ready,
+            dsl: dsl_text,
+            conf: conf_text,
+            initiator: spec.initiator.clone(),
+            priority: spec.priority(),
+            reason: String::new(),
+            pending_reason: String::new(),
+            cancel_requested: false,
+            progress: 0,
+            request_id: (!request_id.is_empty()).then(|| request_id.clone()),
+            create_ms: now,
+            start_ms: 0,
+            end_ms: 0,
+            queued_ms: now,
+        };
+        if let Err(e) = self.store().insert_job(&job, &tasks, &parties).await {
+            if e.is_unique_violation()
+                && let Some(existing) = self.store().job_by_request(&request_id).await?
+            {
+                return Ok(existing.job_id);
+            }
+            return Err(e.into());
+        }
+        let _guard = self.lock(&job_id).await;
+        let created = join_all(participants.iter().map(|who| {
+            self.call(Retry::Transient, |remote| {
+                remote.create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
+            })
+        }))
+        .await;
+        let mut refusal = participants
+            .iter()
+            .zip(created)
+            .find_map(|(who, r)| r.err().map(|e| (who.clone(), e)));
+        if refusal.is_none() {
+            // The scheduler creates every version's task rows on every party, version 0 too
+            // (the same request as any other version's; a repeat changes nothing there).
+            let job_id = job_id.as_str();
+            let created = join_all(creations.iter().map(|(who, version, plans)| {
+                self.call(Retry::Transient, move |remote| {
+                    remote.create_tasks(job_id, who, &self.inner.party_id, *version, plans)
+                })
+            }))
+            .await;
+            refusal = creations
+                .iter()
+                .zip(created)
+                .find_map(|((who, _, _), r)| r.err().map(|e| (who.clone(), e)));
+        }
+        if let Some((who, err)) = refusal {
+            let reason = format!(
+                "party {} ({}) refused the job: {err}",
+                who.party_id, who.role
+            );
+            tracing::info!(job = %job_id, %reason, "job failed at creation");
+            self.end_job(&job, JobStatus::Failed, &reason).await?;
+            return Err(Error::FailedPrecondition(format!(
+                "job {job_id} failed: {reason}"
+            )));
+        }
+        self.set_job_status(&job, JobStatus::Waiting, "", &[])
+            .await?;
+        // Awaited, so a later status can never be overtaken by this one.
+        self.sync_job_status(
+            &job_id,
+            job.queued_ms,
+            &participants,
+            JobStatus::Waiting,
+            "",
+        )
+        .await;
+        self.inner.queue.notify_one();
+        tracing::info!(job = %job_id, parties = participants.len(), "job submitted");
+        Ok(job_id)
+    }
+}
