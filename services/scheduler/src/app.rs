@@ -7,6 +7,8 @@
 //! aggregate`) and starts every task whose upstream components have succeeded. All decisions
 //! about one job are taken under that job's lock; every status write is a compare-and-set.
 
+mod watch;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -9,6 +9,7 @@ mod app;
 pub mod config;
 mod events;
 mod grpc;
+mod model;
 mod remote;
 mod store;
 
