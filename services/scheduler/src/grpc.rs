@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::app::{self, App, Located};
 use crate::model::{
     GetJob, GetTaskOutput, ListJobs, ListTasks, ReportTaskStatus, RerunJob, StopJob, SubmitJob,
-    WatchJob,
+    WatchJob, participant,
 };
 pub use client_gate::ClientGate;
 use convert::{event_to_pb, job_to_pb, task_to_pb};
@@ -105,8 +105,8 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = GetJob::try_from(r.clone())?;
-        self.here_or_forwarded(&cmd.job_id, "GetJob", &r, || async {
-            let view = self.app.job_view(&cmd.job_id).await?;
+        self.here_or_forwarded(cmd.job_id.as_str(), "GetJob", &r, || async {
+            let view = self.app.job_view(cmd.job_id.as_str()).await?;
             Ok(pb::GetJobResponse {
                 job: Some(job_to_pb(view, cmd.include_conf)),
             })
@@ -133,10 +133,10 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = StopJob::try_from(r.clone())?;
-        self.here_or_forwarded(&cmd.job_id, "StopJob", &r, || async {
-            let (status, message) = self.app.stop(&cmd.job_id).await?;
+        self.here_or_forwarded(cmd.job_id.as_str(), "StopJob", &r, || async {
+            let (status, message) = self.app.stop(cmd.job_id.as_str()).await?;
             Ok(pb::StopJobResponse {
-                job_id: cmd.job_id.clone(),
+                job_id: cmd.job_id.to_string(),
                 status: job_status_to_pb(status) as i32,
                 message,
             })
@@ -151,14 +151,17 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = RerunJob::try_from(r.clone())?;
-        self.here_or_forwarded(&cmd.job_id, "RerunJob", &r, || async {
+        self.here_or_forwarded(cmd.job_id.as_str(), "RerunJob", &r, || async {
             let components = fedflow_store::with_request(&cmd.request_id, {
                 let (app, cmd) = (self.app.clone(), cmd.clone());
-                async move { app.rerun(&cmd.job_id, &cmd.component, cmd.force).await }
+                async move {
+                    let component = cmd.component.as_ref().map_or("", |c| c.as_str());
+                    app.rerun(cmd.job_id.as_str(), component, cmd.force).await
+                }
             })
             .await?;
             Ok(pb::RerunJobResponse {
-                job_id: cmd.job_id.clone(),
+                job_id: cmd.job_id.to_string(),
                 components,
             })
         })
@@ -172,8 +175,11 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = ListTasks::try_from(r.clone())?;
-        self.here_or_forwarded(&cmd.job_id, "ListTasks", &r, || async {
-            let tasks = self.app.tasks(&cmd.job_id, cmd.all_versions).await?;
+        self.here_or_forwarded(cmd.job_id.as_str(), "ListTasks", &r, || async {
+            let tasks = self
+                .app
+                .tasks(cmd.job_id.as_str(), cmd.all_versions)
+                .await?;
             Ok(pb::ListTasksResponse {
                 tasks: tasks.into_iter().map(task_to_pb).collect(),
             })
@@ -188,10 +194,11 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = GetTaskOutput::try_from(r.clone())?;
-        self.here_or_forwarded(&cmd.job_id, "GetTaskOutput", &r, || async {
+        self.here_or_forwarded(cmd.job_id.as_str(), "GetTaskOutput", &r, || async {
+            let who = participant(cmd.role, &cmd.party_id);
             let (version, output_json) = self
                 .app
-                .task_output(&cmd.job_id, &cmd.component, &cmd.who)
+                .task_output(cmd.job_id.as_str(), cmd.component.as_str(), &who)
                 .await?;
             Ok(pb::GetTaskOutputResponse {
                 version,
@@ -216,7 +223,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
             })),
             Some(job_id) => Box::pin(
                 self.app
-                    .watch_job(&job_id)
+                    .watch_job(job_id.as_str())
                     .await?
                     .map(|item| item.map(event_to_pb).map_err(Status::from)),
             ),
@@ -239,11 +246,14 @@ impl pb::status_report_server::StatusReport for StatusReport {
         let applied = fedflow_store::with_request(&r.request_id.clone(), {
             let app = self.app.clone();
             async move {
+                let key = &r.key;
+                let who = participant(key.role, &key.party_id);
+                let (job_id, component) = (key.job_id.as_str(), key.component.as_str());
                 app.report(
-                    &r.job_id,
-                    &r.component,
-                    r.version,
-                    &r.who,
+                    job_id,
+                    component,
+                    key.version.get(),
+                    &who,
                     r.status,
                     &r.reason,
                 )

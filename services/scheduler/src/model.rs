@@ -5,7 +5,7 @@
 //! [`JobTransition::effects`] and [`TaskTransition::effects`] decide; `grpc` converts protobuf
 //! requests into the request types once, on arrival.
 
-use fedflow_core::ids::Participant;
+use fedflow_core::ids::{ComponentName, JobId, Participant, PartyId, Role, TaskKey};
 use fedflow_core::{JobStatus, TaskStatus};
 
 /// A job this party schedules.
@@ -155,7 +155,7 @@ pub struct SubmitJob {
 /// `GetJob`.
 #[derive(Debug, Clone)]
 pub struct GetJob {
-    pub job_id: String,
+    pub job_id: JobId,
     pub include_conf: bool,
 }
 
@@ -168,16 +168,16 @@ pub struct ListJobs {
 /// `StopJob`.
 #[derive(Debug, Clone)]
 pub struct StopJob {
-    pub job_id: String,
+    pub job_id: JobId,
 }
 
 /// `RerunJob`: the named component (or every failed one, or with `force` every one) and
 /// everything downstream of it.
 #[derive(Debug, Clone)]
 pub struct RerunJob {
-    pub job_id: String,
-    /// Empty: every failed component.
-    pub component: String,
+    pub job_id: JobId,
+    /// None: every failed component (every one with `force`).
+    pub component: Option<ComponentName>,
     pub force: bool,
     pub request_id: String,
 }
@@ -185,34 +185,40 @@ pub struct RerunJob {
 /// `ListTasks`.
 #[derive(Debug, Clone)]
 pub struct ListTasks {
-    pub job_id: String,
+    pub job_id: JobId,
     pub all_versions: bool,
 }
 
 /// `GetTaskOutput`: one component's output on one participant.
 #[derive(Debug, Clone)]
 pub struct GetTaskOutput {
-    pub job_id: String,
-    pub component: String,
-    pub who: Participant,
+    pub job_id: JobId,
+    pub component: ComponentName,
+    pub role: Role,
+    pub party_id: PartyId,
 }
 
 /// `WatchJob`: one job's events, or (`None`) every job's.
 #[derive(Debug, Clone)]
 pub struct WatchJob {
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
 }
 
 /// `ReportTaskStatus`: a party's own status of one task version.
 #[derive(Debug, Clone)]
 pub struct ReportTaskStatus {
-    pub job_id: String,
-    pub component: String,
-    pub version: i32,
-    pub who: Participant,
+    pub key: TaskKey,
     pub status: TaskStatus,
     pub reason: String,
     pub request_id: String,
+}
+
+/// The participant `party_id` in `role`, as the app's methods take it.
+pub fn participant(role: Role, party_id: &PartyId) -> Participant {
+    Participant {
+        role: role.as_str().to_owned(),
+        party_id: party_id.as_str().to_owned(),
+    }
 }
 
 #[cfg(test)]

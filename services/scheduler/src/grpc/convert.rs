@@ -2,7 +2,7 @@
 //! (`TryFrom`, once, on arrival; the error names the bad field), each domain value into its
 //! protobuf message, and the app's errors into `Status` so handlers can use `?`.
 
-use fedflow_core::ids::{self, InvalidId, Participant};
+use fedflow_core::ids::{self, FieldError, InvalidId, Participant, TaskKey};
 use fedflow_proto::common::v1 as common;
 use fedflow_proto::scheduler::v1 as pb;
 use fedflow_rpc::convert::{job_status_to_pb, task_status_from_pb, task_status_to_pb};
@@ -22,20 +22,28 @@ impl From<app::Error> for Status {
     }
 }
 
-/// `value` once `check` accepts it; the message names the field.
-fn valid(check: fn(&str) -> Result<(), InvalidId>, value: String) -> Result<String, app::Error> {
-    check(&value).map_err(|e| app::Error::InvalidArgument(e.to_string()))?;
-    Ok(value)
+/// A request field that did not convert, as the app reports a bad argument.
+fn invalid(e: FieldError) -> app::Error {
+    app::Error::InvalidArgument(e.to_string())
+}
+
+/// One request field, converted; the error names it.
+fn field<T, V>(name: &'static str, value: V) -> Result<T, app::Error>
+where
+    T: TryFrom<V, Error = InvalidId>,
+{
+    ids::field(name, value).map_err(invalid)
 }
 
 impl TryFrom<pb::SubmitJobRequest> for SubmitJob {
     type Error = app::Error;
 
     fn try_from(r: pb::SubmitJobRequest) -> Result<Self, app::Error> {
+        ids::request_id(&r.request_id).map_err(|e| invalid(FieldError::new("request_id", e)))?;
         Ok(SubmitJob {
             dsl: r.dsl,
             conf: r.runtime_conf,
-            request_id: valid(ids::request_id, r.request_id)?,
+            request_id: r.request_id,
         })
     }
 }
@@ -45,7 +53,7 @@ impl TryFrom<pb::GetJobRequest> for GetJob {
 
     fn try_from(r: pb::GetJobRequest) -> Result<Self, app::Error> {
         Ok(GetJob {
-            job_id: valid(ids::job_id, r.job_id)?,
+            job_id: field("job_id", r.job_id)?,
             include_conf: r.include_conf,
         })
     }
@@ -62,7 +70,7 @@ impl TryFrom<pb::StopJobRequest> for StopJob {
 
     fn try_from(r: pb::StopJobRequest) -> Result<Self, app::Error> {
         Ok(StopJob {
-            job_id: valid(ids::job_id, r.job_id)?,
+            job_id: field("job_id", r.job_id)?,
         })
     }
 }
@@ -70,10 +78,15 @@ impl TryFrom<pb::StopJobRequest> for StopJob {
 impl TryFrom<pb::RerunJobRequest> for RerunJob {
     type Error = app::Error;
 
+    /// An empty component reruns every failed one.
     fn try_from(r: pb::RerunJobRequest) -> Result<Self, app::Error> {
         Ok(RerunJob {
-            job_id: valid(ids::job_id, r.job_id)?,
-            component: r.component,
+            job_id: field("job_id", r.job_id)?,
+            component: if r.component.is_empty() {
+                None
+            } else {
+                Some(field("component", r.component)?)
+            },
             force: r.force,
             request_id: r.request_id,
         })
@@ -85,7 +98,7 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
 
     fn try_from(r: pb::ListTasksRequest) -> Result<Self, app::Error> {
         Ok(ListTasks {
-            job_id: valid(ids::job_id, r.job_id)?,
+            job_id: field("job_id", r.job_id)?,
             all_versions: r.all_versions,
         })
     }
@@ -96,12 +109,10 @@ impl TryFrom<pb::GetTaskOutputRequest> for GetTaskOutput {
 
     fn try_from(r: pb::GetTaskOutputRequest) -> Result<Self, app::Error> {
         Ok(GetTaskOutput {
-            job_id: valid(ids::job_id, r.job_id)?,
-            component: r.component,
-            who: Participant {
-                role: r.role,
-                party_id: r.party_id,
-            },
+            job_id: field("job_id", r.job_id)?,
+            component: field("component", r.component)?,
+            role: field("role", r.role)?,
+            party_id: field("party_id", r.party_id)?,
         })
     }
 }
@@ -115,7 +126,7 @@ impl TryFrom<pb::WatchJobRequest> for WatchJob {
             job_id: if r.job_id.is_empty() {
                 None
             } else {
-                Some(valid(ids::job_id, r.job_id)?)
+                Some(field("job_id", r.job_id)?)
             },
         })
     }
@@ -128,13 +139,8 @@ impl TryFrom<pb::ReportTaskStatusRequest> for ReportTaskStatus {
         let status = task_status_from_pb(r.status)
             .ok_or_else(|| app::Error::InvalidArgument("status: unspecified or unknown".into()))?;
         Ok(ReportTaskStatus {
-            job_id: valid(ids::job_id, r.job_id)?,
-            component: valid(ids::component, r.component)?,
-            version: r.version,
-            who: Participant {
-                role: r.role,
-                party_id: valid(ids::party_id, r.party_id)?,
-            },
+            key: TaskKey::from_fields(r.job_id, r.component, r.version, r.role, r.party_id)
+                .map_err(invalid)?,
             status,
             reason: r.reason,
             request_id: r.request_id,
