@@ -15,6 +15,7 @@ mod repair;
 mod status;
 mod submit;
 mod timers;
+mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -10,6 +10,7 @@ pub mod config;
 mod domain;
 mod events;
 mod grpc;
+mod model;
 mod remote;
 mod store;
 

@@ -1,76 +1,27 @@
-//! The scheduler's tables, for the jobs whose scheduler this party is:
+//! The scheduler's store, for the jobs whose scheduler this party is:
 //! - `scheduler_jobs`: the job (DSL, conf, federated status, cancel intent, reasons).
 //! - `scheduler_tasks`: one row per (job, component, version) with the federated status.
 //! - `scheduler_task_parties`: one row per (job, component, version, role, party) with that
 //!   party's own status, as reported.
 //!
-//! Every status write is a compare-and-set on the status read before.
+//! Every status write is a compare-and-set on the status read before; what a change writes
+//! besides the status is decided by [`crate::model`], and the SQL writes the values it is given.
+
+mod rows;
+mod schema;
+
+#[cfg(test)]
+mod contract;
 
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
-use fedflow_store::{Command, Db, Migration, Outbox, Row, Transition, Tx, get};
+use fedflow_store::{Command, Db, Outbox, Transition, Tx, get};
 
-/// The audit table: every status transition, with its cause and request id.
-pub const AUDIT: &str = "scheduler_audit";
-
-/// The outbox: commands committed with the change that calls for them, until delivered.
-pub const OUTBOX: &str = "scheduler_outbox";
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        name: "m0001_jobs_tasks",
-        statements: &[
-            "CREATE TABLE scheduler_jobs (
-            job_id TEXT NOT NULL PRIMARY KEY,
-            status TEXT NOT NULL,
-            dsl TEXT NOT NULL,
-            conf TEXT NOT NULL,
-            initiator_role TEXT NOT NULL,
-            initiator_party TEXT NOT NULL,
-            priority BIGINT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            pending_reason TEXT NOT NULL DEFAULT '',
-            cancel_requested BIGINT NOT NULL DEFAULT 0,
-            progress BIGINT NOT NULL DEFAULT 0,
-            request_id TEXT UNIQUE,
-            create_ms BIGINT NOT NULL,
-            start_ms BIGINT NOT NULL DEFAULT 0,
-            end_ms BIGINT NOT NULL DEFAULT 0,
-            queued_ms BIGINT NOT NULL DEFAULT 0,
-            end_synced BIGINT NOT NULL DEFAULT 0,
-            update_ms BIGINT NOT NULL
-        )",
-            "CREATE INDEX scheduler_jobs_queue ON scheduler_jobs (status, priority, create_ms)",
-            "CREATE TABLE scheduler_tasks (
-            job_id TEXT NOT NULL,
-            component TEXT NOT NULL,
-            version BIGINT NOT NULL,
-            module TEXT NOT NULL,
-            status TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            retries_left BIGINT NOT NULL DEFAULT 0,
-            not_before_ms BIGINT NOT NULL DEFAULT 0,
-            start_ms BIGINT NOT NULL DEFAULT 0,
-            end_ms BIGINT NOT NULL DEFAULT 0,
-            update_ms BIGINT NOT NULL,
-            PRIMARY KEY (job_id, component, version)
-        )",
-            "CREATE TABLE scheduler_task_parties (
-            job_id TEXT NOT NULL,
-            component TEXT NOT NULL,
-            version BIGINT NOT NULL,
-            role TEXT NOT NULL,
-            party_id TEXT NOT NULL,
-            status TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            update_ms BIGINT NOT NULL,
-            PRIMARY KEY (job_id, component, version, role, party_id)
-        )",
-        ],
-    },
-    fedflow_store::audit_migration!("m0002_audit", "scheduler"),
-    fedflow_store::outbox_migration!("m0003_outbox", "scheduler"),
-];
+pub use crate::model::{Job, Task, TaskParty};
+use crate::model::{JobTransition, TaskTransition};
+use rows::{Assignments, job_from_row, task_from_row, task_party_from_row};
+pub use schema::{AUDIT, OUTBOX};
+use schema::{MIGRATIONS, MIGRATIONS_TABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -91,59 +42,6 @@ impl Error {
     }
 }
 
-/// A job this party schedules.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub job_id: String,
-    pub status: JobStatus,
-    pub dsl: String,
-    pub conf: String,
-    pub initiator: Participant,
-    pub priority: i32,
-    /// Why the job ended as it did.
-    pub reason: String,
-    /// Why a waiting job has not started.
-    pub pending_reason: String,
-    /// A stop was asked for: no new task starts, the job ends canceled.
-    pub cancel_requested: bool,
-    pub progress: i32,
-    pub request_id: Option<String>,
-    pub create_ms: i64,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    /// When the job last entered the queue (submit or rerun).
-    pub queued_ms: i64,
-}
-
-/// One component of a job in one version, with its federated status.
-#[derive(Debug, Clone)]
-pub struct Task {
-    pub job_id: String,
-    pub component: String,
-    pub version: i32,
-    pub module: String,
-    pub status: TaskStatus,
-    pub reason: String,
-    /// Automatic retries left after this version.
-    pub retries_left: u32,
-    /// A retry does not start before this time (its delay), epoch ms; 0 = at once.
-    pub not_before_ms: i64,
-    pub start_ms: i64,
-    pub end_ms: i64,
-}
-
-/// One party's own status of a task version.
-#[derive(Debug, Clone)]
-pub struct TaskParty {
-    pub job_id: String,
-    pub component: String,
-    pub version: i32,
-    pub who: Participant,
-    pub status: TaskStatus,
-    pub reason: String,
-    pub update_ms: i64,
-}
-
 pub struct Store {
     db: Db,
 }
@@ -158,7 +56,7 @@ impl Store {
         let db = Db::connect(
             &config.url,
             config.max_connections,
-            "scheduler_migrations",
+            MIGRATIONS_TABLE,
             MIGRATIONS,
         )
         .await?;
@@ -311,8 +209,8 @@ impl Store {
             .collect()
     }
 
-    /// Compare-and-set of the job status, with its side fields: start time on running, end
-    /// time and reason on an end status.
+    /// Compare-and-set of the job status, with what the change writes besides it
+    /// ([`JobTransition::effects`]: times, progress, reasons), its audit row and `commands`.
     pub async fn cas_job_status(
         &self,
         job_id: &str,
@@ -322,38 +220,24 @@ impl Store {
         commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
-        let start = if to == JobStatus::Running { now } else { 0 };
-        let end = if to.is_end() { now } else { 0 };
-        let progress_done = if to == JobStatus::Success { 100 } else { -1 };
-        let queued = if to == JobStatus::Waiting { now } else { 0 };
+        let update = JobTransition::new(from, to).effects(reason, now);
+        let set = Assignments::default()
+            .set("status", to.as_str())
+            .set("update_ms", now)
+            .set("end_ms", update.end_ms)
+            .set_some("reason", update.reason)
+            .set_some("pending_reason", update.pending_reason)
+            .set_some("start_ms", update.start_ms)
+            .set_some("progress", update.progress.map(i64::from))
+            .set_some("queued_ms", update.queued_ms);
+        let (sql, mut values) = set.update("scheduler_jobs", "job_id = ? AND status = ?");
+        values.extend([job_id.into(), from.as_str().into()]);
         let n = self
             .db
             .exec_audited_sending(
                 AUDIT,
-                "UPDATE scheduler_jobs SET status = ?, update_ms = ?,
-                    reason = CASE WHEN ? = '' THEN reason ELSE ? END,
-                    pending_reason = CASE WHEN ? = 'waiting' THEN pending_reason ELSE '' END,
-                    start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
-                    end_ms = ?,
-                    progress = CASE WHEN ? >= 0 THEN ? ELSE progress END,
-                    queued_ms = CASE WHEN ? > 0 THEN ? ELSE queued_ms END
-                 WHERE job_id = ? AND status = ?",
-                vec![
-                    to.as_str().into(),
-                    now.into(),
-                    reason.into(),
-                    reason.into(),
-                    to.as_str().into(),
-                    start.into(),
-                    start.into(),
-                    end.into(),
-                    i64::from(progress_done).into(),
-                    i64::from(progress_done).into(),
-                    queued.into(),
-                    queued.into(),
-                    job_id.into(),
-                    from.as_str().into(),
-                ],
+                &sql,
+                values,
                 Transition::new(
                     "job",
                     job_id.to_owned(),
@@ -460,7 +344,8 @@ impl Store {
         row.as_ref().map(task_party_from_row).transpose()
     }
 
-    /// Compare-and-set of a task version's federated status.
+    /// Compare-and-set of a task version's federated status, with its times
+    /// ([`TaskTransition::effects`]), its audit row and `commands`.
     pub async fn cas_task_status(
         &self,
         task: &Task,
@@ -469,28 +354,29 @@ impl Store {
         commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
-        let start = if to == TaskStatus::Running { now } else { 0 };
-        let end = if to.is_end() { now } else { 0 };
+        let update = TaskTransition::new(task.status, to).effects(now);
+        let set = Assignments::default()
+            .set("status", to.as_str())
+            .set("reason", reason)
+            .set("update_ms", now)
+            .set("end_ms", update.end_ms)
+            .set_some("start_ms", update.start_ms);
+        let (sql, mut values) = set.update(
+            "scheduler_tasks",
+            "job_id = ? AND component = ? AND version = ? AND status = ?",
+        );
+        values.extend([
+            task.job_id.clone().into(),
+            task.component.clone().into(),
+            i64::from(task.version).into(),
+            task.status.as_str().into(),
+        ]);
         let n = self
             .db
             .exec_audited_sending(
                 AUDIT,
-                "UPDATE scheduler_tasks SET status = ?, reason = ?, update_ms = ?,
-                    start_ms = CASE WHEN ? > 0 THEN ? ELSE start_ms END,
-                    end_ms = ?
-                 WHERE job_id = ? AND component = ? AND version = ? AND status = ?",
-                vec![
-                    to.as_str().into(),
-                    reason.into(),
-                    now.into(),
-                    start.into(),
-                    start.into(),
-                    end.into(),
-                    task.job_id.clone().into(),
-                    task.component.clone().into(),
-                    i64::from(task.version).into(),
-                    task.status.as_str().into(),
-                ],
+                &sql,
+                values,
                 Transition::new(
                     "task",
                     format!("{}/{}/{}", task.job_id, task.component, task.version),
@@ -590,288 +476,4 @@ async fn insert_tasks(
         .await?;
     }
     Ok(())
-}
-
-fn parse_status<T: std::str::FromStr<Err = fedflow_core::status::UnknownStatus>>(
-    row: &Row,
-    column: &str,
-) -> Result<T, Error> {
-    get::<String>(row, column)?
-        .parse()
-        .map_err(|e: fedflow_core::status::UnknownStatus| Error::Corrupt(e.to_string()))
-}
-
-fn version_of(row: &Row) -> Result<i32, Error> {
-    i32::try_from(get::<i64>(row, "version")?).map_err(|e| Error::Corrupt(e.to_string()))
-}
-
-fn job_from_row(row: &Row) -> Result<Job, Error> {
-    Ok(Job {
-        job_id: get(row, "job_id")?,
-        status: parse_status(row, "status")?,
-        dsl: get(row, "dsl")?,
-        conf: get(row, "conf")?,
-        initiator: Participant {
-            role: get(row, "initiator_role")?,
-            party_id: get(row, "initiator_party")?,
-        },
-        priority: i32::try_from(get::<i64>(row, "priority")?).unwrap_or(0),
-        reason: get(row, "reason")?,
-        pending_reason: get(row, "pending_reason")?,
-        cancel_requested: get::<i64>(row, "cancel_requested")? != 0,
-        progress: i32::try_from(get::<i64>(row, "progress")?).unwrap_or(0),
-        request_id: get(row, "request_id")?,
-        create_ms: get(row, "create_ms")?,
-        start_ms: get(row, "start_ms")?,
-        end_ms: get(row, "end_ms")?,
-        queued_ms: get(row, "queued_ms")?,
-    })
-}
-
-fn task_from_row(row: &Row) -> Result<Task, Error> {
-    Ok(Task {
-        job_id: get(row, "job_id")?,
-        component: get(row, "component")?,
-        version: version_of(row)?,
-        module: get(row, "module")?,
-        status: parse_status(row, "status")?,
-        reason: get(row, "reason")?,
-        retries_left: u32::try_from(get::<i64>(row, "retries_left")?).unwrap_or(0),
-        not_before_ms: get(row, "not_before_ms")?,
-        start_ms: get(row, "start_ms")?,
-        end_ms: get(row, "end_ms")?,
-    })
-}
-
-fn task_party_from_row(row: &Row) -> Result<TaskParty, Error> {
-    Ok(TaskParty {
-        job_id: get(row, "job_id")?,
-        component: get(row, "component")?,
-        version: version_of(row)?,
-        who: Participant {
-            role: get(row, "role")?,
-            party_id: get(row, "party_id")?,
-        },
-        status: parse_status(row, "status")?,
-        reason: get(row, "reason")?,
-        update_ms: get(row, "update_ms")?,
-    })
-}
-
-/// The store's contract, on SQLite and (when `FEDFLOW_TEST_POSTGRES_URL` is set) PostgreSQL.
-#[cfg(test)]
-mod contract {
-    use super::*;
-
-    async fn stores(name: &str) -> Vec<Store> {
-        let mut stores = Vec::new();
-        for url in fedflow_store::contract_backends(name).await {
-            let config = fedflow_config::DatabaseConfig {
-                url,
-                max_connections: 8,
-            };
-            stores.push(Store::open(&config).await.expect("the store opens"));
-        }
-        stores
-    }
-
-    fn job(job_id: &str, request_id: Option<&str>) -> Job {
-        Job {
-            job_id: job_id.into(),
-            status: JobStatus::Ready,
-            dsl: "{}".into(),
-            conf: "{}".into(),
-            initiator: Participant {
-                role: "guest".into(),
-                party_id: "9999".into(),
-            },
-            priority: 3,
-            reason: String::new(),
-            pending_reason: String::new(),
-            cancel_requested: false,
-            progress: 0,
-            request_id: request_id.map(str::to_owned),
-            create_ms: 1,
-            start_ms: 0,
-            end_ms: 0,
-            queued_ms: 1,
-        }
-    }
-
-    fn task(job_id: &str, version: i32) -> Task {
-        Task {
-            job_id: job_id.into(),
-            component: "a".into(),
-            version,
-            module: "Sum".into(),
-            status: TaskStatus::Waiting,
-            reason: String::new(),
-            retries_left: 2,
-            not_before_ms: 0,
-            start_ms: 0,
-            end_ms: 0,
-        }
-    }
-
-    fn party(job_id: &str, version: i32) -> TaskParty {
-        TaskParty {
-            job_id: job_id.into(),
-            component: "a".into(),
-            version,
-            who: Participant {
-                role: "host".into(),
-                party_id: "10000".into(),
-            },
-            status: TaskStatus::Waiting,
-            reason: String::new(),
-            update_ms: 1,
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn jobs_are_stored_once_per_request_id_and_move_by_compare_and_set() {
-        for store in stores("scheduler_jobs").await {
-            store
-                .insert_job(&job("j1", Some("r1")), &[task("j1", 0)], &[party("j1", 0)])
-                .await
-                .expect("insert");
-            let duplicate = store
-                .insert_job(&job("j2", Some("r1")), &[task("j2", 0)], &[party("j2", 0)])
-                .await
-                .expect_err("the request id is taken");
-            assert!(duplicate.is_unique_violation(), "{duplicate}");
-            assert!(
-                store.job("j2").await.expect("read").is_none(),
-                "nothing of j2 stored"
-            );
-            assert_eq!(
-                store
-                    .job_by_request("r1")
-                    .await
-                    .expect("read")
-                    .map(|j| j.job_id),
-                Some("j1".to_owned())
-            );
-            store
-                .insert_job(&job("j3", None), &[task("j3", 0)], &[])
-                .await
-                .expect("no request id twice is fine");
-            assert!(
-                store
-                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", &[], 5)
-                    .await
-                    .expect("cas")
-            );
-            assert_eq!(
-                store.job("j1").await.expect("read").expect("row").queued_ms,
-                5
-            );
-            assert!(
-                !store
-                    .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", &[], 6)
-                    .await
-                    .expect("cas")
-            );
-            assert_eq!(
-                store
-                    .job_ids_in(JobStatus::Waiting, 10)
-                    .await
-                    .expect("queue"),
-                ["j1"]
-            );
-            assert!(store.request_cancel("j1", "stop", 7).await.expect("cancel"));
-            assert!(
-                !store.request_cancel("j1", "stop", 8).await.expect("cancel"),
-                "once"
-            );
-            assert!(
-                store
-                    .cas_job_status("j1", JobStatus::Waiting, JobStatus::Canceled, "", &[], 9)
-                    .await
-                    .expect("cas")
-            );
-            let ended = store.job("j1").await.expect("read").expect("row");
-            assert_eq!(
-                (ended.status, ended.end_ms, ended.reason.as_str()),
-                (JobStatus::Canceled, 9, "stop")
-            );
-            // A rerun moves the ended job back to waiting with new versions, all at once.
-            assert!(
-                store
-                    .insert_rerun(
-                        "j1",
-                        JobStatus::Canceled,
-                        &[task("j1", 1)],
-                        &[party("j1", 1)],
-                        10
-                    )
-                    .await
-                    .expect("rerun")
-            );
-            assert!(
-                !store
-                    .insert_rerun("j1", JobStatus::Canceled, &[task("j1", 2)], &[], 11)
-                    .await
-                    .expect("stale")
-            );
-            assert_eq!(store.tasks("j1").await.expect("tasks").len(), 2);
-            let rerun = store.job("j1").await.expect("read").expect("row");
-            assert_eq!(
-                (rerun.status, rerun.end_ms, rerun.cancel_requested),
-                (JobStatus::Waiting, 0, false)
-            );
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn task_and_party_statuses_move_only_by_compare_and_set() {
-        for store in stores("scheduler_tasks").await {
-            store
-                .insert_job(&job("j1", None), &[task("j1", 0)], &[party("j1", 0)])
-                .await
-                .expect("insert");
-            let t = task("j1", 0);
-            assert!(
-                store
-                    .cas_task_status(&t, TaskStatus::Running, "", &[], 3)
-                    .await
-                    .expect("cas")
-            );
-            assert!(
-                !store
-                    .cas_task_status(&t, TaskStatus::Running, "", &[], 3)
-                    .await
-                    .expect("stale")
-            );
-            let p = party("j1", 0);
-            assert!(
-                store
-                    .cas_party_status(&p, TaskStatus::Failed, "boom", 4)
-                    .await
-                    .expect("cas")
-            );
-            assert!(
-                !store
-                    .cas_party_status(&p, TaskStatus::Success, "", 5)
-                    .await
-                    .expect("stale")
-            );
-            let row = store
-                .task_party("j1", "a", 0, &p.who)
-                .await
-                .expect("read")
-                .expect("row");
-            assert_eq!(
-                (row.status, row.reason.as_str()),
-                (TaskStatus::Failed, "boom")
-            );
-            store
-                .insert_retry(&task("j1", 1), &[party("j1", 1)], 6)
-                .await
-                .expect("retry");
-            let tasks = store.tasks("j1").await.expect("tasks");
-            assert_eq!(tasks.iter().map(|t| t.version).collect::<Vec<_>>(), [0, 1]);
-            assert_eq!(tasks[1].retries_left, 2);
-        }
-    }
 }

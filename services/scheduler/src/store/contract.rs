@@ -1,0 +1,457 @@
+//! The store's contract, one test per behaviour, each on SQLite and (when
+//! `FEDFLOW_TEST_POSTGRES_URL` is set, and always in CI) PostgreSQL.
+
+use fedflow_core::ids::Participant;
+use fedflow_core::{JobStatus, TaskStatus};
+
+use super::{Job, Store, Task, TaskParty};
+
+async fn stores(name: &str) -> Vec<Store> {
+    let mut stores = Vec::new();
+    for url in fedflow_store::contract_backends(name).await {
+        let config = fedflow_config::DatabaseConfig {
+            url,
+            max_connections: 8,
+        };
+        stores.push(Store::open(&config).await.expect("the store opens"));
+    }
+    stores
+}
+
+fn job(job_id: &str, request_id: Option<&str>) -> Job {
+    Job {
+        job_id: job_id.into(),
+        status: JobStatus::Ready,
+        dsl: "{}".into(),
+        conf: "{}".into(),
+        initiator: Participant {
+            role: "guest".into(),
+            party_id: "9999".into(),
+        },
+        priority: 3,
+        reason: String::new(),
+        pending_reason: String::new(),
+        cancel_requested: false,
+        progress: 0,
+        request_id: request_id.map(str::to_owned),
+        create_ms: 1,
+        start_ms: 0,
+        end_ms: 0,
+        queued_ms: 1,
+    }
+}
+
+fn task(job_id: &str, version: i32) -> Task {
+    Task {
+        job_id: job_id.into(),
+        component: "a".into(),
+        version,
+        module: "Sum".into(),
+        status: TaskStatus::Waiting,
+        reason: String::new(),
+        retries_left: 2,
+        not_before_ms: 0,
+        start_ms: 0,
+        end_ms: 0,
+    }
+}
+
+fn party(job_id: &str, version: i32) -> TaskParty {
+    TaskParty {
+        job_id: job_id.into(),
+        component: "a".into(),
+        version,
+        who: Participant {
+            role: "host".into(),
+            party_id: "10000".into(),
+        },
+        status: TaskStatus::Waiting,
+        reason: String::new(),
+        update_ms: 1,
+    }
+}
+
+async fn read(store: &Store, job_id: &str) -> Job {
+    store.job(job_id).await.expect("read").expect("the row")
+}
+
+/// Moves `job_id` along `path` (each step from the one before), failing on a refused step.
+async fn walk(store: &Store, job_id: &str, path: &[(JobStatus, JobStatus, &str, i64)]) {
+    for (from, to, reason, now) in path {
+        assert!(
+            store
+                .cas_job_status(job_id, *from, *to, reason, &[], *now)
+                .await
+                .expect("cas"),
+            "{from} -> {to}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_stores_one_job_and_a_repeat_stores_nothing() {
+    for store in stores("scheduler_request_ids").await {
+        store
+            .insert_job(&job("j1", Some("r1")), &[task("j1", 0)], &[party("j1", 0)])
+            .await
+            .expect("insert");
+        let duplicate = store
+            .insert_job(&job("j2", Some("r1")), &[task("j2", 0)], &[party("j2", 0)])
+            .await
+            .expect_err("the request id is taken");
+        assert!(duplicate.is_unique_violation(), "{duplicate}");
+        assert!(
+            store.job("j2").await.expect("read").is_none(),
+            "nothing of j2 stored"
+        );
+        assert!(store.tasks("j2").await.expect("tasks").is_empty());
+        assert_eq!(
+            store
+                .job_by_request("r1")
+                .await
+                .expect("read")
+                .map(|j| j.job_id),
+            Some("j1".to_owned())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_without_a_request_id_never_collide() {
+    for store in stores("scheduler_no_request_id").await {
+        for job_id in ["j1", "j2"] {
+            store
+                .insert_job(&job(job_id, None), &[task(job_id, 0)], &[])
+                .await
+                .expect("no request id twice is fine");
+        }
+        assert_eq!(store.list_jobs(10).await.expect("list").len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_status_moves_only_from_the_status_read_before() {
+    for store in stores("scheduler_job_cas").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[])
+            .await
+            .expect("insert");
+        walk(
+            &store,
+            "j1",
+            &[(JobStatus::Ready, JobStatus::Waiting, "", 5)],
+        )
+        .await;
+        assert!(
+            !store
+                .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", &[], 6)
+                .await
+                .expect("cas"),
+            "a stale compare-and-set changes nothing"
+        );
+        let waiting = read(&store, "j1").await;
+        assert_eq!((waiting.status, waiting.queued_ms), (JobStatus::Waiting, 5));
+        assert_eq!(
+            store
+                .job_ids_in(JobStatus::Waiting, 10)
+                .await
+                .expect("queue"),
+            ["j1"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_jobs_are_queued_by_priority_then_age() {
+    for store in stores("scheduler_queue_order").await {
+        for (job_id, priority, create_ms) in [("old", 1, 1), ("urgent", 9, 3), ("young", 1, 2)] {
+            let mut j = job(job_id, None);
+            (j.priority, j.create_ms) = (priority, create_ms);
+            store.insert_job(&j, &[], &[]).await.expect("insert");
+            walk(
+                &store,
+                job_id,
+                &[(JobStatus::Ready, JobStatus::Waiting, "", 5)],
+            )
+            .await;
+        }
+        assert_eq!(
+            store
+                .job_ids_in(JobStatus::Waiting, 10)
+                .await
+                .expect("queue"),
+            ["urgent", "old", "young"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_status_change_writes_its_times_progress_and_reasons() {
+    for store in stores("scheduler_job_effects").await {
+        store
+            .insert_job(&job("j1", None), &[], &[])
+            .await
+            .expect("insert");
+        walk(
+            &store,
+            "j1",
+            &[(JobStatus::Ready, JobStatus::Waiting, "", 5)],
+        )
+        .await;
+        store
+            .set_pending_reason("j1", "no cores")
+            .await
+            .expect("pending");
+        assert_eq!(read(&store, "j1").await.pending_reason, "no cores");
+        walk(
+            &store,
+            "j1",
+            &[(JobStatus::Waiting, JobStatus::Running, "", 7)],
+        )
+        .await;
+        let running = read(&store, "j1").await;
+        assert_eq!(
+            (
+                running.start_ms,
+                running.end_ms,
+                running.queued_ms,
+                running.pending_reason.as_str()
+            ),
+            (7, 0, 5, ""),
+            "running: started, the queue clock kept, the pending reason cleared"
+        );
+        store.raise_progress("j1", 40).await.expect("progress");
+        store.raise_progress("j1", 30).await.expect("progress");
+        assert_eq!(read(&store, "j1").await.progress, 40, "progress only rises");
+        walk(
+            &store,
+            "j1",
+            &[(JobStatus::Running, JobStatus::Success, "done", 9)],
+        )
+        .await;
+        let ended = read(&store, "j1").await;
+        assert_eq!(
+            (
+                ended.status,
+                ended.start_ms,
+                ended.end_ms,
+                ended.progress,
+                ended.reason.as_str()
+            ),
+            (JobStatus::Success, 7, 9, 100, "done")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_is_recorded_once_and_its_reason_survives_the_cancel() {
+    for store in stores("scheduler_cancel").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[])
+            .await
+            .expect("insert");
+        walk(
+            &store,
+            "j1",
+            &[(JobStatus::Ready, JobStatus::Waiting, "", 5)],
+        )
+        .await;
+        assert!(store.request_cancel("j1", "stop", 7).await.expect("cancel"));
+        assert!(
+            !store.request_cancel("j1", "stop", 8).await.expect("cancel"),
+            "once"
+        );
+        walk(
+            &store,
+            "j1",
+            &[(JobStatus::Waiting, JobStatus::Canceled, "", 9)],
+        )
+        .await;
+        let ended = read(&store, "j1").await;
+        assert_eq!(
+            (
+                ended.status,
+                ended.end_ms,
+                ended.reason.as_str(),
+                ended.cancel_requested
+            ),
+            (JobStatus::Canceled, 9, "stop", true)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_stores_new_versions_and_requeues_the_ended_job_at_once() {
+    for store in stores("scheduler_rerun").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[party("j1", 0)])
+            .await
+            .expect("insert");
+        store.request_cancel("j1", "stop", 7).await.expect("cancel");
+        walk(
+            &store,
+            "j1",
+            &[
+                (JobStatus::Ready, JobStatus::Waiting, "", 5),
+                (JobStatus::Waiting, JobStatus::Canceled, "", 9),
+            ],
+        )
+        .await;
+        assert!(
+            store
+                .insert_rerun(
+                    "j1",
+                    JobStatus::Canceled,
+                    &[task("j1", 1)],
+                    &[party("j1", 1)],
+                    10
+                )
+                .await
+                .expect("rerun")
+        );
+        let rerun = read(&store, "j1").await;
+        assert_eq!(
+            (
+                rerun.status,
+                rerun.end_ms,
+                rerun.cancel_requested,
+                rerun.reason.as_str(),
+                rerun.queued_ms
+            ),
+            (JobStatus::Waiting, 0, false, "", 10)
+        );
+        assert_eq!(store.tasks("j1").await.expect("tasks").len(), 2);
+        assert_eq!(store.task_parties("j1").await.expect("parties").len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_rerun_stores_nothing() {
+    for store in stores("scheduler_stale_rerun").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[])
+            .await
+            .expect("insert");
+        assert!(
+            !store
+                .insert_rerun("j1", JobStatus::Canceled, &[task("j1", 1)], &[], 11)
+                .await
+                .expect("stale")
+        );
+        assert_eq!(store.tasks("j1").await.expect("tasks").len(), 1);
+        assert_eq!(read(&store, "j1").await.status, JobStatus::Ready);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_status_moves_only_from_the_status_read_before() {
+    for store in stores("scheduler_task_cas").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[party("j1", 0)])
+            .await
+            .expect("insert");
+        let t = task("j1", 0);
+        assert!(
+            store
+                .cas_task_status(&t, TaskStatus::Running, "", &[], 3)
+                .await
+                .expect("cas")
+        );
+        assert!(
+            !store
+                .cas_task_status(&t, TaskStatus::Running, "", &[], 3)
+                .await
+                .expect("stale")
+        );
+        let running = Task {
+            status: TaskStatus::Running,
+            ..task("j1", 0)
+        };
+        assert!(
+            store
+                .cas_task_status(&running, TaskStatus::Failed, "boom", &[], 5)
+                .await
+                .expect("cas")
+        );
+        let stored = &store.tasks("j1").await.expect("tasks")[0];
+        assert_eq!(
+            (
+                stored.status,
+                stored.start_ms,
+                stored.end_ms,
+                stored.reason.as_str()
+            ),
+            (TaskStatus::Failed, 3, 5, "boom")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_status_moves_only_from_the_status_read_before() {
+    for store in stores("scheduler_party_cas").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[party("j1", 0)])
+            .await
+            .expect("insert");
+        let p = party("j1", 0);
+        assert!(
+            store
+                .cas_party_status(&p, TaskStatus::Failed, "boom", 4)
+                .await
+                .expect("cas")
+        );
+        assert!(
+            !store
+                .cas_party_status(&p, TaskStatus::Success, "", 5)
+                .await
+                .expect("stale")
+        );
+        let row = store
+            .task_party("j1", "a", 0, &p.who)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(
+            (row.status, row.reason.as_str(), row.update_ms),
+            (TaskStatus::Failed, "boom", 4)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_adds_a_version_beside_the_failed_one() {
+    for store in stores("scheduler_retry").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[party("j1", 0)])
+            .await
+            .expect("insert");
+        store
+            .insert_retry(&task("j1", 1), &[party("j1", 1)], 6)
+            .await
+            .expect("retry");
+        let tasks = store.tasks("j1").await.expect("tasks");
+        assert_eq!(tasks.iter().map(|t| t.version).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(tasks[1].retries_left, 2);
+        assert_eq!(store.task_parties("j1").await.expect("parties").len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_that_changed_a_job_is_found_in_its_audit_trail() {
+    for store in stores("scheduler_changed_by").await {
+        store
+            .insert_job(&job("j1", None), &[task("j1", 0)], &[])
+            .await
+            .expect("insert");
+        let (store, moved) = fedflow_store::with_request("rq-1", async move {
+            let moved = store
+                .cas_job_status("j1", JobStatus::Ready, JobStatus::Waiting, "", &[], 5)
+                .await;
+            (store, moved)
+        })
+        .await;
+        assert!(moved.expect("cas"));
+        assert!(store.job_changed_by("j1", "rq-1").await.expect("audit"));
+        assert!(!store.job_changed_by("j1", "rq-2").await.expect("audit"));
+    }
+}
