@@ -4,10 +4,27 @@
 //! callers treat it as a harmless success, never as an error.
 
 use std::fmt;
-use std::str::FromStr;
 
 /// Status of a job, on a party or as decided by its scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownStatus,
+    parse_err_fn = UnknownStatus::job
+)]
 pub enum JobStatus {
     /// Created on a party, not yet confirmed by the scheduler.
     Ready,
@@ -21,7 +38,25 @@ pub enum JobStatus {
 }
 
 /// Status of a task version, on one party or federated across parties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownStatus,
+    parse_err_fn = UnknownStatus::task
+)]
 pub enum TaskStatus {
     Waiting,
     Running,
@@ -59,7 +94,24 @@ pub struct UnknownStatus {
     pub value: String,
 }
 
+impl UnknownStatus {
+    fn job(value: &str) -> Self {
+        UnknownStatus {
+            kind: "job",
+            value: value.to_owned(),
+        }
+    }
+
+    fn task(value: &str) -> Self {
+        UnknownStatus {
+            kind: "task",
+            value: value.to_owned(),
+        }
+    }
+}
+
 impl JobStatus {
+    /// Every status, in declaration order (the same as [`strum::IntoEnumIterator::iter`]).
     pub const ALL: [JobStatus; 7] = [
         JobStatus::Ready,
         JobStatus::Waiting,
@@ -70,16 +122,9 @@ impl JobStatus {
         JobStatus::Timeout,
     ];
 
+    /// The name stored and shown, e.g. `"running"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Ready => "ready",
-            JobStatus::Waiting => "waiting",
-            JobStatus::Running => "running",
-            JobStatus::Success => "success",
-            JobStatus::Failed => "failed",
-            JobStatus::Canceled => "canceled",
-            JobStatus::Timeout => "timeout",
-        }
+        self.into()
     }
 
     /// An end status: the job does nothing more unless it is rerun.
@@ -105,21 +150,12 @@ impl JobStatus {
 
     /// Checks `self -> to` against the table.
     pub fn apply(self, to: JobStatus) -> Result<Transition, InvalidTransition> {
-        if self == to {
-            Ok(Transition::AlreadyThere)
-        } else if self.can_move_to(to) {
-            Ok(Transition::Changed)
-        } else {
-            Err(InvalidTransition {
-                kind: "job",
-                from: self.to_string(),
-                to: to.to_string(),
-            })
-        }
+        transition("job", self, to, self.can_move_to(to))
     }
 }
 
 impl TaskStatus {
+    /// Every status, in declaration order (the same as [`strum::IntoEnumIterator::iter`]).
     pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Waiting,
         TaskStatus::Running,
@@ -130,16 +166,9 @@ impl TaskStatus {
         TaskStatus::Pass,
     ];
 
+    /// The name stored and shown, e.g. `"pass"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Waiting => "waiting",
-            TaskStatus::Running => "running",
-            TaskStatus::Success => "success",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Canceled => "canceled",
-            TaskStatus::Timeout => "timeout",
-            TaskStatus::Pass => "pass",
-        }
+        self.into()
     }
 
     pub fn is_end(self) -> bool {
@@ -184,62 +213,34 @@ impl TaskStatus {
     }
 
     pub fn apply(self, to: TaskStatus) -> Result<Transition, InvalidTransition> {
-        if self == to {
-            Ok(Transition::AlreadyThere)
-        } else if self.can_move_to(to) {
-            Ok(Transition::Changed)
-        } else {
-            Err(InvalidTransition {
-                kind: "task",
-                from: self.to_string(),
-                to: to.to_string(),
-            })
-        }
+        transition("task", self, to, self.can_move_to(to))
     }
 }
 
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus {
-                kind: "job",
-                value: s.to_owned(),
-            })
-    }
-}
-
-impl FromStr for TaskStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus {
-                kind: "task",
-                value: s.to_owned(),
-            })
+/// `from -> to` for a table that says whether it is `legal`: staying put is always fine.
+fn transition<S: PartialEq + fmt::Display>(
+    kind: &'static str,
+    from: S,
+    to: S,
+    legal: bool,
+) -> Result<Transition, InvalidTransition> {
+    if from == to {
+        Ok(Transition::AlreadyThere)
+    } else if legal {
+        Ok(Transition::Changed)
+    } else {
+        Err(InvalidTransition {
+            kind,
+            from: from.to_string(),
+            to: to.to_string(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use strum::IntoEnumIterator;
+
     use super::*;
 
     /// Every legal job transition, written out as the table the users know.
@@ -353,6 +354,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn status_names_are_fate_s() {
+        let jobs: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            jobs,
+            [
+                "ready", "waiting", "running", "success", "failed", "canceled", "timeout"
+            ]
+        );
+        let tasks: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            tasks,
+            [
+                "waiting", "running", "success", "failed", "canceled", "timeout", "pass"
+            ]
+        );
+        assert!(JobStatus::iter().eq(JobStatus::ALL));
+        assert!(TaskStatus::iter().eq(TaskStatus::ALL));
+        for status in JobStatus::ALL {
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        for status in TaskStatus::ALL {
+            assert_eq!(status.to_string(), status.as_str());
+        }
+        assert_eq!(
+            "Running".parse::<JobStatus>().map_err(|e| e.to_string()),
+            Err(r#"unknown job status "Running""#.to_owned())
+        );
+        assert_eq!(
+            "".parse::<TaskStatus>().map_err(|e| e.to_string()),
+            Err(r#"unknown task status """#.to_owned())
+        );
     }
 
     #[test]
