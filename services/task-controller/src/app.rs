@@ -62,6 +62,13 @@ impl ServiceError for Error {
     }
 }
 
+/// A request field that did not convert (see `grpc::convert`).
+impl From<ids::FieldError> for Error {
+    fn from(e: ids::FieldError) -> Error {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
 /// Timing knobs.
 #[derive(Debug, Clone)]
 pub struct Timing {

@@ -30,6 +30,19 @@ impl TaskKey {
     }
 }
 
+/// A key checked on arrival, as the rows spell it.
+impl From<fedflow_core::ids::TaskKey> for TaskKey {
+    fn from(key: fedflow_core::ids::TaskKey) -> TaskKey {
+        TaskKey {
+            job_id: key.job_id.into_inner(),
+            component: key.component.into_inner(),
+            version: key.version.get(),
+            role: key.role.into_inner(),
+            party_id: key.party_id.into_inner(),
+        }
+    }
+}
+
 impl std::fmt::Display for TaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

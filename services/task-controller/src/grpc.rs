@@ -11,7 +11,6 @@ use fedflow_rpc::party::caller;
 use tonic::{Request, Response, Status};
 
 use crate::app::{self, App, CreateTasks, StopTasks, WorkerReport};
-use crate::domain::TaskKey;
 use convert::{GetTaskOutput, Heartbeat, UpdateTaskStatus};
 
 pub const SERVICE_NAME: &str = "fedflow.taskcontroller.v1.TaskController";
@@ -82,7 +81,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let key = TaskKey::try_from(r)?;
+        let key = convert::start_task(r)?;
         let status = fedflow_store::with_request(&request_id, {
             let app = self.app.clone();
             async move { app.start_task(key).await }
@@ -148,7 +147,7 @@ impl pb::task_controller_server::TaskController for TaskController {
         let get = GetTaskOutput::try_from(request.into_inner())?;
         let (version, output_json) = self
             .app
-            .task_output(&get.job_id, &get.component, &get.who)
+            .task_output(&get.job_id, &get.component, get.role, &get.party_id)
             .await?;
         Ok(Response::new(pb::GetTaskOutputResponse {
             version,

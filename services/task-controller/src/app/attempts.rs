@@ -4,6 +4,7 @@
 //! nothing. Killing a worker is confirmed (its whole process group gone) or retried.
 
 use fedflow_core::TaskStatus;
+use fedflow_core::ids::{self, JobId, PartyId};
 use fedflow_core::task_file::TaskFile;
 use fedflow_rpc::now_ms;
 
@@ -15,8 +16,8 @@ use crate::engine::{Launch, WorkerProcess};
 /// `StopTasks`: end a job's waiting and running rows that `which` covers as `status`.
 #[derive(Debug, Clone)]
 pub struct StopTasks {
-    pub job_id: String,
-    pub party_id: String,
+    pub job_id: JobId,
+    pub party_id: PartyId,
     pub which: Which,
     pub status: TaskStatus,
     pub reason: String,
@@ -25,7 +26,8 @@ pub struct StopTasks {
 impl App {
     /// Launches the attempt's worker (or passes a `need_run: false` task); returns the party
     /// status after the call.
-    pub async fn start_task(&self, key: TaskKey) -> Result<TaskStatus, Error> {
+    pub async fn start_task(&self, key: ids::TaskKey) -> Result<TaskStatus, Error> {
+        let key = TaskKey::from(key);
         self.check_party(&key.party_id)?;
         let task = self.row(&key).await?;
         match attempt::start(&task) {
@@ -143,9 +145,9 @@ impl App {
     /// Stops the job's waiting and running tasks that `stop` covers: sets its status and
     /// kills their workers' process groups, confirming they are gone.
     pub async fn stop_tasks(&self, stop: StopTasks) -> Result<u32, Error> {
-        self.check_party(&stop.party_id)?;
+        self.check_party(stop.party_id.as_str())?;
         attempt::check_stop_status(stop.status).map_err(Error::InvalidArgument)?;
-        let tasks = self.inner.store.job_tasks(&stop.job_id).await?;
+        let tasks = self.inner.store.job_tasks(stop.job_id.as_str()).await?;
         let mut stopped = 0;
         for task in &tasks {
             let Some(end) = attempt::stop(task, &stop.which, stop.status, &stop.reason) else {

@@ -2,7 +2,7 @@
 //! the scheduler decided, listing a job's rows and answering a component's output.
 
 use fedflow_core::TaskStatus;
-use fedflow_core::ids::Participant;
+use fedflow_core::ids::{ComponentName, JobId, PartyId, Role, TaskVersion};
 use fedflow_rpc::now_ms;
 
 use super::{App, Error};
@@ -12,20 +12,21 @@ use crate::domain::{self, Task, TaskKey};
 /// checked).
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    pub component: String,
+    pub component: ComponentName,
     pub module: String,
     pub parameters_json: String,
     pub need_run: bool,
-    pub upstream: Vec<String>,
+    pub upstream: Vec<ComponentName>,
 }
 
 /// `CreateTasks`: one version's rows of a job for one participant of this party.
 #[derive(Debug, Clone)]
 pub struct CreateTasks {
-    pub job_id: String,
-    pub who: Participant,
-    pub scheduler_party_id: String,
-    pub version: i32,
+    pub job_id: JobId,
+    pub role: Role,
+    pub party_id: PartyId,
+    pub scheduler_party_id: PartyId,
+    pub version: TaskVersion,
     pub tasks: Vec<NewTask>,
 }
 
@@ -33,24 +34,27 @@ impl App {
     /// Creates the rows that do not exist yet (existing ones are kept); returns how many
     /// were new.
     pub async fn create_tasks(&self, create: CreateTasks) -> Result<u32, Error> {
-        self.check_party(&create.who.party_id)?;
+        self.check_party(create.party_id.as_str())?;
         let rows: Vec<Task> = create
             .tasks
             .into_iter()
             .map(|task| {
                 Task::new(
                     TaskKey {
-                        job_id: create.job_id.clone(),
-                        component: task.component,
-                        version: create.version,
-                        role: create.who.role.clone(),
-                        party_id: create.who.party_id.clone(),
+                        job_id: create.job_id.to_string(),
+                        component: task.component.into_inner(),
+                        version: create.version.get(),
+                        role: create.role.into_inner(),
+                        party_id: create.party_id.to_string(),
                     },
                     task.module,
                     task.parameters_json,
                     task.need_run,
-                    task.upstream,
-                    create.scheduler_party_id.clone(),
+                    task.upstream
+                        .into_iter()
+                        .map(ComponentName::into_inner)
+                        .collect(),
+                    create.scheduler_party_id.to_string(),
                 )
             })
             .collect();
@@ -60,16 +64,16 @@ impl App {
     /// Records the federated status the scheduler decided, on every role's row here.
     pub async fn update_task_status(
         &self,
-        job_id: &str,
-        component: &str,
+        job_id: &JobId,
+        component: &ComponentName,
         version: i32,
         to: TaskStatus,
     ) -> Result<u32, Error> {
-        let tasks = self.inner.store.job_tasks(job_id).await?;
+        let tasks = self.inner.store.job_tasks(job_id.as_str()).await?;
         let mut updated = 0;
         for task in tasks
             .iter()
-            .filter(|t| domain::syncs(t, component, version, to))
+            .filter(|t| domain::syncs(t, component.as_str(), version, to))
         {
             if self
                 .inner
@@ -83,24 +87,25 @@ impl App {
         Ok(updated)
     }
 
-    pub async fn list_tasks(&self, job_id: &str) -> Result<Vec<Task>, Error> {
-        Ok(self.inner.store.job_tasks(job_id).await?)
+    pub async fn list_tasks(&self, job_id: &JobId) -> Result<Vec<Task>, Error> {
+        Ok(self.inner.store.job_tasks(job_id.as_str()).await?)
     }
 
-    /// The output of the latest version of `component` that succeeded here for `who`.
+    /// The output of the latest version of `component` that succeeded here for `role`.
     pub async fn task_output(
         &self,
-        job_id: &str,
-        component: &str,
-        who: &Participant,
+        job_id: &JobId,
+        component: &ComponentName,
+        role: Role,
+        party_id: &PartyId,
     ) -> Result<(i32, String), Error> {
-        self.check_party(&who.party_id)?;
-        let tasks = self.inner.store.job_tasks(job_id).await?;
-        domain::latest_success(&tasks, component, &who.role)
+        self.check_party(party_id.as_str())?;
+        let tasks = self.inner.store.job_tasks(job_id.as_str()).await?;
+        domain::latest_success(&tasks, component.as_str(), role.as_str())
             .map(|t| (t.key.version, t.output.clone()))
             .ok_or_else(|| {
                 Error::NotFound(format!(
-                    "no successful task of component {component} of job {job_id} for {who}"
+                    "no successful task of component {component} of job {job_id} for {role} {party_id}"
                 ))
             })
     }

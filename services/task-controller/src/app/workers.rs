@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use fedflow_core::TaskStatus;
+use fedflow_core::ids;
 
 use super::{App, Error};
 use crate::domain::attempt::{self, Beat, Recovery, Report};
@@ -16,7 +17,7 @@ use crate::engine::WorkerProcess;
 /// A worker's `ReportStatus`.
 #[derive(Debug, Clone)]
 pub struct WorkerReport {
-    pub key: TaskKey,
+    pub key: ids::TaskKey,
     pub token: String,
     pub status: TaskStatus,
     pub reason: String,
@@ -38,7 +39,9 @@ impl App {
 
     /// A worker's report. Only an end status changes anything; a stale attempt changes nothing.
     pub async fn worker_report(&self, report: WorkerReport) -> Result<bool, Error> {
-        let task = self.authenticated(&report.key, &report.token).await?;
+        let task = self
+            .authenticated(&TaskKey::from(report.key), &report.token)
+            .await?;
         match attempt::report(&task, report.status, &report.reason, &report.output) {
             Report::Beat => {
                 self.touch(&task.key);
@@ -51,7 +54,8 @@ impl App {
     }
 
     /// A worker's heartbeat; answers whether it should stop.
-    pub async fn worker_heartbeat(&self, key: TaskKey, token: &str) -> Result<bool, Error> {
+    pub async fn worker_heartbeat(&self, key: ids::TaskKey, token: &str) -> Result<bool, Error> {
+        let key = TaskKey::from(key);
         let task = match self.authenticated(&key, token).await {
             Ok(task) => Some(task),
             Err(Error::PermissionDenied(_)) => None,

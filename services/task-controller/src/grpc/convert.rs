@@ -1,93 +1,56 @@
 //! Requests into the app's commands and rows into replies. Each `TryFrom<pb::XRequest>` checks
-//! every id, status and parameter of the request once, on arrival, and names the bad field,
-//! so the app only ever sees well-formed values; whether a party id is this party's is the
-//! app's to say.
+//! every id, status and parameter of the request once, on arrival, into the typed ids of
+//! [`fedflow_core::ids`], naming the bad field, so the app only ever sees well-formed values;
+//! whether a party id is this party's is the app's to say.
 
 use fedflow_core::TaskStatus;
-use fedflow_core::ids::{self, InvalidId, Participant};
+use fedflow_core::ids::{self, ComponentName, JobId, TaskKey};
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::{task_status_from_pb, task_status_to_pb};
 
 use crate::app::{CreateTasks, Error, NewTask, StopTasks, WorkerReport};
+use crate::domain::Task;
 use crate::domain::attempt::Which;
-use crate::domain::{Task, TaskKey};
-
-fn invalid(e: InvalidId) -> Error {
-    Error::InvalidArgument(e.to_string())
-}
 
 fn status_of(value: i32, field: &str) -> Result<TaskStatus, Error> {
     task_status_from_pb(value)
         .ok_or_else(|| Error::InvalidArgument(format!("{field}: unspecified or unknown")))
 }
 
-fn version_of(version: i32) -> Result<i32, Error> {
-    if version < 0 {
-        // Such a row could never start: refuse it on arrival, store nothing.
-        return Err(Error::InvalidArgument(format!(
-            "version {version} is negative"
-        )));
-    }
-    Ok(version)
-}
-
-fn participant(role: String, party_id: String) -> Result<Participant, Error> {
-    ids::role(&role).map_err(invalid)?;
-    Ok(Participant { role, party_id })
-}
-
-/// A checked task key (its party id is checked against this party by the app).
-pub fn task_key(
-    job_id: String,
-    component: String,
-    version: i32,
-    role: String,
-    party_id: String,
-) -> Result<TaskKey, Error> {
-    ids::job_id(&job_id).map_err(invalid)?;
-    ids::component(&component).map_err(invalid)?;
-    ids::role(&role).map_err(invalid)?;
-    Ok(TaskKey {
-        job_id,
-        component,
-        version: version_of(version)?,
-        role,
-        party_id,
-    })
-}
-
 /// A checked job id.
-pub fn job_id(job_id: String) -> Result<String, Error> {
-    ids::job_id(&job_id).map_err(invalid)?;
-    Ok(job_id)
+pub fn job_id(job_id: String) -> Result<JobId, Error> {
+    Ok(ids::field("job_id", job_id)?)
 }
 
-/// One task of a `CreateTasks`: its ids, a known module, and parameters that are a JSON
-/// object the module accepts.
-fn new_task(task: pb::TaskSpec) -> Result<NewTask, Error> {
-    ids::component(&task.component).map_err(invalid)?;
+/// Task `i` of a `CreateTasks`: its ids, a known module, and parameters that are a JSON object
+/// the module accepts.
+fn new_task(i: usize, task: pb::TaskSpec) -> Result<NewTask, Error> {
+    let component: ComponentName = ids::field(format!("tasks[{i}].component"), task.component)?;
     if !fedflow_core::modules::is_known(&task.module) {
         return Err(Error::InvalidArgument(format!(
-            "unknown module {:?} for component {}",
-            task.module, task.component
+            "unknown module {:?} for component {component}",
+            task.module
         )));
     }
-    let bad = |e: String| Error::InvalidArgument(format!("parameters of {}: {e}", task.component));
+    let bad = |e: String| Error::InvalidArgument(format!("parameters of {component}: {e}"));
     let params: serde_json::Value =
         serde_json::from_str(&task.parameters_json).map_err(|e| bad(e.to_string()))?;
     let params = params
         .as_object()
         .ok_or_else(|| bad("not an object".to_owned()))?;
     fedflow_core::modules::validate_params(&task.module, params).map_err(bad)?;
-    for up in &task.upstream {
-        ids::component(up).map_err(invalid)?;
-    }
+    let upstream = task
+        .upstream
+        .into_iter()
+        .enumerate()
+        .map(|(j, up)| ids::field(format!("tasks[{i}].upstream[{j}]"), up))
+        .collect::<Result<_, _>>()?;
     Ok(NewTask {
-        component: task.component,
+        component,
         module: task.module,
         parameters_json: task.parameters_json,
         need_run: task.need_run,
-        upstream: task.upstream,
+        upstream,
     })
 }
 
@@ -95,32 +58,31 @@ impl TryFrom<pb::CreateTasksRequest> for CreateTasks {
     type Error = Error;
 
     fn try_from(r: pb::CreateTasksRequest) -> Result<Self, Error> {
-        let job_id = job_id(r.job_id)?;
-        ids::party_id(&r.scheduler_party_id)
-            .map_err(|e| Error::InvalidArgument(format!("scheduler_party_id: {e}")))?;
-        let who = participant(r.role, r.party_id)?;
-        let version = version_of(r.version)?;
-        let tasks = r
-            .tasks
-            .into_iter()
-            .map(new_task)
-            .collect::<Result<_, _>>()?;
         Ok(CreateTasks {
-            job_id,
-            who,
-            scheduler_party_id: r.scheduler_party_id,
-            version,
-            tasks,
+            job_id: job_id(r.job_id)?,
+            scheduler_party_id: ids::field("scheduler_party_id", r.scheduler_party_id)?,
+            role: ids::field("role", r.role)?,
+            party_id: ids::field("party_id", r.party_id)?,
+            version: ids::field("version", r.version)?,
+            tasks: r
+                .tasks
+                .into_iter()
+                .enumerate()
+                .map(|(i, task)| new_task(i, task))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
 
-impl TryFrom<pb::StartTaskRequest> for TaskKey {
-    type Error = Error;
-
-    fn try_from(r: pb::StartTaskRequest) -> Result<Self, Error> {
-        task_key(r.job_id, r.component, r.version, r.role, r.party_id)
-    }
+/// `StartTask`: the task's key.
+pub fn start_task(r: pb::StartTaskRequest) -> Result<TaskKey, Error> {
+    Ok(TaskKey::from_fields(
+        r.job_id,
+        r.component,
+        r.version,
+        r.role,
+        r.party_id,
+    )?)
 }
 
 impl TryFrom<pb::StopTasksRequest> for StopTasks {
@@ -129,13 +91,17 @@ impl TryFrom<pb::StopTasksRequest> for StopTasks {
     fn try_from(r: pb::StopTasksRequest) -> Result<Self, Error> {
         let status = status_of(r.status, "status")?;
         let job_id = job_id(r.job_id)?;
-        let who = participant(r.role, r.party_id)?;
+        let role: ids::Role = ids::field("role", r.role)?;
+        let component = match r.component.as_str() {
+            "" => None,
+            _ => Some(ids::field::<ComponentName, _>("component", r.component)?),
+        };
         Ok(StopTasks {
             job_id,
-            party_id: who.party_id,
+            party_id: ids::field("party_id", r.party_id)?,
             which: Which {
-                role: who.role,
-                component: (!r.component.is_empty()).then_some(r.component),
+                role: role.into_inner(),
+                component: component.map(ComponentName::into_inner),
                 version: r.version,
             },
             status,
@@ -146,8 +112,8 @@ impl TryFrom<pb::StopTasksRequest> for StopTasks {
 
 /// `UpdateTaskStatus`: (job, component, version, federated status).
 pub struct UpdateTaskStatus {
-    pub job_id: String,
-    pub component: String,
+    pub job_id: JobId,
+    pub component: ComponentName,
     pub version: i32,
     pub status: TaskStatus,
 }
@@ -157,11 +123,9 @@ impl TryFrom<pb::UpdateTaskStatusRequest> for UpdateTaskStatus {
 
     fn try_from(r: pb::UpdateTaskStatusRequest) -> Result<Self, Error> {
         let status = status_of(r.status, "status")?;
-        let job_id = job_id(r.job_id)?;
-        ids::component(&r.component).map_err(invalid)?;
         Ok(UpdateTaskStatus {
-            job_id,
-            component: r.component,
+            job_id: job_id(r.job_id)?,
+            component: ids::field("component", r.component)?,
             version: r.version,
             status,
         })
@@ -170,21 +134,21 @@ impl TryFrom<pb::UpdateTaskStatusRequest> for UpdateTaskStatus {
 
 /// `GetTaskOutput`: (job, component, participant).
 pub struct GetTaskOutput {
-    pub job_id: String,
-    pub component: String,
-    pub who: Participant,
+    pub job_id: JobId,
+    pub component: ComponentName,
+    pub role: ids::Role,
+    pub party_id: ids::PartyId,
 }
 
 impl TryFrom<pb::GetTaskOutputRequest> for GetTaskOutput {
     type Error = Error;
 
     fn try_from(r: pb::GetTaskOutputRequest) -> Result<Self, Error> {
-        let job_id = job_id(r.job_id)?;
-        ids::component(&r.component).map_err(invalid)?;
         Ok(GetTaskOutput {
-            job_id,
-            component: r.component,
-            who: participant(r.role, r.party_id)?,
+            job_id: job_id(r.job_id)?,
+            component: ids::field("component", r.component)?,
+            role: ids::field("role", r.role)?,
+            party_id: ids::field("party_id", r.party_id)?,
         })
     }
 }
@@ -195,7 +159,7 @@ impl TryFrom<pb::ReportStatusRequest> for WorkerReport {
     fn try_from(r: pb::ReportStatusRequest) -> Result<Self, Error> {
         let status = status_of(r.status, "status")?;
         Ok(WorkerReport {
-            key: task_key(r.job_id, r.component, r.version, r.role, r.party_id)?,
+            key: TaskKey::from_fields(r.job_id, r.component, r.version, r.role, r.party_id)?,
             token: r.token,
             status,
             reason: r.reason,
@@ -215,12 +179,11 @@ impl TryFrom<pb::HeartbeatRequest> for Heartbeat {
 
     fn try_from(r: pb::HeartbeatRequest) -> Result<Self, Error> {
         Ok(Heartbeat {
-            key: task_key(r.job_id, r.component, r.version, r.role, r.party_id)?,
+            key: TaskKey::from_fields(r.job_id, r.component, r.version, r.role, r.party_id)?,
             token: r.token,
         })
     }
 }
-
 impl From<Task> for pb::PartyTask {
     fn from(task: Task) -> Self {
         pb::PartyTask {
@@ -239,5 +202,98 @@ impl From<Task> for pb::PartyTask {
             end_time_ms: task.end_ms,
             output_json: task.output,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create() -> pb::CreateTasksRequest {
+        pb::CreateTasksRequest {
+            job_id: "202612010000000000000001".into(),
+            role: "guest".into(),
+            party_id: "9999".into(),
+            scheduler_party_id: "9999".into(),
+            version: 0,
+            tasks: vec![pb::TaskSpec {
+                component: "nap".into(),
+                module: "Sleep".into(),
+                parameters_json: r#"{"seconds": 1}"#.into(),
+                need_run: true,
+                upstream: vec!["reader".into()],
+            }],
+            request_id: String::new(),
+        }
+    }
+
+    fn refusal(r: pb::CreateTasksRequest) -> String {
+        match CreateTasks::try_from(r) {
+            Err(Error::InvalidArgument(message)) => message,
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_create_tasks_request_is_refused_naming_the_field() {
+        let ok = CreateTasks::try_from(create()).expect("a valid request");
+        assert_eq!(ok.tasks[0].upstream[0].as_str(), "reader");
+        type Spoil = fn(&mut pb::CreateTasksRequest);
+        let cases: [(Spoil, &str); 8] = [
+            (|r| r.job_id = "../x".into(), "job_id: "),
+            (
+                |r| r.scheduler_party_id = String::new(),
+                "scheduler_party_id: ",
+            ),
+            (|r| r.role = "admin".into(), "role: "),
+            (|r| r.version = -1, "version: "),
+            (
+                |r| r.tasks[0].component = "a/b".into(),
+                "tasks[0].component: ",
+            ),
+            (
+                |r| r.tasks[0].upstream[0] = "a b".into(),
+                "tasks[0].upstream[0]: ",
+            ),
+            (
+                |r| r.tasks[0].module = "Nope".into(),
+                "unknown module \"Nope\"",
+            ),
+            (
+                |r| r.tasks[0].parameters_json = "[]".into(),
+                "parameters of nap: not an object",
+            ),
+        ];
+        for (spoil, names) in cases {
+            let mut r = create();
+            spoil(&mut r);
+            let message = refusal(r);
+            assert!(
+                message.starts_with(names),
+                "{message:?} should start with {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stop_needs_a_known_status_and_an_empty_component_means_all() {
+        let stop = pb::StopTasksRequest {
+            job_id: "j1".into(),
+            component: String::new(),
+            role: "host".into(),
+            party_id: "10000".into(),
+            status: fedflow_proto::common::v1::TaskStatus::Canceled as i32,
+            reason: "r".into(),
+            request_id: String::new(),
+            version: Some(2),
+        };
+        let converted = StopTasks::try_from(stop.clone()).expect("valid");
+        assert_eq!(converted.which.component, None);
+        assert_eq!(converted.which.version, Some(2));
+        let unknown = StopTasks::try_from(pb::StopTasksRequest { status: 0, ..stop });
+        assert!(
+            matches!(&unknown, Err(Error::InvalidArgument(m)) if m == "status: unspecified or unknown"),
+            "{unknown:?}"
+        );
     }
 }
