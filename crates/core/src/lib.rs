@@ -13,5 +13,6 @@ pub mod dsl;
 pub mod ids;
 pub mod modules;
 pub mod status;
+pub mod task_file;
 
 pub use status::{JobStatus, TaskStatus, Transition};

@@ -1,30 +1,15 @@
 //! fedflow's task worker. The task-controller starts one per task attempt as
-//! `fedflow-worker --task-dir DIR`; everything else comes from `DIR/task.json` (written mode
-//! 0600: it holds the attempt's token). The worker reports `running`, heartbeats, runs the
-//! component named by `module` from the built-in registry, writes its output under the task
-//! directory and reports the end status, with the failure reason if any.
+//! `fedflow-worker --task-dir DIR`; everything else comes from `DIR/task.json` ([`TaskFile`],
+//! written mode 0600: it holds the attempt's token). The worker reports `running`, heartbeats,
+//! runs the component named by `module` from the built-in registry, writes its output under
+//! the task directory and reports the end status, with the failure reason if any.
 //!
 //! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`.
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-/// `task.json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TaskConfig {
-    pub job_id: String,
-    pub component: String,
-    pub version: i32,
-    pub role: String,
-    pub party_id: String,
-    pub module: String,
-    pub parameters: Map<String, Value>,
-    pub upstream: Vec<String>,
-    /// The task-controller's address.
-    pub task_controller: String,
-    pub token: String,
-    pub heartbeat_interval_ms: u64,
-}
+/// `task.json`, shared with the task-controller that writes it.
+pub use fedflow_core::task_file::TaskFile;
 
 /// How a component ended.
 #[derive(Debug, Clone, PartialEq)]

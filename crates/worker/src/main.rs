@@ -8,7 +8,7 @@ use clap::Parser;
 use fedflow_core::TaskStatus;
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::task_status_to_pb;
-use fedflow_worker::{Outcome, TaskConfig};
+use fedflow_worker::{Outcome, TaskFile};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -25,9 +25,9 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config: TaskConfig = match std::fs::read(args.task_dir.join("task.json"))
+    let config = match std::fs::read(args.task_dir.join("task.json"))
         .map_err(|e| e.to_string())
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        .and_then(|bytes| TaskFile::from_json(&bytes).map_err(|e| e.to_string()))
     {
         Ok(config) => config,
         Err(e) => {
@@ -79,7 +79,7 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run(config: &TaskConfig, channel: Channel) -> Outcome {
+async fn run(config: &TaskFile, channel: Channel) -> Outcome {
     match config.module.as_str() {
         "Sleep" => fedflow_worker::sleep(&config.parameters).await,
         "Fail" => fedflow_worker::fail(&config.parameters, &config.role, config.version),
@@ -119,7 +119,7 @@ async fn run(config: &TaskConfig, channel: Channel) -> Outcome {
 /// (it may be restarting); gives up on a refusal (a stale attempt).
 async fn report(
     worker: &pb::worker_client::WorkerClient<Channel>,
-    config: &TaskConfig,
+    config: &TaskFile,
     status: TaskStatus,
     reason: &str,
     output: &str,
@@ -163,7 +163,7 @@ async fn report(
 }
 
 /// Heartbeats until aborted; exits the process when told its task was stopped.
-async fn heartbeat(worker: pb::worker_client::WorkerClient<Channel>, config: TaskConfig) {
+async fn heartbeat(worker: pb::worker_client::WorkerClient<Channel>, config: TaskFile) {
     let period = Duration::from_millis(config.heartbeat_interval_ms.max(50));
     let request = pb::HeartbeatRequest {
         job_id: config.job_id.clone(),

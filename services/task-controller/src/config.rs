@@ -16,6 +16,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// This party's gateway, `host:port` (status reports to schedulers go through it).
     pub gateway: String,
+    /// Deadline of one call through the gateway (a status report, a fencing probe).
+    pub gateway_call_timeout_ms: u64,
     /// Task directories live under `<data_dir>/jobs/…`.
     pub data_dir: PathBuf,
     pub worker: WorkerConfig,
@@ -56,6 +58,7 @@ impl Default for Config {
                 ..DatabaseConfig::default()
             },
             gateway: "127.0.0.1:9370".into(),
+            gateway_call_timeout_ms: 10_000,
             data_dir: PathBuf::from("data"),
             worker: WorkerConfig::default(),
             fencing: FencingConfig::default(),

@@ -1,18 +1,26 @@
-//! `fedflow.taskcontroller.v1.TaskController` and `Worker` adapters.
+//! `fedflow.taskcontroller.v1.TaskController` and `Worker` adapters: each handler authorises
+//! the caller, converts the request ([`convert`]), makes one app call and converts the answer
+//! back; app errors become replies through [`fedflow_rpc::error::to_status`].
 
-use fedflow_core::TaskStatus;
-use fedflow_core::ids::Participant;
+mod convert;
+
 use fedflow_proto::taskcontroller::v1 as pb;
-use fedflow_rpc::convert::{task_status_from_pb, task_status_to_pb};
+use fedflow_rpc::convert::task_status_to_pb;
 use fedflow_rpc::error::to_status;
 use fedflow_rpc::party::caller;
 use tonic::{Request, Response, Status};
 
-use crate::app::{App, NewTask};
-use crate::store::{Task, TaskKey};
+use crate::app::{self, App, CreateTasks, StopTasks, WorkerReport};
+use convert::{GetTaskOutput, Heartbeat, UpdateTaskStatus};
 
 pub const SERVICE_NAME: &str = "fedflow.taskcontroller.v1.TaskController";
 pub const WORKER_SERVICE_NAME: &str = "fedflow.taskcontroller.v1.Worker";
+
+impl From<app::Error> for Status {
+    fn from(e: app::Error) -> Status {
+        to_status(&e)
+    }
+}
 
 pub fn services(
     app: App,
@@ -34,37 +42,13 @@ pub struct Worker {
     app: App,
 }
 
-fn status_of(value: i32, field: &str) -> Result<TaskStatus, Status> {
-    task_status_from_pb(value)
-        .ok_or_else(|| Status::invalid_argument(format!("{field}: unspecified or unknown")))
-}
-
-fn party_task(task: Task) -> pb::PartyTask {
-    pb::PartyTask {
-        job_id: task.key.job_id,
-        component: task.key.component,
-        version: task.key.version,
-        role: task.key.role,
-        party_id: task.key.party_id,
-        module: task.module,
-        party_status: task_status_to_pb(task.party_status) as i32,
-        status: task_status_to_pb(task.status) as i32,
-        reason: task.reason,
-        pid: task.pid,
-        need_run: task.need_run,
-        start_time_ms: task.start_ms,
-        end_time_ms: task.end_ms,
-        output_json: task.output,
-    }
-}
-
 impl TaskController {
     /// Refuses another party's call about `job_id` unless it is the job's scheduler party.
     async fn authorize<T>(&self, request: &Request<T>, job_id: &str) -> Result<(), Status> {
-        self.app
+        Ok(self
+            .app
             .authorize(&caller(request, self.app.party_id()), job_id)
-            .await
-            .map_err(|e| to_status(&e))
+            .await?)
     }
 }
 
@@ -74,40 +58,19 @@ impl pb::task_controller_server::TaskController for TaskController {
         &self,
         request: Request<pb::CreateTasksRequest>,
     ) -> Result<Response<pb::CreateTasksResponse>, Status> {
+        let r = request.get_ref();
+        let who = caller(&request, self.app.party_id());
         self.app
-            .authorize_create(
-                &caller(&request, self.app.party_id()),
-                &request.get_ref().job_id,
-                &request.get_ref().scheduler_party_id,
-            )
-            .await
-            .map_err(|e| to_status(&e))?;
+            .authorize_create(&who, &r.job_id, &r.scheduler_party_id)
+            .await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let who = Participant {
-            role: r.role,
-            party_id: r.party_id,
-        };
-        let tasks = r
-            .tasks
-            .into_iter()
-            .map(|t| NewTask {
-                component: t.component,
-                module: t.module,
-                parameters_json: t.parameters_json,
-                need_run: t.need_run,
-                upstream: t.upstream,
-            })
-            .collect();
+        let create = CreateTasks::try_from(r)?;
         let created = fedflow_store::with_request(&request_id, {
             let app = self.app.clone();
-            async move {
-                app.create_tasks(&r.job_id, &who, &r.scheduler_party_id, r.version, tasks)
-                    .await
-            }
+            async move { app.create_tasks(create).await }
         })
-        .await
-        .map_err(|e| to_status(&e))?;
+        .await?;
         Ok(Response::new(pb::CreateTasksResponse { created }))
     }
 
@@ -118,21 +81,12 @@ impl pb::task_controller_server::TaskController for TaskController {
         self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
+        let key = convert::start_task(r)?;
         let status = fedflow_store::with_request(&request_id, {
             let app = self.app.clone();
-            async move {
-                app.start_task(TaskKey {
-                    job_id: r.job_id,
-                    component: r.component,
-                    version: r.version,
-                    role: r.role,
-                    party_id: r.party_id,
-                })
-                .await
-            }
+            async move { app.start_task(key).await }
         })
-        .await
-        .map_err(|e| to_status(&e))?;
+        .await?;
         Ok(Response::new(pb::StartTaskResponse {
             status: task_status_to_pb(status) as i32,
         }))
@@ -145,21 +99,12 @@ impl pb::task_controller_server::TaskController for TaskController {
         self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let status = status_of(r.status, "status")?;
-        let who = Participant {
-            role: r.role,
-            party_id: r.party_id,
-        };
+        let stop = StopTasks::try_from(r)?;
         let stopped = fedflow_store::with_request(&request_id, {
             let app = self.app.clone();
-            async move {
-                let component = (!r.component.is_empty()).then_some(r.component.as_str());
-                app.stop_tasks(&r.job_id, component, r.version, &who, status, &r.reason)
-                    .await
-            }
+            async move { app.stop_tasks(stop).await }
         })
-        .await
-        .map_err(|e| to_status(&e))?;
+        .await?;
         Ok(Response::new(pb::StopTasksResponse { stopped }))
     }
 
@@ -170,16 +115,15 @@ impl pb::task_controller_server::TaskController for TaskController {
         self.authorize(&request, &request.get_ref().job_id).await?;
         let mut r = request.into_inner();
         let request_id = std::mem::take(&mut r.request_id);
-        let status = status_of(r.status, "status")?;
+        let u = UpdateTaskStatus::try_from(r)?;
         let updated = fedflow_store::with_request(&request_id, {
             let app = self.app.clone();
             async move {
-                app.update_task_status(&r.job_id, &r.component, r.version, status)
+                app.update_task_status(&u.job_id, &u.component, u.version, u.status)
                     .await
             }
         })
-        .await
-        .map_err(|e| to_status(&e))?;
+        .await?;
         Ok(Response::new(pb::UpdateTaskStatusResponse { updated }))
     }
 
@@ -188,13 +132,10 @@ impl pb::task_controller_server::TaskController for TaskController {
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id).await?;
-        let tasks = self
-            .app
-            .list_tasks(&request.into_inner().job_id)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let job_id = convert::job_id(request.into_inner().job_id)?;
+        let tasks = self.app.list_tasks(&job_id).await?;
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: tasks.into_iter().map(party_task).collect(),
+            tasks: tasks.into_iter().map(pb::PartyTask::from).collect(),
         }))
     }
 
@@ -203,16 +144,11 @@ impl pb::task_controller_server::TaskController for TaskController {
         request: Request<pb::GetTaskOutputRequest>,
     ) -> Result<Response<pb::GetTaskOutputResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id).await?;
-        let r = request.into_inner();
-        let who = Participant {
-            role: r.role,
-            party_id: r.party_id,
-        };
+        let get = GetTaskOutput::try_from(request.into_inner())?;
         let (version, output_json) = self
             .app
-            .task_output(&r.job_id, &r.component, &who)
-            .await
-            .map_err(|e| to_status(&e))?;
+            .task_output(&get.job_id, &get.component, get.role, &get.party_id)
+            .await?;
         Ok(Response::new(pb::GetTaskOutputResponse {
             version,
             output_json,
@@ -226,25 +162,8 @@ impl pb::worker_server::Worker for Worker {
         &self,
         request: Request<pb::ReportStatusRequest>,
     ) -> Result<Response<pb::ReportStatusResponse>, Status> {
-        let r = request.into_inner();
-        let status = status_of(r.status, "status")?;
-        let applied = self
-            .app
-            .worker_report(
-                TaskKey {
-                    job_id: r.job_id,
-                    component: r.component,
-                    version: r.version,
-                    role: r.role,
-                    party_id: r.party_id,
-                },
-                &r.token,
-                status,
-                &r.reason,
-                &r.output_json,
-            )
-            .await
-            .map_err(|e| to_status(&e))?;
+        let report = WorkerReport::try_from(request.into_inner())?;
+        let applied = self.app.worker_report(report).await?;
         Ok(Response::new(pb::ReportStatusResponse { applied }))
     }
 
@@ -252,21 +171,8 @@ impl pb::worker_server::Worker for Worker {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let r = request.into_inner();
-        let stop = self
-            .app
-            .worker_heartbeat(
-                TaskKey {
-                    job_id: r.job_id,
-                    component: r.component,
-                    version: r.version,
-                    role: r.role,
-                    party_id: r.party_id,
-                },
-                &r.token,
-            )
-            .await
-            .map_err(|e| to_status(&e))?;
+        let beat = Heartbeat::try_from(request.into_inner())?;
+        let stop = self.app.worker_heartbeat(beat.key, &beat.token).await?;
         Ok(Response::new(pb::HeartbeatResponse { stop }))
     }
 }

@@ -9,15 +9,18 @@
 
 mod app;
 pub mod config;
+mod domain;
 pub mod engine;
 mod grpc;
 mod reporter;
 mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
@@ -34,6 +37,10 @@ pub enum Error {
 
 /// Serves the task-controller on `listener` until `shutdown` is cancelled. Running workers are
 /// left running at shutdown (a restarted task-controller finds them again).
+///
+/// Shutdown runs in one order: the server stops accepting and drains its in-flight calls, then
+/// the background loops (worker monitor, fencing, outbox delivery) are cancelled and joined,
+/// waiting at most `grpc.drain_timeout_ms` for them.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -54,12 +61,17 @@ pub async fn run(
     let client = fedflow_rpc::party::PartyClient::new(
         &config.gateway,
         &config.party_id,
-        Duration::from_secs(10),
+        Duration::from_millis(config.gateway_call_timeout_ms),
     )
     .map_err(|e| Error::Config(format!("gateway: {e}")))?;
-    let engine = engine::Engine::new(config.data_dir.clone(), config.worker.resolve_bin());
+    let engine: Arc<dyn engine::Engine> = match config.worker.engine {
+        config::EngineKind::Process => Arc::new(engine::ProcessEngine::new(
+            config.data_dir.clone(),
+            config.worker.resolve_bin(),
+        )),
+        config::EngineKind::Instant => Arc::new(engine::InstantEngine),
+    };
     let timing = app::Timing {
-        instant: config.worker.engine == config::EngineKind::Instant,
         heartbeat_interval: Duration::from_millis(config.worker.heartbeat_interval_ms),
         heartbeat_timeout: Duration::from_millis(config.worker.heartbeat_timeout_ms),
         kill_grace: Duration::from_millis(config.worker.kill_grace_ms),
@@ -75,21 +87,21 @@ pub async fn run(
         advertise,
         timing,
     );
-    let monitor = {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { app.monitor(shutdown).await })
-    };
-    let fencing = {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { app.fence(shutdown).await })
-    };
-    let outbox = {
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { app.run_outbox(shutdown).await })
-    };
+    let loops = CancellationToken::new();
+    let background = TaskTracker::new();
+    background.spawn({
+        let (app, stop) = (app.clone(), loops.clone());
+        async move { app.monitor(stop).await }
+    });
+    background.spawn({
+        let (app, stop) = (app.clone(), loops.clone());
+        async move { app.fence(stop).await }
+    });
+    background.spawn({
+        let (app, stop) = (app.clone(), loops.clone());
+        async move { app.run_outbox(stop).await }
+    });
+    background.close();
     let (task_controller, worker) = grpc::services(app);
     let (health, routes) =
         fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
@@ -108,9 +120,17 @@ pub async fn run(
         shutdown,
     )
     .await;
-    monitor.abort();
-    fencing.abort();
-    outbox.abort();
+    loops.cancel();
+    let drain = Duration::from_millis(config.grpc.drain_timeout_ms);
+    if tokio::time::timeout(drain, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_ms = drain.as_millis() as u64,
+            "background loops still running after the drain deadline"
+        );
+    }
     served?;
     Ok(())
 }

@@ -1,0 +1,99 @@
+//! `task.json`: everything one worker attempt is told, written by the task-controller into the
+//! attempt's task directory (mode 0600: it holds the token) and read by `fedflow-worker`.
+//! One type for both sides, so the two halves of the contract cannot drift apart. The fields
+//! are declared in alphabetical order so the file is byte-for-byte what earlier releases wrote
+//! (an untyped JSON object, whose keys serialise sorted).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The content of `task.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFile {
+    pub component: String,
+    /// How often the worker heartbeats.
+    pub heartbeat_interval_ms: u64,
+    pub job_id: String,
+    /// The built-in module the worker runs (`Sleep`, `Fail`, `Sum`, ...).
+    pub module: String,
+    /// This party's resolved parameters of the component.
+    pub parameters: Map<String, Value>,
+    pub party_id: String,
+    pub role: String,
+    /// The task-controller's address, where the worker reports and heartbeats.
+    pub task_controller: String,
+    /// The attempt's secret: a report or heartbeat without it changes nothing.
+    pub token: String,
+    /// The upstream components whose outputs the module may read.
+    pub upstream: Vec<String>,
+    pub version: i32,
+}
+
+impl TaskFile {
+    /// The file's bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a TaskFile always serialises")
+    }
+
+    /// Reads a file's bytes; the error says what is wrong with them.
+    pub fn from_json(bytes: &[u8]) -> Result<TaskFile, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sample() -> TaskFile {
+        TaskFile {
+            component: "train".into(),
+            heartbeat_interval_ms: 1000,
+            job_id: "202611261617000000001234".into(),
+            module: "Sum".into(),
+            parameters: json!({"value": 3, "b": [1, 2]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            party_id: "9999".into(),
+            role: "guest".into(),
+            task_controller: "127.0.0.1:9382".into(),
+            token: "abc".into(),
+            upstream: vec!["reader".into()],
+            version: 2,
+        }
+    }
+
+    #[test]
+    fn the_file_is_what_the_untyped_writer_wrote() {
+        let file = sample();
+        // The shape the task-controller used to build by hand.
+        let untyped = json!({
+            "job_id": file.job_id,
+            "component": file.component,
+            "version": file.version,
+            "role": file.role,
+            "party_id": file.party_id,
+            "module": file.module,
+            "parameters": Value::Object(file.parameters.clone()),
+            "upstream": file.upstream,
+            "task_controller": file.task_controller,
+            "token": file.token,
+            "heartbeat_interval_ms": file.heartbeat_interval_ms,
+        });
+        assert_eq!(
+            String::from_utf8(file.to_json()).expect("utf-8"),
+            untyped.to_string()
+        );
+    }
+
+    #[test]
+    fn a_file_round_trips_and_a_missing_field_is_named() {
+        let file = sample();
+        assert_eq!(TaskFile::from_json(&file.to_json()).expect("reads"), file);
+        let err = TaskFile::from_json(br#"{"job_id": "j"}"#).expect_err("incomplete");
+        assert!(err.to_string().contains("missing field"), "{err}");
+    }
+}

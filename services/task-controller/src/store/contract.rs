@@ -1,0 +1,228 @@
+//! The store's contract, on SQLite and (when `FEDFLOW_TEST_POSTGRES_URL` is set) PostgreSQL:
+//! one test per behaviour the app relies on.
+
+use std::sync::Arc;
+
+use super::*;
+
+async fn stores(name: &str) -> Vec<Arc<Store>> {
+    let mut stores = Vec::new();
+    for url in fedflow_store::contract_backends(name).await {
+        let config = fedflow_config::DatabaseConfig {
+            url,
+            max_connections: 8,
+        };
+        stores.push(Arc::new(
+            Store::open(&config).await.expect("the store opens"),
+        ));
+    }
+    stores
+}
+
+fn key(component: &str, version: i32) -> TaskKey {
+    TaskKey {
+        job_id: "j1".into(),
+        component: component.into(),
+        version,
+        role: "guest".into(),
+        party_id: "9999".into(),
+    }
+}
+
+fn task(component: &str, version: i32) -> Task {
+    Task::new(
+        key(component, version),
+        "Sleep".into(),
+        "{}".into(),
+        true,
+        vec!["a".into()],
+        "9999".into(),
+    )
+}
+
+fn change(from: TaskStatus, to: TaskStatus, output: Option<&str>) -> Move {
+    Move {
+        from,
+        to,
+        reason: "x".into(),
+        output: output.map(str::to_owned),
+        kill: false,
+    }
+}
+
+/// A store with `b` v0 inserted and claimed with `token`.
+async fn claimed(name: &str, token: &str) -> Vec<Arc<Store>> {
+    let stores = stores(name).await;
+    for store in &stores {
+        store
+            .insert_tasks(&[task("b", 0)], 1)
+            .await
+            .expect("insert");
+        assert!(
+            store
+                .claim_start(&key("b", 0), token, 5)
+                .await
+                .expect("claim")
+        );
+    }
+    stores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_rows_are_created_once_per_version() {
+    for store in stores("taskctl_rows").await {
+        let rows = [task("b", 0), task("c", 0)];
+        assert_eq!(store.insert_tasks(&rows, 1).await.expect("insert"), 2);
+        assert_eq!(store.insert_tasks(&rows, 2).await.expect("repeat"), 0);
+        assert_eq!(store.insert_tasks(&[task("b", 1)], 3).await.expect("v1"), 1);
+        let all = store.job_tasks("j1").await.expect("list");
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].upstream, ["a"]);
+        assert!(store.task(&key("b", 7)).await.expect("read").is_none());
+        assert_eq!(
+            store
+                .job_scheduler("j1")
+                .await
+                .expect("scheduler")
+                .as_deref(),
+            Some("9999")
+        );
+        assert_eq!(store.job_scheduler("j2").await.expect("scheduler"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_many_concurrent_starts_claims_a_task() {
+    for store in stores("taskctl_claim").await {
+        store
+            .insert_tasks(&[task("b", 0)], 1)
+            .await
+            .expect("insert");
+        let claims = (0..10).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_start(&key("b", 0), &format!("token{i}"), 5)
+                    .await
+                    .expect("claim")
+                    .then_some(format!("token{i}"))
+            })
+        });
+        let mut winners = Vec::new();
+        for claim in claims {
+            winners.extend(claim.await.expect("task"));
+        }
+        assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+        let row = store.task(&key("b", 0)).await.expect("read").expect("row");
+        assert_eq!(row.party_status, TaskStatus::Running);
+        assert_eq!(
+            row.token, winners[0],
+            "the winner's token is the one stored"
+        );
+        assert_eq!(row.start_ms, 5, "the claim stamps the start");
+        let running = store.running().await.expect("running");
+        assert_eq!(running.len(), 1, "the claimed row is running");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_status_write_is_a_compare_and_set_that_records_output_and_end() {
+    for store in claimed("taskctl_party_cas", "t").await {
+        let k = key("b", 0);
+        assert!(
+            !store
+                .cas_party_status(
+                    &k,
+                    &change(TaskStatus::Waiting, TaskStatus::Failed, None),
+                    &[],
+                    6
+                )
+                .await
+                .expect("cas"),
+            "stale from"
+        );
+        assert!(
+            store
+                .cas_party_status(
+                    &k,
+                    &change(
+                        TaskStatus::Running,
+                        TaskStatus::Success,
+                        Some("{\"value\":1}")
+                    ),
+                    &[],
+                    7
+                )
+                .await
+                .expect("cas")
+        );
+        let row = store.task(&k).await.expect("read").expect("row");
+        assert_eq!(row.output, "{\"value\":1}");
+        assert_eq!(row.end_ms, 7);
+        assert_eq!(row.start_ms, 5, "an end keeps the start");
+        assert_eq!(row.reason, "x");
+        assert!(store.running().await.expect("running").is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_status_write_is_a_compare_and_set() {
+    for store in claimed("taskctl_cas", "t").await {
+        let k = key("b", 0);
+        assert!(
+            store
+                .cas_status(&k, TaskStatus::Waiting, TaskStatus::Success, 8)
+                .await
+                .expect("cas")
+        );
+        assert!(
+            !store
+                .cas_status(&k, TaskStatus::Waiting, TaskStatus::Success, 8)
+                .await
+                .expect("cas")
+        );
+        let row = store.task(&k).await.expect("read").expect("row");
+        assert_eq!(row.status, TaskStatus::Success);
+        assert_eq!(
+            row.party_status,
+            TaskStatus::Running,
+            "the party status is apart"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_recorded_once_and_only_for_the_current_attempt() {
+    for store in claimed("taskctl_worker", "t").await {
+        let k = key("b", 0);
+        assert!(
+            !store
+                .set_worker(&k, 42, 9, "other")
+                .await
+                .expect("stale token")
+        );
+        assert!(store.set_worker(&k, 42, 9, "t").await.expect("record"));
+        assert!(!store.set_worker(&k, 43, 9, "t").await.expect("again"));
+        let row = store.task(&k).await.expect("read").expect("row");
+        assert_eq!((row.pid, row.pid_start), (42, 9));
+        store
+            .cas_party_status(
+                &k,
+                &change(TaskStatus::Running, TaskStatus::Canceled, None),
+                &[],
+                9,
+            )
+            .await
+            .expect("stop");
+        let mut fresh = task("c", 0);
+        fresh.key = key("c", 0);
+        store.insert_tasks(&[fresh], 10).await.expect("insert");
+        assert!(
+            !store
+                .set_worker(&key("c", 0), 44, 1, "")
+                .await
+                .expect("unclaimed"),
+            "a waiting row has no attempt to record"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! The task-controller's migrations, applied in order and recorded in `taskctl_migrations`.
+//! A landed migration is never edited: a change of schema is a new, additive migration at the
+//! end of the list.
+
+use fedflow_store::Migration;
+
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "m0001_tasks",
+        statements: &[
+            "CREATE TABLE taskctl_tasks (
+            job_id TEXT NOT NULL,
+            component TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            role TEXT NOT NULL,
+            party_id TEXT NOT NULL,
+            module TEXT NOT NULL,
+            parameters TEXT NOT NULL,
+            need_run BIGINT NOT NULL,
+            upstream TEXT NOT NULL,
+            scheduler_party_id TEXT NOT NULL,
+            party_status TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            pid BIGINT NOT NULL DEFAULT 0,
+            pid_start BIGINT NOT NULL DEFAULT 0,
+            token TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL DEFAULT '',
+            create_ms BIGINT NOT NULL,
+            start_ms BIGINT NOT NULL DEFAULT 0,
+            end_ms BIGINT NOT NULL DEFAULT 0,
+            update_ms BIGINT NOT NULL,
+            PRIMARY KEY (job_id, component, version, role)
+        )",
+            "CREATE INDEX taskctl_tasks_party_status ON taskctl_tasks (party_status)",
+        ],
+    },
+    fedflow_store::audit_migration!("m0002_audit", "taskctl"),
+    fedflow_store::outbox_migration!("m0003_outbox", "taskctl"),
+];
