@@ -3,10 +3,12 @@
 //! federated status from the parties' statuses, and the FATE-Flow DSL v2 / runtime conf v2
 //! parser that turns a submission into a validated [`dsl::JobSpec`] and per-party task plans.
 //!
-//! Everything here is pure: no I/O, no clocks except [`ids::new_job_id`], no gRPC types.
+//! Everything here is pure, no I/O and no gRPC types, except for two reads: the wall clock in
+//! [`clock`] and the random salt of [`ids::new_job_id`].
 
 pub mod access;
 pub mod aggregate;
+pub mod clock;
 pub mod dsl;
 pub mod ids;
 pub mod modules;

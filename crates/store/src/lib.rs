@@ -23,11 +23,7 @@ pub use audit::{Transition, with_request};
 pub use outbox::{Command, Outbox};
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use fedflow_core::clock::now_ms;
 
 /// A service's database.
 #[derive(Clone, Debug)]
