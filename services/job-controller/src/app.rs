@@ -13,7 +13,7 @@ use std::sync::Arc;
 use fedflow_core::JobStatus;
 use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::dsl::{self, Limits};
-use fedflow_core::ids::{self, Participant};
+use fedflow_core::ids::{self, FieldError, JobId, Participant, PartyId, Role};
 use fedflow_rpc::error::{Code, RemoteError, ServiceError};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,8 @@ use crate::tasks::TaskControllerClient;
 pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -42,7 +44,7 @@ pub enum Error {
 impl ServiceError for Error {
     fn code(&self) -> Code {
         match self {
-            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::InvalidArgument(_) | Error::InvalidField(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
@@ -55,21 +57,32 @@ impl ServiceError for Error {
     }
 }
 
-/// A job to create on this party (ids checked).
+/// A job to create on this party.
 #[derive(Debug, Clone)]
 pub struct CreateJob {
-    pub job_id: String,
+    /// The row to create.
+    pub job: JobRef,
     pub dsl: String,
     pub conf: String,
-    pub who: Participant,
-    pub scheduler_party_id: String,
+    pub scheduler_party_id: PartyId,
 }
 
-/// The row a call is about: a job, as one participant (ids checked).
+/// The row a call is about: a job, as one participant.
 #[derive(Debug, Clone)]
 pub struct JobRef {
-    pub job_id: String,
-    pub who: Participant,
+    pub job_id: JobId,
+    pub role: Role,
+    pub party_id: PartyId,
+}
+
+impl JobRef {
+    /// The participant, as the DSL and the task-controller client name it.
+    pub fn who(&self) -> Participant {
+        Participant {
+            role: self.role.into_inner(),
+            party_id: self.party_id.to_string(),
+        }
+    }
 }
 
 /// The status a job's scheduler decided for a row.
@@ -144,8 +157,8 @@ impl App {
     }
 
     /// The job's rows here (one per role this party plays) and every participant's party id.
-    pub async fn get_job(&self, job_id: &str) -> Result<JobView, Error> {
-        let jobs = self.inner.store.jobs(job_id).await?;
+    pub async fn get_job(&self, job_id: &JobId) -> Result<JobView, Error> {
+        let jobs = self.inner.store.jobs(job_id.as_str()).await?;
         let Some(first) = jobs.first() else {
             return Err(Error::NotFound(format!(
                 "job {job_id} is not on party {}",
@@ -194,13 +207,13 @@ impl App {
         )
     }
 
-    /// `InvalidArgument` unless `who` is this party (in any role: the role is checked on
-    /// arrival).
-    fn check_party(&self, who: &Participant) -> Result<(), Error> {
-        if who.party_id != self.inner.party_id {
+    /// `InvalidArgument` unless the row is this party's.
+    fn check_party(&self, job: &JobRef) -> Result<(), Error> {
+        if job.party_id != *self.inner.party_id {
             return Err(Error::InvalidArgument(format!(
                 "party_id {:?} is not this party ({})",
-                who.party_id, self.inner.party_id
+                job.party_id.as_str(),
+                self.inner.party_id
             )));
         }
         Ok(())
@@ -208,15 +221,16 @@ impl App {
 
     /// The row `job` names, which must be here.
     async fn existing(&self, job: &JobRef) -> Result<PartyJob, Error> {
-        self.check_party(&job.who)?;
+        self.check_party(job)?;
         self.inner
             .store
-            .job(&job.job_id, &job.who.role)
+            .job(job.job_id.as_str(), job.role.as_str())
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "job {} ({}) is not on this party",
-                    job.job_id, job.who
+                    job.job_id,
+                    job.who()
                 ))
             })
     }

@@ -14,24 +14,25 @@ use crate::domain::{Amount, PartyJob, StatusSet, job};
 impl App {
     /// Stores the party's job row (`ready`) and its task rows (version 0); answers which
     /// components run here, in the DSL's order.
-    pub async fn create_job(&self, job: CreateJob) -> Result<Vec<(String, bool)>, Error> {
-        self.check_party(&job.who)?;
-        let spec = dsl::parse(&job.dsl, &job.conf, &self.inner.limits)
+    pub async fn create_job(&self, create: CreateJob) -> Result<Vec<(String, bool)>, Error> {
+        self.check_party(&create.job)?;
+        let who = create.job.who();
+        let spec = dsl::parse(&create.dsl, &create.conf, &self.inner.limits)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        if !spec.participants().contains(&job.who) {
+        if !spec.participants().contains(&who) {
             return Err(Error::InvalidArgument(format!(
-                "{} is not a participant of job {}",
-                job.who, job.job_id
+                "{who} is not a participant of job {}",
+                create.job.job_id
             )));
         }
-        if spec.initiator.party_id != job.scheduler_party_id {
+        if create.scheduler_party_id != *spec.initiator.party_id {
             return Err(Error::InvalidArgument(format!(
                 "scheduler party {} is not the job's initiator {}",
-                job.scheduler_party_id, spec.initiator
+                create.scheduler_party_id, spec.initiator
             )));
         }
         let params = spec
-            .job_params(&job.who)
+            .job_params(&who)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let need = Amount {
             cores: params.job_cores(),
@@ -43,7 +44,7 @@ impl App {
                 return Err(Error::FailedPrecondition(format!(
                     "party {} ({}) can never run this job: it needs {} cores (task_cores {} x task_parallelism {}) and has {} in all",
                     self.inner.party_id,
-                    job.who.role,
+                    who.role,
                     need.cores,
                     params.task_cores,
                     params.task_parallelism,
@@ -53,23 +54,23 @@ impl App {
             Some(NeverFits::Memory) => {
                 return Err(Error::FailedPrecondition(format!(
                     "party {} ({}) can never run this job: it needs {} MB and has {} MB in all",
-                    self.inner.party_id, job.who.role, need.memory_mb, capacity.memory_mb
+                    self.inner.party_id, who.role, need.memory_mb, capacity.memory_mb
                 )));
             }
             None => {}
         }
         let plans = spec
-            .task_plans(&job.who)
+            .task_plans(&who)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let row = PartyJob {
-            job_id: job.job_id.clone(),
-            role: job.who.role.clone(),
-            party_id: job.who.party_id.clone(),
+            job_id: create.job.job_id.to_string(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
             status: JobStatus::Ready,
             reason: String::new(),
-            scheduler_party_id: job.scheduler_party_id.clone(),
-            dsl: job.dsl.clone(),
-            conf: job.conf.clone(),
+            scheduler_party_id: create.scheduler_party_id.to_string(),
+            dsl: create.dsl.clone(),
+            conf: create.conf.clone(),
             // Parsed here, once: authorisation and GetJob read them from the row.
             participants: Some(spec.party_ids()),
             cores: need.cores,
@@ -81,15 +82,15 @@ impl App {
         if self.inner.store.insert_job(&row).await? {
             self.parties_of(&row);
         } else {
-            let existing = self.inner.store.job(&job.job_id, &job.who.role).await?;
-            if existing.is_some_and(|e| e.scheduler_party_id != job.scheduler_party_id) {
+            let existing = self.inner.store.job(&row.job_id, &row.role).await?;
+            if existing.is_some_and(|e| e.scheduler_party_id != row.scheduler_party_id) {
                 return Err(Error::FailedPrecondition(format!(
                     "job {} already exists here with another scheduler",
-                    job.job_id
+                    row.job_id
                 )));
             }
         }
-        self.create_version_zero_tasks(&job, &plans).await?;
+        self.create_version_zero_tasks(&create, &plans).await?;
         Ok(plans
             .into_iter()
             .map(|plan| (plan.component, plan.need_run))
@@ -133,7 +134,7 @@ impl App {
         if job::releases(to) {
             self.inner
                 .store
-                .release(&job_ref.job_id, &job_ref.who.role)
+                .release(job_ref.job_id.as_str(), job_ref.role.as_str())
                 .await?;
             self.deliver_stops(&job_ref.job_id).await?;
         }

@@ -27,8 +27,8 @@ impl App {
             .inner
             .store
             .apply(
-                &job.job_id,
-                &job.who.role,
+                job.job_id.as_str(),
+                job.role.as_str(),
                 ask,
                 self.inner.capacity,
                 now_ms(),
@@ -40,7 +40,11 @@ impl App {
     /// Releases the job's reservation; false when it held none.
     pub async fn return_resource(&self, job: JobRef) -> Result<bool, Error> {
         self.existing(&job).await?;
-        Ok(self.inner.store.release(&job.job_id, &job.who.role).await?)
+        Ok(self
+            .inner
+            .store
+            .release(job.job_id.as_str(), job.role.as_str())
+            .await?)
     }
 
     pub async fn resources(&self) -> Result<ResourceView, Error> {

@@ -5,6 +5,7 @@
 //! deletes the function and its one call site, and nothing else.
 
 use fedflow_core::dsl::TaskPlan;
+use fedflow_core::ids::JobId;
 
 use super::{App, CreateJob, Error, JobRef};
 use crate::domain::job::Stop;
@@ -18,12 +19,19 @@ impl App {
     /// then stores only the job row.
     pub(super) async fn create_version_zero_tasks(
         &self,
-        job: &CreateJob,
+        create: &CreateJob,
         plans: &[TaskPlan],
     ) -> Result<(), Error> {
+        let job = &create.job;
         self.inner
             .tasks
-            .create_tasks(&job.job_id, &job.who, &job.scheduler_party_id, 0, plans)
+            .create_tasks(
+                job.job_id.as_str(),
+                &job.who(),
+                create.scheduler_party_id.as_str(),
+                0,
+                plans,
+            )
             .await?;
         Ok(())
     }
@@ -33,7 +41,12 @@ impl App {
     /// To be deleted, with [`App::deliver_stops`], when the scheduler's end commits
     /// `StopTasks` itself: the job-controller then only releases the ledger.
     pub(super) fn stop_tasks_command(job: &JobRef, stop: &Stop) -> fedflow_store::Command {
-        TaskControllerClient::stop_command(&job.job_id, &job.who, stop.status, &stop.reason)
+        TaskControllerClient::stop_command(
+            job.job_id.as_str(),
+            &job.who(),
+            stop.status,
+            &stop.reason,
+        )
     }
 
     /// Delivers what the outbox still holds for the job before an end is acknowledged (a
@@ -42,11 +55,11 @@ impl App {
     /// overtaken by a late stop.
     ///
     /// To be deleted with [`App::stop_tasks_command`].
-    pub(super) async fn deliver_stops(&self, job_id: &str) -> Result<(), Error> {
+    pub(super) async fn deliver_stops(&self, job_id: &JobId) -> Result<(), Error> {
         let tasks = self.inner.tasks.clone();
         self.inner
             .outbox
-            .flush_job(job_id, |c| {
+            .flush_job(job_id.as_str(), |c| {
                 let tasks = tasks.clone();
                 async move { tasks.deliver(c).await }
             })

@@ -2,30 +2,19 @@
 //! app's commands; each conversion checks every id and names the field it refuses
 //! (`INVALID_ARGUMENT`). Answers convert from the domain's types with `From`.
 
-use fedflow_core::ids::{self, InvalidId, Participant};
+use fedflow_core::ids::{self, JobId};
 use fedflow_proto::jobcontroller::v1 as pb;
 use fedflow_rpc::convert::{job_status_from_pb, job_status_to_pb};
 
 use crate::app::{CreateJob, Error, JobRef, UpdateJobStatus};
 use crate::domain::{Allocation, Applied, Grant, JobView, PartyJob, ResourceView, StatusSet};
 
-/// `value` if `check` accepts it; otherwise an error naming `field`.
-fn checked(
-    field: &str,
-    value: String,
-    check: fn(&str) -> Result<(), InvalidId>,
-) -> Result<String, Error> {
-    check(&value).map_err(|e| Error::InvalidArgument(format!("{field}: {e}")))?;
-    Ok(value)
-}
-
+/// The three fields that name a row, checked in this order.
 fn job_ref(job_id: String, role: String, party_id: String) -> Result<JobRef, Error> {
     Ok(JobRef {
-        job_id: checked("job_id", job_id, ids::job_id)?,
-        who: Participant {
-            role: checked("role", role, ids::role)?,
-            party_id: checked("party_id", party_id, ids::party_id)?,
-        },
+        job_id: ids::field("job_id", job_id)?,
+        role: ids::field("role", role)?,
+        party_id: ids::field("party_id", party_id)?,
     })
 }
 
@@ -33,11 +22,9 @@ impl TryFrom<pb::CreateJobRequest> for CreateJob {
     type Error = Error;
 
     fn try_from(r: pb::CreateJobRequest) -> Result<Self, Error> {
-        let JobRef { job_id, who } = job_ref(r.job_id, r.role, r.party_id)?;
         Ok(CreateJob {
-            job_id,
-            who,
-            scheduler_party_id: checked("scheduler_party_id", r.scheduler_party_id, ids::party_id)?,
+            job: job_ref(r.job_id, r.role, r.party_id)?,
+            scheduler_party_id: ids::field("scheduler_party_id", r.scheduler_party_id)?,
             dsl: r.dsl,
             conf: r.runtime_conf,
         })
@@ -83,8 +70,8 @@ impl TryFrom<pb::UpdateJobStatusRequest> for UpdateJobStatus {
 }
 
 /// The job id a `GetJob` asks about.
-pub fn get_job(r: pb::GetJobRequest) -> Result<String, Error> {
-    checked("job_id", r.job_id, ids::job_id)
+pub fn get_job(r: pb::GetJobRequest) -> Result<JobId, Error> {
+    Ok(ids::field("job_id", r.job_id)?)
 }
 
 impl From<PartyJob> for pb::PartyJob {
