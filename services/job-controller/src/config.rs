@@ -1,8 +1,12 @@
 //! The job-controller's configuration (TOML + `FEDFLOW_JOB_CONTROLLER__…`); see
 //! `deploy/config/job-controller.toml` for every key.
 
+use std::time::Duration;
+
 use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
+
+use crate::domain::Capacity;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -42,8 +46,30 @@ pub struct Resources {
     pub memory_mb: u32,
     /// A reservation whose job has not started running this long (seconds) after it was
     /// granted is released: its scheduler stopped between asking and starting. Reservations
-    /// of jobs that ended are released at once; both are checked every 10 s.
+    /// of jobs that ended are released at once; both are checked every
+    /// `reconcile_period_ms`.
     pub reservation_timeout_s: u64,
+    /// How often (ms) the ledger is checked for reservations that should not exist.
+    pub reconcile_period_ms: u64,
+}
+
+impl Resources {
+    /// What the ledger may grant at once.
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            cores: self.cores,
+            memory_mb: self.memory_mb,
+        }
+    }
+
+    pub fn reservation_timeout(&self) -> Duration {
+        Duration::from_secs(self.reservation_timeout_s)
+    }
+
+    /// At least 1 ms, so a 0 in the file cannot make the reconciler spin.
+    pub fn reconcile_period(&self) -> Duration {
+        Duration::from_millis(self.reconcile_period_ms.max(1))
+    }
 }
 
 impl Default for Resources {
@@ -52,6 +78,7 @@ impl Default for Resources {
             cores: 20,
             memory_mb: 0,
             reservation_timeout_s: 120,
+            reconcile_period_ms: 10_000,
         }
     }
 }

@@ -5,17 +5,18 @@
 //! allocation rows (one per job and role); what is free is always capacity − Σ allocations, so
 //! nothing drifts. A job row reaching an end status releases its allocation and stops the
 //! job's remaining tasks on this party; both effects are idempotent and redone on a repeat.
+//! Layers: `grpc` (adapters) → `app` (use cases) → `domain` (pure rules); `store` writes.
 
 mod app;
 pub mod config;
+mod domain;
 mod grpc;
 mod store;
 mod tasks;
 
-use std::time::Duration;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
@@ -31,6 +32,9 @@ pub enum Error {
 }
 
 /// Serves the job-controller on `listener` until `shutdown` is cancelled.
+///
+/// Shutdown order: the server stops accepting and drains its calls; then the background loops
+/// (outbox delivery, ledger reconciler), all owned by one tracker, are cancelled and awaited.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -42,23 +46,27 @@ pub async fn run(
         .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
     let app = app::App::new(
         config.party_id.clone(),
-        config.resources.clone(),
+        config.resources.capacity(),
         store,
         tasks,
     );
+
     let background = CancellationToken::new();
-    let outbox = {
+    let loops = TaskTracker::new();
+    loops.spawn({
         let (app, stop) = (app.clone(), background.clone());
-        tokio::spawn(async move { app.run_outbox(stop).await })
-    };
-    let reconciler = {
+        async move { app.run_outbox(stop).await }
+    });
+    loops.spawn({
         let (app, stop) = (app.clone(), background.clone());
-        let timeout = Duration::from_secs(config.resources.reservation_timeout_s);
-        tokio::spawn(async move {
-            app.run_reconciler(Duration::from_secs(10), timeout, stop)
-                .await
-        })
-    };
+        let (period, timeout) = (
+            config.resources.reconcile_period(),
+            config.resources.reservation_timeout(),
+        );
+        async move { app.run_reconciler(period, timeout, stop).await }
+    });
+    loops.close();
+
     let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
     let routes = routes.add_service(grpc::service(app));
     tracing::info!(
@@ -70,7 +78,7 @@ pub async fn run(
     let served =
         fedflow_rpc::server::serve(routes, health, &[grpc::SERVICE_NAME], listener, shutdown).await;
     background.cancel();
-    let _ = tokio::join!(outbox, reconciler);
+    loops.wait().await;
     served?;
     Ok(())
 }

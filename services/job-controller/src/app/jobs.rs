@@ -1,0 +1,184 @@
+//! A party's job rows: creating one (re-validating the job, which this party never takes on
+//! the scheduler's word), starting it, and setting the status its scheduler decided. Status
+//! writes follow [`crate::domain::job`]: the path to the target, what each change writes, and
+//! what an end asks of the job's tasks here.
+
+use fedflow_core::JobStatus;
+use fedflow_core::dsl;
+use fedflow_rpc::now_ms;
+
+use super::{App, CreateJob, Error, JobRef, UpdateJobStatus};
+use crate::domain::ledger::{self, NeverFits};
+use crate::domain::{Amount, PartyJob, StatusSet, job};
+
+impl App {
+    /// Stores the party's job row (`ready`) and its task rows (version 0); answers which
+    /// components run here, in the DSL's order.
+    pub async fn create_job(&self, create: CreateJob) -> Result<Vec<(String, bool)>, Error> {
+        self.check_party(&create.job)?;
+        let who = create.job.who();
+        let spec = dsl::parse(&create.dsl, &create.conf, &self.inner.limits)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if !spec.participants().contains(&who) {
+            return Err(Error::InvalidArgument(format!(
+                "{who} is not a participant of job {}",
+                create.job.job_id
+            )));
+        }
+        if create.scheduler_party_id != *spec.initiator.party_id {
+            return Err(Error::InvalidArgument(format!(
+                "scheduler party {} is not the job's initiator {}",
+                create.scheduler_party_id, spec.initiator
+            )));
+        }
+        let params = spec
+            .job_params(&who)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let need = Amount {
+            cores: params.job_cores(),
+            memory_mb: params.job_memory_mb(),
+        };
+        let capacity = self.inner.capacity;
+        match ledger::never_fits(capacity, need) {
+            Some(NeverFits::Cores) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "party {} ({}) can never run this job: it needs {} cores (task_cores {} x task_parallelism {}) and has {} in all",
+                    self.inner.party_id,
+                    who.role,
+                    need.cores,
+                    params.task_cores,
+                    params.task_parallelism,
+                    capacity.cores
+                )));
+            }
+            Some(NeverFits::Memory) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "party {} ({}) can never run this job: it needs {} MB and has {} MB in all",
+                    self.inner.party_id, who.role, need.memory_mb, capacity.memory_mb
+                )));
+            }
+            None => {}
+        }
+        let plans = spec
+            .task_plans(&who)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let row = PartyJob {
+            job_id: create.job.job_id.to_string(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            status: JobStatus::Ready,
+            reason: String::new(),
+            scheduler_party_id: create.scheduler_party_id.to_string(),
+            dsl: create.dsl.clone(),
+            conf: create.conf.clone(),
+            // Parsed here, once: authorisation and GetJob read them from the row.
+            participants: Some(spec.party_ids()),
+            cores: need.cores,
+            memory_mb: need.memory_mb,
+            create_ms: now_ms(),
+            start_ms: 0,
+            end_ms: 0,
+        };
+        if self.inner.store.insert_job(&row).await? {
+            self.parties_of(&row);
+        } else {
+            let existing = self.inner.store.job(&row.job_id, &row.role).await?;
+            if existing.is_some_and(|e| e.scheduler_party_id != row.scheduler_party_id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "job {} already exists here with another scheduler",
+                    row.job_id
+                )));
+            }
+        }
+        self.create_version_zero_tasks(&create, &plans).await?;
+        Ok(plans
+            .into_iter()
+            .map(|plan| (plan.component, plan.need_run))
+            .collect())
+    }
+
+    /// `ready|waiting -> running`.
+    pub async fn start_job(&self, job: JobRef) -> Result<JobStatus, Error> {
+        let row = self.existing(&job).await?;
+        for step in job::steps(row.status, JobStatus::Running) {
+            self.set_status(&row, step, "", &[]).await?;
+        }
+        Ok(JobStatus::Running)
+    }
+
+    /// Sets the status the scheduler decided. An end releases the allocation and (see
+    /// [`job::stop`]) stops the job's remaining tasks here, also when repeated, so a retry
+    /// finishes the effects a crash interrupted.
+    pub async fn update_job_status(&self, update: UpdateJobStatus) -> Result<StatusSet, Error> {
+        let UpdateJobStatus {
+            job: job_ref,
+            status: to,
+            reason,
+        } = update;
+        let row = self.existing(&job_ref).await?;
+        // The stop is committed with the end status (the outbox delivers it), so a crash
+        // cannot leave workers running for a job that has ended.
+        let commands: Vec<_> = job::stop(to, &reason)
+            .map(|stop| Self::stop_tasks_command(&job_ref, &stop))
+            .into_iter()
+            .collect();
+        let mut applied = false;
+        for step in job::steps(row.status, to) {
+            let (reason, commands) = if step == to {
+                (reason.as_str(), commands.as_slice())
+            } else {
+                ("", &[][..])
+            };
+            applied = self.set_status(&row, step, reason, commands).await?;
+        }
+        if job::releases(to) {
+            self.inner
+                .store
+                .release(job_ref.job_id.as_str(), job_ref.role.as_str())
+                .await?;
+            self.deliver_stops(&job_ref.job_id).await?;
+        }
+        Ok(StatusSet {
+            applied,
+            status: to,
+        })
+    }
+
+    /// Compare-and-set to `to`, re-reading after a lost race; `Ok(false)` when already there.
+    async fn set_status(
+        &self,
+        job: &PartyJob,
+        to: JobStatus,
+        reason: &str,
+        commands: &[fedflow_store::Command],
+    ) -> Result<bool, Error> {
+        let store = &self.inner.store;
+        let mut current = store
+            .job(&job.job_id, &job.role)
+            .await?
+            .map_or(job.status, |row| row.status);
+        for _ in 0..5 {
+            let change = match job::change(current, to, now_ms()) {
+                Ok(Some(change)) => change,
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
+            };
+            if store
+                .cas_status(&job.job_id, &job.role, &change, reason, commands)
+                .await?
+            {
+                tracing::debug!(job = %job.job_id, role = %job.role, from = %current, %to, "job status");
+                return Ok(true);
+            }
+            current = store
+                .job(&job.job_id, &job.role)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("job {} vanished", job.job_id)))?
+                .status;
+        }
+        Err(Error::FailedPrecondition(format!(
+            "job {} keeps changing concurrently; {to} not applied",
+            job.job_id
+        )))
+    }
+}

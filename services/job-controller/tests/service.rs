@@ -1,0 +1,592 @@
+//! The job-controller alone: started through its `run` on 127.0.0.1:0 with its own SQLite file
+//! and a fake task-controller (a tiny tonic server that records what it is asked), driven by
+//! real tonic clients. What crosses parties is tested in the federation suites (`tests/`).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fedflow_proto::common::v1::JobStatus;
+use fedflow_proto::jobcontroller::v1 as jc;
+use fedflow_proto::taskcontroller::v1 as tc;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+/// What the fake task-controller was asked.
+#[derive(Default)]
+struct Calls {
+    create: Vec<tc::CreateTasksRequest>,
+    stop: Vec<tc::StopTasksRequest>,
+}
+
+#[derive(Clone, Default)]
+struct FakeTaskController {
+    calls: Arc<Mutex<Calls>>,
+}
+
+impl FakeTaskController {
+    fn creates(&self) -> Vec<tc::CreateTasksRequest> {
+        self.calls.lock().expect("calls").create.clone()
+    }
+
+    fn stops(&self) -> Vec<tc::StopTasksRequest> {
+        self.calls.lock().expect("calls").stop.clone()
+    }
+}
+
+#[tonic::async_trait]
+impl tc::task_controller_server::TaskController for FakeTaskController {
+    async fn create_tasks(
+        &self,
+        request: Request<tc::CreateTasksRequest>,
+    ) -> Result<Response<tc::CreateTasksResponse>, Status> {
+        let request = request.into_inner();
+        let created = u32::try_from(request.tasks.len()).unwrap_or(u32::MAX);
+        self.calls.lock().expect("calls").create.push(request);
+        Ok(Response::new(tc::CreateTasksResponse { created }))
+    }
+
+    async fn start_task(
+        &self,
+        _: Request<tc::StartTaskRequest>,
+    ) -> Result<Response<tc::StartTaskResponse>, Status> {
+        Err(Status::unimplemented("not called by the job-controller"))
+    }
+
+    async fn stop_tasks(
+        &self,
+        request: Request<tc::StopTasksRequest>,
+    ) -> Result<Response<tc::StopTasksResponse>, Status> {
+        self.calls
+            .lock()
+            .expect("calls")
+            .stop
+            .push(request.into_inner());
+        Ok(Response::new(tc::StopTasksResponse::default()))
+    }
+
+    async fn update_task_status(
+        &self,
+        _: Request<tc::UpdateTaskStatusRequest>,
+    ) -> Result<Response<tc::UpdateTaskStatusResponse>, Status> {
+        Err(Status::unimplemented("not called by the job-controller"))
+    }
+
+    async fn list_tasks(
+        &self,
+        _: Request<tc::ListTasksRequest>,
+    ) -> Result<Response<tc::ListTasksResponse>, Status> {
+        Err(Status::unimplemented("not called by the job-controller"))
+    }
+
+    async fn get_task_output(
+        &self,
+        _: Request<tc::GetTaskOutputRequest>,
+    ) -> Result<Response<tc::GetTaskOutputResponse>, Status> {
+        Err(Status::unimplemented("not called by the job-controller"))
+    }
+}
+
+/// One job-controller (party 9999) with its fake task-controller; stopped when dropped.
+struct Service {
+    client: jc::job_controller_client::JobControllerClient<Channel>,
+    tasks: FakeTaskController,
+    stop: CancellationToken,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start(name: &str, resources: fedflow_job_controller::config::Resources) -> Service {
+    let stop = CancellationToken::new();
+    let tasks = FakeTaskController::default();
+    let tc_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the fake task-controller");
+    let tc_addr = tc_listener.local_addr().expect("address");
+    tokio::spawn({
+        let (tasks, stop) = (tasks.clone(), stop.clone());
+        async move {
+            tonic::transport::Server::builder()
+                .add_service(tc::task_controller_server::TaskControllerServer::new(tasks))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(tc_listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+        }
+    });
+
+    let dir = std::env::temp_dir().join(format!(
+        "fedflow-jc-service-{}-{name}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("a test directory");
+    let config = fedflow_job_controller::Config {
+        party_id: "9999".into(),
+        task_controller: tc_addr.to_string(),
+        database: fedflow_config::DatabaseConfig {
+            url: fedflow_store::sqlite_url(&dir.join("job-controller.db")),
+            max_connections: 4,
+        },
+        resources,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the job-controller");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(fedflow_job_controller::run(config, listener, stop.clone()));
+    let channel = fedflow_rpc::channel(&addr.to_string()).expect("a channel");
+    Service {
+        client: jc::job_controller_client::JobControllerClient::new(channel),
+        tasks,
+        stop,
+        dir,
+    }
+}
+
+fn cores(cores: u32) -> fedflow_job_controller::config::Resources {
+    fedflow_job_controller::config::Resources {
+        cores,
+        ..Default::default()
+    }
+}
+
+/// A one-party job (guest 9999) with one component, needing one core.
+fn create(job_id: &str) -> jc::CreateJobRequest {
+    jc::CreateJobRequest {
+        job_id: job_id.to_owned(),
+        dsl: json!({"components": {"a": {"module": "Sleep"}}}).to_string(),
+        runtime_conf: json!({
+            "dsl_version": 2,
+            "initiator": {"role": "guest", "party_id": 9999},
+            "role": {"guest": [9999]},
+            "job_parameters": {"common": {"task_cores": 1}},
+            "component_parameters": {"common": {"a": {"seconds": 0}}},
+        })
+        .to_string(),
+        role: "guest".into(),
+        party_id: "9999".into(),
+        scheduler_party_id: "9999".into(),
+        request_id: format!("{job_id}:create"),
+    }
+}
+
+fn apply(job_id: &str) -> jc::ApplyResourceRequest {
+    jc::ApplyResourceRequest {
+        job_id: job_id.to_owned(),
+        role: "guest".into(),
+        party_id: "9999".into(),
+        request_id: format!("{job_id}:apply"),
+    }
+}
+
+fn update(job_id: &str, status: JobStatus, reason: &str) -> jc::UpdateJobStatusRequest {
+    jc::UpdateJobStatusRequest {
+        job_id: job_id.to_owned(),
+        role: "guest".into(),
+        party_id: "9999".into(),
+        status: status as i32,
+        reason: reason.to_owned(),
+        request_id: format!("{job_id}:status:{}", status.as_str_name()),
+    }
+}
+
+async fn get_job(service: &mut Service, job_id: &str) -> jc::GetJobResponse {
+    service
+        .client
+        .get_job(jc::GetJobRequest {
+            job_id: job_id.to_owned(),
+        })
+        .await
+        .expect("GetJob")
+        .into_inner()
+}
+
+async fn resources(service: &mut Service) -> jc::GetResourcesResponse {
+    service
+        .client
+        .get_resources(jc::GetResourcesRequest {})
+        .await
+        .expect("GetResources")
+        .into_inner()
+}
+
+/// Polls `check` until it returns `Some`, failing after `within` with what was last seen.
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("timed out after {within:?} waiting for {what}; last saw: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_job_is_ready_here_and_its_version_zero_tasks_are_created() {
+    let mut service = start("create", cores(4)).await;
+    let created = service
+        .client
+        .create_job(create("job1"))
+        .await
+        .expect("CreateJob")
+        .into_inner();
+    assert_eq!(
+        created.components,
+        vec![jc::ComponentPlan {
+            component: "a".into(),
+            need_run: true
+        }]
+    );
+    let job = get_job(&mut service, "job1").await;
+    assert_eq!(job.participants, vec!["9999".to_owned()]);
+    assert_eq!(job.jobs.len(), 1, "{job:?}");
+    assert_eq!(job.jobs[0].status, JobStatus::Ready as i32);
+    assert_eq!(job.jobs[0].cores, 1);
+    let creates = service.tasks.creates();
+    assert_eq!(creates.len(), 1, "one CreateTasks");
+    assert_eq!(
+        (
+            creates[0].job_id.as_str(),
+            creates[0].version,
+            creates[0].tasks.len()
+        ),
+        ("job1", 0, 1)
+    );
+    assert_eq!(creates[0].request_id, "job1:create-tasks:guest:9999:0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_grants_until_full_then_refuses_naming_what_is_short_until_a_release() {
+    let mut service = start("ledger", cores(3)).await;
+    for i in 1..=4 {
+        service
+            .client
+            .create_job(create(&format!("job{i}")))
+            .await
+            .expect("CreateJob");
+    }
+    for i in 1..=3 {
+        let reply = service
+            .client
+            .apply_resource(apply(&format!("job{i}")))
+            .await
+            .expect("ApplyResource")
+            .into_inner();
+        assert!(reply.granted, "job{i}: {reply:?}");
+        assert_eq!(reply.cores, 1);
+    }
+    let refused = service
+        .client
+        .apply_resource(apply("job4"))
+        .await
+        .expect("ApplyResource")
+        .into_inner();
+    assert!(!refused.granted);
+    assert_eq!(refused.reason, "cores: requested 1, free 0 of 3");
+    let full = resources(&mut service).await;
+    assert_eq!((full.total_cores, full.free_cores), (3, 0));
+    assert_eq!(full.allocations.len(), 3);
+
+    let released = service
+        .client
+        .return_resource(jc::ReturnResourceRequest {
+            job_id: "job1".into(),
+            role: "guest".into(),
+            party_id: "9999".into(),
+            request_id: "job1:return".into(),
+        })
+        .await
+        .expect("ReturnResource")
+        .into_inner();
+    assert!(released.released);
+    assert_eq!(resources(&mut service).await.free_cores, 1);
+    let granted = service
+        .client
+        .apply_resource(apply("job4"))
+        .await
+        .expect("ApplyResource")
+        .into_inner();
+    assert!(granted.granted, "{granted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_status_releases_the_allocation_and_stops_the_tasks_here() {
+    let mut service = start("end", cores(4)).await;
+    service
+        .client
+        .create_job(create("job1"))
+        .await
+        .expect("CreateJob");
+    let granted = service
+        .client
+        .apply_resource(apply("job1"))
+        .await
+        .expect("ApplyResource")
+        .into_inner();
+    assert!(granted.granted);
+    assert_eq!(resources(&mut service).await.free_cores, 3);
+    let set = service
+        .client
+        .update_job_status(update("job1", JobStatus::Canceled, "by user"))
+        .await
+        .expect("UpdateJobStatus")
+        .into_inner();
+    assert!(set.applied);
+    assert_eq!(set.status, JobStatus::Canceled as i32);
+    let after = resources(&mut service).await;
+    assert!(after.allocations.is_empty(), "{after:?}");
+    assert_eq!(after.free_cores, 4);
+    let row = &get_job(&mut service, "job1").await.jobs[0];
+    assert_eq!(row.status, JobStatus::Canceled as i32);
+    assert!(row.end_time_ms > 0);
+    let stops = eventually("the StopTasks of the end", Duration::from_secs(10), || {
+        let stops = service.tasks.stops();
+        async move {
+            if stops.is_empty() {
+                Err("no StopTasks yet".to_owned())
+            } else {
+                Ok(stops)
+            }
+        }
+    })
+    .await;
+    assert_eq!(stops[0].job_id, "job1");
+    assert_eq!(
+        stops[0].status,
+        tc_status(fedflow_proto::common::v1::TaskStatus::Canceled)
+    );
+    assert_eq!(stops[0].reason, "job canceled: by user");
+    let late = service
+        .client
+        .apply_resource(apply("job1"))
+        .await
+        .expect_err("an ended job reserves nothing");
+    assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+    assert!(resources(&mut service).await.allocations.is_empty());
+}
+
+fn tc_status(status: fedflow_proto::common::v1::TaskStatus) -> i32 {
+    status as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_end_releases_the_allocation_and_stops_nothing() {
+    let mut service = start("success", cores(4)).await;
+    service
+        .client
+        .create_job(create("job1"))
+        .await
+        .expect("CreateJob");
+    service
+        .client
+        .apply_resource(apply("job1"))
+        .await
+        .expect("ApplyResource");
+    for status in [JobStatus::Running, JobStatus::Success] {
+        let set = service
+            .client
+            .update_job_status(update("job1", status, ""))
+            .await
+            .expect("UpdateJobStatus")
+            .into_inner();
+        assert!(set.applied, "{status:?}");
+    }
+    let row = &get_job(&mut service, "job1").await.jobs[0];
+    assert_eq!(row.status, JobStatus::Success as i32);
+    assert!(
+        row.start_time_ms > 0 && row.end_time_ms >= row.start_time_ms,
+        "{row:?}"
+    );
+    assert!(resources(&mut service).await.allocations.is_empty());
+    assert!(service.tasks.stops().is_empty(), "a success stops nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_request_changes_nothing() {
+    let mut service = start("replay", cores(4)).await;
+    let first = service
+        .client
+        .create_job(create("job1"))
+        .await
+        .expect("CreateJob")
+        .into_inner();
+    let created = get_job(&mut service, "job1").await;
+    let again = service
+        .client
+        .create_job(create("job1"))
+        .await
+        .expect("a repeated CreateJob")
+        .into_inner();
+    assert_eq!(again, first, "a repeat answers as the first did");
+    assert_eq!(get_job(&mut service, "job1").await, created);
+
+    for _ in 0..2 {
+        let reply = service
+            .client
+            .apply_resource(apply("job1"))
+            .await
+            .expect("ApplyResource")
+            .into_inner();
+        assert!(reply.granted);
+    }
+    let held = resources(&mut service).await;
+    assert_eq!(
+        (held.allocations.len(), held.free_cores),
+        (1, 3),
+        "{held:?}"
+    );
+
+    let start = jc::StartJobRequest {
+        job_id: "job1".into(),
+        role: "guest".into(),
+        party_id: "9999".into(),
+        request_id: "job1:start".into(),
+    };
+    for _ in 0..2 {
+        let started = service
+            .client
+            .start_job(start.clone())
+            .await
+            .expect("StartJob")
+            .into_inner();
+        assert_eq!(started.status, JobStatus::Running as i32);
+    }
+    let running = get_job(&mut service, "job1").await;
+
+    let first = service
+        .client
+        .update_job_status(update("job1", JobStatus::Failed, "task a failed"))
+        .await
+        .expect("UpdateJobStatus")
+        .into_inner();
+    assert!(first.applied);
+    let ended = get_job(&mut service, "job1").await;
+    assert_ne!(ended, running);
+    let again = service
+        .client
+        .update_job_status(update("job1", JobStatus::Failed, "task a failed"))
+        .await
+        .expect("a repeated UpdateJobStatus")
+        .into_inner();
+    assert!(!again.applied, "the row was already there");
+    assert_eq!(again.status, JobStatus::Failed as i32);
+    assert_eq!(get_job(&mut service, "job1").await, ended);
+    assert!(resources(&mut service).await.allocations.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_whose_job_never_starts_is_released_by_the_reconciler() {
+    let mut service = start(
+        "reconcile",
+        fedflow_job_controller::config::Resources {
+            cores: 4,
+            reservation_timeout_s: 0,
+            reconcile_period_ms: 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    service
+        .client
+        .create_job(create("job1"))
+        .await
+        .expect("CreateJob");
+    let granted = service
+        .client
+        .apply_resource(apply("job1"))
+        .await
+        .expect("ApplyResource")
+        .into_inner();
+    assert!(granted.granted);
+    let client = service.client.clone();
+    eventually(
+        "the stray reservation's release",
+        Duration::from_secs(10),
+        || {
+            let mut client = client.clone();
+            async move {
+                let view = client
+                    .get_resources(jc::GetResourcesRequest {})
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                if view.allocations.is_empty() && view.free_cores == 4 {
+                    Ok(())
+                } else {
+                    Err(format!("{view:?}"))
+                }
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_bad_field_is_refused_naming_it_and_stores_nothing() {
+    let mut service = start("fields", cores(4)).await;
+    let mut bad_role = create("job1");
+    bad_role.role = "admin".into();
+    let mut bad_scheduler = create("job1");
+    bad_scheduler.scheduler_party_id = "../x".into();
+    let mut not_here = create("job1");
+    not_here.party_id = "10000".into();
+    for (request, field) in [
+        (bad_role, "role"),
+        (bad_scheduler, "scheduler_party_id"),
+        (not_here, "party_id"),
+    ] {
+        let refused = service
+            .client
+            .create_job(request)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert!(
+            refused.message().contains(field),
+            "{:?} does not name {field}",
+            refused.message()
+        );
+    }
+    let mut bad_status = update("job1", JobStatus::Running, "");
+    bad_status.status = 99;
+    let refused = service
+        .client
+        .update_job_status(bad_status)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("status"), "{refused:?}");
+    let missing = service
+        .client
+        .get_job(jc::GetJobRequest {
+            job_id: "job1".into(),
+        })
+        .await
+        .expect_err("nothing stored");
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(service.tasks.creates().is_empty());
+}
