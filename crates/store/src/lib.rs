@@ -39,12 +39,31 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
 
 impl Db {
     /// Connects by URL and applies `migrations` (recorded in `migration_table`).
+    ///
+    /// Migrations run on a connection of their own, closed before the serving pool opens: a
+    /// connection that read the schema before a migration altered a table would otherwise
+    /// prepare `SELECT *` against the old columns and fail when SQLite recompiles the
+    /// statement (PostgreSQL refuses such a cached plan likewise).
     pub async fn connect(
         url: &str,
         max_connections: u32,
         migration_table: &'static str,
         migrations: &'static [Migration],
     ) -> Result<Db, DbErr> {
+        let migrating = sea_orm::Database::connect(Self::options(url, 1)).await?;
+        let backend = migrating.get_database_backend();
+        let migrator = Migrator {
+            table: migration_table,
+            migrations,
+        };
+        migrator.up(&migrating, None).await?;
+        migrating.close().await?;
+        let conn = sea_orm::Database::connect(Self::options(url, max_connections)).await?;
+        tracing::debug!(backend = ?backend, "database ready");
+        Ok(Db { conn, backend })
+    }
+
+    fn options(url: &str, max_connections: u32) -> ConnectOptions {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections.max(1))
@@ -57,15 +76,7 @@ impl Db {
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
             });
-        let conn = sea_orm::Database::connect(options).await?;
-        let backend = conn.get_database_backend();
-        let migrator = Migrator {
-            table: migration_table,
-            migrations,
-        };
-        migrator.up(&conn, None).await?;
-        tracing::debug!(backend = ?backend, "database ready");
-        Ok(Db { conn, backend })
+        options
     }
 
     /// Connects to a database a service already created, without migrating it (for readers
