@@ -371,6 +371,15 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    /// A participant's reachability probe: authorised as a read of the job, no side effects.
+    async fn probe(
+        &self,
+        request: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeResponse>, Status> {
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
+        Ok(Response::new(pb::ProbeResponse {}))
+    }
 }
 
 /// Every event of every job, as it happens. A reader too slow to keep up gets `DATA_LOSS`
