@@ -138,10 +138,27 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RemoteError>>,
 {
+    run_if(policy, |e: &RemoteError| rule.allows(e), what, attempt).await
+}
+
+/// [`run`] for an attempt whose errors `retryable` judges (an outbox delivery, whose `Err` is
+/// always a party that could not be reached).
+pub async fn run_if<T, E, W, F, Fut>(
+    policy: Backoff,
+    retryable: W,
+    what: &str,
+    attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    W: FnMut(&E) -> bool,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     attempt
         .retry(policy)
-        .when(|e: &RemoteError| rule.allows(e))
-        .notify(|e: &RemoteError, pause: Duration| {
+        .when(retryable)
+        .notify(|e: &E, pause: Duration| {
             tracing::debug!(call = %what, error = %e, pause_ms = pause.as_millis() as u64, "call failed; retrying");
         })
         .await

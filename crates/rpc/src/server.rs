@@ -207,3 +207,46 @@ async fn wait_for_signal() {
         _ = int.recv() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{Layer, Service};
+
+    use super::*;
+
+    /// Answers with the request id in scope while it runs.
+    #[derive(Clone)]
+    struct Echo;
+
+    impl Service<http::Request<()>> for Echo {
+        type Response = String;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<String, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            Box::pin(async { Ok(crate::request::current_request()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_header_scopes_the_request_id_of_the_call() {
+        let mut service = RequestIdLayer.layer(Echo);
+        let request = http::Request::builder()
+            .header(crate::party::REQUEST_ID_HEADER, "j1:create:host:10000")
+            .body(())
+            .expect("a request");
+        let seen = service.call(request).await.expect("answered");
+        assert_eq!(seen, "j1:create:host:10000");
+        let seen = service
+            .call(http::Request::new(()))
+            .await
+            .expect("answered");
+        assert_eq!(seen, "", "no header, no scope");
+    }
+}

@@ -217,8 +217,9 @@ impl Outbox {
     }
 
     /// Delivers now, oldest first, every pending command about `job_id`, for a caller that
-    /// must not go on before they arrived. Stops at the first that cannot be delivered (it
-    /// stays in the outbox) and says why.
+    /// must not go on before they arrived, each retried like a live call
+    /// (`fedflow_rpc::retry::backoff`). Stops at the first that cannot be delivered (it stays
+    /// in the outbox) and says why.
     pub async fn flush_job<F, Fut>(&self, job_id: &str, deliver: F) -> Result<(), String>
     where
         F: Fn(Command) -> Fut,
@@ -240,7 +241,16 @@ impl Outbox {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         for p in pending {
-            match deliver(p.command.clone()).await {
+            // A live send: tried again at once, as a live call is (the sender may be
+            // delivering the same command right now: the receiver says so, UNAVAILABLE).
+            let delivered = fedflow_rpc::retry::run_if(
+                fedflow_rpc::retry::backoff(),
+                |_: &String| true,
+                &p.command.method,
+                || deliver(p.command.clone()),
+            )
+            .await;
+            match delivered {
                 Ok(()) => self
                     .remove(std::slice::from_ref(&p.command.request_id))
                     .await
