@@ -102,8 +102,8 @@ impl RemoteError {
 /// How an outbox sender takes the result of delivering one command: `Ok` once the receiver
 /// answered (a refusal is final, and logged naming `what`), `Err` with the reason while it
 /// could not be reached, so the command is tried again.
-pub fn delivery<T>(result: Result<T, tonic::Status>, what: &str) -> Result<(), String> {
-    match result.map_err(RemoteError::from) {
+pub fn delivery<T, E: Into<RemoteError>>(result: Result<T, E>, what: &str) -> Result<(), String> {
+    match result.map_err(Into::into) {
         Ok(_) => Ok(()),
         Err(e) if e.is_transient() => Err(e.to_string()),
         Err(e) => {

@@ -1,5 +1,9 @@
 //! gRPC plumbing shared by fedflow's services and the CLI. No service logic lives here.
 //!
+//! - [`calls`]: every party call defined once ([`calls::PartyCall`]), its constructors, and
+//!   the outbox [`calls::Command`] made from the same value; [`request_id`]: their ids.
+//! - [`retry`]: the one retry policy (backon), applied by [`party::PartyClient::send`].
+//! - [`request`]: the request id of the call being served, as a task-local scope.
 //! - [`convert`]: domain statuses to and from their proto enums.
 //! - [`error`]: the small classification every service maps its errors into, and its
 //!   `tonic::Status` (internal errors are logged once and masked).
@@ -9,10 +13,14 @@
 //! - [`server`]: serving a set of tonic services with health, reflection (v1 and v1alpha) and
 //!   graceful shutdown on a given listener.
 
+pub mod calls;
 pub mod convert;
 pub mod error;
 pub mod party;
 pub mod raw;
+pub mod request;
+pub mod request_id;
+pub mod retry;
 pub mod server;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,17 +1,25 @@
 //! How a service talks to a party's services: every call, including calls to its own party,
-//! travels as a `Federation.Forward` envelope through the caller's party-gateway (DESIGN §2).
-//! One path gives one place for deadlines, retries, authentication and audit.
+//! travels as a `Federation.Forward` envelope through the caller's party-gateway. This is the
+//! one layer that retries: [`PartyClient::send`] tries a [`crate::calls::Call`] again on the
+//! failures its definition allows, with [`crate::retry::backoff`]; the gateway forwards once,
+//! and outbox senders make one attempt per delivery ([`PartyClient::deliver`]).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use fedflow_proto::gateway::v1 as gw;
 use prost::Message;
-use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::calls::{Call, Command, PartyCall};
+use crate::error::RemoteError;
 use crate::now_ms;
 pub use fedflow_core::access::Caller;
+
+/// The metadata key that carries a call's request id to the service that serves it: set by
+/// the gateway from `Envelope.request_id` (where [`PartyClient`] puts it) and by
+/// [`DirectClient`]; [`crate::server::RequestIdLayer`] scopes it.
+pub const REQUEST_ID_HEADER: &str = "x-fedflow-request-id";
 
 /// A client of the local gateway, sending as `local_party`.
 #[derive(Clone)]
@@ -41,41 +49,90 @@ impl PartyClient {
         &self.local_party
     }
 
-    /// Calls `service`/`method` on party `dest` with `request`, returning its decoded answer.
-    /// The inner call's error comes back as it was (code and message).
-    pub async fn call<Req: Message, Resp: Message + Default>(
-        &self,
-        dest: &str,
-        job_id: &str,
-        service: &str,
-        method: &str,
-        request_id: &str,
-        request: &Req,
-    ) -> Result<Resp, Status> {
-        let reply = self
-            .call_raw(
-                dest,
-                job_id,
-                service,
-                method,
-                request_id,
-                Bytes::from(request.encode_to_vec()),
+    /// Sends `call`, trying again (with the same request id) on the failures its definition
+    /// allows ([`PartyCall::RETRY`]), with [`crate::retry::backoff`]; the last failure is
+    /// returned. The callee's error comes back as it was (code and message).
+    pub async fn send<C: PartyCall>(&self, call: &Call<C>) -> Result<C::Reply, RemoteError> {
+        let payload = Bytes::from(call.request.encode_to_vec());
+        let bytes = crate::retry::run(crate::retry::backoff(), C::RETRY, C::METHOD, || {
+            self.forward(
+                &call.dest,
+                call.request.job_id(),
+                (C::SERVICE, C::METHOD),
+                &call.request_id,
+                payload.clone(),
             )
-            .await?;
-        Resp::decode(reply)
-            .map_err(|e| Status::internal(format!("undecodable reply from party {dest}: {e}")))
+        })
+        .await?;
+        decode(&call.dest, bytes)
     }
 
-    /// [`PartyClient::call`] with an encoded request; returns the encoded reply.
-    pub async fn call_raw(
+    /// Sends `call` once (a probe: whether the party answers now).
+    pub async fn send_once<C: PartyCall>(&self, call: &Call<C>) -> Result<C::Reply, RemoteError> {
+        let bytes = self
+            .forward(
+                &call.dest,
+                call.request.job_id(),
+                (C::SERVICE, C::METHOD),
+                &call.request_id,
+                Bytes::from(call.request.encode_to_vec()),
+            )
+            .await?;
+        decode(&call.dest, bytes)
+    }
+
+    /// [`PartyClient::send`] of an already encoded request to `service`/`method` (a client
+    /// call passed on as it is), retried only when it did not reach; the encoded reply.
+    pub async fn send_raw(
         &self,
         dest: &str,
         job_id: &str,
-        service: &str,
-        method: &str,
+        (service, method): (&str, &str),
+        payload: Bytes,
+    ) -> Result<Bytes, RemoteError> {
+        let request_id = crate::request_id::fresh();
+        crate::retry::run(
+            crate::retry::backoff(),
+            crate::retry::Retry::Unreached,
+            method,
+            || {
+                self.forward(
+                    dest,
+                    job_id,
+                    (service, method),
+                    &request_id,
+                    payload.clone(),
+                )
+            },
+        )
+        .await
+    }
+
+    /// Delivers an outbox command, once: `Ok` once the party answered (a refusal is final,
+    /// and logged), `Err` with the reason while it cannot be reached; the outbox tries again
+    /// on its own schedule.
+    pub async fn deliver(&self, command: Command) -> Result<(), String> {
+        let result = self
+            .forward(
+                &command.dest,
+                &command.job_id,
+                (&command.service, &command.method),
+                &command.request_id,
+                command.payload.into(),
+            )
+            .await;
+        crate::error::delivery(result, &command.request_id)
+    }
+
+    /// One envelope through the local gateway; the encoded reply.
+    async fn forward(
+        &self,
+        dest: &str,
+        job_id: &str,
+        (service, method): (&str, &str),
         request_id: &str,
         payload: Bytes,
-    ) -> Result<Bytes, Status> {
+    ) -> Result<Bytes, RemoteError> {
         let envelope = envelope(
             &self.local_party,
             dest,
@@ -86,6 +143,8 @@ impl PartyClient {
             self.timeout,
         );
         let mut request = tonic::Request::new(envelope);
+        // The request id travels in the envelope; the destination's gateway hands it to the
+        // service as REQUEST_ID_HEADER.
         request.set_timeout(self.timeout + Duration::from_millis(500));
         Ok(self
             .client
@@ -94,6 +153,58 @@ impl PartyClient {
             .await?
             .into_inner()
             .payload)
+    }
+}
+
+fn decode<R: Message + Default>(dest: &str, bytes: Bytes) -> Result<R, RemoteError> {
+    R::decode(bytes).map_err(|e| RemoteError {
+        code: tonic::Code::Internal,
+        message: format!("undecodable reply from party {dest}: {e}"),
+    })
+}
+
+/// A client of a service of this party on its own address, without the gateway (the
+/// job-controller's calls to its task-controller). It does not retry: its caller's caller
+/// does (a `CreateJob` that failed is sent again by the scheduler), and its outbox does.
+#[derive(Clone)]
+pub struct DirectClient {
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl DirectClient {
+    pub fn new(channel: Channel, timeout: Duration) -> DirectClient {
+        DirectClient { channel, timeout }
+    }
+
+    /// Sends `call` once (its `dest` is ignored: the channel is the destination).
+    pub async fn send_once<C: PartyCall>(&self, call: &Call<C>) -> Result<C::Reply, RemoteError> {
+        let bytes = crate::raw::unary(
+            self.channel.clone(),
+            (C::SERVICE, C::METHOD),
+            Bytes::from(call.request.encode_to_vec()),
+            self.timeout,
+            None,
+            Some(&call.request_id),
+        )
+        .await?;
+        decode(&call.dest, bytes)
+    }
+
+    /// Delivers an outbox command, once: `Ok` once the service answered (a refusal is final,
+    /// and logged), `Err` while it cannot be reached.
+    pub async fn deliver(&self, command: Command) -> Result<(), String> {
+        let result = crate::raw::unary(
+            self.channel.clone(),
+            (&command.service, &command.method),
+            command.payload.into(),
+            self.timeout,
+            None,
+            Some(&command.request_id),
+        )
+        .await
+        .map_err(RemoteError::from);
+        crate::error::delivery(result, &command.request_id)
     }
 }
 
@@ -124,12 +235,10 @@ pub fn envelope(
     }
 }
 
-/// Full gRPC service names, as envelopes carry them.
+/// Full gRPC service names, as envelopes carry them (tonic's `NamedService::NAME` of each
+/// generated server).
 pub mod services {
-    pub const SCHEDULER: &str = "fedflow.scheduler.v1.Scheduler";
-    pub const STATUS_REPORT: &str = "fedflow.scheduler.v1.StatusReport";
-    pub const JOB_CONTROLLER: &str = "fedflow.jobcontroller.v1.JobController";
-    pub const TASK_CONTROLLER: &str = "fedflow.taskcontroller.v1.TaskController";
+    pub use crate::calls::{JOB_CONTROLLER, SCHEDULER, STATUS_REPORT, TASK_CONTROLLER};
 }
 
 /// The metadata key under which the gateway tells a local service which party a call comes

@@ -51,14 +51,14 @@ impl Decoder for RawDecoder {
 
 /// Calls `/<service>/<method>` on `channel` with an already encoded request, on behalf of
 /// party `caller` (sent as [`crate::party::CALLER_HEADER`]; `None`: a call of this party's
-/// own).
+/// own), naming `request_id` (sent as [`crate::party::REQUEST_ID_HEADER`]).
 pub async fn unary(
     channel: tonic::transport::Channel,
-    service: &str,
-    method: &str,
+    (service, method): (&str, &str),
     payload: Bytes,
     timeout: std::time::Duration,
     caller: Option<&str>,
+    request_id: Option<&str>,
 ) -> Result<Bytes, Status> {
     let path = http::uri::PathAndQuery::try_from(format!("/{service}/{method}"))
         .map_err(|e| Status::invalid_argument(format!("bad method path: {e}")))?;
@@ -75,6 +75,12 @@ pub async fn unary(
                 .parse()
                 .map_err(|_| Status::invalid_argument(format!("bad caller party {caller:?}")))?,
         );
+    }
+    // An id that is no header value (it never is: ids are ASCII) only loses its scope.
+    if let Some(value) = request_id.and_then(|id| id.parse().ok()) {
+        request
+            .metadata_mut()
+            .insert(crate::party::REQUEST_ID_HEADER, value);
     }
     let response = grpc.unary(request, path, RawCodec).await?;
     Ok(response.into_inner())

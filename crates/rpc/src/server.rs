@@ -1,7 +1,11 @@
 //! Serving tonic services on a given listener with what every fedflow server carries:
 //! `grpc.health.v1` (each named service and the server as a whole), server reflection v1 and
-//! v1alpha (grpcurl 1.8 speaks only v1alpha), request tracing, and graceful shutdown.
+//! v1alpha (grpcurl 1.8 speaks only v1alpha), request tracing, the request-id scope
+//! ([`RequestIdLayer`]), and graceful shutdown.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -93,6 +97,7 @@ where
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(trace)
+        .layer(RequestIdLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.cancelled().await;
@@ -106,6 +111,62 @@ where
                 .await;
         })
         .await
+}
+
+/// Scopes every call that names its request id in [`crate::party::REQUEST_ID_HEADER`] (the
+/// gateway sets it from `Envelope.request_id`) as [`crate::request::with_request`] does: the
+/// audit rows of the transitions it makes carry the id, and the handler runs to completion in
+/// a task of its own even if the caller goes away. A call without the header runs as it is.
+/// Every server of [`serve`] has it, so a handler needs no `with_request` block of its own
+/// where the envelope's request id is the call's (every `fedflow_rpc::calls` call).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> tower::Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> RequestIdService<S> {
+        RequestIdService { inner }
+    }
+}
+
+/// The service [`RequestIdLayer`] wraps around a server's routes.
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RequestIdService<S>
+where
+    S: tower::Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let id = request
+            .headers()
+            .get(crate::party::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
+        // The service that was polled ready serves this call; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let future = ready.call(request);
+        match id {
+            Some(id) => Box::pin(async move { crate::request::with_request(&id, future).await }),
+            None => Box::pin(future),
+        }
+    }
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT. The process exits on its own once the
@@ -144,5 +205,48 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{Layer, Service};
+
+    use super::*;
+
+    /// Answers with the request id in scope while it runs.
+    #[derive(Clone)]
+    struct Echo;
+
+    impl Service<http::Request<()>> for Echo {
+        type Response = String;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<String, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            Box::pin(async { Ok(crate::request::current_request()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_header_scopes_the_request_id_of_the_call() {
+        let mut service = RequestIdLayer.layer(Echo);
+        let request = http::Request::builder()
+            .header(crate::party::REQUEST_ID_HEADER, "j1:create:host:10000")
+            .body(())
+            .expect("a request");
+        let seen = service.call(request).await.expect("answered");
+        assert_eq!(seen, "j1:create:host:10000");
+        let seen = service
+            .call(http::Request::new(()))
+            .await
+            .expect("answered");
+        assert_eq!(seen, "", "no header, no scope");
     }
 }

@@ -1,40 +1,19 @@
 //! The audit trail: every status transition a service makes, with its cause and the request
 //! that caused it, recorded in the same transaction as the change itself.
 //!
-//! A service's handlers run the work of a mutating call inside [`with_request`], so every
-//! transition that call makes names its request id; transitions a service makes on its own
+//! A service's handlers run the work of a mutating call inside [`with_request`] (or serve
+//! through `fedflow_rpc::server::RequestIdLayer`), so every transition that call makes names
+//! its request id; transitions a service makes on its own
 //! (a timer, the repair pass) carry an empty one. Each service creates its `<prefix>_audit`
 //! table with [`crate::audit_migration!`].
-
-use std::future::Future;
 
 use sea_orm::{DbErr, Value};
 
 use crate::{Db, Row, get};
 
-tokio::task_local! {
-    static REQUEST: String;
-}
-
-/// Runs `work` with `request_id` as the request behind every transition it records, in a
-/// task of its own: a caller that goes away (its connection cut, say) does not stop the work
-/// half-way, so a call's effects are either not started or all made.
-pub async fn with_request<F>(request_id: &str, work: F) -> F::Output
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match tokio::spawn(REQUEST.scope(request_id.to_owned(), work)).await {
-        Ok(output) => output,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("request task ended early: {e}"),
-    }
-}
-
-/// The request id of the call being served, or empty.
-pub fn current_request() -> String {
-    REQUEST.try_with(Clone::clone).unwrap_or_default()
-}
+/// The request scope lives with the gRPC plumbing, which opens it for every served call
+/// that names its request id; the audit trail reads it.
+pub use fedflow_rpc::request::{current_request, with_request};
 
 /// One status transition: of which kind of row (`job`, `task`, `worker`…), which one, from
 /// what to what, and why.

@@ -1,6 +1,7 @@
 //! The outbox: commands to other services and parties, committed in the same transaction as
-//! the state change that calls for them, and delivered by a sender that retries with
-//! exponential backoff and jitter until the receiver answers. A crash between the commit and
+//! the state change that calls for them, and delivered by a sender that makes one attempt
+//! per delivery and schedules the next with the shared backoff (`fedflow_rpc::retry::outbox`)
+//! until the receiver answers. A crash between the commit and
 //! the send loses nothing: the command is in the table and the restarted sender delivers it.
 //! Nothing is dropped silently: a command that keeps failing stays in the table with its
 //! attempts and last error, is logged as it ages, and is retried (at most every 30 s).
@@ -21,17 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Db, Row, Tx, get};
 
-/// One command: a unary call of `service`/`method` at `dest` (a party id, or a local service
-/// name), with an encoded request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub dest: String,
-    pub service: String,
-    pub method: String,
-    pub job_id: String,
-    pub request_id: String,
-    pub payload: Vec<u8>,
-}
+/// One command: a unary call of `service`/`method` at `dest`, with an encoded request; made
+/// from a typed party call (`fedflow_rpc::calls::Call::command`).
+pub use fedflow_rpc::calls::Command;
 
 /// A command not yet acknowledged.
 #[derive(Debug, Clone)]
@@ -130,15 +123,10 @@ impl Db {
     }
 }
 
-/// Backoff after `attempts` failed deliveries: 200 ms doubling to 30 s, with ±50 % jitter.
+/// Backoff after `attempts` failed deliveries: 200 ms doubling to 30 s, with ±50 % jitter
+/// (the shared schedule, `fedflow_rpc::retry::outbox`).
 fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_millis(200)
-        .saturating_mul(1u32 << attempts.min(8))
-        .min(Duration::from_secs(30));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+    fedflow_rpc::retry::outbox().nth(attempts)
 }
 
 /// The sender of one outbox table.
@@ -229,8 +217,9 @@ impl Outbox {
     }
 
     /// Delivers now, oldest first, every pending command about `job_id`, for a caller that
-    /// must not go on before they arrived. Stops at the first that cannot be delivered (it
-    /// stays in the outbox) and says why.
+    /// must not go on before they arrived, each retried like a live call
+    /// (`fedflow_rpc::retry::backoff`). Stops at the first that cannot be delivered (it stays
+    /// in the outbox) and says why.
     pub async fn flush_job<F, Fut>(&self, job_id: &str, deliver: F) -> Result<(), String>
     where
         F: Fn(Command) -> Fut,
@@ -252,7 +241,16 @@ impl Outbox {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         for p in pending {
-            match deliver(p.command.clone()).await {
+            // A live send: tried again at once, as a live call is (the sender may be
+            // delivering the same command right now: the receiver says so, UNAVAILABLE).
+            let delivered = fedflow_rpc::retry::run_if(
+                fedflow_rpc::retry::backoff(),
+                |_: &String| true,
+                &p.command.method,
+                || deliver(p.command.clone()),
+            )
+            .await;
+            match delivered {
                 Ok(()) => self
                     .remove(std::slice::from_ref(&p.command.request_id))
                     .await

@@ -61,13 +61,9 @@ impl Default for LocalServices {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardConfig {
-    /// Deadline of a call whose envelope names none.
+    /// Deadline of a call whose envelope names none. Each envelope is forwarded once: the
+    /// sending service retries (`fedflow_rpc::retry`).
     pub default_timeout_ms: u64,
-    /// Tries per delivery when the next hop is unavailable.
-    pub max_attempts: u32,
-    /// First backoff; doubles per try, with jitter, up to `backoff_max_ms`.
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
     /// Envelopes that passed more gateways than this are refused (a routing loop).
     pub max_hops: u32,
     /// TESTING ONLY: every envelope for a local service is delivered twice, the copy after a
@@ -80,9 +76,6 @@ impl Default for ForwardConfig {
     fn default() -> Self {
         ForwardConfig {
             default_timeout_ms: 30_000,
-            max_attempts: 6,
-            backoff_initial_ms: 20,
-            backoff_max_ms: 1_000,
             max_hops: 2,
             duplicate_delivery_for_testing: false,
         }

@@ -1,16 +1,37 @@
 //! `Federation.Forward` adapters: one for the internal port (this party's services), one for
-//! the federation port (other parties' gateways).
+//! the federation port (other parties' gateways); a [`forward::Failure`] becomes a
+//! `tonic::Status` here and nowhere else.
+//!
+//! The gateway's job is moving envelopes between gRPC channels, so the modules that touch
+//! envelopes and generated types are gRPC adapters and live under `grpc/`: [`forward`]
+//! (routing, one try per hop), [`policy`] (what other parties may call, read from their
+//! requests), [`replay`] (envelope freshness and repeats). `error` and `limits` are plain.
+
+pub mod forward;
+pub mod policy;
+pub mod replay;
 
 use std::sync::Arc;
 
 use fedflow_proto::gateway::v1 as pb;
 use fedflow_tls::server::PeerParty;
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
-use crate::MAX_MESSAGE;
-use crate::forward::Router;
+use crate::limits::MAX_MESSAGE;
+use forward::{Failure, Router};
 
-pub const SERVICE_NAME: &str = "fedflow.gateway.v1.Federation";
+pub const SERVICE_NAME: &str =
+    <pb::federation_server::FederationServer<Federation> as NamedService>::NAME;
+
+impl From<Failure> for Status {
+    fn from(failure: Failure) -> Status {
+        match failure {
+            Failure::Refused(refusal) => fedflow_rpc::error::to_status(&refusal),
+            Failure::Answer(status) => status,
+        }
+    }
+}
 
 /// Which port a `Federation` serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

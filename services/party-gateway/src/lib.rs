@@ -7,29 +7,27 @@
 //!   (`fedflow_tls`); its envelopes must say so, must be fresh and not replayed
 //!   ([`replay`]), and may only do what the peer's part in the job allows ([`policy`]).
 //!
-//! Envelopes are delivered to the local service they name (with the caller's party in the
-//! `x-fedflow-caller-party` header) or to the destination party's gateway from the route
-//! table, with a deadline and bounded retries with backoff. Only the party APIs (scheduler,
-//! status reports, job-controller, task-controller) can be reached through it; the worker API
-//! never leaves the party.
+//! Envelopes are delivered to the local service they name (with the caller's party and the
+//! request id in the `x-fedflow-caller-party` and `x-fedflow-request-id` headers) or to the
+//! destination party's gateway from the route table, once, within their deadline (the
+//! sending service retries). Only the party calls of `fedflow_rpc::calls` can be reached
+//! through it; the worker API never leaves the party.
 
 pub mod config;
-mod forward;
+mod error;
 mod grpc;
-pub mod policy;
-mod replay;
+mod limits;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 use config::SecurityMode;
-
-/// The largest message either port takes or sends.
-pub const MAX_MESSAGE: usize = 64 << 20;
+pub use error::Error;
 
 /// The gateway's two listeners.
 pub struct Listeners {
@@ -46,7 +44,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let tls = tls_material(&config)?;
-    let router = Arc::new(forward::Router::new(&config, tls.clone())?);
+    let background = TaskTracker::new();
+    let router = Arc::new(grpc::forward::Router::new(
+        &config,
+        tls.clone(),
+        background.clone(),
+    )?);
     let internal = {
         let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
         let routes = routes.add_service(grpc::service(router.clone(), grpc::Port::Internal));
@@ -112,6 +115,8 @@ pub async fn run(
         ),
     }
     let (internal, federation) = tokio::join!(internal, federation);
+    background.close();
+    background.wait().await;
     internal?;
     federation
 }
@@ -153,15 +158,6 @@ fn tls_material(config: &Config) -> Result<Option<Arc<fedflow_tls::Reloadable>>,
                 .map_err(|e| Error::Config(format!("federation TLS: {e}")))
         }
     }
-}
-
-/// Why the gateway could not start or stopped serving.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("bad configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
 }
 
 #[cfg(test)]

@@ -230,6 +230,15 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         };
         Ok(Response::new(events))
     }
+
+    /// A participant's reachability probe: authorised as a read of the job, no side effects.
+    async fn probe(
+        &self,
+        request: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeResponse>, Status> {
+        authorize(&self.app, &request, &request.get_ref().job_id).await?;
+        Ok(Response::new(pb::ProbeResponse {}))
+    }
 }
 
 #[tonic::async_trait]

@@ -1,16 +1,18 @@
 //! The scheduler's calls to parties' services, always through its own party-gateway (its own
-//! party included). Request ids are derived from what the call does, so a retried call is
-//! recognised by its receiver.
+//! party included). Each is a typed call from `fedflow_rpc::calls` (one definition of its
+//! service, method, request id and retry rule, shared with every other sender) sent through
+//! [`PartyClient::send`], which retries; the outbox commands are made from the same calls.
+//! Every call also records whether the party could be reached ([`Remote::unreachable_for`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use fedflow_core::dsl::TaskPlan;
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
-use fedflow_proto::jobcontroller::v1 as jc;
-use fedflow_proto::taskcontroller::v1 as tc;
-use fedflow_rpc::convert::{job_status_to_pb, task_status_from_pb, task_status_to_pb};
+use fedflow_rpc::calls::{self, Call, PartyCall};
+use fedflow_rpc::convert::task_status_from_pb;
 use fedflow_rpc::error::RemoteError;
 use fedflow_rpc::party::{PartyClient, services};
 
@@ -26,6 +28,15 @@ pub struct Remote {
 pub enum Grant {
     Granted,
     Refused(String),
+}
+
+/// A party's own status of one task row, as its task-controller holds it.
+pub struct PartyTaskStatus {
+    pub component: String,
+    pub version: i32,
+    pub who: Participant,
+    pub party_status: TaskStatus,
+    pub reason: String,
 }
 
 impl Remote {
@@ -56,21 +67,10 @@ impl Remote {
         }
     }
 
-    async fn call<Req: prost::Message, Resp: prost::Message + Default>(
-        &self,
-        dest: &str,
-        job_id: &str,
-        service: &str,
-        method: &str,
-        request_id: String,
-        request: &Req,
-    ) -> Result<Resp, RemoteError> {
-        let result = self
-            .client
-            .call(dest, job_id, service, method, &request_id, request)
-            .await
-            .map_err(RemoteError::from);
-        self.note_contact(dest, !matches!(&result, Err(e) if e.is_transient()));
+    /// Sends `call` (with its retries) and notes whether its party was reached.
+    async fn send<C: PartyCall>(&self, call: Call<C>) -> Result<C::Reply, RemoteError> {
+        let result = self.client.send(&call).await;
+        self.note_contact(&call.dest, !matches!(&result, Err(e) if e.is_transient()));
         result
     }
 
@@ -82,44 +82,17 @@ impl Remote {
         conf: &str,
         scheduler_party: &str,
     ) -> Result<(), RemoteError> {
-        let request = jc::CreateJobRequest {
-            job_id: job_id.to_owned(),
-            dsl: dsl.to_owned(),
-            runtime_conf: conf.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            scheduler_party_id: scheduler_party.to_owned(),
-            request_id: format!("{job_id}:create:{}:{}", who.role, who.party_id),
-        };
-        let _: jc::CreateJobResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::JOB_CONTROLLER,
-                "CreateJob",
-                request.request_id.clone(),
-                &request,
-            )
+        self.send(calls::create_job(job_id, who, dsl, conf, scheduler_party))
             .await?;
         Ok(())
     }
 
-    /// Delivers an outbox command through the gateway: `Ok` once the party answered (a
+    /// Delivers an outbox command through the gateway, once: `Ok` once the party answered (a
     /// refusal is final and logged), `Err` while it cannot be reached.
     pub async fn deliver(&self, command: fedflow_store::Command) -> Result<(), String> {
-        let result = self
-            .client
-            .call_raw(
-                &command.dest,
-                &command.job_id,
-                &command.service,
-                &command.method,
-                &command.request_id,
-                command.payload.into(),
-            )
-            .await;
-        let delivered = fedflow_rpc::error::delivery(result, &command.request_id);
-        self.note_contact(&command.dest, delivered.is_ok());
+        let dest = command.dest.clone();
+        let delivered = self.client.deliver(command).await;
+        self.note_contact(&dest, delivered.is_ok());
         delivered
     }
 
@@ -131,25 +104,7 @@ impl Remote {
         status: JobStatus,
         reason: &str,
     ) -> fedflow_store::Command {
-        let request = jc::UpdateJobStatusRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            status: job_status_to_pb(status) as i32,
-            reason: reason.to_owned(),
-            request_id: format!(
-                "{job_id}:{epoch}:status:{}:{}:{status}",
-                who.role, who.party_id
-            ),
-        };
-        fedflow_store::Command {
-            dest: who.party_id.clone(),
-            service: services::JOB_CONTROLLER.into(),
-            method: "UpdateJobStatus".into(),
-            job_id: job_id.to_owned(),
-            request_id: request.request_id.clone(),
-            payload: prost::Message::encode_to_vec(&request),
-        }
+        calls::update_job_status(job_id, epoch, who, status, reason).command()
     }
 
     /// The command that tells `party` a task version's federated status (for the outbox).
@@ -160,23 +115,10 @@ impl Remote {
         version: i32,
         status: TaskStatus,
     ) -> fedflow_store::Command {
-        let request = tc::UpdateTaskStatusRequest {
-            job_id: job_id.to_owned(),
-            component: component.to_owned(),
-            version,
-            status: task_status_to_pb(status) as i32,
-            request_id: format!("{job_id}:task-status:{component}:{version}:{party}:{status}"),
-        };
-        fedflow_store::Command {
-            dest: party.to_owned(),
-            service: services::TASK_CONTROLLER.into(),
-            method: "UpdateTaskStatus".into(),
-            job_id: job_id.to_owned(),
-            request_id: request.request_id.clone(),
-            payload: prost::Message::encode_to_vec(&request),
-        }
+        calls::update_task_status(job_id, party, component, version, status).command()
     }
 
+    /// The same call as [`Remote::job_status_command`], sent now.
     pub async fn update_job_status(
         &self,
         job_id: &str,
@@ -185,26 +127,7 @@ impl Remote {
         status: JobStatus,
         reason: &str,
     ) -> Result<(), RemoteError> {
-        let request = jc::UpdateJobStatusRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            status: job_status_to_pb(status) as i32,
-            reason: reason.to_owned(),
-            request_id: format!(
-                "{job_id}:{epoch}:status:{}:{}:{status}",
-                who.role, who.party_id
-            ),
-        };
-        let _: jc::UpdateJobStatusResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::JOB_CONTROLLER,
-                "UpdateJobStatus",
-                request.request_id.clone(),
-                &request,
-            )
+        self.send(calls::update_job_status(job_id, epoch, who, status, reason))
             .await?;
         Ok(())
     }
@@ -214,22 +137,7 @@ impl Remote {
         job_id: &str,
         who: &Participant,
     ) -> Result<Grant, RemoteError> {
-        let request = jc::ApplyResourceRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: fedflow_rpc::new_request_id(),
-        };
-        let reply: jc::ApplyResourceResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::JOB_CONTROLLER,
-                "ApplyResource",
-                request.request_id.clone(),
-                &request,
-            )
-            .await?;
+        let reply = self.send(calls::apply_resource(job_id, who)).await?;
         Ok(if reply.granted {
             Grant::Granted
         } else {
@@ -242,22 +150,7 @@ impl Remote {
         job_id: &str,
         who: &Participant,
     ) -> Result<(), RemoteError> {
-        let request = jc::ReturnResourceRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: fedflow_rpc::new_request_id(),
-        };
-        let _: jc::ReturnResourceResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::JOB_CONTROLLER,
-                "ReturnResource",
-                request.request_id.clone(),
-                &request,
-            )
-            .await?;
+        self.send(calls::return_resource(job_id, who)).await?;
         Ok(())
     }
 
@@ -267,22 +160,7 @@ impl Remote {
         epoch: i64,
         who: &Participant,
     ) -> Result<(), RemoteError> {
-        let request = jc::StartJobRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: format!("{job_id}:{epoch}:start:{}:{}", who.role, who.party_id),
-        };
-        let _: jc::StartJobResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::JOB_CONTROLLER,
-                "StartJob",
-                request.request_id.clone(),
-                &request,
-            )
-            .await?;
+        self.send(calls::start_job(job_id, epoch, who)).await?;
         Ok(())
     }
 
@@ -292,19 +170,7 @@ impl Remote {
         party: &str,
         job_id: &str,
     ) -> Result<Vec<(String, String)>, RemoteError> {
-        let request = jc::GetJobRequest {
-            job_id: job_id.to_owned(),
-        };
-        let reply: jc::GetJobResponse = self
-            .call(
-                party,
-                job_id,
-                services::JOB_CONTROLLER,
-                "GetJob",
-                fedflow_rpc::new_request_id(),
-                &request,
-            )
-            .await?;
+        let reply = self.send(calls::party_job(party, job_id)).await?;
         Ok(reply
             .jobs
             .into_iter()
@@ -320,37 +186,14 @@ impl Remote {
         version: i32,
         plans: &[TaskPlan],
     ) -> Result<(), RemoteError> {
-        let request = tc::CreateTasksRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            scheduler_party_id: scheduler_party.to_owned(),
+        self.send(calls::create_tasks(
+            job_id,
+            who,
+            scheduler_party,
             version,
-            tasks: plans
-                .iter()
-                .map(|plan| tc::TaskSpec {
-                    component: plan.component.clone(),
-                    module: plan.module.clone(),
-                    parameters_json: serde_json::Value::Object(plan.params.clone()).to_string(),
-                    need_run: plan.need_run,
-                    upstream: plan.upstream.clone(),
-                })
-                .collect(),
-            request_id: format!(
-                "{job_id}:create-tasks:{}:{}:{version}",
-                who.role, who.party_id
-            ),
-        };
-        let _: tc::CreateTasksResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::TASK_CONTROLLER,
-                "CreateTasks",
-                request.request_id.clone(),
-                &request,
-            )
-            .await?;
+            plans,
+        ))
+        .await?;
         Ok(())
     }
 
@@ -362,26 +205,8 @@ impl Remote {
         component: &str,
         version: i32,
     ) -> Result<TaskStatus, RemoteError> {
-        let request = tc::StartTaskRequest {
-            job_id: job_id.to_owned(),
-            component: component.to_owned(),
-            version,
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: format!(
-                "{job_id}:start-task:{component}:{version}:{}:{}",
-                who.role, who.party_id
-            ),
-        };
-        let reply: tc::StartTaskResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::TASK_CONTROLLER,
-                "StartTask",
-                request.request_id.clone(),
-                &request,
-            )
+        let reply = self
+            .send(calls::start_task(job_id, who, component, version))
             .await?;
         task_status_from_pb(reply.status).ok_or_else(|| RemoteError {
             code: tonic::Code::Internal,
@@ -400,36 +225,14 @@ impl Remote {
         status: TaskStatus,
         reason: &str,
     ) -> Result<u32, RemoteError> {
-        let request = tc::StopTasksRequest {
-            job_id: job_id.to_owned(),
-            component: task.map(|(c, _)| c).unwrap_or_default().to_owned(),
-            version: task.map(|(_, v)| v),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            status: task_status_to_pb(status) as i32,
-            reason: reason.to_owned(),
-            request_id: match task {
-                Some((component, version)) => format!(
-                    "{job_id}:stop:{component}:{version}:{}:{}",
-                    who.role, who.party_id
-                ),
-                None => format!("{job_id}:{epoch}:stop:*:{}:{}", who.role, who.party_id),
-            },
-        };
-        let reply: tc::StopTasksResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::TASK_CONTROLLER,
-                "StopTasks",
-                request.request_id.clone(),
-                &request,
-            )
+        let reply = self
+            .send(calls::stop_tasks(job_id, epoch, who, task, status, reason))
             .await?;
         Ok(reply.stopped)
     }
 
-    /// Asks another party's scheduler (the job's) through the gateways.
+    /// Asks another party's scheduler (the job's) through the gateways: a client call passed
+    /// on as it is (retried only when it did not reach).
     pub async fn scheduler<Req: prost::Message, Resp: prost::Message + Default>(
         &self,
         party: &str,
@@ -437,47 +240,29 @@ impl Remote {
         method: &str,
         request: &Req,
     ) -> Result<Resp, RemoteError> {
-        self.call(
-            party,
-            job_id,
-            services::SCHEDULER,
-            method,
-            fedflow_rpc::new_request_id(),
-            request,
-        )
-        .await
+        let result = self
+            .client
+            .send_raw(
+                party,
+                job_id,
+                (services::SCHEDULER, method),
+                Bytes::from(request.encode_to_vec()),
+            )
+            .await;
+        self.note_contact(party, !matches!(&result, Err(e) if e.is_transient()));
+        Resp::decode(result?).map_err(|e| RemoteError {
+            code: tonic::Code::Internal,
+            message: format!("undecodable reply from party {party}: {e}"),
+        })
     }
-}
 
-/// A party's own status of one task row, as its task-controller holds it.
-pub struct PartyTaskStatus {
-    pub component: String,
-    pub version: i32,
-    pub who: Participant,
-    pub party_status: TaskStatus,
-    pub reason: String,
-}
-
-impl Remote {
     /// Pulls a party's task rows of a job (for parties that have gone quiet).
     pub async fn party_tasks(
         &self,
         party: &str,
         job_id: &str,
     ) -> Result<Vec<PartyTaskStatus>, RemoteError> {
-        let request = tc::ListTasksRequest {
-            job_id: job_id.to_owned(),
-        };
-        let reply: tc::ListTasksResponse = self
-            .call(
-                party,
-                job_id,
-                services::TASK_CONTROLLER,
-                "ListTasks",
-                fedflow_rpc::new_request_id(),
-                &request,
-            )
-            .await?;
+        let reply = self.send(calls::party_tasks(party, job_id)).await?;
         Ok(reply
             .tasks
             .into_iter()
@@ -495,9 +280,7 @@ impl Remote {
             })
             .collect())
     }
-}
 
-impl Remote {
     /// The output of a component on one participant, from its task-controller.
     pub async fn task_output(
         &self,
@@ -505,21 +288,8 @@ impl Remote {
         component: &str,
         who: &Participant,
     ) -> Result<(i32, String), RemoteError> {
-        let request = tc::GetTaskOutputRequest {
-            job_id: job_id.to_owned(),
-            component: component.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-        };
-        let reply: tc::GetTaskOutputResponse = self
-            .call(
-                &who.party_id,
-                job_id,
-                services::TASK_CONTROLLER,
-                "GetTaskOutput",
-                fedflow_rpc::new_request_id(),
-                &request,
-            )
+        let reply = self
+            .send(calls::task_output(job_id, component, who))
             .await?;
         Ok((reply.version, reply.output_json))
     }

@@ -1,11 +1,12 @@
 //! This party's task statuses for each job's scheduler, through the gateway: the report is
 //! committed to the outbox with the status change and delivered, with backoff, until the
-//! scheduler answers (the scheduler also pulls from parties that have gone quiet).
+//! scheduler answers (the scheduler also pulls from parties that have gone quiet). The calls
+//! are `fedflow_rpc::calls`' `report` and `probe`; this adapter maps a [`TaskKey`] onto them.
 
 use fedflow_core::TaskStatus;
-use fedflow_proto::scheduler::v1 as pb;
-use fedflow_rpc::convert::task_status_to_pb;
-use fedflow_rpc::party::{PartyClient, services};
+use fedflow_core::ids::Participant;
+use fedflow_rpc::calls;
+use fedflow_rpc::party::PartyClient;
 
 use crate::store::TaskKey;
 
@@ -19,22 +20,13 @@ impl Reporter {
         Reporter { client }
     }
 
-    /// Sends `status` once and waits for the answer: a probe of whether the scheduler
-    /// party can be reached. True when it answered (whatever it said).
-    pub async fn probe(&self, scheduler_party: &str, key: &TaskKey, status: TaskStatus) -> bool {
-        let request = request(key, status, "");
-        let result: Result<pb::ReportTaskStatusResponse, _> = self
-            .client
-            .call(
-                scheduler_party,
-                &request.job_id,
-                services::STATUS_REPORT,
-                "ReportTaskStatus",
-                &request.request_id,
-                &request,
-            )
-            .await;
-        fedflow_rpc::error::delivery(result, &request.request_id).is_ok()
+    /// Whether the scheduler party can be reached about `key`'s job: one `Scheduler.Probe`,
+    /// which it answers without side effects. True when it answered (whatever it said).
+    /// `_status` is the status the fencing pass holds the task in; the probe does not send it.
+    pub async fn probe(&self, scheduler_party: &str, key: &TaskKey, _status: TaskStatus) -> bool {
+        let call = calls::probe(scheduler_party, &key.job_id);
+        let result = self.client.send_once(&call).await;
+        fedflow_rpc::error::delivery(result, &call.request_id).is_ok()
     }
 
     /// The command that reports `status` of `key` to the job's scheduler (for the outbox,
@@ -45,48 +37,26 @@ impl Reporter {
         status: TaskStatus,
         reason: &str,
     ) -> fedflow_store::Command {
-        let request = request(key, status, reason);
-        fedflow_store::Command {
-            dest: scheduler_party.to_owned(),
-            service: services::STATUS_REPORT.into(),
-            method: "ReportTaskStatus".into(),
-            job_id: key.job_id.clone(),
-            request_id: request.request_id.clone(),
-            payload: prost::Message::encode_to_vec(&request),
-        }
+        let who = Participant {
+            role: key.role.clone(),
+            party_id: key.party_id.clone(),
+        };
+        calls::report(
+            scheduler_party,
+            &key.job_id,
+            &key.component,
+            key.version,
+            &who,
+            status,
+            reason,
+        )
+        .command()
     }
 
-    /// Delivers an outbox command through the gateway: `Ok` once the scheduler answered (a
-    /// refusal is final and logged; the scheduler also pulls from quiet parties), `Err` while
-    /// it cannot be reached.
+    /// Delivers an outbox command through the gateway, once: `Ok` once the scheduler answered
+    /// (a refusal is final and logged; the scheduler also pulls from quiet parties), `Err`
+    /// while it cannot be reached.
     pub async fn deliver(&self, command: fedflow_store::Command) -> Result<(), String> {
-        let result = self
-            .client
-            .call_raw(
-                &command.dest,
-                &command.job_id,
-                &command.service,
-                &command.method,
-                &command.request_id,
-                command.payload.into(),
-            )
-            .await;
-        fedflow_rpc::error::delivery(result, &command.request_id)
-    }
-}
-
-fn request(key: &TaskKey, status: TaskStatus, reason: &str) -> pb::ReportTaskStatusRequest {
-    pb::ReportTaskStatusRequest {
-        job_id: key.job_id.clone(),
-        component: key.component.clone(),
-        version: key.version,
-        role: key.role.clone(),
-        party_id: key.party_id.clone(),
-        status: task_status_to_pb(status) as i32,
-        reason: reason.to_owned(),
-        request_id: format!(
-            "{}:report:{}:{}:{}:{}:{}",
-            key.job_id, key.component, key.version, key.role, key.party_id, status
-        ),
+        self.client.deliver(command).await
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use fedflow_proto::gateway::v1 as pb;
-use tonic::Status;
+
+use crate::error::Refusal;
 
 /// Answers larger than this are not kept; a repeat of such a call (reads, in practice) is
 /// executed again, which the services' request-id idempotency makes harmless.
@@ -59,7 +60,7 @@ pub struct Ticket<'a> {
 impl Ticket<'_> {
     /// Records the outcome: an answer is kept for repeats; a failed call is forgotten, so a
     /// retry executes again (every service is idempotent by request id).
-    pub fn finish(mut self, result: &Result<Bytes, Status>) {
+    pub fn finish<E>(mut self, result: &Result<Bytes, E>) {
         self.done = true;
         let mut seen = self.guard.seen.lock().unwrap_or_else(|p| p.into_inner());
         match result {
@@ -101,36 +102,36 @@ impl ReplayGuard {
     }
 
     /// The checks on the envelope's own times, at `now_ms` by this gateway's clock.
-    pub fn check_times(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<(), Status> {
+    pub fn check_times(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<(), Refusal> {
         let from = &envelope.src_party_id;
         if envelope.request_id.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Refusal::InvalidArgument(format!(
                 "envelope from party {from} has no request_id"
             )));
         }
         if envelope.issued_at_unix_ms <= 0 || envelope.deadline_unix_ms <= 0 {
-            return Err(Status::invalid_argument(format!(
+            return Err(Refusal::InvalidArgument(format!(
                 "envelope {} from party {from} lacks issued_at_unix_ms or deadline_unix_ms",
                 envelope.request_id
             )));
         }
         let ahead = envelope.issued_at_unix_ms - now_ms;
         if ahead > self.max_skew_ms {
-            return Err(Status::failed_precondition(format!(
+            return Err(Refusal::FailedPrecondition(format!(
                 "clock skew: envelope {} from party {from} was issued {ahead} ms in the future by this gateway's clock (tolerance {} ms); check the clocks (NTP) of both parties",
                 envelope.request_id, self.max_skew_ms
             )));
         }
         let lifetime = envelope.deadline_unix_ms - envelope.issued_at_unix_ms;
         if lifetime > self.max_lifetime_ms || lifetime < 0 {
-            return Err(Status::invalid_argument(format!(
+            return Err(Refusal::InvalidArgument(format!(
                 "envelope {} from party {from} lives {lifetime} ms (issue to expiry); at most {} ms is accepted",
                 envelope.request_id, self.max_lifetime_ms
             )));
         }
         let late = now_ms - envelope.deadline_unix_ms;
         if late > 0 {
-            return Err(Status::deadline_exceeded(format!(
+            return Err(Refusal::DeadlineExceeded(format!(
                 "envelope {} from party {from} expired {late} ms ago by this gateway's clock; not executed (if this keeps happening, compare the two parties' clocks)",
                 envelope.request_id
             )));
@@ -140,7 +141,7 @@ impl ReplayGuard {
 
     /// Records the call, or answers a repeat of it. `Err` for a request id already used for
     /// a different call, or while the first copy is still executing.
-    pub fn admit(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<Admission<'_>, Status> {
+    pub fn admit(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<Admission<'_>, Refusal> {
         let key = format!("{}\u{0}{}", envelope.src_party_id, envelope.request_id);
         let digest = digest(envelope);
         let keep_until_ms = envelope.deadline_unix_ms.saturating_add(self.max_skew_ms);
@@ -151,14 +152,14 @@ impl ReplayGuard {
         }
         if let Some(call) = seen.calls.get_mut(&key) {
             if call.digest != digest {
-                return Err(Status::already_exists(format!(
+                return Err(Refusal::AlreadyExists(format!(
                     "request id {} was already used by party {} for a different call; refused (a replayed or altered envelope)",
                     envelope.request_id, envelope.src_party_id
                 )));
             }
             call.keep_until_ms = call.keep_until_ms.max(keep_until_ms);
             return match &call.state {
-                State::Running => Err(Status::unavailable(format!(
+                State::Running => Err(Refusal::Unavailable(format!(
                     "request {} is still executing; try again",
                     envelope.request_id
                 ))),
@@ -210,6 +211,8 @@ fn digest(envelope: &pb::Envelope) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    use fedflow_rpc::error::{Code, ServiceError};
+
     use super::*;
 
     fn envelope(request_id: &str, payload: &'static [u8], now: i64) -> pb::Envelope {
@@ -237,21 +240,21 @@ mod tests {
             panic!("a first call executes");
         };
         let again = guard.admit(&first, now).err().expect("still running");
-        assert_eq!(again.code(), tonic::Code::Unavailable);
-        ticket.finish(&Ok(Bytes::from_static(b"answer")));
+        assert_eq!(again.code(), Code::Unavailable);
+        ticket.finish::<Refusal>(&Ok(Bytes::from_static(b"answer")));
         match guard.admit(&first, now) {
             Ok(Admission::Answered(answer)) => assert_eq!(&answer[..], b"answer"),
             _ => panic!("a repeat is answered, not executed"),
         }
         let altered = envelope("r1", b"b", now);
         let refused = guard.admit(&altered, now).err().expect("altered");
-        assert_eq!(refused.code(), tonic::Code::AlreadyExists);
+        assert_eq!(refused.code(), Code::AlreadyExists);
         // A failed call is forgotten: a retry executes again.
         let second = envelope("r2", b"a", now);
         let Ok(Admission::Execute(ticket)) = guard.admit(&second, now) else {
             panic!("executes");
         };
-        ticket.finish(&Err(Status::unavailable("down")));
+        ticket.finish::<Refusal>(&Err(Refusal::Unavailable("down".into())));
         let Ok(Admission::Execute(ticket)) = guard.admit(&second, now) else {
             panic!("a failed call executes again");
         };
@@ -269,15 +272,15 @@ mod tests {
         let now = 1_000_000;
         let e = envelope("r", b"a", now);
         let expired = guard.check_times(&e, now + 1_001).expect_err("expired");
-        assert_eq!(expired.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(expired.code(), Code::DeadlineExceeded);
         let future = envelope("r", b"a", now + 5_000);
         let skew = guard.check_times(&future, now).expect_err("skew");
-        assert_eq!(skew.code(), tonic::Code::FailedPrecondition);
-        assert!(skew.message().contains("clock skew"), "{}", skew.message());
+        assert_eq!(skew.code(), Code::FailedPrecondition);
+        assert!(skew.to_string().contains("clock skew"), "{skew}");
         let mut long = envelope("r", b"a", now);
         long.deadline_unix_ms = now + 20_000;
         let lived = guard.check_times(&long, now).expect_err("too long");
-        assert_eq!(lived.code(), tonic::Code::InvalidArgument);
+        assert_eq!(lived.code(), Code::InvalidArgument);
         guard
             .check_times(&envelope("r", b"a", now + 500), now)
             .expect("within tolerance");

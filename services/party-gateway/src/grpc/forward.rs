@@ -1,6 +1,8 @@
 //! Routing one envelope: to a local service by its service name, or to the destination party's
-//! gateway. Retries only when the next hop is unreachable (UNAVAILABLE), with exponential
-//! backoff and jitter, within the envelope's deadline; every other answer goes back as it is.
+//! gateway, once, within the envelope's deadline. The gateway does not retry: the sending
+//! service does (`fedflow_rpc::party::PartyClient::send`), so retries do not stack. A next hop
+//! that cannot be reached is `UNAVAILABLE` with the reason; every other answer goes back as it
+//! is ([`Failure::Answer`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +12,35 @@ use bytes::Bytes;
 use fedflow_proto::gateway::v1 as pb;
 use fedflow_rpc::party::services;
 use rand::Rng;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use super::policy::{self, Membership};
+use super::replay::{Admission, ReplayGuard};
 use crate::config::{Config, ForwardConfig};
-use crate::policy::{self, Membership};
-use crate::replay::{Admission, ReplayGuard};
-use crate::{Error, MAX_MESSAGE};
+use crate::error::{Error, Refusal};
+use crate::limits::MAX_MESSAGE;
+
+/// Why an envelope got no answer from the gateway: refused (or undeliverable) here, or the
+/// answer of the service or gateway it was passed to, which goes back as it came.
+#[derive(Debug)]
+pub enum Failure {
+    Refused(Refusal),
+    Answer(Status),
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Failure {
+        Failure::Refused(refusal)
+    }
+}
+
+impl From<fedflow_core::access::Denied> for Failure {
+    fn from(denied: fedflow_core::access::Denied) -> Failure {
+        Failure::Refused(denied.into())
+    }
+}
 
 pub struct Router {
     party_id: String,
@@ -27,11 +51,18 @@ pub struct Router {
     mtls: bool,
     replay: ReplayGuard,
     membership: Membership,
+    /// The testing switch's duplicate deliveries, waited for at shutdown.
+    background: TaskTracker,
 }
 
 impl Router {
     /// `tls`: this gateway's TLS material (mtls mode), used to dial other parties.
-    pub fn new(config: &Config, tls: Option<Arc<fedflow_tls::Reloadable>>) -> Result<Self, Error> {
+    /// `background` owns the tasks the router spawns.
+    pub fn new(
+        config: &Config,
+        tls: Option<Arc<fedflow_tls::Reloadable>>,
+        background: TaskTracker,
+    ) -> Result<Self, Error> {
         fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
         let chan = |addr: &str| {
             fedflow_rpc::channel(addr).map_err(|e| Error::Config(format!("address {addr:?}: {e}")))
@@ -75,12 +106,13 @@ impl Router {
                 config.federation.max_envelope_lifetime_ms,
             ),
             membership: Membership::new(job_controller),
+            background,
         })
     }
 
     /// An envelope from one of this party's own services (the internal port): it speaks for
     /// this party, whatever it wrote; delivered here or sent to the destination's gateway.
-    pub async fn accept_local(&self, mut envelope: pb::Envelope) -> Result<Bytes, Status> {
+    pub async fn accept_local(&self, mut envelope: pb::Envelope) -> Result<Bytes, Failure> {
         envelope.src_party_id = self.party_id.clone();
         self.check_ids(&envelope)?;
         let now = fedflow_rpc::now_ms();
@@ -108,47 +140,52 @@ impl Router {
         &self,
         envelope: pb::Envelope,
         peer: Option<&str>,
-    ) -> Result<Bytes, Status> {
+    ) -> Result<Bytes, Failure> {
         self.check_ids(&envelope)?;
         let caller = match (self.mtls, peer) {
             (true, Some(peer)) => {
                 if envelope.src_party_id != peer {
-                    return Err(Status::unauthenticated(format!(
+                    return Err(Refusal::Unauthenticated(format!(
                         "the envelope claims to come from party {}, the connection is authenticated as party {peer}",
                         envelope.src_party_id
-                    )));
+                    ))
+                    .into());
                 }
                 peer.to_owned()
             }
             (true, None) => {
-                return Err(Status::unauthenticated(
-                    "no authenticated party on this connection",
-                ));
+                return Err(Refusal::Unauthenticated(
+                    "no authenticated party on this connection".into(),
+                )
+                .into());
             }
             (false, _) => envelope.src_party_id.clone(),
         };
         if envelope.dest_party_id != self.party_id {
-            return Err(Status::permission_denied(format!(
+            return Err(Refusal::PermissionDenied(format!(
                 "this is party {}'s gateway; it does not relay envelopes for party {}",
                 self.party_id, envelope.dest_party_id
-            )));
+            ))
+            .into());
         }
         let now = fedflow_rpc::now_ms();
         self.replay.check_times(&envelope, now)?;
         let call = policy::inspect(&envelope.service, &envelope.method, &envelope.payload)?;
         if call.job_id != envelope.job_id {
-            return Err(Status::permission_denied(format!(
+            return Err(Refusal::PermissionDenied(format!(
                 "the envelope is about job {:?} but its call is about job {}",
                 envelope.job_id, call.job_id
-            )));
+            ))
+            .into());
         }
         // A party id claimed anywhere in the call must be the authenticated one.
         for (field, claimed) in &call.claims {
             if *claimed != caller {
-                return Err(Status::unauthenticated(format!(
+                return Err(Refusal::Unauthenticated(format!(
                     "{}/{}: {field} names party {claimed:?}, but the call comes from party {caller}",
                     envelope.service, envelope.method
-                )));
+                ))
+                .into());
             }
         }
         if !call.creates_job {
@@ -169,13 +206,13 @@ impl Router {
         }
     }
 
-    fn check_ids(&self, envelope: &pb::Envelope) -> Result<(), Status> {
+    fn check_ids(&self, envelope: &pb::Envelope) -> Result<(), Refusal> {
         fedflow_core::ids::party_id(&envelope.dest_party_id)
-            .map_err(|e| Status::invalid_argument(format!("dest_party_id: {e}")))?;
+            .map_err(|e| Refusal::InvalidArgument(format!("dest_party_id: {e}")))?;
         fedflow_core::ids::party_id(&envelope.src_party_id)
-            .map_err(|e| Status::invalid_argument(format!("src_party_id: {e}")))?;
+            .map_err(|e| Refusal::InvalidArgument(format!("src_party_id: {e}")))?;
         if envelope.hops > self.forward.max_hops {
-            return Err(Status::failed_precondition(format!(
+            return Err(Refusal::FailedPrecondition(format!(
                 "envelope passed {} gateways (at most {}): routing loop?",
                 envelope.hops, self.forward.max_hops
             )));
@@ -183,102 +220,92 @@ impl Router {
         Ok(())
     }
 
-    /// Calls the local service the envelope names, on behalf of `caller`.
-    async fn deliver_local(&self, envelope: &pb::Envelope, caller: &str) -> Result<Bytes, Status> {
+    /// Calls the local service the envelope names, on behalf of `caller`, once.
+    async fn deliver_local(&self, envelope: &pb::Envelope, caller: &str) -> Result<Bytes, Failure> {
         let timeout = self.timeout_of(envelope)?;
-        let deadline = tokio::time::Instant::now() + timeout;
         let channel = self.local.get(envelope.service.as_str()).ok_or_else(|| {
-            Status::permission_denied(format!(
+            Refusal::PermissionDenied(format!(
                 "service {:?} is not reachable through the gateway",
                 envelope.service
             ))
         })?;
         if envelope.method.is_empty() || !envelope.method.chars().all(|c| c.is_ascii_alphanumeric())
         {
-            return Err(Status::invalid_argument(format!(
+            return Err(Refusal::InvalidArgument(format!(
                 "malformed method {:?}",
                 envelope.method
-            )));
+            ))
+            .into());
         }
-        let service = envelope.service.clone();
-        let method = envelope.method.clone();
-        let payload = envelope.payload.clone();
         if self.forward.duplicate_delivery_for_testing {
-            let (channel, service, method, payload, caller) = (
-                channel.clone(),
-                service.clone(),
-                method.clone(),
-                payload.clone(),
-                caller.to_owned(),
-            );
+            let (channel, envelope, caller) =
+                (channel.clone(), envelope.clone(), caller.to_owned());
             let delay = Duration::from_millis(rand::rng().random_range(0..50));
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 tokio::time::sleep(delay).await;
                 let result = fedflow_rpc::raw::unary(
                     channel,
-                    &service,
-                    &method,
-                    payload,
+                    (&envelope.service, &envelope.method),
+                    envelope.payload,
                     timeout,
                     Some(&caller),
+                    Some(&envelope.request_id),
                 )
                 .await;
-                tracing::debug!(%service, %method, ok = result.is_ok(), "duplicate delivered");
+                tracing::debug!(service = %envelope.service, method = %envelope.method, ok = result.is_ok(), "duplicate delivered");
             });
         }
-        self.retrying(deadline, || {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            fedflow_rpc::raw::unary(
-                channel.clone(),
-                &service,
-                &method,
-                payload.clone(),
-                remaining,
-                Some(caller),
-            )
-        })
+        fedflow_rpc::raw::unary(
+            channel.clone(),
+            (&envelope.service, &envelope.method),
+            envelope.payload.clone(),
+            timeout,
+            Some(caller),
+            Some(&envelope.request_id),
+        )
         .await
+        .map_err(Failure::Answer)
     }
 
-    async fn to_remote(&self, mut envelope: pb::Envelope) -> Result<Bytes, Status> {
+    /// Passes the envelope to the destination party's gateway, once.
+    async fn to_remote(&self, mut envelope: pb::Envelope) -> Result<Bytes, Failure> {
         let timeout = self.timeout_of(&envelope)?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let client = self.remote.get(&envelope.dest_party_id).ok_or_else(|| {
-            Status::failed_precondition(format!(
-                "no route to party {} in the route table of party {}'s gateway",
-                envelope.dest_party_id, self.party_id
-            ))
-        })?;
+        let mut client = self
+            .remote
+            .get(&envelope.dest_party_id)
+            .ok_or_else(|| {
+                Refusal::FailedPrecondition(format!(
+                    "no route to party {} in the route table of party {}'s gateway",
+                    envelope.dest_party_id, self.party_id
+                ))
+            })?
+            .clone();
         envelope.hops += 1;
         let dest = envelope.dest_party_id.clone();
-        self.retrying(deadline, || {
-            let mut client = client.clone();
-            let mut request = tonic::Request::new(envelope.clone());
-            request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            async move { Ok(client.forward(request).await?.into_inner().payload) }
-        })
-        .await
-        .map_err(|status| {
-            if status.code() == tonic::Code::Unavailable {
-                Status::unavailable(format!(
+        let mut request = tonic::Request::new(envelope);
+        request.set_timeout(timeout);
+        match client.forward(request).await {
+            Ok(reply) => Ok(reply.into_inner().payload),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(Refusal::Unavailable(format!(
                     "party {dest} unreachable from party {}: {}",
                     self.party_id,
                     status.message()
                 ))
-            } else {
-                status
+                .into())
             }
-        })
+            Err(status) => Err(Failure::Answer(status)),
+        }
     }
 
-    fn timeout_of(&self, envelope: &pb::Envelope) -> Result<Duration, Status> {
+    fn timeout_of(&self, envelope: &pb::Envelope) -> Result<Duration, Refusal> {
         if envelope.deadline_unix_ms == 0 {
             return Ok(Duration::from_millis(self.forward.default_timeout_ms));
         }
         let left = envelope.deadline_unix_ms - fedflow_rpc::now_ms();
         if left <= 0 {
-            return Err(Status::deadline_exceeded(
-                "the envelope's deadline has passed",
+            return Err(Refusal::DeadlineExceeded(
+                "the envelope's deadline has passed".into(),
             ));
         }
         Ok(Duration::from_millis(
@@ -286,38 +313,5 @@ impl Router {
                 .unwrap_or(0)
                 .min(self.forward.default_timeout_ms * 10),
         ))
-    }
-
-    async fn retrying<F, Fut>(
-        &self,
-        deadline: tokio::time::Instant,
-        mut call: F,
-    ) -> Result<Bytes, Status>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Bytes, Status>>,
-    {
-        let mut backoff = Duration::from_millis(self.forward.backoff_initial_ms.max(1));
-        let max = Duration::from_millis(self.forward.backoff_max_ms.max(1));
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable
-                        && attempt < self.forward.max_attempts =>
-                {
-                    let jitter = rand::rng().random_range(0.5..1.5);
-                    let pause = backoff.mul_f64(jitter);
-                    if tokio::time::Instant::now() + pause >= deadline {
-                        return Err(status);
-                    }
-                    tracing::debug!(attempt, error = %status.message(), "next hop unavailable, retrying");
-                    tokio::time::sleep(pause).await;
-                    backoff = (backoff * 2).min(max);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
     }
 }

@@ -1,0 +1,337 @@
+//! The constructors of every party call: the request, its destination and its request id (from
+//! [`crate::request_id`]), so a call is written once whichever service sends it and whether it
+//! goes out live or through an outbox.
+
+use fedflow_core::dsl::TaskPlan;
+use fedflow_core::ids::Participant;
+use fedflow_core::{JobStatus, TaskStatus};
+use fedflow_proto::jobcontroller::v1 as jc;
+use fedflow_proto::scheduler::v1 as sc;
+use fedflow_proto::taskcontroller::v1 as tc;
+
+use super::Call;
+use crate::convert::{job_status_to_pb, task_status_to_pb};
+use crate::request_id;
+
+/// The destination a job-controller's commands for its own task-controller carry (they are
+/// delivered directly, not through the gateway).
+pub const LOCAL_TASK_CONTROLLER: &str = "task-controller";
+
+fn to<C>(dest: &str, request_id: String, request: C) -> Call<C> {
+    Call {
+        dest: dest.to_owned(),
+        request_id,
+        request,
+    }
+}
+
+/// The job row of `who`, scheduled by `scheduler_party`.
+pub fn create_job(
+    job_id: &str,
+    who: &Participant,
+    dsl: &str,
+    conf: &str,
+    scheduler_party: &str,
+) -> Call<jc::CreateJobRequest> {
+    let id = request_id::create_job(job_id, who);
+    to(
+        &who.party_id,
+        id.clone(),
+        jc::CreateJobRequest {
+            job_id: job_id.to_owned(),
+            dsl: dsl.to_owned(),
+            runtime_conf: conf.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            scheduler_party_id: scheduler_party.to_owned(),
+            request_id: id,
+        },
+    )
+}
+
+/// Reserves `who`'s resources for the job.
+pub fn apply_resource(job_id: &str, who: &Participant) -> Call<jc::ApplyResourceRequest> {
+    let id = request_id::fresh();
+    to(
+        &who.party_id,
+        id.clone(),
+        jc::ApplyResourceRequest {
+            job_id: job_id.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            request_id: id,
+        },
+    )
+}
+
+/// Returns `who`'s reservation for the job.
+pub fn return_resource(job_id: &str, who: &Participant) -> Call<jc::ReturnResourceRequest> {
+    let id = request_id::fresh();
+    to(
+        &who.party_id,
+        id.clone(),
+        jc::ReturnResourceRequest {
+            job_id: job_id.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            request_id: id,
+        },
+    )
+}
+
+/// Starts the job on `who`, in the run that entered the queue at `epoch`.
+pub fn start_job(job_id: &str, epoch: i64, who: &Participant) -> Call<jc::StartJobRequest> {
+    let id = request_id::start_job(job_id, epoch, who);
+    to(
+        &who.party_id,
+        id.clone(),
+        jc::StartJobRequest {
+            job_id: job_id.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            request_id: id,
+        },
+    )
+}
+
+/// Tells `who` the job's status, in the run that entered the queue at `epoch`.
+pub fn update_job_status(
+    job_id: &str,
+    epoch: i64,
+    who: &Participant,
+    status: JobStatus,
+    reason: &str,
+) -> Call<jc::UpdateJobStatusRequest> {
+    let id = request_id::job_status(job_id, epoch, who, status);
+    to(
+        &who.party_id,
+        id.clone(),
+        jc::UpdateJobStatusRequest {
+            job_id: job_id.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            status: job_status_to_pb(status) as i32,
+            reason: reason.to_owned(),
+            request_id: id,
+        },
+    )
+}
+
+/// The job rows `party` holds for the job.
+pub fn party_job(party: &str, job_id: &str) -> Call<jc::GetJobRequest> {
+    to(
+        party,
+        request_id::fresh(),
+        jc::GetJobRequest {
+            job_id: job_id.to_owned(),
+        },
+    )
+}
+
+/// Creates `who`'s task rows of one version of the job.
+pub fn create_tasks(
+    job_id: &str,
+    who: &Participant,
+    scheduler_party: &str,
+    version: i32,
+    plans: &[TaskPlan],
+) -> Call<tc::CreateTasksRequest> {
+    let id = request_id::create_tasks(job_id, who, version);
+    to(
+        &who.party_id,
+        id.clone(),
+        tc::CreateTasksRequest {
+            job_id: job_id.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            scheduler_party_id: scheduler_party.to_owned(),
+            version,
+            tasks: plans
+                .iter()
+                .map(|plan| tc::TaskSpec {
+                    component: plan.component.clone(),
+                    module: plan.module.clone(),
+                    parameters_json: serde_json::Value::Object(plan.params.clone()).to_string(),
+                    need_run: plan.need_run,
+                    upstream: plan.upstream.clone(),
+                })
+                .collect(),
+            request_id: id,
+        },
+    )
+}
+
+/// Starts one task version on `who`.
+pub fn start_task(
+    job_id: &str,
+    who: &Participant,
+    component: &str,
+    version: i32,
+) -> Call<tc::StartTaskRequest> {
+    let id = request_id::start_task(job_id, component, version, who);
+    to(
+        &who.party_id,
+        id.clone(),
+        tc::StartTaskRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            version,
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            request_id: id,
+        },
+    )
+}
+
+/// The scheduler's stop of one task version (`task`) or of every task of `who` in the run that
+/// entered the queue at `epoch` (`None`), ending them as `status`.
+pub fn stop_tasks(
+    job_id: &str,
+    epoch: i64,
+    who: &Participant,
+    task: Option<(&str, i32)>,
+    status: TaskStatus,
+    reason: &str,
+) -> Call<tc::StopTasksRequest> {
+    let id = match task {
+        Some((component, version)) => request_id::stop_task(job_id, component, version, who),
+        None => request_id::stop_run(job_id, epoch, who),
+    };
+    let mut call = stop(job_id, who, status, reason, id);
+    if let Some((component, version)) = task {
+        call.request.component = component.to_owned();
+        call.request.version = Some(version);
+    }
+    call
+}
+
+/// A job-controller's stop of every remaining task of `who` once the job ended, for its own
+/// task-controller.
+pub fn stop_remaining(
+    job_id: &str,
+    who: &Participant,
+    status: TaskStatus,
+    reason: &str,
+) -> Call<tc::StopTasksRequest> {
+    let mut call = stop(
+        job_id,
+        who,
+        status,
+        reason,
+        request_id::stop_remaining(job_id, who),
+    );
+    call.dest = LOCAL_TASK_CONTROLLER.to_owned();
+    call
+}
+
+fn stop(
+    job_id: &str,
+    who: &Participant,
+    status: TaskStatus,
+    reason: &str,
+    id: String,
+) -> Call<tc::StopTasksRequest> {
+    to(
+        &who.party_id,
+        id.clone(),
+        tc::StopTasksRequest {
+            job_id: job_id.to_owned(),
+            component: String::new(),
+            version: None,
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            status: task_status_to_pb(status) as i32,
+            reason: reason.to_owned(),
+            request_id: id,
+        },
+    )
+}
+
+/// Tells `party` a task version's federated status (for display there).
+pub fn update_task_status(
+    job_id: &str,
+    party: &str,
+    component: &str,
+    version: i32,
+    status: TaskStatus,
+) -> Call<tc::UpdateTaskStatusRequest> {
+    let id = request_id::task_status(job_id, component, version, party, status);
+    to(
+        party,
+        id.clone(),
+        tc::UpdateTaskStatusRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            version,
+            status: task_status_to_pb(status) as i32,
+            request_id: id,
+        },
+    )
+}
+
+/// `party`'s task rows of the job.
+pub fn party_tasks(party: &str, job_id: &str) -> Call<tc::ListTasksRequest> {
+    to(
+        party,
+        request_id::fresh(),
+        tc::ListTasksRequest {
+            job_id: job_id.to_owned(),
+        },
+    )
+}
+
+/// A component's output on `who`.
+pub fn task_output(
+    job_id: &str,
+    component: &str,
+    who: &Participant,
+) -> Call<tc::GetTaskOutputRequest> {
+    to(
+        &who.party_id,
+        request_id::fresh(),
+        tc::GetTaskOutputRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+        },
+    )
+}
+
+/// Reports `who`'s status of one task version to the job's scheduler, `scheduler_party`.
+pub fn report(
+    scheduler_party: &str,
+    job_id: &str,
+    component: &str,
+    version: i32,
+    who: &Participant,
+    status: TaskStatus,
+    reason: &str,
+) -> Call<sc::ReportTaskStatusRequest> {
+    let id = request_id::report(job_id, component, version, who, status);
+    to(
+        scheduler_party,
+        id.clone(),
+        sc::ReportTaskStatusRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            version,
+            role: who.role.clone(),
+            party_id: who.party_id.clone(),
+            status: task_status_to_pb(status) as i32,
+            reason: reason.to_owned(),
+            request_id: id,
+        },
+    )
+}
+
+/// Asks the job's scheduler, `scheduler_party`, whether it can be reached.
+pub fn probe(scheduler_party: &str, job_id: &str) -> Call<sc::ProbeRequest> {
+    to(
+        scheduler_party,
+        request_id::fresh(),
+        sc::ProbeRequest {
+            job_id: job_id.to_owned(),
+        },
+    )
+}
