@@ -36,11 +36,6 @@ ALLOW=(
     #     composition root, which builds the servers.
     "proto  ^services/[^/]+/src/(grpc|remote)(\.rs|/)"
     "proto  ^services/[^/]+/src/lib\.rs$"
-    #     Adapters under other names today (outgoing calls; the gateway's envelope handling).
-    #     Rename them under grpc/ or remote/, then delete these rows.
-    "proto  ^services/task-controller/src/reporter\.rs$"
-    "proto  ^services/job-controller/src/tasks\.rs$"
-    "proto  ^services/party-gateway/src/(forward|policy|replay)\.rs$"
 )
 # ---------------------------------------------------------------------------------------------
 

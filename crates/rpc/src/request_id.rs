@@ -63,9 +63,10 @@ pub fn stop_run(job_id: &str, epoch: i64, who: &Participant) -> String {
     format!("{job_id}:{epoch}:stop:*:{}:{}", who.role, who.party_id)
 }
 
-/// `StopTasks` of every remaining task of `who`, by its own job-controller when the job ended.
-pub fn stop_remaining(job_id: &str, who: &Participant) -> String {
-    format!("{job_id}:stop-tasks:{}:{}", who.role, who.party_id)
+/// `StopTasks` of every remaining task of `who` when the job's run `epoch` ended, committed by
+/// the scheduler with the end (distinct from a user stop of the same run, whose body differs).
+pub fn end_stop(job_id: &str, epoch: i64, who: &Participant) -> String {
+    format!("{job_id}:{epoch}:end-stop:{}:{}", who.role, who.party_id)
 }
 
 /// `UpdateTaskStatus` (the federated status, for display) of one task version to `party`.
@@ -129,10 +130,7 @@ mod tests {
             format!("{j}:stop:train:1:host:10000")
         );
         assert_eq!(stop_run(j, 17, &who), format!("{j}:17:stop:*:host:10000"));
-        assert_eq!(
-            stop_remaining(j, &who),
-            format!("{j}:stop-tasks:host:10000")
-        );
+        assert_eq!(end_stop(j, 17, &who), format!("{j}:17:end-stop:host:10000"));
         assert_eq!(
             task_status(j, "train", 1, "9999", TaskStatus::Failed),
             format!("{j}:task-status:train:1:9999:failed")

@@ -1,12 +1,12 @@
 //! The job-controller's use cases. Each takes a command whose ids the gRPC layer has already
 //! checked, decides with the pure rules of [`crate::domain`], writes with a compare-and-set,
 //! and is idempotent: a repeated create, apply, return, start or status update answers as the
-//! first did and changes nothing more. Jobs: `app/jobs.rs`; the ledger: `app/resources.rs`;
-//! the calls to the task-controller that are leaving this service: `app/task_calls.rs`.
+//! first did and changes nothing more. Jobs: `app/jobs.rs`; the ledger: `app/resources.rs`.
+//! Task rows and their stops are the scheduler's: this service never calls the task-controller,
+//! except to deliver `StopTasks` commands that earlier versions left in its outbox.
 
 mod jobs;
 mod resources;
-mod task_calls;
 
 use std::sync::Arc;
 
@@ -18,8 +18,8 @@ use fedflow_rpc::error::{Code, RemoteError, ServiceError};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Capacity, JobView, PartyJob};
+use crate::remote::TaskControllerClient;
 use crate::store::{self, Store};
-use crate::tasks::TaskControllerClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

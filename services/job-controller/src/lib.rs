@@ -11,8 +11,8 @@ mod app;
 pub mod config;
 mod domain;
 mod grpc;
+mod remote;
 mod store;
-mod tasks;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     let store = store::Store::open(&config.database).await?;
-    let tasks = tasks::TaskControllerClient::new(&config.task_controller)
+    let tasks = remote::TaskControllerClient::new(&config.task_controller)
         .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
     let app = app::App::new(
         config.party_id.clone(),

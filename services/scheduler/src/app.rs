@@ -18,9 +18,7 @@ mod timers;
 mod watch;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::dsl::{self, JobSpec};
@@ -101,17 +99,6 @@ impl JobGuard {
     }
 }
 
-/// How a party call is retried here (today's policies, kept until `Remote` retries itself).
-#[derive(Debug, Clone, Copy)]
-enum Retry {
-    /// Called once; a failure is the caller's to handle (the queue and repair passes call again).
-    Once,
-    /// Transient failures (unreachable, deadline) retried with backoff, five calls in all.
-    Transient,
-    /// A connection that failed outright tried twice more at once; a timeout is not retried.
-    Connect,
-}
-
 impl App {
     pub fn new(
         party_id: String,
@@ -143,35 +130,6 @@ impl App {
     /// The job, task and party tables of the jobs this party schedules.
     fn store(&self) -> &Store {
         &self.inner.store
-    }
-
-    /// Runs one party call through [`Remote`] with `retry`.
-    ///
-    /// Removed once Remote retries internally.
-    async fn call<'a, T, F, Fut>(&'a self, retry: Retry, mut call: F) -> Result<T, RemoteError>
-    where
-        F: FnMut(&'a Remote) -> Fut,
-        Fut: Future<Output = Result<T, RemoteError>>,
-    {
-        let (attempts, retried): (u32, fn(&RemoteError) -> bool) = match retry {
-            Retry::Once => (1, |_| false),
-            Retry::Transient => (5, RemoteError::is_transient),
-            Retry::Connect => (3, |e| {
-                matches!(e.code, tonic::Code::Unavailable | tonic::Code::Unknown)
-            }),
-        };
-        let mut backoff = Duration::from_millis(50);
-        let mut attempt = 1;
-        loop {
-            match call(&self.inner.remote).await {
-                Err(e) if attempt < attempts && retried(&e) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
     }
 
     /// Delivers an outbox command (the outbox retries it).

@@ -15,7 +15,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::app::{self, App, Located};
-use crate::model::{
+use crate::domain::model::{
     GetJob, GetTaskOutput, ListJobs, ListTasks, ReportTaskStatus, RerunJob, StopJob, SubmitJob,
     WatchJob, participant,
 };

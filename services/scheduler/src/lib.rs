@@ -10,7 +10,6 @@ pub mod config;
 mod domain;
 mod events;
 mod grpc;
-mod model;
 mod remote;
 mod store;
 

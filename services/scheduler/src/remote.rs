@@ -16,6 +16,8 @@ use fedflow_rpc::convert::task_status_from_pb;
 use fedflow_rpc::error::RemoteError;
 use fedflow_rpc::party::{PartyClient, services};
 
+use crate::domain::end;
+
 #[derive(Clone)]
 pub struct Remote {
     client: PartyClient,
@@ -105,6 +107,17 @@ impl Remote {
         reason: &str,
     ) -> fedflow_store::Command {
         calls::update_job_status(job_id, epoch, who, status, reason).command()
+    }
+
+    /// The command that stops what still runs of the job's run `epoch` on `who` once it ended
+    /// (for the outbox, committed with the end).
+    pub fn end_stop_command(
+        job_id: &str,
+        epoch: i64,
+        who: &Participant,
+        stop: &end::Stop,
+    ) -> fedflow_store::Command {
+        calls::end_stop(job_id, epoch, who, stop.status, &stop.reason).command()
     }
 
     /// The command that tells `party` a task version's federated status (for the outbox).

@@ -5,7 +5,7 @@
 //!   party's own status, as reported.
 //!
 //! Every status write is a compare-and-set on the status read before; what a change writes
-//! besides the status is decided by [`crate::model`], and the SQL writes the values it is given.
+//! besides the status is decided by [`crate::domain::model`], and the SQL writes the values it is given.
 
 mod rows;
 mod schema;
@@ -17,8 +17,8 @@ use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
 use fedflow_store::{Command, Db, Outbox, Transition, Tx, get};
 
-pub use crate::model::{Job, Task, TaskParty};
-use crate::model::{JobTransition, TaskTransition};
+pub use crate::domain::model::{Job, Task, TaskParty};
+use crate::domain::model::{JobTransition, TaskTransition};
 use rows::{Assignments, job_from_row, task_from_row, task_party_from_row};
 pub use schema::{AUDIT, OUTBOX};
 use schema::{MIGRATIONS, MIGRATIONS_TABLE};

@@ -29,7 +29,7 @@ use crate::domain::attempt::Move;
 use crate::domain::fencing::Contacts;
 use crate::domain::heartbeat::Heartbeats;
 use crate::engine::Engine;
-use crate::reporter::Reporter;
+use crate::remote::Reporter;
 use crate::store::{self, Store, Task, TaskKey};
 
 #[derive(Debug, thiserror::Error)]

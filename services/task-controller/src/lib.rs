@@ -12,7 +12,7 @@ pub mod config;
 mod domain;
 pub mod engine;
 mod grpc;
-mod reporter;
+mod remote;
 mod store;
 
 use std::sync::Arc;
@@ -83,7 +83,7 @@ pub async fn run(
         config.party_id.clone(),
         store,
         engine,
-        reporter::Reporter::new(client),
+        remote::Reporter::new(client),
         advertise,
         timing,
     );

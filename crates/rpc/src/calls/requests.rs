@@ -13,10 +13,6 @@ use super::Call;
 use crate::convert::{job_status_to_pb, task_status_to_pb};
 use crate::request_id;
 
-/// The destination a job-controller's commands for its own task-controller carry (they are
-/// delivered directly, not through the gateway).
-pub const LOCAL_TASK_CONTROLLER: &str = "task-controller";
-
 fn to<C>(dest: &str, request_id: String, request: C) -> Call<C> {
     Call {
         dest: dest.to_owned(),
@@ -205,23 +201,22 @@ pub fn stop_tasks(
     call
 }
 
-/// A job-controller's stop of every remaining task of `who` once the job ended, for its own
-/// task-controller.
-pub fn stop_remaining(
+/// The stop of every remaining task of `who` once the job's run `epoch` ended, for the
+/// scheduler's outbox: the tasks end in `status` with `reason`.
+pub fn end_stop(
     job_id: &str,
+    epoch: i64,
     who: &Participant,
     status: TaskStatus,
     reason: &str,
 ) -> Call<tc::StopTasksRequest> {
-    let mut call = stop(
+    stop(
         job_id,
         who,
         status,
         reason,
-        request_id::stop_remaining(job_id, who),
-    );
-    call.dest = LOCAL_TASK_CONTROLLER.to_owned();
-    call
+        request_id::end_stop(job_id, epoch, who),
+    )
 }
 
 fn stop(

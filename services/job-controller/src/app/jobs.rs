@@ -90,7 +90,6 @@ impl App {
                 )));
             }
         }
-        self.create_version_zero_tasks(&create, &plans).await?;
         Ok(plans
             .into_iter()
             .map(|plan| (plan.component, plan.need_run))
@@ -101,14 +100,14 @@ impl App {
     pub async fn start_job(&self, job: JobRef) -> Result<JobStatus, Error> {
         let row = self.existing(&job).await?;
         for step in job::steps(row.status, JobStatus::Running) {
-            self.set_status(&row, step, "", &[]).await?;
+            self.set_status(&row, step, "").await?;
         }
         Ok(JobStatus::Running)
     }
 
-    /// Sets the status the scheduler decided. An end releases the allocation and (see
-    /// [`job::stop`]) stops the job's remaining tasks here, also when repeated, so a retry
-    /// finishes the effects a crash interrupted.
+    /// Sets the status the scheduler decided. An end releases the allocation, also when
+    /// repeated, so a retry finishes what a crash interrupted. (The job's tasks are stopped by
+    /// the scheduler, which commits `StopTasks` for every party with the end.)
     pub async fn update_job_status(&self, update: UpdateJobStatus) -> Result<StatusSet, Error> {
         let UpdateJobStatus {
             job: job_ref,
@@ -116,27 +115,16 @@ impl App {
             reason,
         } = update;
         let row = self.existing(&job_ref).await?;
-        // The stop is committed with the end status (the outbox delivers it), so a crash
-        // cannot leave workers running for a job that has ended.
-        let commands: Vec<_> = job::stop(to, &reason)
-            .map(|stop| Self::stop_tasks_command(&job_ref, &stop))
-            .into_iter()
-            .collect();
         let mut applied = false;
         for step in job::steps(row.status, to) {
-            let (reason, commands) = if step == to {
-                (reason.as_str(), commands.as_slice())
-            } else {
-                ("", &[][..])
-            };
-            applied = self.set_status(&row, step, reason, commands).await?;
+            let reason = if step == to { reason.as_str() } else { "" };
+            applied = self.set_status(&row, step, reason).await?;
         }
         if job::releases(to) {
             self.inner
                 .store
                 .release(job_ref.job_id.as_str(), job_ref.role.as_str())
                 .await?;
-            self.deliver_stops(&job_ref.job_id).await?;
         }
         Ok(StatusSet {
             applied,
@@ -145,13 +133,7 @@ impl App {
     }
 
     /// Compare-and-set to `to`, re-reading after a lost race; `Ok(false)` when already there.
-    async fn set_status(
-        &self,
-        job: &PartyJob,
-        to: JobStatus,
-        reason: &str,
-        commands: &[fedflow_store::Command],
-    ) -> Result<bool, Error> {
+    async fn set_status(&self, job: &PartyJob, to: JobStatus, reason: &str) -> Result<bool, Error> {
         let store = &self.inner.store;
         let mut current = store
             .job(&job.job_id, &job.role)
@@ -164,7 +146,7 @@ impl App {
                 Err(e) => return Err(Error::FailedPrecondition(e.to_string())),
             };
             if store
-                .cas_status(&job.job_id, &job.role, &change, reason, commands)
+                .cas_status(&job.job_id, &job.role, &change, reason, &[])
                 .await?
             {
                 tracing::debug!(job = %job.job_id, role = %job.role, from = %current, %to, "job status");

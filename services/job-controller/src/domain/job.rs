@@ -1,10 +1,10 @@
 //! What a job row's status change means on this party, pure. The transition table itself is
 //! `fedflow_core::status`; this module decides what a change writes (start and end times, the
-//! allocation's release) and what it asks of the job's tasks here. The store writes exactly the
+//! allocation's release). The store writes exactly the
 //! [`Change`] it is given, with a compare-and-set on `from`.
 
 use fedflow_core::status::InvalidTransition;
-use fedflow_core::{JobStatus, TaskStatus, Transition};
+use fedflow_core::{JobStatus, Transition};
 
 /// One status write, decided before it is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,33 +56,6 @@ pub fn steps(from: JobStatus, to: JobStatus) -> Vec<JobStatus> {
 /// (so a retry finishes what a crash interrupted).
 pub fn releases(to: JobStatus) -> bool {
     to.is_end()
-}
-
-/// What an end asks of the job's tasks still on this party.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stop {
-    /// The status the stopped tasks end in.
-    pub status: TaskStatus,
-    pub reason: String,
-}
-
-/// The stop an end status calls for: none unless the job ended other than by success (a
-/// successful job's tasks have all ended); a timed-out job's tasks end `timeout`, any other
-/// end's `canceled`. `reason` is the scheduler's, kept in the tasks' reason.
-pub fn stop(to: JobStatus, reason: &str) -> Option<Stop> {
-    if !to.is_end() || to == JobStatus::Success {
-        return None;
-    }
-    let status = match to {
-        JobStatus::Timeout => TaskStatus::Timeout,
-        _ => TaskStatus::Canceled,
-    };
-    let reason = if reason.is_empty() {
-        format!("job {to}")
-    } else {
-        format!("job {to}: {reason}")
-    };
-    Some(Stop { status, reason })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use fedflow_core::{JobStatus, TaskStatus};
 use fedflow_rpc::now_ms;
 use futures::future::join_all;
 
-use super::{App, Error, Retry, corrupt};
+use super::{App, Error, corrupt};
 use crate::domain::plan::latest;
 use crate::domain::versions::{self, RerunRefused};
 use crate::events::Event;
@@ -70,9 +70,9 @@ impl App {
     ) {
         let participants = spec.participants();
         let results = join_all(participants.iter().map(|who| {
-            self.call(Retry::Transient, move |remote| {
-                remote.stop_tasks(job_id, epoch, who, task, status, reason)
-            })
+            self.inner
+                .remote
+                .stop_tasks(job_id, epoch, who, task, status, reason)
         }))
         .await;
         for (who, result) in participants.iter().zip(results) {
@@ -136,9 +136,9 @@ impl App {
         // Create the new versions on every party first; nothing changes here if one refuses.
         let creations = versions::creations(&spec, &rerun.versions).map_err(corrupt)?;
         let created = join_all(creations.iter().map(|(who, version, plans)| {
-            self.call(Retry::Transient, move |remote| {
-                remote.create_tasks(job_id, who, &self.inner.party_id, *version, plans)
-            })
+            self.inner
+                .remote
+                .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
         }))
         .await;
         if let Some(err) = created.into_iter().find_map(Result::err) {

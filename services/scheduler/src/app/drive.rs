@@ -14,7 +14,7 @@ use fedflow_rpc::now_ms;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::{App, Error, JobGuard, Retry, corrupt};
+use super::{App, Error, JobGuard, corrupt};
 use crate::domain::plan::{self, Attempt, Decision};
 use crate::domain::versions;
 use crate::events::Event;
@@ -249,9 +249,9 @@ impl App {
         let next: BTreeMap<String, i32> = [(failed.component.clone(), version)].into();
         let creations = versions::creations(spec, &next).map_err(corrupt)?;
         let created = join_all(creations.iter().map(|(who, version, plans)| {
-            self.call(Retry::Transient, move |remote| {
-                remote.create_tasks(job_id, who, &self.inner.party_id, *version, plans)
-            })
+            self.inner
+                .remote
+                .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
         }))
         .await;
         if let Some(err) = created.into_iter().find_map(Result::err) {
@@ -310,9 +310,9 @@ impl App {
         let calls = started.iter().flat_map(|task| {
             participants.iter().map(move |who| async move {
                 let result = self
-                    .call(Retry::Connect, |remote| {
-                        remote.start_task(&task.job_id, who, &task.component, task.version)
-                    })
+                    .inner
+                    .remote
+                    .start_task(&task.job_id, who, &task.component, task.version)
                     .await;
                 (*task, who, result)
             })

@@ -8,7 +8,7 @@ use fedflow_core::JobStatus;
 use fedflow_core::ids::{self, Participant};
 use fedflow_rpc::now_ms;
 
-use super::{App, Error, Retry};
+use super::{App, Error};
 use crate::domain::plan::latest;
 use crate::events::Event;
 use crate::store::{Job, Task, TaskParty};
@@ -33,9 +33,9 @@ impl App {
             return Ok(Located::Here);
         }
         let rows = self
-            .call(Retry::Once, |remote| {
-                remote.party_jobs(&self.inner.party_id, job_id)
-            })
+            .inner
+            .remote
+            .party_jobs(&self.inner.party_id, job_id)
             .await
             .map_err(|e| {
                 if e.code == tonic::Code::NotFound {
@@ -147,9 +147,9 @@ impl App {
         request: &Req,
     ) -> Result<Resp, Error> {
         Ok(self
-            .call(Retry::Once, |remote| {
-                remote.scheduler(party, job_id, method, request)
-            })
+            .inner
+            .remote
+            .scheduler(party, job_id, method, request)
             .await?)
     }
 
@@ -172,13 +172,13 @@ impl App {
                 "{who} is not a participant of job {job_id}"
             )));
         }
-        self.call(Retry::Once, |remote| {
-            remote.task_output(job_id, component, who)
-        })
-        .await
-        .map_err(|e| match e.code {
-            tonic::Code::NotFound => Error::NotFound(e.message),
-            _ => Error::Remote(e),
-        })
+        self.inner
+            .remote
+            .task_output(job_id, component, who)
+            .await
+            .map_err(|e| match e.code {
+                tonic::Code::NotFound => Error::NotFound(e.message),
+                _ => Error::Remote(e),
+            })
     }
 }

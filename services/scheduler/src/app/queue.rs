@@ -11,7 +11,7 @@ use fedflow_rpc::now_ms;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::{App, Error, JobGuard, Retry};
+use super::{App, Error, JobGuard};
 use crate::domain::queue::{self, Answer, Step};
 use crate::remote::Grant;
 use crate::store::Job;
@@ -75,11 +75,11 @@ impl App {
         let spec = self.spec(job)?;
         let participants = spec.participants();
         let job_id = job.job_id.as_str();
-        let grants = join_all(participants.iter().map(|who| {
-            self.call(Retry::Once, move |remote| {
-                remote.apply_resource(job_id, who)
-            })
-        }))
+        let grants = join_all(
+            participants
+                .iter()
+                .map(|who| self.inner.remote.apply_resource(job_id, who)),
+        )
         .await;
         let answers = participants
             .iter()
@@ -96,22 +96,23 @@ impl App {
             .collect();
         let mut admission = queue::admission(answers);
         if admission.missing.is_empty() {
-            let started = join_all(participants.iter().map(|who| {
-                self.call(Retry::Transient, move |remote| {
-                    remote.start_job(job_id, job.queued_ms, who)
-                })
-            }))
+            let started = join_all(
+                participants
+                    .iter()
+                    .map(|who| self.inner.remote.start_job(job_id, job.queued_ms, who)),
+            )
             .await;
             if let Some(e) = started.into_iter().find_map(Result::err) {
                 admission.missing.push(format!("start failed: {e}"));
             }
         }
         if !admission.missing.is_empty() {
-            join_all(admission.granted.iter().map(|who| {
-                self.call(Retry::Transient, move |remote| {
-                    remote.return_resource(job_id, who)
-                })
-            }))
+            join_all(
+                admission
+                    .granted
+                    .iter()
+                    .map(|who| self.inner.remote.return_resource(job_id, who)),
+            )
             .await;
             let reason = queue::waiting_reason(&admission.missing);
             if reason != job.pending_reason {

@@ -10,7 +10,7 @@ use fedflow_core::{JobStatus, TaskStatus};
 use fedflow_rpc::now_ms;
 use tokio_util::sync::CancellationToken;
 
-use super::{App, Error, Retry};
+use super::{App, Error};
 
 impl App {
     /// Repairs what events missed: pulls the statuses of running tasks whose parties have been
@@ -101,9 +101,9 @@ impl App {
                     continue;
                 }
                 match self
-                    .call(Retry::Once, |remote| {
-                        remote.start_task(&job_id, &row.who, &row.component, row.version)
-                    })
+                    .inner
+                    .remote
+                    .start_task(&job_id, &row.who, &row.component, row.version)
                     .await
                 {
                     Ok(status) if status != TaskStatus::Waiting => {
@@ -127,10 +127,7 @@ impl App {
                 .filter(|p| !down.contains(p))
                 .collect();
             for party in quiet_parties {
-                match self
-                    .call(Retry::Once, |remote| remote.party_tasks(&party, &job_id))
-                    .await
-                {
+                match self.inner.remote.party_tasks(&party, &job_id).await {
                     Ok(rows) => {
                         for pulled in rows {
                             if let Some(row) = parties.iter().find(|p| {

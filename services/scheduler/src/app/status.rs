@@ -6,14 +6,12 @@
 use fedflow_core::dsl::JobSpec;
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus, Transition};
-use fedflow_proto::taskcontroller::v1 as tc;
-use fedflow_rpc::convert::task_status_to_pb;
 use fedflow_rpc::now_ms;
-use fedflow_rpc::party::services;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::{App, Error, Retry};
+use super::{App, Error};
+use crate::domain::end;
 use crate::events::Event;
 use crate::remote::Remote;
 use crate::store::{Job, Task};
@@ -68,9 +66,7 @@ impl App {
         reason: &str,
     ) -> bool {
         let failures = join_all(participants.iter().map(|who| {
-            self.call(Retry::Transient, move |remote| {
-                remote.update_job_status(job_id, epoch, who, status, reason)
-            })
+            self.inner.remote.update_job_status(job_id, epoch, who, status, reason)
         }))
         .await
         .into_iter()
@@ -105,11 +101,11 @@ impl App {
             .iter()
             .map(|who| Remote::job_status_command(&job.job_id, job.queued_ms, who, to, told))
             .collect();
-        if to != JobStatus::Success {
+        if let Some(stop) = end::stop(to, told) {
             commands.extend(
                 participants
                     .iter()
-                    .map(|who| end_stop_command(&job.job_id, job.queued_ms, who, to, told)),
+                    .map(|who| Remote::end_stop_command(&job.job_id, job.queued_ms, who, &stop)),
             );
         }
         if !self.set_job_status(job, to, reason, &commands).await? {
@@ -162,44 +158,5 @@ impl App {
                 }
             })
             .await;
-    }
-}
-
-/// The command that stops what still runs of an ended job on `who` (for the outbox): its
-/// tasks end `timeout` when the job timed out, `canceled` otherwise. `epoch` makes each run's
-/// end its own request. (Built here until the party calls have one typed definition each.)
-fn end_stop_command(
-    job_id: &str,
-    epoch: i64,
-    who: &Participant,
-    to: JobStatus,
-    reason: &str,
-) -> fedflow_store::Command {
-    let status = match to {
-        JobStatus::Timeout => TaskStatus::Timeout,
-        _ => TaskStatus::Canceled,
-    };
-    let why = if reason.is_empty() {
-        format!("job {to}")
-    } else {
-        format!("job {to}: {reason}")
-    };
-    let request = tc::StopTasksRequest {
-        job_id: job_id.to_owned(),
-        component: String::new(),
-        version: None,
-        role: who.role.clone(),
-        party_id: who.party_id.clone(),
-        status: task_status_to_pb(status) as i32,
-        reason: why,
-        request_id: format!("{job_id}:{epoch}:end-stop:{}:{}", who.role, who.party_id),
-    };
-    fedflow_store::Command {
-        dest: who.party_id.clone(),
-        service: services::TASK_CONTROLLER.into(),
-        method: "StopTasks".into(),
-        job_id: job_id.to_owned(),
-        request_id: request.request_id.clone(),
-        payload: prost::Message::encode_to_vec(&request),
     }
 }

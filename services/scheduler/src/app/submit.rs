@@ -7,7 +7,7 @@ use fedflow_core::{JobStatus, dsl};
 use fedflow_rpc::{now_micros, now_ms};
 use futures::future::join_all;
 
-use super::{App, Error, Retry};
+use super::{App, Error};
 use crate::domain::versions;
 use crate::store::Job;
 
@@ -74,9 +74,9 @@ impl App {
         }
         let _guard = self.lock(&job_id).await;
         let created = join_all(participants.iter().map(|who| {
-            self.call(Retry::Transient, |remote| {
-                remote.create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
-            })
+            self.inner
+                .remote
+                .create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
         }))
         .await;
         let mut refusal = participants
@@ -88,9 +88,9 @@ impl App {
             // (the same request as any other version's; a repeat changes nothing there).
             let job_id = job_id.as_str();
             let created = join_all(creations.iter().map(|(who, version, plans)| {
-                self.call(Retry::Transient, move |remote| {
-                    remote.create_tasks(job_id, who, &self.inner.party_id, *version, plans)
-                })
+                self.inner
+                    .remote
+                    .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
             }))
             .await;
             refusal = creations

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{App, Error, Located};
+use crate::domain::model::{Job, JobView};
 use crate::events::Event;
-use crate::model::{Job, JobView};
 
 /// A watcher of every job fell this many events behind; its stream ends there.
 #[derive(Debug, thiserror::Error)]

@@ -10,11 +10,11 @@ use fedflow_rpc::error::to_status;
 use tonic::Status;
 
 use crate::app::{self, TaskView};
-use crate::events::Event;
-use crate::model::{
+use crate::domain::model::{
     GetJob, GetTaskOutput, JobView, ListJobs, ListTasks, ReportTaskStatus, RerunJob, StopJob,
     SubmitJob, WatchJob,
 };
+use crate::events::Event;
 
 impl From<app::Error> for Status {
     fn from(e: app::Error) -> Status {

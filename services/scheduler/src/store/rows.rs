@@ -1,4 +1,4 @@
-//! Row mapping: stored rows into the domain types of [`crate::model`], and an update's values
+//! Row mapping: stored rows into the domain types of [`crate::domain::model`], and an update's values
 //! into a `SET` list. A row that does not map (an unknown status, a version out of range) is
 //! [`Error::Corrupt`], never a panic.
 

@@ -1,4 +1,4 @@
-use fedflow_core::{JobStatus, TaskStatus};
+use fedflow_core::JobStatus;
 
 use super::*;
 
@@ -63,31 +63,5 @@ fn ready_passes_through_waiting_on_its_way_to_running_only() {
     ];
     for (from, to, expected) in table {
         assert_eq!(steps(*from, *to), *expected, "{from} -> {to}");
-    }
-}
-
-#[test]
-fn only_an_unsuccessful_end_stops_the_tasks() {
-    use JobStatus::*;
-    let stop_with = |status, reason: &str| {
-        Some(Stop {
-            status,
-            reason: reason.to_owned(),
-        })
-    };
-    #[rustfmt::skip]
-    let table: &[(JobStatus, &str, Option<Stop>)] = &[
-        (Ready, "", None),
-        (Waiting, "", None),
-        (Running, "", None),
-        (Success, "", None),
-        (Failed, "", stop_with(TaskStatus::Canceled, "job failed")),
-        (Failed, "task a failed", stop_with(TaskStatus::Canceled, "job failed: task a failed")),
-        (Canceled, "by user", stop_with(TaskStatus::Canceled, "job canceled: by user")),
-        (Timeout, "", stop_with(TaskStatus::Timeout, "job timeout")),
-        (Timeout, "over 60 s", stop_with(TaskStatus::Timeout, "job timeout: over 60 s")),
-    ];
-    for (to, reason, expected) in table {
-        assert_eq!(&stop(*to, reason), expected, "{to} {reason:?}");
     }
 }
