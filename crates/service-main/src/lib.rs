@@ -16,6 +16,18 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Why a service with a store (job-controller, scheduler, task-controller) could not start or
+/// stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] fedflow_store::StoreError),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
 // The flags every service takes; `service_main` names the command and the variable.
 #[derive(Parser)]
 #[command(version)]
@@ -94,6 +106,33 @@ pub fn service_main<C, S, F, E>(
                 std::process::exit(1);
             }
         });
+}
+
+/// The whole `main` of a service binary. `main!("job-controller", fedflow_job_controller)`
+/// serves the crate's `run(config, listener, shutdown)` on the one listener `grpc.listen`;
+/// `main!("scheduler", fedflow_scheduler::start)` hands the configuration to a start function
+/// of the service's own (`async fn(Config, Start) -> Result<(), Error>`, several listeners).
+/// Either way the crate's `Config` has `telemetry` and `grpc.drain_timeout_ms`.
+#[macro_export]
+macro_rules! main {
+    ($service:literal, $krate:ident) => {
+        fn main() {
+            $crate::service_main(
+                $service,
+                |c: &$krate::Config| &c.telemetry,
+                |config, start| async move {
+                    let listener = start.bind(&config.grpc.listen).await;
+                    let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
+                    $krate::run(config, listener, shutdown).await
+                },
+            );
+        }
+    };
+    ($service:literal, $krate:ident :: $start:ident) => {
+        fn main() {
+            $crate::service_main($service, |c: &$krate::Config| &c.telemetry, $krate::$start);
+        }
+    };
 }
 
 /// Names for clap and telemetry, which keep them for the whole process.

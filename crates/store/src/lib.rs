@@ -114,6 +114,30 @@ impl Db {
         self.conn.query_one_raw(self.stmt(sql, values)).await
     }
 
+    /// The rows `sql` selects, each read by `read` (a store's row mapping).
+    pub async fn fetch<T, E: From<DbErr>>(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+        read: impl Fn(&QueryResult) -> Result<T, E>,
+    ) -> Result<Vec<T>, E> {
+        self.query(sql, values).await?.iter().map(read).collect()
+    }
+
+    /// The row `sql` selects, if any, read by `read` (a store's row mapping).
+    pub async fn fetch_one<T, E: From<DbErr>>(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+        read: impl Fn(&QueryResult) -> Result<T, E>,
+    ) -> Result<Option<T>, E> {
+        self.query_one(sql, values)
+            .await?
+            .as_ref()
+            .map(read)
+            .transpose()
+    }
+
     /// Starts a write transaction (IMMEDIATE on SQLite).
     pub async fn begin(&self) -> Result<Tx, DbErr> {
         let options = TransactionOptions {
@@ -271,6 +295,24 @@ pub async fn contract_backends(name_hint: &str) -> Vec<String> {
     urls
 }
 
+/// A store opened by `open` on each of [`contract_backends`]: the fixture of every store
+/// contract test.
+pub async fn contract_stores<S, E, F, Fut>(name_hint: &str, open: F) -> Vec<S>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<S, E>>,
+    E: std::fmt::Display,
+{
+    let mut stores = Vec::new();
+    for url in contract_backends(name_hint).await {
+        match open(url).await {
+            Ok(store) => stores.push(store),
+            Err(e) => panic!("the store opens: {e}"),
+        }
+    }
+    stores
+}
+
 /// `?` placeholders become `$1, $2, …` on PostgreSQL. Statements here never contain a literal
 /// `?` inside a string.
 fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
@@ -292,6 +334,50 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
         _ => sql.to_owned(),
     };
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// The error of a service's store: the database failed, or a row holds a value the service
+/// could not have written (reported, never guessed).
+#[derive(Debug)]
+pub enum StoreError {
+    Db(DbErr),
+    Corrupt(String),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(e: DbErr) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => std::fmt::Display::fmt(e, f),
+            StoreError::Corrupt(what) => write!(f, "corrupt row: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Db(e) => std::error::Error::source(e),
+            StoreError::Corrupt(_) => None,
+        }
+    }
+}
+
+impl StoreError {
+    /// The database cannot be used right now (see [`is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(e) if is_unavailable(e))
+    }
+
+    /// A duplicate insert (see [`is_unique_violation`]).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(e) if is_unique_violation(e))
+    }
 }
 
 /// Reads a column, naming it in the error.

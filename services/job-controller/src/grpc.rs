@@ -1,7 +1,8 @@
 //! `fedflow.jobcontroller.v1.JobController` adapters: authorise, convert the request
 //! (`grpc/convert.rs`), one app call, convert the answer back. App errors become a `Status`
-//! through the one shared mapping (`fedflow_rpc::error::to_status`). Mutating calls run inside
-//! `fedflow_store::with_request`, so their audit records name the request id.
+//! through the one shared mapping (`fedflow_rpc::error::to_status`). Every call comes through
+//! the gateway, whose request-id header scopes it (`fedflow_rpc::server::RequestIdLayer`), so
+//! the audit records of mutating calls name the request id.
 
 mod convert;
 
@@ -51,13 +52,8 @@ impl pb::job_controller_server::JobController for JobController {
         caller(&request, self.app.party_id())
             .claims(&request.get_ref().scheduler_party_id, "scheduler_party_id")
             .map_err(app::Error::from)?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let job = CreateJob::try_from(r)?;
-        let app = self.app.clone();
-        let components =
-            fedflow_store::with_request(&request_id, async move { app.create_job(job).await })
-                .await?;
+        let job = CreateJob::try_from(request.into_inner())?;
+        let components = self.app.create_job(job).await?;
         Ok(Response::new(convert::create_job_response(components)))
     }
 
@@ -67,13 +63,8 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::ApplyResourceResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let job = JobRef::try_from(r)?;
-        let app = self.app.clone();
-        let applied =
-            fedflow_store::with_request(&request_id, async move { app.apply_resource(job).await })
-                .await?;
+        let job = JobRef::try_from(request.into_inner())?;
+        let applied = self.app.apply_resource(job).await?;
         Ok(Response::new(applied.into()))
     }
 
@@ -83,13 +74,8 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::ReturnResourceResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let job = JobRef::try_from(r)?;
-        let app = self.app.clone();
-        let released =
-            fedflow_store::with_request(&request_id, async move { app.return_resource(job).await })
-                .await?;
+        let job = JobRef::try_from(request.into_inner())?;
+        let released = self.app.return_resource(job).await?;
         Ok(Response::new(pb::ReturnResourceResponse { released }))
     }
 
@@ -99,13 +85,8 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::StartJobResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let job = JobRef::try_from(r)?;
-        let app = self.app.clone();
-        let status =
-            fedflow_store::with_request(&request_id, async move { app.start_job(job).await })
-                .await?;
+        let job = JobRef::try_from(request.into_inner())?;
+        let status = self.app.start_job(job).await?;
         Ok(Response::new(pb::StartJobResponse {
             status: fedflow_rpc::convert::job_status_to_pb(status) as i32,
         }))
@@ -117,16 +98,8 @@ impl pb::job_controller_server::JobController for JobController {
     ) -> Result<Response<pb::UpdateJobStatusResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id, Need::Scheduler)
             .await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let update = UpdateJobStatus::try_from(r)?;
-        let app = self.app.clone();
-        let set =
-            fedflow_store::with_request(
-                &request_id,
-                async move { app.update_job_status(update).await },
-            )
-            .await?;
+        let update = UpdateJobStatus::try_from(request.into_inner())?;
+        let set = self.app.update_job_status(update).await?;
         Ok(Response::new(set.into()))
     }
 

@@ -21,15 +21,7 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 /// Why the job-controller could not start or stopped serving.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("bad configuration: {0}")]
-    Config(String),
-    #[error("database: {0}")]
-    Store(#[from] store::Error),
-    #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
-}
+pub use fedflow_service_main::ServiceError as Error;
 
 /// Serves the job-controller on `listener` until `shutdown` is cancelled.
 ///
@@ -41,7 +33,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
-    let store = store::Store::open(&config.database).await?;
+    let store =
+        store::Store::connect(&config.database.url, config.database.max_connections).await?;
     let tasks = remote::TaskControllerClient::new(&config.task_controller)
         .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
     let app = app::App::new(

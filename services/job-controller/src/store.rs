@@ -14,20 +14,8 @@ use crate::domain::job::Change;
 use crate::domain::ledger::{self, Admission, Books, Capacity, Used};
 use crate::domain::{Allocation, Amount, Grant, PartyJob};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Db(#[from] fedflow_store::Error),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-}
-
-impl Error {
-    /// The database cannot be used right now (see [`fedflow_store::is_unavailable`]).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Db(e) if fedflow_store::is_unavailable(e))
-    }
-}
+/// The store's error (a failed database, a corrupt row).
+pub use fedflow_store::StoreError as Error;
 
 /// The job-controller's database; cheap to clone (a pool).
 #[derive(Clone)]
@@ -36,10 +24,11 @@ pub struct Store {
 }
 
 impl Store {
-    pub async fn open(config: &fedflow_config::DatabaseConfig) -> Result<Store, Error> {
+    /// The store at `url`, migrated, with a pool of `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, Error> {
         let db = Db::connect(
-            &config.url,
-            config.max_connections,
+            url,
+            max_connections,
             "jobctl_migrations",
             schema::MIGRATIONS,
         )
@@ -76,25 +65,15 @@ impl Store {
     }
 
     pub async fn job(&self, job_id: &str, role: &str) -> Result<Option<PartyJob>, Error> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT * FROM jobctl_jobs WHERE job_id = ? AND role = ?",
-                vec![job_id.into(), role.into()],
-            )
-            .await?;
-        row.as_ref().map(rows::job).transpose()
+        let sql = "SELECT * FROM jobctl_jobs WHERE job_id = ? AND role = ?";
+        self.db
+            .fetch_one(sql, vec![job_id.into(), role.into()], rows::job)
+            .await
     }
 
     pub async fn jobs(&self, job_id: &str) -> Result<Vec<PartyJob>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT * FROM jobctl_jobs WHERE job_id = ? ORDER BY role",
-                vec![job_id.into()],
-            )
-            .await?;
-        rows.iter().map(rows::job).collect()
+        let sql = "SELECT * FROM jobctl_jobs WHERE job_id = ? ORDER BY role";
+        self.db.fetch(sql, vec![job_id.into()], rows::job).await
     }
 
     /// Writes `change` if the row is still in `change.from`, with its audit record and
@@ -221,17 +200,11 @@ impl Store {
     /// Every allocation with its job's status here (`None`: no such job row), for the
     /// reconciler to judge with [`ledger::is_stray`]. Small: at most one per job holding cores.
     pub async fn held(&self) -> Result<Vec<(Allocation, Option<JobStatus>)>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT a.job_id, a.role, a.cores, a.memory_mb, a.create_ms, j.status
+        let sql = "SELECT a.job_id, a.role, a.cores, a.memory_mb, a.create_ms, j.status
                  FROM jobctl_allocations a
                  LEFT JOIN jobctl_jobs j ON j.job_id = a.job_id AND j.role = a.role
-                 ORDER BY a.create_ms",
-                vec![],
-            )
-            .await?;
-        rows.iter().map(rows::held).collect()
+                 ORDER BY a.create_ms";
+        self.db.fetch(sql, vec![], rows::held).await
     }
 
     /// Deletes the allocation; true when there was one.
@@ -247,15 +220,9 @@ impl Store {
     }
 
     pub async fn allocations(&self) -> Result<Vec<Allocation>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT job_id, role, cores, memory_mb, create_ms FROM jobctl_allocations
-                 ORDER BY create_ms",
-                vec![],
-            )
-            .await?;
-        rows.iter().map(rows::allocation).collect()
+        let sql = "SELECT job_id, role, cores, memory_mb, create_ms FROM jobctl_allocations
+                 ORDER BY create_ms";
+        self.db.fetch(sql, vec![], rows::allocation).await
     }
 }
 

@@ -37,6 +37,19 @@ pub struct Listeners {
     pub federation: TcpListener,
 }
 
+/// The binary's start: binds `grpc.listen` and `federation.listen`, then [`run`]s until a
+/// signal asks it to stop.
+pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result<(), Error> {
+    let internal = start.bind(&config.grpc.listen).await;
+    let federation = start.bind(&config.federation.listen).await;
+    let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
+    let listeners = Listeners {
+        internal,
+        federation,
+    };
+    run(config, listeners, shutdown).await
+}
+
 /// Serves the gateway on `listeners` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,

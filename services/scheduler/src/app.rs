@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::dsl::{self, JobSpec};
-use fedflow_core::ids;
+use fedflow_core::{JobStatus, ids};
 use fedflow_rpc::error::{Code, RemoteError, ServiceError};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedMutexGuard, broadcast};
@@ -210,6 +210,21 @@ impl App {
                 self.inner.party_id
             ))
         })
+    }
+
+    /// The job, locked, with its spec, while it is still in `status`; None once it moved on.
+    async fn locked_in(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+    ) -> Result<Option<(JobGuard, Job, Arc<JobSpec>)>, Error> {
+        let guard = self.lock(job_id).await;
+        let job = self.job(job_id).await?;
+        if job.status != status {
+            return Ok(None);
+        }
+        let spec = self.spec(&job)?;
+        Ok(Some((guard, job, spec)))
     }
 
     /// A job this party schedules.

@@ -3,6 +3,8 @@
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
 
+use crate::domain::model::Task;
+
 #[derive(Debug, Clone)]
 pub enum Event {
     Job {
@@ -24,6 +26,19 @@ pub enum Event {
 }
 
 impl Event {
+    /// The federated status `status` of a task version, as of now.
+    pub fn task(task: &Task, status: TaskStatus, reason: impl Into<String>) -> Event {
+        Event::Task {
+            job_id: task.job_id.clone(),
+            time_ms: fedflow_rpc::now_ms(),
+            component: task.component.clone(),
+            version: task.version,
+            who: None,
+            status,
+            reason: reason.into(),
+        }
+    }
+
     pub fn job_id(&self) -> &str {
         match self {
             Event::Job { job_id, .. } | Event::Task { job_id, .. } => job_id,

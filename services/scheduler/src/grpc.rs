@@ -252,24 +252,20 @@ impl pb::status_report_server::StatusReport for StatusReport {
             .map_err(app::Error::from)?;
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = ReportTaskStatus::try_from(request.into_inner())?;
-        let applied = fedflow_store::with_request(&r.request_id.clone(), {
-            let app = self.app.clone();
-            async move {
-                let key = &r.key;
-                let who = participant(key.role, &key.party_id);
-                let (job_id, component) = (key.job_id.as_str(), key.component.as_str());
-                app.report(
-                    job_id,
-                    component,
-                    key.version.get(),
-                    &who,
-                    r.status,
-                    &r.reason,
-                )
-                .await
-            }
-        })
-        .await?;
+        let key = &r.key;
+        let who = participant(key.role, &key.party_id);
+        let (job_id, component) = (key.job_id.as_str(), key.component.as_str());
+        let applied = self
+            .app
+            .report(
+                job_id,
+                component,
+                key.version.get(),
+                &who,
+                r.status,
+                &r.reason,
+            )
+            .await?;
         Ok(Response::new(pb::ReportTaskStatusResponse { applied }))
     }
 }

@@ -23,15 +23,7 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 /// Why the scheduler could not start or stopped serving.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("bad configuration: {0}")]
-    Config(String),
-    #[error("database: {0}")]
-    Store(#[from] store::Error),
-    #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
-}
+pub use fedflow_service_main::ServiceError as Error;
 
 /// The ports the scheduler serves, bound by the caller.
 pub struct Listeners {
@@ -40,6 +32,18 @@ pub struct Listeners {
     /// The client port (`api.listen`): the client API only, with the `api.*` TLS and token.
     /// None: no client port.
     pub api: Option<TcpListener>,
+}
+
+/// The binary's start: binds `grpc.listen` and, unless it is empty, `api.listen`, then
+/// [`run`]s until a signal asks it to stop.
+pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result<(), Error> {
+    let grpc = start.bind(&config.grpc.listen).await;
+    let api = match config.api.listen.as_str() {
+        "" => None,
+        addr => Some(start.bind(addr).await),
+    };
+    let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
+    run(config, Listeners { grpc, api }, shutdown).await
 }
 
 /// Serves the scheduler on `listeners` until `shutdown` is cancelled. Shutdown order: both
@@ -57,7 +61,8 @@ pub async fn run(
             config.api.listen
         )));
     }
-    let store = store::Store::open(&config.database).await?;
+    let store =
+        store::Store::connect(&config.database.url, config.database.max_connections).await?;
     let client = fedflow_rpc::party::PartyClient::new(
         &config.gateway,
         &config.party_id,
@@ -126,24 +131,21 @@ impl Background {
             tracker: TaskTracker::new(),
             stop: CancellationToken::new(),
         };
-        let (a, s) = (app.clone(), background.stop.clone());
-        background
-            .tracker
-            .spawn(async move { a.run_queue(s).await });
-        let (a, s) = (app.clone(), background.stop.clone());
-        background
-            .tracker
-            .spawn(async move { a.run_repair(s).await });
-        let (a, s) = (app.clone(), background.stop.clone());
-        background
-            .tracker
-            .spawn(async move { a.run_timers(s).await });
-        let (a, s) = (app.clone(), background.stop.clone());
-        background
-            .tracker
-            .spawn(async move { a.run_outbox(s).await });
+        background.spawn(app, |a, s| async move { a.run_queue(s).await });
+        background.spawn(app, |a, s| async move { a.run_repair(s).await });
+        background.spawn(app, |a, s| async move { a.run_timers(s).await });
+        background.spawn(app, |a, s| async move { a.run_outbox(s).await });
         background.tracker.close();
         background
+    }
+
+    /// Runs `run(app, stop)` on the tracker.
+    fn spawn<F, L>(&self, app: &app::App, run: F)
+    where
+        F: FnOnce(app::App, CancellationToken) -> L,
+        L: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(run(app.clone(), self.stop.clone()));
     }
 
     /// Cancels the loops and waits for them, at most `deadline` (what they leave undone is

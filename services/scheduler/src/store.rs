@@ -23,24 +23,8 @@ use rows::{Assignments, job_from_row, task_from_row, task_party_from_row};
 pub use schema::{AUDIT, OUTBOX};
 use schema::{MIGRATIONS, MIGRATIONS_TABLE};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Db(#[from] fedflow_store::Error),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-}
-
-impl Error {
-    /// The database cannot be used right now (see [`fedflow_store::is_unavailable`]).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Db(e) if fedflow_store::is_unavailable(e))
-    }
-
-    pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Error::Db(e) if fedflow_store::is_unique_violation(e))
-    }
-}
+/// The store's error (a failed database, a corrupt row).
+pub use fedflow_store::StoreError as Error;
 
 pub struct Store {
     db: Db,
@@ -52,14 +36,9 @@ impl Store {
         Outbox::new(self.db.clone(), OUTBOX)
     }
 
-    pub async fn open(config: &fedflow_config::DatabaseConfig) -> Result<Store, Error> {
-        let db = Db::connect(
-            &config.url,
-            config.max_connections,
-            MIGRATIONS_TABLE,
-            MIGRATIONS,
-        )
-        .await?;
+    /// The store at `url`, migrated, with a pool of `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, Error> {
+        let db = Db::connect(url, max_connections, MIGRATIONS_TABLE, MIGRATIONS).await?;
         Ok(Store { db })
     }
 
@@ -161,37 +140,25 @@ impl Store {
     }
 
     pub async fn job(&self, job_id: &str) -> Result<Option<Job>, Error> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT * FROM scheduler_jobs WHERE job_id = ?",
-                vec![job_id.into()],
-            )
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
+        let sql = "SELECT * FROM scheduler_jobs WHERE job_id = ?";
+        self.db
+            .fetch_one(sql, vec![job_id.into()], job_from_row)
+            .await
     }
 
     pub async fn job_by_request(&self, request_id: &str) -> Result<Option<Job>, Error> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT * FROM scheduler_jobs WHERE request_id = ?",
-                vec![request_id.into()],
-            )
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
+        let sql = "SELECT * FROM scheduler_jobs WHERE request_id = ?";
+        self.db
+            .fetch_one(sql, vec![request_id.into()], job_from_row)
+            .await
     }
 
     /// Newest first.
     pub async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT * FROM scheduler_jobs ORDER BY create_ms DESC, job_id DESC LIMIT ?",
-                vec![i64::from(limit).into()],
-            )
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        let sql = "SELECT * FROM scheduler_jobs ORDER BY create_ms DESC, job_id DESC LIMIT ?";
+        self.db
+            .fetch(sql, vec![i64::from(limit).into()], job_from_row)
+            .await
     }
 
     /// Job ids in a status; waiting jobs in queue order (priority, then age).
@@ -297,27 +264,17 @@ impl Store {
 
     /// Every version of every task of the job.
     pub async fn tasks(&self, job_id: &str) -> Result<Vec<Task>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT * FROM scheduler_tasks WHERE job_id = ? ORDER BY version, component",
-                vec![job_id.into()],
-            )
-            .await?;
-        rows.iter().map(task_from_row).collect()
+        let sql = "SELECT * FROM scheduler_tasks WHERE job_id = ? ORDER BY version, component";
+        self.db.fetch(sql, vec![job_id.into()], task_from_row).await
     }
 
     /// Every party row of every task version of the job.
     pub async fn task_parties(&self, job_id: &str) -> Result<Vec<TaskParty>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT * FROM scheduler_task_parties WHERE job_id = ?
-                 ORDER BY version, component, role, party_id",
-                vec![job_id.into()],
-            )
-            .await?;
-        rows.iter().map(task_party_from_row).collect()
+        let sql = "SELECT * FROM scheduler_task_parties WHERE job_id = ?
+                 ORDER BY version, component, role, party_id";
+        self.db
+            .fetch(sql, vec![job_id.into()], task_party_from_row)
+            .await
     }
 
     pub async fn task_party(
@@ -327,11 +284,11 @@ impl Store {
         version: i32,
         who: &Participant,
     ) -> Result<Option<TaskParty>, Error> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT * FROM scheduler_task_parties
-                 WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND party_id = ?",
+        let sql = "SELECT * FROM scheduler_task_parties
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND party_id = ?";
+        self.db
+            .fetch_one(
+                sql,
                 vec![
                     job_id.into(),
                     component.into(),
@@ -339,9 +296,9 @@ impl Store {
                     who.role.clone().into(),
                     who.party_id.clone().into(),
                 ],
+                task_party_from_row,
             )
-            .await?;
-        row.as_ref().map(task_party_from_row).transpose()
+            .await
     }
 
     /// Compare-and-set of a task version's federated status, with its times

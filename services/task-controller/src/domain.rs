@@ -131,6 +131,27 @@ pub fn latest_success<'a>(tasks: &'a [Task], component: &str, role: &str) -> Opt
         .max_by_key(|t| t.key.version)
 }
 
+/// A test row: version 0 of `component` for the host `10000`, a `Sleep` with no parameters
+/// and no upstream, of a job `scheduler` schedules.
+#[cfg(test)]
+pub fn host_task(job_id: &str, component: &str, scheduler: &str) -> Task {
+    let key = TaskKey {
+        job_id: job_id.into(),
+        component: component.into(),
+        version: 0,
+        role: "host".into(),
+        party_id: "10000".into(),
+    };
+    Task::new(
+        key,
+        "Sleep".into(),
+        "{}".into(),
+        true,
+        Vec::new(),
+        scheduler.into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,14 +63,8 @@ impl pb::task_controller_server::TaskController for TaskController {
         self.app
             .authorize_create(&who, &r.job_id, &r.scheduler_party_id)
             .await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let create = CreateTasks::try_from(r)?;
-        let created = fedflow_store::with_request(&request_id, {
-            let app = self.app.clone();
-            async move { app.create_tasks(create).await }
-        })
-        .await?;
+        let create = CreateTasks::try_from(request.into_inner())?;
+        let created = self.app.create_tasks(create).await?;
         Ok(Response::new(pb::CreateTasksResponse { created }))
     }
 
@@ -79,14 +73,8 @@ impl pb::task_controller_server::TaskController for TaskController {
         request: Request<pb::StartTaskRequest>,
     ) -> Result<Response<pb::StartTaskResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id).await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let key = convert::start_task(r)?;
-        let status = fedflow_store::with_request(&request_id, {
-            let app = self.app.clone();
-            async move { app.start_task(key).await }
-        })
-        .await?;
+        let key = convert::start_task(request.into_inner())?;
+        let status = self.app.start_task(key).await?;
         Ok(Response::new(pb::StartTaskResponse {
             status: task_status_to_pb(status) as i32,
         }))
@@ -97,14 +85,8 @@ impl pb::task_controller_server::TaskController for TaskController {
         request: Request<pb::StopTasksRequest>,
     ) -> Result<Response<pb::StopTasksResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id).await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let stop = StopTasks::try_from(r)?;
-        let stopped = fedflow_store::with_request(&request_id, {
-            let app = self.app.clone();
-            async move { app.stop_tasks(stop).await }
-        })
-        .await?;
+        let stop = StopTasks::try_from(request.into_inner())?;
+        let stopped = self.app.stop_tasks(stop).await?;
         Ok(Response::new(pb::StopTasksResponse { stopped }))
     }
 
@@ -113,17 +95,11 @@ impl pb::task_controller_server::TaskController for TaskController {
         request: Request<pb::UpdateTaskStatusRequest>,
     ) -> Result<Response<pb::UpdateTaskStatusResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id).await?;
-        let mut r = request.into_inner();
-        let request_id = std::mem::take(&mut r.request_id);
-        let u = UpdateTaskStatus::try_from(r)?;
-        let updated = fedflow_store::with_request(&request_id, {
-            let app = self.app.clone();
-            async move {
-                app.update_task_status(&u.job_id, &u.component, u.version, u.status)
-                    .await
-            }
-        })
-        .await?;
+        let u = UpdateTaskStatus::try_from(request.into_inner())?;
+        let updated = self
+            .app
+            .update_task_status(&u.job_id, &u.component, u.version, u.status)
+            .await?;
         Ok(Response::new(pb::UpdateTaskStatusResponse { updated }))
     }
 

@@ -25,15 +25,7 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 /// Why the task-controller could not start or stopped serving.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("bad configuration: {0}")]
-    Config(String),
-    #[error("database: {0}")]
-    Store(#[from] store::Error),
-    #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
-}
+pub use fedflow_service_main::ServiceError as Error;
 
 /// Serves the task-controller on `listener` until `shutdown` is cancelled. Running workers are
 /// left running at shutdown (a restarted task-controller finds them again).
@@ -49,7 +41,8 @@ pub async fn run(
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
-    let store = store::Store::open(&config.database).await?;
+    let store =
+        store::Store::connect(&config.database.url, config.database.max_connections).await?;
     let advertise = if config.advertise.is_empty() {
         listener
             .local_addr()

@@ -20,20 +20,8 @@ pub const AUDIT: &str = "taskctl_audit";
 /// The outbox: commands committed with the change that calls for them, until delivered.
 pub const OUTBOX: &str = "taskctl_outbox";
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Db(#[from] fedflow_store::Error),
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-}
-
-impl Error {
-    /// The database cannot be used right now (see [`fedflow_store::is_unavailable`]).
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Db(e) if fedflow_store::is_unavailable(e))
-    }
-}
+/// The store's error (a failed database, a corrupt row).
+pub use fedflow_store::StoreError as Error;
 
 /// The task rows, their audit trail and the outbox of status reports, in one database.
 pub struct Store {
@@ -46,10 +34,11 @@ impl Store {
         Outbox::new(self.db.clone(), OUTBOX)
     }
 
-    pub async fn open(config: &fedflow_config::DatabaseConfig) -> Result<Store, Error> {
+    /// The store at `url`, migrated, with a pool of `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, Error> {
         let db = Db::connect(
-            &config.url,
-            config.max_connections,
+            url,
+            max_connections,
             "taskctl_migrations",
             schema::MIGRATIONS,
         )
@@ -95,33 +84,27 @@ impl Store {
     }
 
     pub async fn task(&self, key: &TaskKey) -> Result<Option<Task>, Error> {
-        let row = self
-            .db
-            .query_one(
-                "SELECT * FROM taskctl_tasks
-                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?",
+        let sql = "SELECT * FROM taskctl_tasks
+                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?";
+        self.db
+            .fetch_one(
+                sql,
                 vec![
                     key.job_id.clone().into(),
                     key.component.clone().into(),
                     i64::from(key.version).into(),
                     key.role.clone().into(),
                 ],
+                task_from_row,
             )
-            .await?;
-        row.as_ref().map(task_from_row).transpose()
+            .await
     }
 
     /// Every row of a job on this party, oldest version first.
     pub async fn job_tasks(&self, job_id: &str) -> Result<Vec<Task>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT * FROM taskctl_tasks WHERE job_id = ?
-                 ORDER BY version, create_ms, component, role",
-                vec![job_id.into()],
-            )
-            .await?;
-        rows.iter().map(task_from_row).collect()
+        let sql = "SELECT * FROM taskctl_tasks WHERE job_id = ?
+                 ORDER BY version, create_ms, component, role";
+        self.db.fetch(sql, vec![job_id.into()], task_from_row).await
     }
 
     /// The party whose scheduler drives the job here; `None` when no task of it is here.
@@ -141,14 +124,14 @@ impl Store {
 
     /// Rows whose party status is running (the workers this party should have).
     pub async fn running(&self) -> Result<Vec<Task>, Error> {
-        let rows = self
-            .db
-            .query(
-                "SELECT * FROM taskctl_tasks WHERE party_status = ?",
+        let sql = "SELECT * FROM taskctl_tasks WHERE party_status = ?";
+        self.db
+            .fetch(
+                sql,
                 vec![TaskStatus::Running.as_str().into()],
+                task_from_row,
             )
-            .await?;
-        rows.iter().map(task_from_row).collect()
+            .await
     }
 
     /// Compare-and-set of the party status on `change.from`, writing its status, reason,

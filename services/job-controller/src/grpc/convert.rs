@@ -31,29 +31,24 @@ impl TryFrom<pb::CreateJobRequest> for CreateJob {
     }
 }
 
-impl TryFrom<pb::ApplyResourceRequest> for JobRef {
-    type Error = Error;
+/// The requests that name nothing but the job row (job, role, party).
+macro_rules! job_ref_from {
+    ($($request:ty),+) => {$(
+        impl TryFrom<$request> for JobRef {
+            type Error = Error;
 
-    fn try_from(r: pb::ApplyResourceRequest) -> Result<Self, Error> {
-        job_ref(r.job_id, r.role, r.party_id)
-    }
+            fn try_from(r: $request) -> Result<Self, Error> {
+                job_ref(r.job_id, r.role, r.party_id)
+            }
+        }
+    )+};
 }
 
-impl TryFrom<pb::ReturnResourceRequest> for JobRef {
-    type Error = Error;
-
-    fn try_from(r: pb::ReturnResourceRequest) -> Result<Self, Error> {
-        job_ref(r.job_id, r.role, r.party_id)
-    }
-}
-
-impl TryFrom<pb::StartJobRequest> for JobRef {
-    type Error = Error;
-
-    fn try_from(r: pb::StartJobRequest) -> Result<Self, Error> {
-        job_ref(r.job_id, r.role, r.party_id)
-    }
-}
+job_ref_from!(
+    pb::ApplyResourceRequest,
+    pb::ReturnResourceRequest,
+    pb::StartJobRequest
+);
 
 impl TryFrom<pb::UpdateJobStatusRequest> for UpdateJobStatus {
     type Error = Error;

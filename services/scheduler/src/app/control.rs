@@ -9,7 +9,7 @@ use fedflow_core::{JobStatus, TaskStatus};
 use fedflow_rpc::now_ms;
 use futures::future::join_all;
 
-use super::{App, Error, corrupt};
+use super::{App, Error};
 use crate::domain::plan::latest;
 use crate::domain::versions::{self, RerunRefused};
 use crate::events::Event;
@@ -134,16 +134,7 @@ impl App {
             })?;
         let now = now_ms();
         // Create the new versions on every party first; nothing changes here if one refuses.
-        let creations = versions::creations(&spec, &rerun.versions).map_err(corrupt)?;
-        let created = join_all(creations.iter().map(|(who, version, plans)| {
-            self.inner
-                .remote
-                .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
-        }))
-        .await;
-        if let Some(err) = created.into_iter().find_map(Result::err) {
-            return Err(Error::Remote(err));
-        }
+        self.create_versions(job_id, &spec, &rerun.versions).await?;
         let (tasks, parties) = versions::new_version_rows(
             job_id,
             &spec,

@@ -223,16 +223,29 @@ impl App {
             self.announce_task_status(spec, task, to);
         }
         tracing::debug!(job = %task.job_id, component = %task.component, version = task.version, from = %task.status, %to, "task status");
-        self.publish(Event::Task {
-            job_id: task.job_id.clone(),
-            time_ms: now_ms(),
-            component: task.component.clone(),
-            version: task.version,
-            who: None,
-            status: to,
-            reason: reason.to_owned(),
-        });
+        self.publish(Event::task(task, to, reason));
         Ok(true)
+    }
+
+    /// Creates `versions` (component -> new version) of the job's tasks on every party, all
+    /// at once; the first refusal is the error (the caller then changes nothing here).
+    pub(super) async fn create_versions(
+        &self,
+        job_id: &str,
+        spec: &JobSpec,
+        versions: &BTreeMap<String, i32>,
+    ) -> Result<(), Error> {
+        let creations = versions::creations(spec, versions).map_err(corrupt)?;
+        let created = join_all(creations.iter().map(|(who, version, plans)| {
+            self.inner
+                .remote
+                .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
+        }))
+        .await;
+        if let Some(err) = created.into_iter().find_map(Result::err) {
+            return Err(Error::Remote(err));
+        }
+        Ok(())
     }
 
     /// Creates the retry's version on every party, then stores its rows.
@@ -247,16 +260,7 @@ impl App {
         } = attempt;
         let (version, retries_left, not_before_ms) = (*version, *retries_left, *not_before_ms);
         let next: BTreeMap<String, i32> = [(failed.component.clone(), version)].into();
-        let creations = versions::creations(spec, &next).map_err(corrupt)?;
-        let created = join_all(creations.iter().map(|(who, version, plans)| {
-            self.inner
-                .remote
-                .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
-        }))
-        .await;
-        if let Some(err) = created.into_iter().find_map(Result::err) {
-            return Err(Error::Remote(err));
-        }
+        self.create_versions(job_id, spec, &next).await?;
         let now = now_ms();
         let (tasks, rows) =
             versions::new_version_rows(job_id, spec, &next, retries_left, not_before_ms, now);
@@ -295,15 +299,7 @@ impl App {
                 .cas_task_status(task, TaskStatus::Running, "", &[], now_ms())
                 .await?
             {
-                self.publish(Event::Task {
-                    job_id: task.job_id.clone(),
-                    time_ms: now_ms(),
-                    component: task.component.clone(),
-                    version: task.version,
-                    who: None,
-                    status: TaskStatus::Running,
-                    reason: String::new(),
-                });
+                self.publish(Event::task(task, TaskStatus::Running, ""));
                 started.push(task);
             }
         }

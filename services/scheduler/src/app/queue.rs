@@ -42,12 +42,10 @@ impl App {
         // need none of them still start (no head-of-line blocking).
         let mut contended: BTreeSet<String> = BTreeSet::new();
         for job_id in waiting {
-            let guard = self.lock(&job_id).await;
-            let job = self.job(&job_id).await?;
-            if job.status != JobStatus::Waiting {
+            let Some((guard, job, spec)) = self.locked_in(&job_id, JobStatus::Waiting).await?
+            else {
                 continue;
-            }
-            let spec = self.spec(&job)?;
+            };
             let limits = self.limits(&spec);
             match queue::step(&job, &spec, &limits, &contended, now_ms()) {
                 Step::Skip => {}

@@ -60,12 +60,10 @@ impl App {
         // hung party costs one call deadline per pass, not one per job.
         let mut down: BTreeSet<String> = BTreeSet::new();
         for job_id in running {
-            let guard = self.lock(&job_id).await;
-            let job = self.job(&job_id).await?;
-            if job.status != JobStatus::Running {
+            let Some((guard, job, spec)) = self.locked_in(&job_id, JobStatus::Running).await?
+            else {
                 continue;
-            }
-            let spec = self.spec(&job)?;
+            };
             let now = now_ms();
             if let Some((party, for_ms)) = spec
                 .party_ids()

@@ -210,7 +210,6 @@ pub struct ReportTaskStatus {
     pub key: TaskKey,
     pub status: TaskStatus,
     pub reason: String,
-    pub request_id: String,
 }
 
 /// The participant `party_id` in `role`, as the app's methods take it.

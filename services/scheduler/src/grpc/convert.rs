@@ -143,7 +143,6 @@ impl TryFrom<pb::ReportTaskStatusRequest> for ReportTaskStatus {
                 .map_err(invalid)?,
             status,
             reason: r.reason,
-            request_id: r.request_id,
         })
     }
 }

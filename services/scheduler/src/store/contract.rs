@@ -7,15 +7,8 @@ use fedflow_core::{JobStatus, TaskStatus};
 use super::{Job, Store, Task, TaskParty};
 
 async fn stores(name: &str) -> Vec<Store> {
-    let mut stores = Vec::new();
-    for url in fedflow_store::contract_backends(name).await {
-        let config = fedflow_config::DatabaseConfig {
-            url,
-            max_connections: 8,
-        };
-        stores.push(Store::open(&config).await.expect("the store opens"));
-    }
-    stores
+    let open = |url: String| async move { Store::connect(&url, 8).await };
+    fedflow_store::contract_stores(name, open).await
 }
 
 fn job(job_id: &str, request_id: Option<&str>) -> Job {

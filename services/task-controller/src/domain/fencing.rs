@@ -83,7 +83,7 @@ pub fn fence(reason: &str) -> Move {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TaskKey;
+    use crate::domain::host_task;
 
     #[test]
     fn only_a_scheduler_silent_for_the_whole_limit_is_fenced() {
@@ -148,22 +148,7 @@ mod tests {
 
     #[test]
     fn running_rows_are_grouped_by_their_scheduler() {
-        let row = |component: &str, scheduler: &str| {
-            Task::new(
-                TaskKey {
-                    job_id: "j".into(),
-                    component: component.into(),
-                    version: 0,
-                    role: "host".into(),
-                    party_id: "10000".into(),
-                },
-                "Sleep".into(),
-                "{}".into(),
-                true,
-                Vec::new(),
-                scheduler.into(),
-            )
-        };
+        let row = |component: &str, scheduler: &str| host_task("j", component, scheduler);
         let groups = by_scheduler(vec![row("a", "9999"), row("b", "9998"), row("c", "9999")]);
         let names: Vec<(&str, Vec<&str>)> = groups
             .iter()

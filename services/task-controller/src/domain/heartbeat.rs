@@ -78,20 +78,7 @@ mod tests {
     use super::*;
 
     fn running(pid: u32) -> Task {
-        let mut task = Task::new(
-            TaskKey {
-                job_id: "j1".into(),
-                component: "train".into(),
-                version: 0,
-                role: "host".into(),
-                party_id: "10000".into(),
-            },
-            "Sleep".into(),
-            "{}".into(),
-            true,
-            Vec::new(),
-            "9999".into(),
-        );
+        let mut task = crate::domain::host_task("j1", "train", "9999");
         task.party_status = TaskStatus::Running;
         task.pid = pid;
         task

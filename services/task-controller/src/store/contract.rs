@@ -6,17 +6,8 @@ use std::sync::Arc;
 use super::*;
 
 async fn stores(name: &str) -> Vec<Arc<Store>> {
-    let mut stores = Vec::new();
-    for url in fedflow_store::contract_backends(name).await {
-        let config = fedflow_config::DatabaseConfig {
-            url,
-            max_connections: 8,
-        };
-        stores.push(Arc::new(
-            Store::open(&config).await.expect("the store opens"),
-        ));
-    }
-    stores
+    let open = |url: String| async move { Store::connect(&url, 8).await.map(Arc::new) };
+    fedflow_store::contract_stores(name, open).await
 }
 
 fn key(component: &str, version: i32) -> TaskKey {

@@ -29,13 +29,7 @@ fn row(party_status: TaskStatus) -> Task {
 }
 
 fn end(from: TaskStatus, to: TaskStatus, reason: &str) -> Move {
-    Move {
-        from,
-        to,
-        reason: reason.into(),
-        output: None,
-        kill: false,
-    }
+    Move::new(from, to, reason)
 }
 
 #[test]
