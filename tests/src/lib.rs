@@ -329,7 +329,10 @@ pub async fn wait_job_rows(
         || {
             let mut client = client.clone();
             async move {
-                let rows = party_jobs(&mut client, job_id).await?;
+                let request = jc::GetJobRequest {
+                    job_id: job_id.to_owned(),
+                };
+                let rows = answer(client.get_job(request)).await?.jobs;
                 if !rows.is_empty() && rows.iter().all(|r| r.status == want as i32) {
                     Ok(())
                 } else {
@@ -372,29 +375,20 @@ pub async fn tasks_of(
     client: &mut tc::task_controller_client::TaskControllerClient<Channel>,
     job_id: &str,
 ) -> Result<Vec<tc::PartyTask>, String> {
-    Ok(client
-        .list_tasks(tc::ListTasksRequest {
-            job_id: job_id.to_owned(),
-        })
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner()
-        .tasks)
+    let request = tc::ListTasksRequest {
+        job_id: job_id.to_owned(),
+    };
+    Ok(answer(client.list_tasks(request)).await?.tasks)
 }
 
-/// The rows `client`'s job-controller holds for a job (one per role its party plays).
-pub async fn party_jobs(
-    client: &mut jc::job_controller_client::JobControllerClient<Channel>,
-    job_id: &str,
-) -> Result<Vec<jc::PartyJob>, String> {
-    Ok(client
-        .get_job(jc::GetJobRequest {
-            job_id: job_id.to_owned(),
-        })
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner()
-        .jobs)
+/// What a service answered to `call`, or the message of the status it failed with (for
+/// [`eventually`] to show).
+pub async fn answer<T>(
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    call.await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.message().to_owned())
 }
 
 /// Every version of every task of a job, as its scheduler lists them.

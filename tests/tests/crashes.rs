@@ -49,15 +49,7 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
         signal(*pid, "KILL");
     }
     fed.restart("10000", "fedflow-task-controller").await;
-    for job in &jobs {
-        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(60)).await;
-        assert_eq!(
-            job_status(ended.status),
-            JobStatus::Success,
-            "{ended:?}\n{}",
-            fed.logs()
-        );
-    }
+    each_succeeds(&fed, &mut scheduler, &jobs, Duration::from_secs(60)).await;
     let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&host_tc));
     for (i, job) in jobs.iter().enumerate() {
         let rows = tasks_of(&mut client, job).await.expect("list");
@@ -114,15 +106,7 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
     fed.kill("9999", "fedflow-scheduler");
     fed.restart("9999", "fedflow-scheduler").await;
     let mut scheduler = sc::scheduler_client::SchedulerClient::new(channel(&addr));
-    for job in &jobs {
-        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(90)).await;
-        assert_eq!(
-            job_status(ended.status),
-            JobStatus::Success,
-            "{ended:?}\n{}",
-            fed.logs()
-        );
-    }
+    each_succeeds(&fed, &mut scheduler, &jobs, Duration::from_secs(90)).await;
     for party in &fed.parties {
         let jobs_client =
             fedflow_proto::jobcontroller::v1::job_controller_client::JobControllerClient::new(
@@ -141,6 +125,25 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
     }
     fed.check_invariants("9999", &jobs, Duration::from_secs(30))
         .await;
+}
+
+/// Waits (up to `within` for each) until every job ends on `scheduler`, asserting each
+/// succeeded.
+async fn each_succeeds(
+    fed: &ProcessFederation,
+    scheduler: &mut sc::scheduler_client::SchedulerClient<tonic::transport::Channel>,
+    jobs: &[String],
+    within: Duration,
+) {
+    for job in jobs {
+        let ended = wait_ended(scheduler, job, within).await;
+        assert_eq!(
+            job_status(ended.status),
+            JobStatus::Success,
+            "{ended:?}\n{}",
+            fed.logs()
+        );
+    }
 }
 
 /// Every invariant holds for `jobs` and every one of them succeeded (else the reasons and the
