@@ -67,8 +67,12 @@ async fn open(root: &Path, party: &str, service: &str) -> Db {
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
-async fn strings(db: &Db, sql: &str, values: Vec<SqlValue>, column: &str) -> Vec<String> {
-    db.query(sql, values)
+/// `SELECT column FROM from` with `job` bound to its one `?` (`from` names the table and
+/// filters on `job_id = ?`).
+async fn strings(db: &Db, column: &str, from: &str, job: &str) -> Vec<String> {
+    let sql = format!("SELECT {column} FROM {from}");
+    let values: Vec<SqlValue> = vec![job.to_owned().into()];
+    db.query(&sql, values)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .iter()
@@ -92,13 +96,8 @@ pub async fn agreed_statuses(
             within,
             || async move {
                 let scheduler = open(root, initiator, "scheduler").await;
-                let at_scheduler = strings(
-                    &scheduler,
-                    "SELECT status FROM scheduler_jobs WHERE job_id = ?",
-                    vec![job.clone().into()],
-                    "status",
-                )
-                .await;
+                let at_scheduler =
+                    strings(&scheduler, "status", "scheduler_jobs WHERE job_id = ?", job).await;
                 let mut seen = vec![format!("scheduler: {at_scheduler:?}")];
                 let Some(status) = at_scheduler.first() else {
                     return Err(format!("job unknown to its scheduler: {seen:?}"));
@@ -107,13 +106,7 @@ pub async fn agreed_statuses(
                 let mut agree = status.is_end();
                 for party in parties {
                     let jc = open(root, party, "job-controller").await;
-                    let rows = strings(
-                        &jc,
-                        "SELECT status FROM jobctl_jobs WHERE job_id = ?",
-                        vec![job.clone().into()],
-                        "status",
-                    )
-                    .await;
+                    let rows = strings(&jc, "status", "jobctl_jobs WHERE job_id = ?", job).await;
                     agree &= !rows.is_empty() && rows.iter().all(|s| s == status.as_str());
                     seen.push(format!("party {party}: {rows:?}"));
                 }
@@ -207,23 +200,17 @@ pub async fn nothing_outlives(root: &Path, parties: &[&str], jobs: &[String], wi
                     let tc = open(root, party, "task-controller").await;
                     let running = strings(
                         &tc,
-                        "SELECT component FROM taskctl_tasks
-                         WHERE job_id = ? AND party_status = 'running'",
-                        vec![job.clone().into()],
                         "component",
+                        "taskctl_tasks WHERE job_id = ? AND party_status = 'running'",
+                        job,
                     )
                     .await;
                     if !running.is_empty() {
                         return Err(format!("party {party}: tasks {running:?} still running"));
                     }
                     let jc = open(root, party, "job-controller").await;
-                    let held = strings(
-                        &jc,
-                        "SELECT role FROM jobctl_allocations WHERE job_id = ?",
-                        vec![job.clone().into()],
-                        "role",
-                    )
-                    .await;
+                    let held =
+                        strings(&jc, "role", "jobctl_allocations WHERE job_id = ?", job).await;
                     if !held.is_empty() {
                         return Err(format!("party {party}: resources held for {held:?}"));
                     }
@@ -235,15 +222,26 @@ pub async fn nothing_outlives(root: &Path, parties: &[&str], jobs: &[String], wi
     }
 }
 
-/// All six invariants for `jobs` (submitted at `initiator`); returns each job's agreed
-/// status. Panics with every violation found.
-pub async fn check(
-    root: &Path,
-    parties: &[&str],
-    initiator: &str,
-    jobs: &[String],
-    within: Duration,
-) -> BTreeMap<String, JobStatus> {
+/// What [`check`] looks at: the data directory of `parties`, and `jobs` submitted at
+/// `initiator`, each given up to `within` to settle.
+pub struct Scope<'a> {
+    pub root: &'a Path,
+    pub parties: &'a [&'a str],
+    pub initiator: &'a str,
+    pub jobs: &'a [String],
+    pub within: Duration,
+}
+
+/// All six invariants over `scope`; returns each job's agreed status. Panics with every
+/// violation found.
+pub async fn check(scope: &Scope<'_>) -> BTreeMap<String, JobStatus> {
+    let Scope {
+        root,
+        parties,
+        initiator,
+        jobs,
+        within,
+    } = *scope;
     let statuses = agreed_statuses(root, parties, initiator, jobs, within).await;
     nothing_outlives(root, parties, jobs, within).await;
     outboxes_drained(root, parties, jobs, within).await;
@@ -266,13 +264,7 @@ pub async fn reasons(root: &Path, initiator: &str, jobs: &[&String]) -> Vec<Stri
     let db = open(root, initiator, "scheduler").await;
     let mut out = Vec::new();
     for job in jobs {
-        let reason = strings(
-            &db,
-            "SELECT reason FROM scheduler_jobs WHERE job_id = ?",
-            vec![(*job).clone().into()],
-            "reason",
-        )
-        .await;
+        let reason = strings(&db, "reason", "scheduler_jobs WHERE job_id = ?", job).await;
         out.push(format!("{job}: {reason:?}"));
     }
     out

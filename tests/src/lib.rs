@@ -103,6 +103,14 @@ impl TestFederation {
         Self::start_with(parties, |_| {}).await
     }
 
+    /// Starts `parties` with only `cores` cores on the host, party 10000 (to make its jobs wait).
+    pub async fn start_with_host_cores(parties: &[&str], cores: u32) -> TestFederation {
+        Self::start_with(parties, |o| {
+            o.cores_by_party.insert("10000".into(), cores);
+        })
+        .await
+    }
+
     pub async fn start_with(parties: &[&str], tune: impl FnOnce(&mut Options)) -> TestFederation {
         let dir = TempDir::new("fedflow-test");
         let mut options = Options::new(
@@ -208,6 +216,21 @@ pub async fn submit(
         .map(|r| r.into_inner().job_id)
 }
 
+/// Submits `n` copies of a job through `scheduler`, each expected to be accepted; returns
+/// their ids in order.
+pub async fn submit_many(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    dsl: &Value,
+    conf: &Value,
+    n: usize,
+) -> Vec<String> {
+    let mut jobs = Vec::with_capacity(n);
+    for _ in 0..n {
+        jobs.push(submit(scheduler, dsl, conf).await.expect("accepted"));
+    }
+    jobs
+}
+
 pub async fn get_job(
     scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
     job_id: &str,
@@ -263,6 +286,22 @@ pub async fn wait_ended(
     .await
 }
 
+/// Submits through `scheduler`, waits until the job ends and asserts that it succeeded;
+/// returns its id and its end state.
+pub async fn run_to_success(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    dsl: &Value,
+    conf: &Value,
+    within: Duration,
+) -> (String, sc::Job) {
+    let job_id = submit(scheduler, dsl, conf)
+        .await
+        .expect("a valid job is accepted");
+    let job = wait_ended(scheduler, &job_id, within).await;
+    assert_eq!(job_status(job.status), JobStatus::Success, "job: {job:?}");
+    (job_id, job)
+}
+
 /// Waits until every party's job-controller rows of the job say `want`.
 pub async fn wait_party_jobs(
     fed: &TestFederation,
@@ -271,48 +310,132 @@ pub async fn wait_party_jobs(
     within: Duration,
 ) {
     for party in fed.party_ids() {
-        let client = fed.job_controller(&party);
-        eventually(
-            &format!("job {job_id} to be {want:?} on party {party}"),
-            within,
-            || {
-                let mut client = client.clone();
-                async move {
-                    let rows = client
-                        .get_job(jc::GetJobRequest {
-                            job_id: job_id.to_owned(),
-                        })
-                        .await
-                        .map_err(|s| s.message().to_owned())?
-                        .into_inner()
-                        .jobs;
-                    if !rows.is_empty() && rows.iter().all(|r| r.status == want as i32) {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "{:?}",
-                            rows.iter()
-                                .map(|r| (r.role.clone(), job_status(r.status)))
-                                .collect::<Vec<_>>()
-                        ))
-                    }
-                }
-            },
-        )
-        .await;
+        wait_job_rows(&fed.job_controller(&party), &party, job_id, want, within).await;
     }
+}
+
+/// Waits until `party`'s job-controller (reached through `client`) holds rows of the job and
+/// they all say `want`.
+pub async fn wait_job_rows(
+    client: &jc::job_controller_client::JobControllerClient<Channel>,
+    party: &str,
+    job_id: &str,
+    want: JobStatus,
+    within: Duration,
+) {
+    eventually(
+        &format!("job {job_id} to be {want:?} on party {party}"),
+        within,
+        || {
+            let mut client = client.clone();
+            async move {
+                let request = jc::GetJobRequest {
+                    job_id: job_id.to_owned(),
+                };
+                let rows = answer(client.get_job(request)).await?.jobs;
+                if !rows.is_empty() && rows.iter().all(|r| r.status == want as i32) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{:?}",
+                        rows.iter()
+                            .map(|r| (r.role.clone(), job_status(r.status)))
+                            .collect::<Vec<_>>()
+                    ))
+                }
+            }
+        },
+    )
+    .await;
 }
 
 /// Every task row a party holds for a job.
 pub async fn party_tasks(fed: &TestFederation, party: &str, job_id: &str) -> Vec<tc::PartyTask> {
-    fed.task_controller(party)
-        .list_tasks(tc::ListTasksRequest {
-            job_id: job_id.to_owned(),
-        })
+    tasks_of(&mut fed.task_controller(party), job_id)
         .await
         .expect("the task-controller lists tasks")
+}
+
+/// The first row of `component` a party holds for a job, failing if it holds none.
+pub async fn party_task(
+    fed: &TestFederation,
+    party: &str,
+    job_id: &str,
+    component: &str,
+) -> tc::PartyTask {
+    let tasks = party_tasks(fed, party, job_id).await;
+    tasks
+        .into_iter()
+        .find(|t| t.component == component)
+        .unwrap_or_else(|| panic!("party {party} holds no row of {component}"))
+}
+
+/// The task rows `client`'s task-controller holds for a job.
+pub async fn tasks_of(
+    client: &mut tc::task_controller_client::TaskControllerClient<Channel>,
+    job_id: &str,
+) -> Result<Vec<tc::PartyTask>, String> {
+    let request = tc::ListTasksRequest {
+        job_id: job_id.to_owned(),
+    };
+    Ok(answer(client.list_tasks(request)).await?.tasks)
+}
+
+/// What a service answered to `call`, or the message of the status it failed with (for
+/// [`eventually`] to show).
+pub async fn answer<T>(
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    call.await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.message().to_owned())
+}
+
+/// Every version of every task of a job, as its scheduler lists them.
+pub async fn scheduler_tasks(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    job_id: &str,
+) -> Vec<sc::Task> {
+    scheduler
+        .list_tasks(sc::ListTasksRequest {
+            job_id: job_id.to_owned(),
+            all_versions: true,
+        })
+        .await
+        .expect("the scheduler lists tasks")
         .into_inner()
         .tasks
+}
+
+/// The output of the latest version of `component` at (`role`, `party_id`).
+pub async fn task_output(
+    scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
+    job_id: &str,
+    component: &str,
+    (role, party_id): (&str, &str),
+) -> sc::GetTaskOutputResponse {
+    scheduler
+        .get_task_output(sc::GetTaskOutputRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            role: role.to_owned(),
+            party_id: party_id.to_owned(),
+        })
+        .await
+        .expect("the scheduler answers with the output")
+        .into_inner()
+}
+
+/// Asserts that a finished command exited successfully (showing its stdout and stderr if
+/// not) and returns its stdout.
+pub fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Asserts that nothing of a refused submission was stored anywhere: no job at `initiator`'s
@@ -429,14 +552,7 @@ pub async fn wait_party_tasks<F>(
         eventually(&format!("{what} on party {party}"), within, || {
             let mut client = client.clone();
             async move {
-                let tasks = client
-                    .list_tasks(tc::ListTasksRequest {
-                        job_id: job_id.to_owned(),
-                    })
-                    .await
-                    .map_err(|s| s.message().to_owned())?
-                    .into_inner()
-                    .tasks;
+                let tasks = tasks_of(&mut client, job_id).await?;
                 if tasks.len() == rows && check(&tasks) {
                     Ok(())
                 } else {

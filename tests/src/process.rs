@@ -284,7 +284,14 @@ impl ProcessFederation {
         within: Duration,
     ) -> BTreeMap<String, JobStatus> {
         let parties: Vec<&str> = self.parties.iter().map(|p| p.party_id.as_str()).collect();
-        crate::invariants::check(self.dir.path(), &parties, initiator, jobs, within).await
+        crate::invariants::check(&crate::invariants::Scope {
+            root: self.dir.path(),
+            parties: &parties,
+            initiator,
+            jobs,
+            within,
+        })
+        .await
     }
 
     fn index(&self, party: &str, service: &str) -> usize {

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use fedflow_tests::{TempDir, bin};
+use fedflow_tests::{TempDir, bin, succeeded};
 
 #[test]
 fn the_benchmark_runs_and_reports_every_figure() {
@@ -14,12 +14,7 @@ fn the_benchmark_runs_and_reports_every_figure() {
         .arg(&json)
         .output()
         .expect("run fedflow-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     for figure in [
         "submit -> first task running on all 3 parties",
         "DAG edge, p50",

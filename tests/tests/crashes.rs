@@ -22,10 +22,7 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
         json!({"common": {"task_cores": 1, "auto_retries": 1, "auto_retry_delay": 0}}),
         json!({"common": {"nap": {"seconds": 4}}}),
     );
-    let mut jobs = Vec::new();
-    for _ in 0..10 {
-        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
-    }
+    let jobs = submit_many(&mut scheduler, &dsl, &conf, 10).await;
     let host_tc = fed.party("10000").task_controller.clone();
     let pids = eventually("ten host workers running", Duration::from_secs(30), || {
         let jobs = jobs.clone();
@@ -34,14 +31,7 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
             let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&addr));
             let mut pids = Vec::new();
             for job in &jobs {
-                let rows = client
-                    .list_tasks(tc::ListTasksRequest {
-                        job_id: job.clone(),
-                    })
-                    .await
-                    .map_err(|s| s.message().to_owned())?
-                    .into_inner()
-                    .tasks;
+                let rows = tasks_of(&mut client, job).await?;
                 match rows.first() {
                     Some(t) if t.pid != 0 && task_status(t.party_status) == TaskStatus::Running => {
                         pids.push(t.pid)
@@ -59,25 +49,10 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
         signal(*pid, "KILL");
     }
     fed.restart("10000", "fedflow-task-controller").await;
-    for job in &jobs {
-        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(60)).await;
-        assert_eq!(
-            job_status(ended.status),
-            JobStatus::Success,
-            "{ended:?}\n{}",
-            fed.logs()
-        );
-    }
+    each_succeeds(&fed, &mut scheduler, &jobs, Duration::from_secs(60)).await;
     let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&host_tc));
     for (i, job) in jobs.iter().enumerate() {
-        let rows = client
-            .list_tasks(tc::ListTasksRequest {
-                job_id: job.clone(),
-            })
-            .await
-            .expect("list")
-            .into_inner()
-            .tasks;
+        let rows = tasks_of(&mut client, job).await.expect("list");
         if i < 3 {
             assert_eq!(
                 rows.len(),
@@ -113,10 +88,7 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
         json!({"common": {"task_cores": 1}}),
         json!({"common": {"a": {"seconds": 1}, "b": {"seconds": 1}, "c": {"seconds": 0}}}),
     );
-    let mut jobs = Vec::new();
-    for _ in 0..3 {
-        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
-    }
+    let jobs = submit_many(&mut scheduler, &dsl, &conf, 3).await;
     eventually("the jobs to run", Duration::from_secs(30), || {
         let mut s = scheduler.clone();
         let jobs = jobs.clone();
@@ -134,8 +106,37 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
     fed.kill("9999", "fedflow-scheduler");
     fed.restart("9999", "fedflow-scheduler").await;
     let mut scheduler = sc::scheduler_client::SchedulerClient::new(channel(&addr));
-    for job in &jobs {
-        let ended = wait_ended(&mut scheduler, job, Duration::from_secs(90)).await;
+    each_succeeds(&fed, &mut scheduler, &jobs, Duration::from_secs(90)).await;
+    for party in &fed.parties {
+        let jobs_client =
+            fedflow_proto::jobcontroller::v1::job_controller_client::JobControllerClient::new(
+                channel(&party.job_controller),
+            );
+        for job in &jobs {
+            wait_job_rows(
+                &jobs_client,
+                &party.party_id,
+                job,
+                JobStatus::Success,
+                Duration::from_secs(30),
+            )
+            .await;
+        }
+    }
+    fed.check_invariants("9999", &jobs, Duration::from_secs(30))
+        .await;
+}
+
+/// Waits (up to `within` for each) until every job ends on `scheduler`, asserting each
+/// succeeded.
+async fn each_succeeds(
+    fed: &ProcessFederation,
+    scheduler: &mut sc::scheduler_client::SchedulerClient<tonic::transport::Channel>,
+    jobs: &[String],
+    within: Duration,
+) {
+    for job in jobs {
+        let ended = wait_ended(scheduler, job, within).await;
         assert_eq!(
             job_status(ended.status),
             JobStatus::Success,
@@ -143,39 +144,6 @@ async fn a_restarted_scheduler_finishes_its_jobs_and_every_party_agrees() {
             fed.logs()
         );
     }
-    for party in &fed.parties {
-        let jobs_client =
-            fedflow_proto::jobcontroller::v1::job_controller_client::JobControllerClient::new(
-                channel(&party.job_controller),
-            );
-        for job in &jobs {
-            eventually(
-                &format!("party {} to agree on {job}", party.party_id),
-                Duration::from_secs(30),
-                || {
-                    let mut c = jobs_client.clone();
-                    let job_id = job.clone();
-                    async move {
-                        let rows = c
-                            .get_job(fedflow_proto::jobcontroller::v1::GetJobRequest { job_id })
-                            .await
-                            .map_err(|s| s.message().to_owned())?
-                            .into_inner()
-                            .jobs;
-                        (!rows.is_empty()
-                            && rows
-                                .iter()
-                                .all(|r| job_status(r.status) == JobStatus::Success))
-                        .then_some(())
-                        .ok_or(format!("{rows:?}"))
-                    }
-                },
-            )
-            .await;
-        }
-    }
-    fed.check_invariants("9999", &jobs, Duration::from_secs(30))
-        .await;
 }
 
 /// Every invariant holds for `jobs` and every one of them succeeded (else the reasons and the
@@ -237,6 +205,19 @@ fn five_sleeps() -> serde_json::Value {
     }})
 }
 
+/// The conf of [`five_sleeps`], one core a task, sleeping these seconds in a, b, c, d and e.
+fn five_sleeps_conf(seconds: [f64; 5]) -> serde_json::Value {
+    let common: serde_json::Map<String, serde_json::Value> = ["a", "b", "c", "d", "e"]
+        .into_iter()
+        .zip(seconds)
+        .map(|(component, s)| (component.to_owned(), json!({ "seconds": s })))
+        .collect();
+    conf3(
+        json!({"common": {"task_cores": 1}}),
+        json!({ "common": common }),
+    )
+}
+
 const PARTIES: [&str; 3] = ["9999", "10000", "10001"];
 
 /// Twenty concurrent three-party jobs while the host's job-controller, the host's
@@ -250,15 +231,9 @@ async fn twenty_jobs_succeed_through_twelve_random_kills() {
     let mut scheduler = fed.scheduler("9999");
     let mut jobs = Vec::new();
     for _ in 0..20 {
-        let mut seconds = serde_json::Map::new();
-        for component in ["a", "b", "c", "d", "e"] {
-            let ms = chaos.millis(200, 2_000).as_millis() as f64;
-            seconds.insert(component.into(), json!({"seconds": ms / 1000.0}));
-        }
-        let conf = conf3(
-            json!({"common": {"task_cores": 1}}),
-            json!({"common": seconds}),
-        );
+        let conf = five_sleeps_conf(std::array::from_fn(|_| {
+            chaos.millis(200, 2_000).as_millis() as f64 / 1000.0
+        }));
         jobs.push(
             submit(&mut scheduler, &five_sleeps(), &conf)
                 .await
@@ -288,19 +263,8 @@ async fn twenty_jobs_succeed_through_twelve_random_kills() {
 async fn every_host_service_killed_at_once_loses_nothing() {
     let mut fed = ProcessFederation::start(&PARTIES).await;
     let mut scheduler = fed.scheduler("9999");
-    let conf = conf3(
-        json!({"common": {"task_cores": 1}}),
-        json!({"common": {"a": {"seconds": 1}, "b": {"seconds": 1}, "c": {"seconds": 0.5},
-                          "d": {"seconds": 0.5}, "e": {"seconds": 0.2}}}),
-    );
-    let mut jobs = Vec::new();
-    for _ in 0..5 {
-        jobs.push(
-            submit(&mut scheduler, &five_sleeps(), &conf)
-                .await
-                .expect("accepted"),
-        );
-    }
+    let conf = five_sleeps_conf([1.0, 1.0, 0.5, 0.5, 0.2]);
+    let jobs = submit_many(&mut scheduler, &five_sleeps(), &conf, 5).await;
     let host_tc = fed.party("10000").task_controller.clone();
     eventually("host workers running", Duration::from_secs(30), || {
         let addr = host_tc.clone();
@@ -417,10 +381,7 @@ async fn standalone_killed_mid_job_comes_back_on_the_same_addresses() {
         json!({"common": {"task_cores": 1}}),
         json!({"common": {"a": {"seconds": 2}, "b": {"seconds": 0.5}}}),
     );
-    let mut jobs = Vec::new();
-    for _ in 0..4 {
-        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
-    }
+    let jobs = submit_many(&mut scheduler, &dsl, &conf, 4).await;
     for job in &jobs {
         eventually(
             &format!("workers of {job} running"),
@@ -443,9 +404,14 @@ async fn standalone_killed_mid_job_comes_back_on_the_same_addresses() {
         before, after,
         "the same addresses for the same data directory"
     );
-    let statuses =
-        fedflow_tests::invariants::check(&data, &PARTIES, "9999", &jobs, Duration::from_secs(60))
-            .await;
+    let statuses = fedflow_tests::invariants::check(&fedflow_tests::invariants::Scope {
+        root: &data,
+        parties: &PARTIES,
+        initiator: "9999",
+        jobs: &jobs,
+        within: Duration::from_secs(60),
+    })
+    .await;
     for (job, status) in statuses {
         assert_eq!(
             status,
@@ -511,19 +477,8 @@ async fn sigterm_under_load_drains_and_every_job_completes_after_restart() {
     )
     .await;
     let mut scheduler = fed.scheduler("9999");
-    let conf = conf3(
-        json!({"common": {"task_cores": 1}}),
-        json!({"common": {"a": {"seconds": 1}, "b": {"seconds": 0.5}, "c": {"seconds": 1},
-                          "d": {"seconds": 0.3}, "e": {"seconds": 0.2}}}),
-    );
-    let mut jobs = Vec::new();
-    for _ in 0..12 {
-        jobs.push(
-            submit(&mut scheduler, &five_sleeps(), &conf)
-                .await
-                .expect("accepted"),
-        );
-    }
+    let conf = five_sleeps_conf([1.0, 0.5, 1.0, 0.3, 0.2]);
+    let jobs = submit_many(&mut scheduler, &five_sleeps(), &conf, 12).await;
     eventually("workers running", Duration::from_secs(30), || {
         let job = jobs[0].clone();
         async move {
@@ -595,19 +550,8 @@ async fn sigterm_under_load_drains_and_every_job_completes_after_restart() {
 async fn a_sqlite_database_locked_for_ten_seconds_loses_nothing() {
     let fed = ProcessFederation::start(&PARTIES).await;
     let mut scheduler = fed.scheduler("9999");
-    let conf = conf3(
-        json!({"common": {"task_cores": 1}}),
-        json!({"common": {"a": {"seconds": 0.5}, "b": {"seconds": 0.5}, "c": {"seconds": 0.5},
-                          "d": {"seconds": 0.5}, "e": {"seconds": 0.5}}}),
-    );
-    let mut jobs = Vec::new();
-    for _ in 0..4 {
-        jobs.push(
-            submit(&mut scheduler, &five_sleeps(), &conf)
-                .await
-                .expect("accepted"),
-        );
-    }
+    let conf = five_sleeps_conf([0.5, 0.5, 0.5, 0.5, 0.5]);
+    let mut jobs = submit_many(&mut scheduler, &five_sleeps(), &conf, 4).await;
     // The lock holder: separate connections of this (other) process, each in a write
     // transaction, so every writer of those files has to wait.
     let mut held = Vec::new();
@@ -666,14 +610,7 @@ async fn final_state(fed: &ProcessFederation, job: &str) -> (i32, Vec<(String, i
     for party in &fed.parties {
         let mut client =
             tc::task_controller_client::TaskControllerClient::new(channel(&party.task_controller));
-        let tasks = client
-            .list_tasks(tc::ListTasksRequest {
-                job_id: job.to_owned(),
-            })
-            .await
-            .expect("list tasks")
-            .into_inner()
-            .tasks;
+        let tasks = tasks_of(&mut client, job).await.expect("list tasks");
         rows.extend(
             tasks
                 .into_iter()
@@ -690,11 +627,7 @@ async fn duplicate_workload(
     fed: &ProcessFederation,
 ) -> Vec<(i32, Vec<(String, i32, String, i32)>)> {
     let mut scheduler = fed.scheduler("9999");
-    let ok = conf3(
-        json!({"common": {"task_cores": 1}}),
-        json!({"common": {"a": {"seconds": 0.2}, "b": {"seconds": 0.2}, "c": {"seconds": 0.3},
-                          "d": {"seconds": 0.2}, "e": {"seconds": 0.1}}}),
-    );
+    let ok = five_sleeps_conf([0.2, 0.2, 0.3, 0.2, 0.1]);
     let failing_dsl = json!({"components": {
         "a": {"module": "Sleep", "output": {"data": ["o"]}},
         "f": {"module": "Fail", "input": {"data": {"data": ["a.o"]}}}

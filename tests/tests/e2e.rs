@@ -57,11 +57,7 @@ async fn diamond_scenario(fed: &TestFederation) {
         }),
     );
     let mut scheduler = fed.scheduler("9999");
-    let job_id = submit(&mut scheduler, &diamond_dsl(), &conf)
-        .await
-        .expect("a valid job is accepted");
-    let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
-    assert_eq!(job_status(job.status), JobStatus::Success, "job: {job:?}");
+    let (job_id, job) = run_to_success(&mut scheduler, &diamond_dsl(), &conf, WITHIN).await;
     assert_eq!(job.progress, 100);
     assert!(
         job.reason.is_empty(),
@@ -86,15 +82,7 @@ async fn diamond_scenario(fed: &TestFederation) {
         }
     }
     // And the scheduler's view agrees, federated and per party.
-    let tasks = scheduler
-        .list_tasks(sc::ListTasksRequest {
-            job_id: job_id.clone(),
-            all_versions: true,
-        })
-        .await
-        .expect("list tasks")
-        .into_inner()
-        .tasks;
+    let tasks = scheduler_tasks(&mut scheduler, &job_id).await;
     assert_eq!(tasks.len(), 4);
     for task in &tasks {
         assert_eq!(task_status(task.status), TaskStatus::Success, "{task:?}");
@@ -189,11 +177,7 @@ async fn a_failure_on_the_host_fails_the_job_everywhere_with_its_reason() {
         assert_ne!(task_status(evaluate.party_status), TaskStatus::Success);
         assert_ne!(task_status(evaluate.party_status), TaskStatus::Running);
     }
-    let host = party_tasks(&fed, "10000", &job_id).await;
-    let train = host
-        .iter()
-        .find(|t| t.component == "train")
-        .expect("train on host");
+    let train = party_task(&fed, "10000", &job_id, "train").await;
     assert_eq!(task_status(train.party_status), TaskStatus::Failed);
     assert_eq!(train.reason, "host data has no label column");
     let (ok, out, _) = cli(&fed, &["job", "query", "-j", &job_id]);
@@ -216,11 +200,7 @@ async fn need_run_false_passes_on_that_party_and_the_job_succeeds() {
         }),
     );
     let mut scheduler = fed.scheduler("9999");
-    let job_id = submit(&mut scheduler, &diamond_dsl(), &conf)
-        .await
-        .expect("accepted");
-    let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
-    assert_eq!(job_status(job.status), JobStatus::Success, "job: {job:?}");
+    let (job_id, _) = run_to_success(&mut scheduler, &diamond_dsl(), &conf, WITHIN).await;
     let arbiter = party_tasks(&fed, "10001", &job_id).await;
     let b = arbiter
         .iter()
@@ -252,23 +232,19 @@ async fn need_run_false_passes_on_that_party_and_the_job_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
-    let fed = TestFederation::start_with(PARTIES, |o| {
-        o.cores_by_party.insert("10000".into(), 2);
-    })
-    .await;
+    let fed = TestFederation::start_with_host_cores(PARTIES, 2).await;
     let mut scheduler = fed.scheduler("9999");
     let sleep = json!({"components": {"nap": {"module": "Sleep"}}});
+    let nap = |cores: u32, seconds: u32| {
+        conf3(
+            json!({"common": {"task_cores": cores}}),
+            json!({"common": {"nap": {"seconds": seconds}}}),
+        )
+    };
     // A long job takes both of the host's cores.
-    let holder = submit(
-        &mut scheduler,
-        &sleep,
-        &conf3(
-            json!({"common": {"task_cores": 2}}),
-            json!({"common": {"nap": {"seconds": 600}}}),
-        ),
-    )
-    .await
-    .expect("holder accepted");
+    let holder = submit(&mut scheduler, &sleep, &nap(2, 600))
+        .await
+        .expect("holder accepted");
     eventually("the holder to run", WITHIN, || {
         let mut s = scheduler.clone();
         let id = holder.clone();
@@ -281,16 +257,9 @@ async fn a_job_blocked_on_one_party_does_not_hold_up_jobs_behind_it() {
     })
     .await;
     // The next job needs host cores too: it must wait, saying why.
-    let blocked = submit(
-        &mut scheduler,
-        &sleep,
-        &conf3(
-            json!({"common": {"task_cores": 1}}),
-            json!({"common": {"nap": {"seconds": 0}}}),
-        ),
-    )
-    .await
-    .expect("blocked job accepted");
+    let blocked = submit(&mut scheduler, &sleep, &nap(1, 0))
+        .await
+        .expect("blocked job accepted");
     // A job without the host can run at once, although it was queued after.
     let free_conf = json!({
         "dsl_version": 2,
@@ -350,55 +319,71 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
                    field: &'static str| {
         cases.push((name, dsl.to_string(), conf.to_string(), field));
     };
-    let mut dsl = diamond_dsl();
-    dsl["components"]["d"]["input"]["data"]["data"] = json!(["x.out"]);
-    add(
-        "unknown upstream",
-        dsl,
-        ok_conf.clone(),
-        "dsl.components.d.input.data.data",
-    );
-    let mut dsl = diamond_dsl();
-    dsl["components"]["d"]["input"]["data"]["data"] = json!(["b.nope"]);
-    add(
-        "unknown output",
-        dsl,
-        ok_conf.clone(),
-        "declares no data output \"nope\"",
-    );
-    let mut dsl = diamond_dsl();
-    dsl["components"]["a"]["input"] = json!({"data": {"data": ["d.out"]}});
-    add("cycle", dsl, ok_conf.clone(), "cycle a -> b -> d -> a");
-    let mut dsl = diamond_dsl();
-    dsl["components"]["b c"] = json!({"module": "Sum"});
-    add("malformed name", dsl, ok_conf.clone(), "dsl.components.b c");
-    let mut dsl = diamond_dsl();
-    dsl["components"]["a"]["module"] = json!("HeteroLR");
-    add(
-        "unknown module",
-        dsl,
-        ok_conf.clone(),
-        "dsl.components.a.module",
-    );
-    let mut conf = ok_conf.clone();
-    conf["role"]["host"] = json!([]);
-    add(
-        "role without parties",
-        diamond_dsl(),
-        conf,
-        "runtime_conf.role.host: no parties",
-    );
-    let mut conf = ok_conf.clone();
-    conf["initiator"]["party_id"] = json!(12345);
-    add(
-        "initiator not a party",
-        diamond_dsl(),
-        conf,
-        "runtime_conf.initiator",
-    );
-    let mut conf = ok_conf.clone();
-    conf["component_parameters"]["common"]["a"] = json!({"value": "one"});
-    add("bad parameter", diamond_dsl(), conf, "parameter value");
+    // One value set in the diamond (or else in a valid conf), and what the refusal names.
+    let edits: [(&str, bool, &[&str], serde_json::Value, &str); 8] = [
+        (
+            "unknown upstream",
+            true,
+            &["components", "d", "input", "data", "data"],
+            json!(["x.out"]),
+            "dsl.components.d.input.data.data",
+        ),
+        (
+            "unknown output",
+            true,
+            &["components", "d", "input", "data", "data"],
+            json!(["b.nope"]),
+            "declares no data output \"nope\"",
+        ),
+        (
+            "cycle",
+            true,
+            &["components", "a", "input"],
+            json!({"data": {"data": ["d.out"]}}),
+            "cycle a -> b -> d -> a",
+        ),
+        (
+            "malformed name",
+            true,
+            &["components", "b c"],
+            json!({"module": "Sum"}),
+            "dsl.components.b c",
+        ),
+        (
+            "unknown module",
+            true,
+            &["components", "a", "module"],
+            json!("HeteroLR"),
+            "dsl.components.a.module",
+        ),
+        (
+            "role without parties",
+            false,
+            &["role", "host"],
+            json!([]),
+            "runtime_conf.role.host: no parties",
+        ),
+        (
+            "initiator not a party",
+            false,
+            &["initiator", "party_id"],
+            json!(12345),
+            "runtime_conf.initiator",
+        ),
+        (
+            "bad parameter",
+            false,
+            &["component_parameters", "common", "a"],
+            json!({"value": "one"}),
+            "parameter value",
+        ),
+    ];
+    for (name, in_dsl, path, value, field) in edits {
+        let (mut dsl, mut conf) = (diamond_dsl(), ok_conf.clone());
+        let edited = if in_dsl { &mut dsl } else { &mut conf };
+        *path.iter().fold(edited, |v, key| &mut v[*key]) = value;
+        add(name, dsl, conf, field);
+    }
     let big =
         json!({"components": {"a": {"module": "Sum", "output": {"data": ["x".repeat(2 << 20)]}}}});
     add("oversized", big, ok_conf.clone(), "dsl: too large");
@@ -436,6 +421,13 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
         params_conf.to_string().replace("\"DEEP\"", &deep),
         "runtime_conf: nested too deeply",
     ));
+    // A DSL with duplicate component names is refused too (JSON keys are checked).
+    cases.push((
+        "duplicate names",
+        r#"{"components": {"a": {"module": "Sum"}, "a": {"module": "Sleep"}}}"#.into(),
+        ok_conf.to_string(),
+        "duplicate key \"components.a\"",
+    ));
     for (name, dsl, conf, field) in &cases {
         let status = scheduler
             .submit_job(sc::SubmitJobRequest {
@@ -456,21 +448,6 @@ async fn invalid_submissions_are_refused_naming_the_field_and_store_nothing() {
             status.message()
         );
     }
-    // A DSL with duplicate component names is refused too (JSON keys are checked).
-    let duplicate = r#"{"components": {"a": {"module": "Sum"}, "a": {"module": "Sleep"}}}"#;
-    let status = scheduler
-        .submit_job(sc::SubmitJobRequest {
-            dsl: duplicate.into(),
-            runtime_conf: ok_conf.to_string(),
-            request_id: String::new(),
-        })
-        .await
-        .expect_err("duplicate names");
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(
-        status.message().contains("duplicate key \"components.a\""),
-        "{status:?}"
-    );
     // Nothing was stored: no job at the scheduler, no allocation or task directory anywhere.
     assert_nothing_stored(&fed, "9999").await;
     fed.shutdown().await;

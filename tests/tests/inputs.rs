@@ -232,15 +232,8 @@ async fn scheduler_state(
     scheduler: &mut sc::scheduler_client::SchedulerClient<Channel>,
     job_id: &str,
 ) -> Vec<SchedulerState> {
-    scheduler
-        .list_tasks(sc::ListTasksRequest {
-            job_id: job_id.to_owned(),
-            all_versions: true,
-        })
+    scheduler_tasks(scheduler, job_id)
         .await
-        .expect("the scheduler lists tasks")
-        .into_inner()
-        .tasks
         .into_iter()
         .map(|t| {
             (
@@ -786,11 +779,7 @@ async fn ids_that_name_paths_in_a_submission_are_refused_and_store_nothing() {
     let created = created_since(&fed, &before);
     assert!(created.is_empty(), "created on disk: {created:?}");
     // Control: the conf each case altered is accepted and runs.
-    let job_id = submit(&mut scheduler, &dsl, &ok_conf)
-        .await
-        .expect("the unaltered submission is accepted");
-    let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
-    assert_eq!(job_status(job.status), JobStatus::Success, "{job:?}");
+    run_to_success(&mut scheduler, &dsl, &ok_conf, WITHIN).await;
     fed.shutdown().await;
 }
 
@@ -1035,11 +1024,7 @@ async fn shell_metacharacters_in_parameters_run_nothing_and_the_worker_argv_is_f
     sampler.join().expect("the sampler ends");
 
     // The message travelled as data: verbatim in task.json and as the host's reason.
-    let host = party_tasks(&fed, "10000", &job_id).await;
-    let say = host
-        .iter()
-        .find(|t| t.component == "say")
-        .expect("the host's say row");
+    let say = party_task(&fed, "10000", &job_id, "say").await;
     assert_eq!(task_status(say.party_status), TaskStatus::Failed);
     assert_eq!(say.reason, message);
     let say_dir = task_dir(&fed, "10000", "host", &job_id, "say", 0);

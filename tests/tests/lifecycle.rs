@@ -44,21 +44,6 @@ async fn running(
     .await;
 }
 
-async fn all_tasks(
-    scheduler: &mut sc::scheduler_client::SchedulerClient<tonic::transport::Channel>,
-    job_id: &str,
-) -> Vec<sc::Task> {
-    scheduler
-        .list_tasks(sc::ListTasksRequest {
-            job_id: job_id.to_owned(),
-            all_versions: true,
-        })
-        .await
-        .expect("list tasks")
-        .into_inner()
-        .tasks
-}
-
 async fn stop(
     scheduler: &mut sc::scheduler_client::SchedulerClient<tonic::transport::Channel>,
     job_id: &str,
@@ -127,7 +112,7 @@ async fn stop_cancels_every_party_within_seconds_and_leaves_no_worker() {
             let mut scheduler = scheduler.clone();
             let job_id = job_id.clone();
             async move {
-                let tasks = all_tasks(&mut scheduler, &job_id).await;
+                let tasks = scheduler_tasks(&mut scheduler, &job_id).await;
                 (tasks.len() == 3
                     && tasks
                         .iter()
@@ -203,7 +188,7 @@ async fn one_status_everywhere(
         || {
             let mut scheduler = scheduler.clone();
             async move {
-                let tasks = all_tasks(&mut scheduler, job_id).await;
+                let tasks = scheduler_tasks(&mut scheduler, job_id).await;
                 let [task] = tasks.as_slice() else {
                     return Err(format!(
                         "{} scheduler tasks (want 1): {tasks:?}",
@@ -313,7 +298,7 @@ async fn rerun_after_a_failure_reruns_the_failed_component_and_its_descendants_o
     assert!(out.contains("c3, c4, c5"), "{out}");
     let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
     assert_eq!(job_status(job.status), JobStatus::Success, "{job:?}");
-    let tasks = all_tasks(&mut scheduler, &job_id).await;
+    let tasks = scheduler_tasks(&mut scheduler, &job_id).await;
     let versions = |c: &str| -> Vec<i32> {
         tasks
             .iter()
@@ -341,16 +326,7 @@ async fn rerun_after_a_failure_reruns_the_failed_component_and_its_descendants_o
         );
     }
     // Upstream results were kept: c5 = c4 = c3's successors of c2 = c1 = 1.
-    let output = scheduler
-        .get_task_output(sc::GetTaskOutputRequest {
-            job_id: job_id.clone(),
-            component: "c5".into(),
-            role: "guest".into(),
-            party_id: "9999".into(),
-        })
-        .await
-        .expect("output")
-        .into_inner();
+    let output = task_output(&mut scheduler, &job_id, "c5", ("guest", "9999")).await;
     assert_eq!(output.version, 1);
     wait_party_jobs(&fed, &job_id, JobStatus::Success, WITHIN).await;
     fed.shutdown().await;
@@ -365,12 +341,8 @@ async fn automatic_retries_honour_the_delay_and_keep_every_reason() {
         params.clone(),
         json!({"common": {"f": {"attempts": 2, "message": "flaky", "roles": ["host"]}}}),
     );
-    let job_id = submit(&mut scheduler, &chain(&[("f", "Fail")]), &conf)
-        .await
-        .expect("accepted");
-    let job = wait_ended(&mut scheduler, &job_id, WITHIN).await;
-    assert_eq!(job_status(job.status), JobStatus::Success, "{job:?}");
-    let tasks = all_tasks(&mut scheduler, &job_id).await;
+    let (job_id, _) = run_to_success(&mut scheduler, &chain(&[("f", "Fail")]), &conf, WITHIN).await;
+    let tasks = scheduler_tasks(&mut scheduler, &job_id).await;
     assert_eq!(
         tasks.iter().map(|t| t.version).collect::<Vec<_>>(),
         [0, 1, 2]
@@ -407,7 +379,7 @@ async fn automatic_retries_honour_the_delay_and_keep_every_reason() {
         job.reason.contains("broken") && job.reason.contains("attempt 3"),
         "{job:?}"
     );
-    let tasks = all_tasks(&mut scheduler, &job_id).await;
+    let tasks = scheduler_tasks(&mut scheduler, &job_id).await;
     assert_eq!(tasks.len(), 3);
     for t in &tasks {
         let host = t
@@ -423,10 +395,7 @@ async fn automatic_retries_honour_the_delay_and_keep_every_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn task_job_and_queue_time_limits_end_the_job_as_timeout() {
-    let fed = TestFederation::start_with(PARTIES, |o| {
-        o.cores_by_party.insert("10000".into(), 1);
-    })
-    .await;
+    let fed = TestFederation::start_with_host_cores(PARTIES, 1).await;
     let mut scheduler = fed.scheduler("9999");
     let sleepy = json!({"common": {"a": {"seconds": 60}}});
     let cases = [
@@ -573,12 +542,7 @@ async fn job_watch_prints_every_party_status_and_ends_with_the_final_status() {
     })
     .await
     .expect("watch");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&out);
     for party in ["guest 9999", "host 10000", "arbiter 10001"] {
         for component in ["a", "b"] {
             assert!(
@@ -600,10 +564,7 @@ async fn job_watch_prints_every_party_status_and_ends_with_the_final_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn higher_priority_jobs_leave_the_queue_first() {
-    let fed = TestFederation::start_with(PARTIES, |o| {
-        o.cores_by_party.insert("10000".into(), 1);
-    })
-    .await;
+    let fed = TestFederation::start_with_host_cores(PARTIES, 1).await;
     let mut scheduler = fed.scheduler("9999");
     let sleep = |secs: f64, priority: i64| {
         conf3(

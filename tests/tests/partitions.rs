@@ -52,29 +52,48 @@ async fn submit_sleepers(fed: &ProcessFederation, n: usize, seconds: f64) -> Vec
         json!({"common": {"task_cores": 1}}),
         json!({"common": {"first": {"seconds": seconds}, "second": {"seconds": 0.2}}}),
     );
-    let mut jobs = Vec::new();
-    for _ in 0..n {
-        jobs.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
-    }
-    jobs
+    submit_many(&mut scheduler, &dsl, &conf, n).await
 }
 
-/// Waits until the host's workers run for every job (so the partition cuts running work).
-async fn host_running(jobs: &[String]) {
+/// Waits (up to `within`) until a worker of every job runs on the host (`running`), so a
+/// partition cuts running work, or until none does any more.
+async fn host_workers(jobs: &[String], running: bool, within: Duration) {
     for job in jobs {
-        eventually(
-            &format!("a worker of {job} running on the host"),
-            Duration::from_secs(30),
-            || async move {
-                let pids = processes_mentioning(&format!("{job}/host/10000"));
-                if pids.is_empty() {
-                    Err("none yet".to_owned())
-                } else {
-                    Ok(())
-                }
-            },
-        )
+        let what = if running {
+            format!("a worker of {job} running on the host")
+        } else {
+            format!("the host to stop its worker of {job} on its own")
+        };
+        eventually(&what, within, || async move {
+            let pids = processes_mentioning(&format!("{job}/host/10000"));
+            match (running, pids.is_empty()) {
+                (true, true) => Err("none yet".to_owned()),
+                (false, false) => Err(format!("{pids:?} still run")),
+                _ => Ok(()),
+            }
+        })
         .await;
+    }
+}
+
+/// Submits `n` jobs whose first task sleeps `seconds`, waits for their host workers and
+/// freezes the host's gateway; returns the jobs and the gateway's pid.
+async fn partition_host(fed: &ProcessFederation, n: usize, seconds: f64) -> (Vec<String>, u32) {
+    let jobs = submit_sleepers(fed, n, seconds).await;
+    host_workers(&jobs, true, Duration::from_secs(30)).await;
+    let gateway = fed.pid("10000", "fedflow-party-gateway");
+    signal(gateway, "STOP");
+    (jobs, gateway)
+}
+
+/// Lets the frozen gateway run again and asserts that every party agrees each job ended `want`.
+async fn heal(fed: &ProcessFederation, gateway: u32, jobs: &[String], want: JobStatus) {
+    signal(gateway, "CONT");
+    let statuses = fed
+        .check_invariants("9999", jobs, Duration::from_secs(60))
+        .await;
+    for (job, status) in statuses {
+        assert_eq!(status, want, "{job}\n{}", fed.logs());
     }
 }
 
@@ -83,18 +102,9 @@ async fn host_running(jobs: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_short_partition_is_ridden_out() {
     let fed = federation().await;
-    let jobs = submit_sleepers(&fed, 4, 1.0).await;
-    host_running(&jobs).await;
-    let gateway = fed.pid("10000", "fedflow-party-gateway");
-    signal(gateway, "STOP");
+    let (jobs, gateway) = partition_host(&fed, 4, 1.0).await;
     tokio::time::sleep(Duration::from_millis(UNREACHABLE_S * 1000 / 2)).await;
-    signal(gateway, "CONT");
-    let statuses = fed
-        .check_invariants("9999", &jobs, Duration::from_secs(60))
-        .await;
-    for (job, status) in statuses {
-        assert_eq!(status, JobStatus::Success, "{job}\n{}", fed.logs());
-    }
+    heal(&fed, gateway, &jobs, JobStatus::Success).await;
 }
 
 /// Frozen past the timeout: the scheduler fails the jobs naming the unreachable party, the
@@ -103,26 +113,9 @@ async fn a_short_partition_is_ridden_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_partition_fails_the_jobs_everywhere_and_the_host_fences_itself() {
     let fed = federation().await;
-    let jobs = submit_sleepers(&fed, 3, 60.0).await;
-    host_running(&jobs).await;
-    let gateway = fed.pid("10000", "fedflow-party-gateway");
-    signal(gateway, "STOP");
+    let (jobs, gateway) = partition_host(&fed, 3, 60.0).await;
     // Nothing reaches the host now: its workers must stop on the host's own decision.
-    for job in &jobs {
-        eventually(
-            &format!("the host to stop its worker of {job} on its own"),
-            Duration::from_secs(UNREACHABLE_S + 20),
-            || async move {
-                let pids = processes_mentioning(&format!("{job}/host/10000"));
-                if pids.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{pids:?} still run"))
-                }
-            },
-        )
-        .await;
-    }
+    host_workers(&jobs, false, Duration::from_secs(UNREACHABLE_S + 20)).await;
     let mut scheduler = fed.scheduler("9999");
     for job in &jobs {
         let ended = wait_ended(&mut scheduler, job, Duration::from_secs(30)).await;
@@ -135,13 +128,7 @@ async fn a_long_partition_fails_the_jobs_everywhere_and_the_host_fences_itself()
             "the reason names the party: {ended:?}"
         );
     }
-    signal(gateway, "CONT");
-    let statuses = fed
-        .check_invariants("9999", &jobs, Duration::from_secs(60))
-        .await;
-    for (job, status) in statuses {
-        assert_eq!(status, JobStatus::Failed, "{job}\n{}", fed.logs());
-    }
+    heal(&fed, gateway, &jobs, JobStatus::Failed).await;
     // The host's rows say why they stopped, and its job rows carry the scheduler's reason.
     for job in &jobs {
         let db = fedflow_store::Db::open_existing(&fedflow_store::sqlite_url(

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use fedflow_proto::common::v1::{JobStatus, TaskStatus};
 use fedflow_proto::jobcontroller::v1 as jc;
-use fedflow_proto::scheduler::v1 as sc;
 use fedflow_proto::taskcontroller::v1 as tc;
 use fedflow_tests::process::ProcessFederation;
 use fedflow_tests::*;
@@ -32,14 +31,7 @@ async fn diamond_succeeds_with_every_service_as_its_own_process() {
     for party in &fed.parties {
         let mut tasks =
             tc::task_controller_client::TaskControllerClient::new(channel(&party.task_controller));
-        let rows = tasks
-            .list_tasks(tc::ListTasksRequest {
-                job_id: job_id.clone(),
-            })
-            .await
-            .expect("list tasks")
-            .into_inner()
-            .tasks;
+        let rows = tasks_of(&mut tasks, &job_id).await.expect("list tasks");
         assert_eq!(rows.len(), 4, "party {}", party.party_id);
         assert!(
             rows.iter()
@@ -49,30 +41,12 @@ async fn diamond_succeeds_with_every_service_as_its_own_process() {
         );
         let mut jobs =
             jc::job_controller_client::JobControllerClient::new(channel(&party.job_controller));
-        eventually(
-            &format!("job {job_id} success on party {}", party.party_id),
+        wait_job_rows(
+            &jobs,
+            &party.party_id,
+            &job_id,
+            JobStatus::Success,
             Duration::from_secs(30),
-            || {
-                let mut jobs = jobs.clone();
-                let job_id = job_id.clone();
-                async move {
-                    let rows = jobs
-                        .get_job(jc::GetJobRequest { job_id })
-                        .await
-                        .map_err(|s| s.message().to_owned())?
-                        .into_inner()
-                        .jobs;
-                    if !rows.is_empty()
-                        && rows
-                            .iter()
-                            .all(|r| job_status(r.status) == JobStatus::Success)
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!("{rows:?}"))
-                    }
-                }
-            },
         )
         .await;
         let resources = jobs
@@ -82,15 +56,6 @@ async fn diamond_succeeds_with_every_service_as_its_own_process() {
             .into_inner();
         assert!(resources.allocations.is_empty());
     }
-    let output = scheduler
-        .get_task_output(sc::GetTaskOutputRequest {
-            job_id: job_id.clone(),
-            component: "d".into(),
-            role: "host".into(),
-            party_id: "10000".into(),
-        })
-        .await
-        .expect("output")
-        .into_inner();
+    let output = task_output(&mut scheduler, &job_id, "d", ("host", "10000")).await;
     assert_eq!(output.output_json, r#"{"value":11}"#);
 }

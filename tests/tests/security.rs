@@ -12,8 +12,8 @@ use fedflow_proto::taskcontroller::v1 as tc;
 use fedflow_rpc::party::services;
 use fedflow_tests::party::{PartyCaller, write_pem};
 use fedflow_tests::{
-    TempDir, TestFederation, conf3, eventually, job_status, party_tasks, submit, task_status,
-    wait_ended,
+    TempDir, TestFederation, conf3, eventually, job_status, party_tasks, scheduler_tasks, submit,
+    submit_many, task_status, wait_ended,
 };
 use fedflow_tls::pki::{self, Validity};
 use serde_json::json;
@@ -691,15 +691,8 @@ async fn the_authorisation_matrix_holds_for_every_role_and_method() {
 
 /// How many task versions the job has (one more per rerun of its one component).
 async fn versions(fed: &TestFederation, job_id: &str) -> usize {
-    fed.scheduler("9999")
-        .list_tasks(sc::ListTasksRequest {
-            job_id: job_id.to_owned(),
-            all_versions: true,
-        })
+    scheduler_tasks(&mut fed.scheduler("9999"), job_id)
         .await
-        .expect("tasks")
-        .into_inner()
-        .tasks
         .len()
 }
 
@@ -860,19 +853,7 @@ async fn certificates_rotate_on_one_party_while_jobs_run_and_no_job_fails() {
         json!({"common": {"task_cores": 1}}),
         json!({"common": {"a": {"seconds": 0.4}, "b": {"seconds": 0.4}, "c": {"seconds": 0.4}}}),
     );
-    let mut jobs = Vec::new();
-    let submit_some = |n: usize| {
-        let (dsl, conf) = (dsl.clone(), conf.clone());
-        let mut scheduler = scheduler.clone();
-        async move {
-            let mut ids = Vec::new();
-            for _ in 0..n {
-                ids.push(submit(&mut scheduler, &dsl, &conf).await.expect("accepted"));
-            }
-            ids
-        }
-    };
-    jobs.extend(submit_some(4).await);
+    let mut jobs = submit_many(&mut scheduler, &dsl, &conf, 4).await;
     let host = fed.pki("10000");
     let old = served_fingerprint(&fed, "9999", "10000")
         .await
@@ -896,7 +877,7 @@ async fn certificates_rotate_on_one_party_while_jobs_run_and_no_job_fails() {
         },
     )
     .await;
-    jobs.extend(submit_some(4).await);
+    jobs.extend(submit_many(&mut scheduler, &dsl, &conf, 4).await);
 
     // 2. A new CA: first trusted beside the old one (the bundle the others' routes name),
     //    then the gateway's certificate from it, then the old CA dropped.
@@ -946,10 +927,10 @@ async fn certificates_rotate_on_one_party_while_jobs_run_and_no_job_fails() {
         },
     )
     .await;
-    jobs.extend(submit_some(4).await);
+    jobs.extend(submit_many(&mut scheduler, &dsl, &conf, 4).await);
     pki::write_atomic(&host.ca_cert(), new_ca.cert.as_bytes(), false).expect("new CA only");
     pki::write_atomic(&host.ca_key(), new_ca.key.as_bytes(), true).expect("new CA key");
-    jobs.extend(submit_some(2).await);
+    jobs.extend(submit_many(&mut scheduler, &dsl, &conf, 2).await);
     // Once the others re-read the bundle, the old CA's certificates are refused.
     eventually(
         "party 9999 to refuse the host's old certificate",

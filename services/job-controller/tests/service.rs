@@ -36,56 +36,51 @@ impl FakeTaskController {
     }
 }
 
-#[tonic::async_trait]
-impl tc::task_controller_server::TaskController for FakeTaskController {
-    async fn create_tasks(
-        &self,
-        request: Request<tc::CreateTasksRequest>,
-    ) -> Result<Response<tc::CreateTasksResponse>, Status> {
-        let request = request.into_inner();
-        let created = u32::try_from(request.tasks.len()).unwrap_or(u32::MAX);
-        self.calls.lock().expect("calls").create.push(request);
-        Ok(Response::new(tc::CreateTasksResponse { created }))
-    }
+/// Implements the task-controller for the fake: the given methods, and every other one
+/// (named with its request and response) refused as not called by the job-controller.
+macro_rules! task_controller {
+    ($fake:ty { $($methods:tt)* } refuse { $($name:ident($req:ident) -> $resp:ident),* $(,)? }) => {
+        #[tonic::async_trait]
+        impl tc::task_controller_server::TaskController for $fake {
+            $($methods)*
+            $(
+                async fn $name(&self, _: Request<tc::$req>) -> Result<Response<tc::$resp>, Status> {
+                    Err(Status::unimplemented("not called by the job-controller"))
+                }
+            )*
+        }
+    };
+}
 
-    async fn start_task(
-        &self,
-        _: Request<tc::StartTaskRequest>,
-    ) -> Result<Response<tc::StartTaskResponse>, Status> {
-        Err(Status::unimplemented("not called by the job-controller"))
-    }
+task_controller! {
+    FakeTaskController {
+        async fn create_tasks(
+            &self,
+            request: Request<tc::CreateTasksRequest>,
+        ) -> Result<Response<tc::CreateTasksResponse>, Status> {
+            let request = request.into_inner();
+            let created = u32::try_from(request.tasks.len()).unwrap_or(u32::MAX);
+            self.calls.lock().expect("calls").create.push(request);
+            Ok(Response::new(tc::CreateTasksResponse { created }))
+        }
 
-    async fn stop_tasks(
-        &self,
-        request: Request<tc::StopTasksRequest>,
-    ) -> Result<Response<tc::StopTasksResponse>, Status> {
-        self.calls
-            .lock()
-            .expect("calls")
-            .stop
-            .push(request.into_inner());
-        Ok(Response::new(tc::StopTasksResponse::default()))
+        async fn stop_tasks(
+            &self,
+            request: Request<tc::StopTasksRequest>,
+        ) -> Result<Response<tc::StopTasksResponse>, Status> {
+            self.calls
+                .lock()
+                .expect("calls")
+                .stop
+                .push(request.into_inner());
+            Ok(Response::new(tc::StopTasksResponse::default()))
+        }
     }
-
-    async fn update_task_status(
-        &self,
-        _: Request<tc::UpdateTaskStatusRequest>,
-    ) -> Result<Response<tc::UpdateTaskStatusResponse>, Status> {
-        Err(Status::unimplemented("not called by the job-controller"))
-    }
-
-    async fn list_tasks(
-        &self,
-        _: Request<tc::ListTasksRequest>,
-    ) -> Result<Response<tc::ListTasksResponse>, Status> {
-        Err(Status::unimplemented("not called by the job-controller"))
-    }
-
-    async fn get_task_output(
-        &self,
-        _: Request<tc::GetTaskOutputRequest>,
-    ) -> Result<Response<tc::GetTaskOutputResponse>, Status> {
-        Err(Status::unimplemented("not called by the job-controller"))
+    refuse {
+        start_task(StartTaskRequest) -> StartTaskResponse,
+        update_task_status(UpdateTaskStatusRequest) -> UpdateTaskStatusResponse,
+        list_tasks(ListTasksRequest) -> ListTasksResponse,
+        get_task_output(GetTaskOutputRequest) -> GetTaskOutputResponse,
     }
 }
 
@@ -223,6 +218,13 @@ async fn resources(service: &mut Service) -> jc::GetResourcesResponse {
         .into_inner()
 }
 
+/// The answer to a call the test expects to succeed.
+async fn ok<T>(call: impl Future<Output = Result<Response<T>, Status>>) -> T {
+    call.await
+        .unwrap_or_else(|status| panic!("the call failed: {status:?}"))
+        .into_inner()
+}
+
 /// Polls `check` until it returns `Some`, failing after `within` with what was last seen.
 async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
@@ -244,12 +246,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_created_job_is_ready_here_and_its_task_rows_are_left_to_the_scheduler() {
     let mut service = start("create", cores(4)).await;
-    let created = service
-        .client
-        .create_job(create("job1"))
-        .await
-        .expect("CreateJob")
-        .into_inner();
+    let created = ok(service.client.create_job(create("job1"))).await;
     assert_eq!(
         created.components,
         vec![jc::ComponentPlan {
@@ -273,78 +270,44 @@ async fn a_created_job_is_ready_here_and_its_task_rows_are_left_to_the_scheduler
 async fn the_ledger_grants_until_full_then_refuses_naming_what_is_short_until_a_release() {
     let mut service = start("ledger", cores(3)).await;
     for i in 1..=4 {
-        service
-            .client
-            .create_job(create(&format!("job{i}")))
-            .await
-            .expect("CreateJob");
+        let job = format!("job{i}");
+        ok(service.client.create_job(create(&job))).await;
     }
     for i in 1..=3 {
-        let reply = service
-            .client
-            .apply_resource(apply(&format!("job{i}")))
-            .await
-            .expect("ApplyResource")
-            .into_inner();
+        let job = format!("job{i}");
+        let reply = ok(service.client.apply_resource(apply(&job))).await;
         assert!(reply.granted, "job{i}: {reply:?}");
         assert_eq!(reply.cores, 1);
     }
-    let refused = service
-        .client
-        .apply_resource(apply("job4"))
-        .await
-        .expect("ApplyResource")
-        .into_inner();
+    let refused = ok(service.client.apply_resource(apply("job4"))).await;
     assert!(!refused.granted);
     assert_eq!(refused.reason, "cores: requested 1, free 0 of 3");
     let full = resources(&mut service).await;
     assert_eq!((full.total_cores, full.free_cores), (3, 0));
     assert_eq!(full.allocations.len(), 3);
 
-    let released = service
-        .client
-        .return_resource(jc::ReturnResourceRequest {
-            job_id: "job1".into(),
-            role: "guest".into(),
-            party_id: "9999".into(),
-            request_id: "job1:return".into(),
-        })
-        .await
-        .expect("ReturnResource")
-        .into_inner();
+    let returned = jc::ReturnResourceRequest {
+        job_id: "job1".into(),
+        role: "guest".into(),
+        party_id: "9999".into(),
+        request_id: "job1:return".into(),
+    };
+    let released = ok(service.client.return_resource(returned)).await;
     assert!(released.released);
     assert_eq!(resources(&mut service).await.free_cores, 1);
-    let granted = service
-        .client
-        .apply_resource(apply("job4"))
-        .await
-        .expect("ApplyResource")
-        .into_inner();
+    let granted = ok(service.client.apply_resource(apply("job4"))).await;
     assert!(granted.granted, "{granted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_end_status_releases_the_allocation_and_leaves_the_stops_to_the_scheduler() {
     let mut service = start("end", cores(4)).await;
-    service
-        .client
-        .create_job(create("job1"))
-        .await
-        .expect("CreateJob");
-    let granted = service
-        .client
-        .apply_resource(apply("job1"))
-        .await
-        .expect("ApplyResource")
-        .into_inner();
+    ok(service.client.create_job(create("job1"))).await;
+    let granted = ok(service.client.apply_resource(apply("job1"))).await;
     assert!(granted.granted);
     assert_eq!(resources(&mut service).await.free_cores, 3);
-    let set = service
-        .client
-        .update_job_status(update("job1", JobStatus::Canceled, "by user"))
-        .await
-        .expect("UpdateJobStatus")
-        .into_inner();
+    let cancel = update("job1", JobStatus::Canceled, "by user");
+    let set = ok(service.client.update_job_status(cancel)).await;
     assert!(set.applied);
     assert_eq!(set.status, JobStatus::Canceled as i32);
     let after = resources(&mut service).await;
@@ -370,23 +333,10 @@ async fn an_end_status_releases_the_allocation_and_leaves_the_stops_to_the_sched
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_end_releases_the_allocation_and_stops_nothing() {
     let mut service = start("success", cores(4)).await;
-    service
-        .client
-        .create_job(create("job1"))
-        .await
-        .expect("CreateJob");
-    service
-        .client
-        .apply_resource(apply("job1"))
-        .await
-        .expect("ApplyResource");
+    ok(service.client.create_job(create("job1"))).await;
+    ok(service.client.apply_resource(apply("job1"))).await;
     for status in [JobStatus::Running, JobStatus::Success] {
-        let set = service
-            .client
-            .update_job_status(update("job1", status, ""))
-            .await
-            .expect("UpdateJobStatus")
-            .into_inner();
+        let set = ok(service.client.update_job_status(update("job1", status, ""))).await;
         assert!(set.applied, "{status:?}");
     }
     let row = &get_job(&mut service, "job1").await.jobs[0];
@@ -402,29 +352,14 @@ async fn a_successful_end_releases_the_allocation_and_stops_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_request_changes_nothing() {
     let mut service = start("replay", cores(4)).await;
-    let first = service
-        .client
-        .create_job(create("job1"))
-        .await
-        .expect("CreateJob")
-        .into_inner();
+    let first = ok(service.client.create_job(create("job1"))).await;
     let created = get_job(&mut service, "job1").await;
-    let again = service
-        .client
-        .create_job(create("job1"))
-        .await
-        .expect("a repeated CreateJob")
-        .into_inner();
+    let again = ok(service.client.create_job(create("job1"))).await;
     assert_eq!(again, first, "a repeat answers as the first did");
     assert_eq!(get_job(&mut service, "job1").await, created);
 
     for _ in 0..2 {
-        let reply = service
-            .client
-            .apply_resource(apply("job1"))
-            .await
-            .expect("ApplyResource")
-            .into_inner();
+        let reply = ok(service.client.apply_resource(apply("job1"))).await;
         assert!(reply.granted);
     }
     let held = resources(&mut service).await;
@@ -441,31 +376,17 @@ async fn a_replayed_request_changes_nothing() {
         request_id: "job1:start".into(),
     };
     for _ in 0..2 {
-        let started = service
-            .client
-            .start_job(start.clone())
-            .await
-            .expect("StartJob")
-            .into_inner();
+        let started = ok(service.client.start_job(start.clone())).await;
         assert_eq!(started.status, JobStatus::Running as i32);
     }
     let running = get_job(&mut service, "job1").await;
 
-    let first = service
-        .client
-        .update_job_status(update("job1", JobStatus::Failed, "task a failed"))
-        .await
-        .expect("UpdateJobStatus")
-        .into_inner();
+    let fail = update("job1", JobStatus::Failed, "task a failed");
+    let first = ok(service.client.update_job_status(fail.clone())).await;
     assert!(first.applied);
     let ended = get_job(&mut service, "job1").await;
     assert_ne!(ended, running);
-    let again = service
-        .client
-        .update_job_status(update("job1", JobStatus::Failed, "task a failed"))
-        .await
-        .expect("a repeated UpdateJobStatus")
-        .into_inner();
+    let again = ok(service.client.update_job_status(fail)).await;
     assert!(!again.applied, "the row was already there");
     assert_eq!(again.status, JobStatus::Failed as i32);
     assert_eq!(get_job(&mut service, "job1").await, ended);
@@ -484,17 +405,8 @@ async fn a_reservation_whose_job_never_starts_is_released_by_the_reconciler() {
         },
     )
     .await;
-    service
-        .client
-        .create_job(create("job1"))
-        .await
-        .expect("CreateJob");
-    let granted = service
-        .client
-        .apply_resource(apply("job1"))
-        .await
-        .expect("ApplyResource")
-        .into_inner();
+    ok(service.client.create_job(create("job1"))).await;
+    let granted = ok(service.client.apply_resource(apply("job1"))).await;
     assert!(granted.granted);
     let client = service.client.clone();
     eventually(

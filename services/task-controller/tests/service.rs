@@ -306,6 +306,16 @@ fn alive(pid: u32) -> bool {
     engine::proc_stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
+/// Waits until the worker `pid` has exited.
+async fn worker_gone(pid: u32) {
+    eventually(&format!("worker {pid} gone"), WITHIN, || async {
+        (!alive(pid))
+            .then_some(())
+            .ok_or(format!("{:?}", engine::proc_stat(pid)))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_task_runs_its_worker_and_reports_its_success_to_the_scheduler() {
     let h = Harness::start(|_| {}).await;
@@ -366,12 +376,7 @@ async fn stopping_a_running_task_kills_its_worker() {
             .into_inner()
             .stopped;
     assert_eq!(stopped, 1);
-    eventually(&format!("worker {pid} gone"), WITHIN, || async {
-        (!alive(pid))
-            .then_some(())
-            .ok_or(format!("{:?}", engine::proc_stat(pid)))
-    })
-    .await;
+    worker_gone(pid).await;
     let report = h.gateway.report_of("nap", TaskStatus::Canceled).await;
     assert_eq!(report.reason, "stopped by the test");
     let row = h.row("nap").await;
@@ -397,12 +402,7 @@ async fn a_worker_whose_heartbeats_stop_is_failed_as_unresponsive_and_killed() {
         report.reason.starts_with("worker unresponsive"),
         "{report:?}"
     );
-    eventually(&format!("worker {pid} gone"), WITHIN, || async {
-        (!alive(pid))
-            .then_some(())
-            .ok_or(format!("{:?}", engine::proc_stat(pid)))
-    })
-    .await;
+    worker_gone(pid).await;
     h.stop().await;
 }
 
@@ -446,12 +446,7 @@ async fn a_party_that_cannot_reach_the_scheduler_fences_its_running_tasks() {
             .starts_with(&format!("fenced: the job's scheduler, party {SCHEDULER}")),
         "{row:?}"
     );
-    eventually(&format!("worker {pid} gone"), WITHIN, || async {
-        (!alive(pid))
-            .then_some(())
-            .ok_or(format!("{:?}", engine::proc_stat(pid)))
-    })
-    .await;
+    worker_gone(pid).await;
     // Healed, the scheduler hears of it through the outbox.
     h.gateway.unreachable.store(false, Ordering::SeqCst);
     let report = h.gateway.report_of("nap", TaskStatus::Failed).await;
