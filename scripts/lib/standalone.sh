@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
 # Sourced by the scripts that test against a live federation (grpcurl-test.sh,
-# python-client-test.sh): `standalone_tmp TEMPLATE` makes the temporary directory $tmp and
-# installs the traps that stop the federation and remove $tmp whatever happens;
-# `start_standalone` starts `fedflow standalone` (parties 9999, 10000, 10001, data in
-# $tmp/data, its stdout in $tmp/standalone.out) and waits for its 3 party lines.
-# The sourcing script sets $fedflow and $startup_deadline and defines fail and step.
+# python-client-test.sh): fail, step, require_binaries and make_venv for their set-up;
+# `standalone_tmp TEMPLATE` makes the temporary directory $tmp and installs the traps that stop
+# the federation and remove $tmp whatever happens; `start_standalone` starts `fedflow
+# standalone` (parties 9999, 10000, 10001, data in $tmp/data, its stdout in
+# $tmp/standalone.out) and waits for its 3 party lines.
+# The sourcing script sets $repo, $fedflow and $startup_deadline.
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "==> $*"; }
+
+# Fails unless `cargo build --workspace --bins` has made the fedflow and worker binaries.
+require_binaries() {
+    if [[ ! -x "$fedflow" || ! -x "$repo/target/debug/fedflow-worker" ]]; then
+        fail "target/debug/fedflow or target/debug/fedflow-worker is missing; run: cargo build --workspace --bins"
+    fi
+}
+
+# Creates the venv DIR unless it is there; WHAT (optional) says what it is for.
+make_venv() {
+    step "venv $1${2:+ ($2)}"
+    if [[ ! -x "$1/bin/python" ]]; then
+        python3 -m venv "$1"
+    fi
+}
 
 # Makes $tmp from the mktemp TEMPLATE and arms the cleanup traps.
 standalone_tmp() {
