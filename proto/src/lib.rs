@@ -5,35 +5,21 @@
 
 #![allow(clippy::all, missing_docs)]
 
-pub mod common {
-    pub mod v1 {
-        tonic::include_proto!("fedflow.common.v1");
-    }
+/// `pub mod <name> { pub mod v1 { .. } }` for each package `fedflow.<name>.v1`, holding the
+/// code generated for it (what `tonic::include_proto!("fedflow.<name>.v1")` includes).
+macro_rules! v1_packages {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            pub mod $name {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/fedflow.", stringify!($name), ".v1.rs"));
+                }
+            }
+        )+
+    };
 }
 
-pub mod scheduler {
-    pub mod v1 {
-        tonic::include_proto!("fedflow.scheduler.v1");
-    }
-}
-
-pub mod jobcontroller {
-    pub mod v1 {
-        tonic::include_proto!("fedflow.jobcontroller.v1");
-    }
-}
-
-pub mod taskcontroller {
-    pub mod v1 {
-        tonic::include_proto!("fedflow.taskcontroller.v1");
-    }
-}
-
-pub mod gateway {
-    pub mod v1 {
-        tonic::include_proto!("fedflow.gateway.v1");
-    }
-}
+v1_packages!(common, scheduler, jobcontroller, taskcontroller, gateway);
 
 /// The encoded `FileDescriptorSet` of every fedflow proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fedflow_descriptor");

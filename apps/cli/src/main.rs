@@ -154,57 +154,52 @@ pub struct StandaloneArgs {
     insecure: bool,
 }
 
+/// How the job and task commands reach the scheduler, from the global options.
+fn client_ctx(cli: &Cli) -> commands::Ctx {
+    commands::Ctx {
+        token: cli.token.clone(),
+        ca_cert: cli.ca_cert.clone(),
+        ..commands::Ctx::new(&cli.scheduler, cli.json)
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // How the job and task commands reach the scheduler.
+    let ctx = client_ctx(&cli);
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args).await,
         Command::Pki(command) => pki::run(command),
-        Command::Job(command) => {
-            let ctx = commands::Ctx {
-                token: cli.token.clone(),
-                ca_cert: cli.ca_cert.clone(),
-                ..commands::Ctx::new(&cli.scheduler, cli.json)
-            };
-            match command {
-                JobCommand::Submit {
-                    dsl,
-                    conf,
-                    request_id,
-                } => commands::submit(&ctx, &dsl, &conf, request_id).await,
-                JobCommand::Query { job_id } => commands::query(&ctx, &job_id).await,
-                JobCommand::List { limit } => commands::list(&ctx, limit).await,
-                JobCommand::Stop { job_id } => commands::stop(&ctx, &job_id).await,
-                JobCommand::Rerun {
-                    job_id,
-                    component,
-                    force,
-                } => commands::rerun(&ctx, &job_id, component, force).await,
-                JobCommand::Wait { job_id, timeout } => {
-                    commands::wait(&ctx, &job_id, timeout).await
-                }
-                JobCommand::Watch { job_id } => commands::watch(&ctx, &job_id).await,
-            }
-        }
-        Command::Task(command) => {
-            let ctx = commands::Ctx {
-                token: cli.token.clone(),
-                ca_cert: cli.ca_cert.clone(),
-                ..commands::Ctx::new(&cli.scheduler, cli.json)
-            };
-            match command {
-                TaskCommand::Query {
-                    job_id,
-                    all_versions,
-                } => commands::tasks(&ctx, &job_id, all_versions).await,
-                TaskCommand::Output {
-                    job_id,
-                    component,
-                    role,
-                    party_id,
-                } => commands::output(&ctx, &job_id, &component, &role, &party_id).await,
-            }
-        }
+        Command::Job(command) => match command {
+            JobCommand::Submit {
+                dsl,
+                conf,
+                request_id,
+            } => commands::submit(&ctx, &dsl, &conf, request_id).await,
+            JobCommand::Query { job_id } => commands::query(&ctx, &job_id).await,
+            JobCommand::List { limit } => commands::list(&ctx, limit).await,
+            JobCommand::Stop { job_id } => commands::stop(&ctx, &job_id).await,
+            JobCommand::Rerun {
+                job_id,
+                component,
+                force,
+            } => commands::rerun(&ctx, &job_id, component, force).await,
+            JobCommand::Wait { job_id, timeout } => commands::wait(&ctx, &job_id, timeout).await,
+            JobCommand::Watch { job_id } => commands::watch(&ctx, &job_id).await,
+        },
+        Command::Task(command) => match command {
+            TaskCommand::Query {
+                job_id,
+                all_versions,
+            } => commands::tasks(&ctx, &job_id, all_versions).await,
+            TaskCommand::Output {
+                job_id,
+                component,
+                role,
+                party_id,
+            } => commands::output(&ctx, &job_id, &component, &role, &party_id).await,
+        },
     };
     match result {
         Ok(code) => code,

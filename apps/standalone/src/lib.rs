@@ -291,18 +291,13 @@ impl Federation {
                 },
                 ..Default::default()
             };
-            let stop = shutdown.clone();
             let listeners = fedflow_party_gateway::Listeners {
                 internal: l.gateway,
                 federation: l.federation,
             };
-            handles.push((
+            handles.push(spawn_service(
                 format!("{id} party-gateway"),
-                tokio::spawn(async move {
-                    fedflow_party_gateway::run(config, listeners, stop)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
+                fedflow_party_gateway::run(config, listeners, shutdown.clone()),
             ));
 
             let config = fedflow_job_controller::Config {
@@ -319,14 +314,9 @@ impl Federation {
                 },
                 ..Default::default()
             };
-            let stop = shutdown.clone();
-            handles.push((
+            handles.push(spawn_service(
                 format!("{id} job-controller"),
-                tokio::spawn(async move {
-                    fedflow_job_controller::run(config, l.job_controller, stop)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
+                fedflow_job_controller::run(config, l.job_controller, shutdown.clone()),
             ));
 
             let config = fedflow_task_controller::Config {
@@ -342,14 +332,9 @@ impl Federation {
                 },
                 ..Default::default()
             };
-            let stop = shutdown.clone();
-            handles.push((
+            handles.push(spawn_service(
                 format!("{id} task-controller"),
-                tokio::spawn(async move {
-                    fedflow_task_controller::run(config, l.task_controller, stop)
-                        .await
-                        .map_err(|e| e.to_string())
-                }),
+                fedflow_task_controller::run(config, l.task_controller, shutdown.clone()),
             ));
 
             let config = fedflow_scheduler::Config {
@@ -358,21 +343,13 @@ impl Federation {
                 gateway: party.gateway.to_string(),
                 ..Default::default()
             };
-            let stop = shutdown.clone();
-            handles.push((
+            let listeners = fedflow_scheduler::Listeners {
+                grpc: l.scheduler,
+                api: None,
+            };
+            handles.push(spawn_service(
                 format!("{id} scheduler"),
-                tokio::spawn(async move {
-                    fedflow_scheduler::run(
-                        config,
-                        fedflow_scheduler::Listeners {
-                            grpc: l.scheduler,
-                            api: None,
-                        },
-                        stop,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
-                }),
+                fedflow_scheduler::run(config, listeners, shutdown.clone()),
             ));
         }
         Ok(Federation {
@@ -422,4 +399,14 @@ impl Federation {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+}
+
+/// One service of the federation running as a task named `name`; it ends with the service's
+/// error as text.
+fn spawn_service<E: std::fmt::Display>(
+    name: String,
+    service: impl Future<Output = Result<(), E>> + Send + 'static,
+) -> (String, JoinHandle<Result<(), String>>) {
+    let handle = tokio::spawn(async move { service.await.map_err(|e| e.to_string()) });
+    (name, handle)
 }

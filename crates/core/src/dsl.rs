@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ids::Participant;
@@ -36,8 +37,10 @@ use roles::parse_roles;
 /// (merging, validation, drop) can recurse further than this.
 pub const MAX_DEPTH: usize = 32;
 
-/// Size limits on a submission (nesting depth: [`MAX_DEPTH`]).
-#[derive(Debug, Clone, Copy)]
+/// Size limits on a submission (nesting depth: [`MAX_DEPTH`]). Deserializes from a config
+/// section, each missing limit taking its default.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_dsl_bytes: usize,
     pub max_conf_bytes: usize,
@@ -74,6 +77,36 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
         field: clip(field.into()),
         message: clip(message.into()),
     }
+}
+
+/// `value` as a JSON object, or the error `field: message`.
+fn object<'a>(
+    value: &'a Value,
+    field: impl Into<String>,
+    message: &str,
+) -> Result<&'a Map<String, Value>, SpecError> {
+    value.as_object().ok_or_else(|| err(field, message))
+}
+
+/// The member `key` of `object`, or the error `field: missing`.
+fn member<'a>(
+    object: &'a Map<String, Value>,
+    key: &str,
+    field: impl Into<String>,
+) -> Result<&'a Value, SpecError> {
+    object.get(key).ok_or_else(|| err(field, "missing"))
+}
+
+/// The member `key` of the document `name`'s top-level object, itself an object (else the error
+/// `name.key: message`): `dsl.components`, `runtime_conf.role`.
+fn member_object<'a>(
+    root: &'a Map<String, Value>,
+    name: &str,
+    key: &str,
+    message: &str,
+) -> Result<&'a Map<String, Value>, SpecError> {
+    let field = format!("{name}.{key}");
+    object(member(root, key, &field)?, field, message)
 }
 
 /// `text`, cut to at most [`MAX_ERROR_TEXT`] bytes (on a character boundary) and marked "...".

@@ -6,6 +6,9 @@
 //! Everything here is pure, no I/O and no gRPC types, except for two reads: the wall clock in
 //! [`clock`] and the random salt of [`ids::new_job_id`].
 
+#[macro_use]
+mod named;
+
 pub mod access;
 pub mod aggregate;
 pub mod clock;

@@ -68,22 +68,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap_or_default()
+    /// `validate_params` on the parameters written as a JSON object.
+    fn check(module: &str, v: Value) -> Result<(), String> {
+        validate_params(module, &v.as_object().cloned().unwrap_or_default())
     }
 
     #[test]
     fn builtin_parameters_are_checked_by_shape() {
-        assert!(validate_params("Sleep", &params(json!({"seconds": 0.5}))).is_ok());
-        assert!(validate_params("Sleep", &params(json!({"seconds": "5"}))).is_err());
-        assert!(validate_params("Sleep", &params(json!({"secs": 1}))).is_err());
-        assert!(
-            validate_params("Fail", &params(json!({"roles": ["host"], "attempts": 2}))).is_ok()
-        );
-        assert!(validate_params("Fail", &params(json!({"roles": ["boss"]}))).is_err());
-        assert!(validate_params("Sum", &params(json!({"value": 3, "need_run": false}))).is_ok());
-        assert!(validate_params("Sum", &params(json!({"value": 1.5}))).is_err());
-        assert!(validate_params("Sum", &params(json!({"need_run": "no"}))).is_err());
-        assert!(validate_params("HeteroLR", &params(json!({}))).is_err());
+        assert!(check("Sleep", json!({"seconds": 0.5})).is_ok());
+        assert!(check("Sleep", json!({"seconds": "5"})).is_err());
+        assert!(check("Sleep", json!({"secs": 1})).is_err());
+        assert!(check("Fail", json!({"roles": ["host"], "attempts": 2})).is_ok());
+        assert!(check("Fail", json!({"roles": ["boss"]})).is_err());
+        assert!(check("Sum", json!({"value": 3, "need_run": false})).is_ok());
+        assert!(check("Sum", json!({"value": 1.5})).is_err());
+        assert!(check("Sum", json!({"need_run": "no"})).is_err());
+        assert!(check("HeteroLR", json!({})).is_err());
     }
 }

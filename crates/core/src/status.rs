@@ -5,67 +5,37 @@
 
 use std::fmt;
 
-/// Status of a job, on a party or as decided by its scheduler.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[strum(
-    serialize_all = "lowercase",
-    parse_err_ty = UnknownStatus,
-    parse_err_fn = UnknownStatus::job
-)]
-pub enum JobStatus {
-    /// Created on a party, not yet confirmed by the scheduler.
-    Ready,
-    /// Queued until every party grants its resources.
-    Waiting,
-    Running,
-    Success,
-    Failed,
-    Canceled,
-    Timeout,
+lowercase_enum! {
+    parse_err(UnknownStatus, UnknownStatus::job);
+    derive();
+    /// Status of a job, on a party or as decided by its scheduler.
+    pub enum JobStatus {
+        /// Created on a party, not yet confirmed by the scheduler.
+        Ready,
+        /// Queued until every party grants its resources.
+        Waiting,
+        Running,
+        Success,
+        Failed,
+        Canceled,
+        Timeout,
+    }
 }
 
-/// Status of a task version, on one party or federated across parties.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[strum(
-    serialize_all = "lowercase",
-    parse_err_ty = UnknownStatus,
-    parse_err_fn = UnknownStatus::task
-)]
-pub enum TaskStatus {
-    Waiting,
-    Running,
-    Success,
-    Failed,
-    Canceled,
-    Timeout,
-    /// Ran with nothing to do (`need_run: false`); counts as success.
-    Pass,
+lowercase_enum! {
+    parse_err(UnknownStatus, UnknownStatus::task);
+    derive();
+    /// Status of a task version, on one party or federated across parties.
+    pub enum TaskStatus {
+        Waiting,
+        Running,
+        Success,
+        Failed,
+        Canceled,
+        Timeout,
+        /// Ran with nothing to do (`need_run: false`); counts as success.
+        Pass,
+    }
 }
 
 /// What applying a status to a row would do.
@@ -96,37 +66,22 @@ pub struct UnknownStatus {
 
 impl UnknownStatus {
     fn job(value: &str) -> Self {
-        UnknownStatus {
-            kind: "job",
-            value: value.to_owned(),
-        }
+        Self::new("job", value)
     }
 
     fn task(value: &str) -> Self {
+        Self::new("task", value)
+    }
+
+    fn new(kind: &'static str, value: &str) -> Self {
         UnknownStatus {
-            kind: "task",
+            kind,
             value: value.to_owned(),
         }
     }
 }
 
 impl JobStatus {
-    /// Every status, in declaration order (the same as [`strum::IntoEnumIterator::iter`]).
-    pub const ALL: [JobStatus; 7] = [
-        JobStatus::Ready,
-        JobStatus::Waiting,
-        JobStatus::Running,
-        JobStatus::Success,
-        JobStatus::Failed,
-        JobStatus::Canceled,
-        JobStatus::Timeout,
-    ];
-
-    /// The name stored and shown, e.g. `"running"`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// An end status: the job does nothing more unless it is rerun.
     pub fn is_end(self) -> bool {
         matches!(
@@ -155,22 +110,6 @@ impl JobStatus {
 }
 
 impl TaskStatus {
-    /// Every status, in declaration order (the same as [`strum::IntoEnumIterator::iter`]).
-    pub const ALL: [TaskStatus; 7] = [
-        TaskStatus::Waiting,
-        TaskStatus::Running,
-        TaskStatus::Success,
-        TaskStatus::Failed,
-        TaskStatus::Canceled,
-        TaskStatus::Timeout,
-        TaskStatus::Pass,
-    ];
-
-    /// The name stored and shown, e.g. `"pass"`.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     pub fn is_end(self) -> bool {
         !matches!(self, TaskStatus::Waiting | TaskStatus::Running)
     }
@@ -288,14 +227,18 @@ mod tests {
         ]
     };
 
-    #[test]
-    fn every_job_transition_is_legal_exactly_when_listed() {
+    /// Checks every `from -> to` of `all` against `apply`: staying put is already there, a pair
+    /// in `listed` changes the status, any other pair is illegal; and every listed pair is met.
+    fn check_table<S: Copy + PartialEq + fmt::Display>(
+        all: &[S],
+        listed: &[(S, S)],
+        apply: fn(S, S) -> Result<Transition, InvalidTransition>,
+    ) {
         let mut legal = 0;
-        for from in JobStatus::ALL {
-            for to in JobStatus::ALL {
-                let listed = JOB_LEGAL.contains(&(from, to));
-                let got = from.apply(to);
-                match (from == to, listed) {
+        for &from in all {
+            for &to in all {
+                let got = apply(from, to);
+                match (from == to, listed.contains(&(from, to))) {
                     (true, _) => assert_eq!(got, Ok(Transition::AlreadyThere), "{from} -> {to}"),
                     (false, true) => {
                         legal += 1;
@@ -305,27 +248,17 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, JOB_LEGAL.len());
+        assert_eq!(legal, listed.len());
+    }
+
+    #[test]
+    fn every_job_transition_is_legal_exactly_when_listed() {
+        check_table(&JobStatus::ALL, JOB_LEGAL, JobStatus::apply);
     }
 
     #[test]
     fn every_task_transition_is_legal_exactly_when_listed() {
-        let mut legal = 0;
-        for from in TaskStatus::ALL {
-            for to in TaskStatus::ALL {
-                let listed = TASK_LEGAL.contains(&(from, to));
-                let got = from.apply(to);
-                match (from == to, listed) {
-                    (true, _) => assert_eq!(got, Ok(Transition::AlreadyThere), "{from} -> {to}"),
-                    (false, true) => {
-                        legal += 1;
-                        assert_eq!(got, Ok(Transition::Changed), "{from} -> {to}")
-                    }
-                    (false, false) => assert!(got.is_err(), "{from} -> {to} must be illegal"),
-                }
-            }
-        }
-        assert_eq!(legal, TASK_LEGAL.len());
+        check_table(&TaskStatus::ALL, TASK_LEGAL, TaskStatus::apply);
     }
 
     #[test]

@@ -142,18 +142,23 @@ impl PartyClient {
             payload,
             self.timeout,
         );
-        let mut request = tonic::Request::new(envelope);
         // The request id travels in the envelope; the destination's gateway hands it to the
         // service as REQUEST_ID_HEADER.
-        request.set_timeout(self.timeout + Duration::from_millis(500));
-        Ok(self
-            .client
-            .clone()
-            .forward(request)
-            .await?
-            .into_inner()
-            .payload)
+        let deadline = self.timeout + Duration::from_millis(500);
+        Ok(forward_envelope(&self.client, envelope, deadline).await?)
     }
+}
+
+/// Sends `envelope` as it is through the gateway `client` (`Federation.Forward`), with the
+/// call's deadline `timeout`; the encoded inner reply.
+pub async fn forward_envelope(
+    client: &gw::federation_client::FederationClient<Channel>,
+    envelope: gw::Envelope,
+    timeout: Duration,
+) -> Result<Bytes, tonic::Status> {
+    let mut request = tonic::Request::new(envelope);
+    request.set_timeout(timeout);
+    Ok(client.clone().forward(request).await?.into_inner().payload)
 }
 
 fn decode<R: Message + Default>(dest: &str, bytes: Bytes) -> Result<R, RemoteError> {

@@ -120,6 +120,12 @@ pub fn backoff() -> Backoff {
     Backoff::new(Duration::from_millis(50), Duration::from_secs(1), Some(4))
 }
 
+/// A worker's status report: 60 tries, 50 ms doubling (to at most 2 s) between them, about
+/// 1.9 minutes in all, long enough for its task-controller to restart.
+pub fn worker_report() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2), Some(59))
+}
+
 /// The outbox's schedule: after `n` failed deliveries the next comes after
 /// `outbox().nth(n)`, 200 ms doubling per failure to at most 30 s, ±50 %; never given up.
 pub fn outbox() -> Backoff {
@@ -270,6 +276,20 @@ mod tests {
             within(8, 30_000);
             within(1_000, 30_000);
             within(u32::MAX, 30_000);
+        }
+    }
+
+    #[test]
+    fn a_worker_report_waits_up_to_2_s_between_its_60_tries() {
+        let delays: Vec<_> = worker_report().build().collect();
+        assert_eq!(delays.len(), 59);
+        for (n, d) in delays.iter().enumerate() {
+            let base = (50u64 << n.min(6)).min(2_000);
+            assert!(
+                *d >= Duration::from_micros(base * 500 - 1)
+                    && *d <= Duration::from_micros(base * 1_500 + 1),
+                "delay {n}: {d:?} for {base} ms"
+            );
         }
     }
 

@@ -84,14 +84,7 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let names = names.to_vec();
-    for name in &names {
-        health
-            .set_service_status(*name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    set_status(&health, &names, tonic_health::ServingStatus::Serving).await;
     let trace = TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::WARN));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -101,16 +94,20 @@ where
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.cancelled().await;
-            for name in &names {
-                health
-                    .set_service_status(*name, tonic_health::ServingStatus::NotServing)
-                    .await;
-            }
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
+            set_status(&health, &names, tonic_health::ServingStatus::NotServing).await;
         })
         .await
+}
+
+/// Sets the health status of every service in `names` and of the server as a whole (`""`).
+async fn set_status(
+    health: &HealthReporter,
+    names: &[&'static str],
+    status: tonic_health::ServingStatus,
+) {
+    for name in names.iter().copied().chain([""]) {
+        health.set_service_status(name, status).await;
+    }
 }
 
 /// Scopes every call that names its request id in [`crate::party::REQUEST_ID_HEADER`] (the

@@ -315,6 +315,19 @@ mod tests {
         }
     }
 
+    /// Enqueues command "a" twice, then "b", in `tx`.
+    async fn enqueue_a_a_b(tx: &Tx) {
+        tx.enqueue("t_outbox", &command("a"), 1)
+            .await
+            .expect("enqueue");
+        tx.enqueue("t_outbox", &command("a"), 1)
+            .await
+            .expect("again");
+        tx.enqueue("t_outbox", &command("b"), 2)
+            .await
+            .expect("enqueue");
+    }
+
     /// Committed commands are stored once per request id, survive failed deliveries with
     /// their attempts and last error, and leave the table once the receiver answers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,30 +337,14 @@ mod tests {
                 .await
                 .expect("connect");
             let tx = db.begin().await.expect("begin");
-            tx.enqueue("t_outbox", &command("a"), 1)
-                .await
-                .expect("enqueue");
-            tx.enqueue("t_outbox", &command("a"), 1)
-                .await
-                .expect("again");
-            tx.enqueue("t_outbox", &command("b"), 2)
-                .await
-                .expect("enqueue");
+            enqueue_a_a_b(&tx).await;
             drop(tx);
             assert!(
                 db.pending("t_outbox").await.expect("pending").is_empty(),
                 "a rolled-back transaction enqueues nothing"
             );
             let tx = db.begin().await.expect("begin");
-            tx.enqueue("t_outbox", &command("a"), 1)
-                .await
-                .expect("enqueue");
-            tx.enqueue("t_outbox", &command("a"), 1)
-                .await
-                .expect("again");
-            tx.enqueue("t_outbox", &command("b"), 2)
-                .await
-                .expect("enqueue");
+            enqueue_a_a_b(&tx).await;
             tx.commit().await.expect("commit");
             let pending = db.pending("t_outbox").await.expect("pending");
             assert_eq!(pending.len(), 2, "one row per request id");

@@ -14,6 +14,38 @@
 //! - [`client`]: the connecting end, a connector for tonic channels that checks the server is
 //!   the party it was dialled as.
 
+/// The handshake-signature methods of a certificate verifier, the same for both ends (a
+/// `ServerCertVerifier` or a `ClientCertVerifier` with a `signatures: Signatures` field): each
+/// checks with rustls' function of the same name and the provider's algorithms.
+macro_rules! verify_signatures_with_provider {
+    () => {
+        verify_signatures_with_provider!(verify_tls12_signature);
+        verify_signatures_with_provider!(verify_tls13_signature);
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.signatures
+                .0
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    };
+    ($verify:ident) => {
+        fn $verify(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::$verify(
+                message,
+                cert,
+                dss,
+                &self.signatures.0.signature_verification_algorithms,
+            )
+        }
+    };
+}
+
 pub mod client;
 pub mod identity;
 pub mod material;
@@ -49,40 +81,7 @@ pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The handshake-signature half of a certificate verifier, the same for both ends.
+/// The crypto provider of a certificate verifier, whose algorithms check the handshake
+/// signatures (`verify_signatures_with_provider!`).
 #[derive(Debug)]
 pub(crate) struct Signatures(pub(crate) std::sync::Arc<rustls::crypto::CryptoProvider>);
-
-impl Signatures {
-    pub(crate) fn tls12(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    pub(crate) fn tls13(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    pub(crate) fn schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}

@@ -8,6 +8,8 @@ use clap::Parser;
 use fedflow_core::TaskStatus;
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::task_status_to_pb;
+use fedflow_rpc::error::RemoteError;
+use fedflow_rpc::retry::{self, Retry};
 use fedflow_worker::{Outcome, TaskFile};
 use tonic::transport::Channel;
 
@@ -115,8 +117,26 @@ async fn run(config: &TaskFile, channel: Channel) -> Outcome {
     }
 }
 
+/// A request naming this attempt (job, component, version, role, party and its token), the
+/// `$field`s added: every call of the worker's service carries the same six.
+macro_rules! attempt_request {
+    ($($request:ident)::+, $config:expr $(, $field:ident: $value:expr)* $(,)?) => {{
+        let config: &TaskFile = $config;
+        $($request)::+ {
+            job_id: config.job_id.clone(),
+            component: config.component.clone(),
+            version: config.version,
+            role: config.role.clone(),
+            party_id: config.party_id.clone(),
+            token: config.token.clone(),
+            $($field: $value,)*
+        }
+    }};
+}
+
 /// Reports a status, retrying while the task-controller is unreachable or the call is cut off
-/// (it may be restarting); gives up on a refusal (a stale attempt).
+/// (it may be restarting: the report is idempotent, the token and a compare-and-set); gives up
+/// on a refusal (a stale attempt).
 async fn report(
     worker: &pb::worker_client::WorkerClient<Channel>,
     config: &TaskFile,
@@ -124,55 +144,42 @@ async fn report(
     reason: &str,
     output: &str,
 ) {
-    let request = pb::ReportStatusRequest {
-        job_id: config.job_id.clone(),
-        component: config.component.clone(),
-        version: config.version,
-        role: config.role.clone(),
-        party_id: config.party_id.clone(),
-        token: config.token.clone(),
+    let request = attempt_request!(
+        pb::ReportStatusRequest,
+        config,
         status: task_status_to_pb(status) as i32,
         reason: reason.to_owned(),
         output_json: output.to_owned(),
-    };
-    let mut backoff = Duration::from_millis(50);
-    for _ in 0..60 {
-        match worker.clone().report_status(request.clone()).await {
-            Ok(_) => return,
-            // Not reached, or cut off mid-call (the task-controller restarting): the report is
-            // idempotent (the token and a compare-and-set), so it is sent again.
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::Unknown
-                        | tonic::Code::Cancelled
-                        | tonic::Code::DeadlineExceeded
-                ) =>
-            {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+    );
+    let sent = retry::run(
+        retry::worker_report(),
+        Retry::Transient,
+        "ReportStatus",
+        || {
+            let mut worker = worker.clone();
+            let request = request.clone();
+            async move {
+                worker
+                    .report_status(request)
+                    .await
+                    .map_err(RemoteError::from)
             }
-            Err(s) => {
-                eprintln!("fedflow-worker: report {status} refused: {}", s.message());
-                return;
-            }
+        },
+    )
+    .await;
+    match sent {
+        Ok(_) => {}
+        Err(e) if Retry::Transient.allows(&e) => {
+            eprintln!("fedflow-worker: report {status} not delivered");
         }
+        Err(e) => eprintln!("fedflow-worker: report {status} refused: {}", e.message),
     }
-    eprintln!("fedflow-worker: report {status} not delivered");
 }
 
 /// Heartbeats until aborted; exits the process when told its task was stopped.
 async fn heartbeat(worker: pb::worker_client::WorkerClient<Channel>, config: TaskFile) {
     let period = Duration::from_millis(config.heartbeat_interval_ms.max(50));
-    let request = pb::HeartbeatRequest {
-        job_id: config.job_id.clone(),
-        component: config.component.clone(),
-        version: config.version,
-        role: config.role.clone(),
-        party_id: config.party_id.clone(),
-        token: config.token.clone(),
-    };
+    let request = attempt_request!(pb::HeartbeatRequest, &config);
     loop {
         tokio::time::sleep(period).await;
         if let Ok(reply) = worker.clone().heartbeat(request.clone()).await

@@ -1,7 +1,7 @@
 //! Workload 2b: throughput of the control plane alone, on the benchmark engine (every task
 //! succeeds at once, no worker process).
 
-use super::jobs::{burst, chain3, conf3};
+use super::jobs::throughput;
 use super::{PARTIES3, start};
 use crate::Args;
 use crate::measure::Results;
@@ -13,16 +13,5 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
         args.throughput_jobs
     );
     let (_fed, observer, client) = start(&PARTIES3, "instant", 1_000_000).await;
-    let (rate, ok) = burst(
-        &client,
-        &observer,
-        args.throughput_jobs,
-        &chain3(),
-        &conf3(),
-    )
-    .await;
-    r.values
-        .insert("throughput.instant.jobs_per_s".into(), rate);
-    r.values
-        .insert("throughput.instant.succeeded".into(), ok as f64);
+    throughput(&client, &observer, args, r, "throughput.instant").await;
 }

@@ -4,12 +4,13 @@
 use std::time::{Duration, Instant};
 
 use fedflow_proto::common::v1::{JobStatus, TaskStatus};
-use fedflow_proto::scheduler::v1 as pb;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::Client;
 use super::observer::{Observer, all_parties};
+use crate::Args;
+use crate::measure::Results;
 
 /// The chain c1 -> c2 -> c3 of `Sleep {seconds: 0}`.
 pub(super) fn chain3() -> Value {
@@ -42,16 +43,9 @@ pub(super) fn conf3() -> Value {
 }
 
 pub(super) async fn submit(client: &mut Client, dsl: &Value, conf: &Value) -> String {
-    client
-        .submit_job(pb::SubmitJobRequest {
-            dsl: dsl.to_string(),
-            runtime_conf: conf.to_string(),
-            request_id: String::new(),
-        })
+    fedflow_tests::submit(client, dsl, conf)
         .await
         .unwrap_or_else(|s| panic!("submit: {}", s.message()))
-        .into_inner()
-        .job_id
 }
 
 /// One sequential 3-task job: submit -> first running everywhere, the two edges, last success
@@ -106,6 +100,20 @@ pub(super) async fn timed_chain(
         finish: end.saturating_duration_since(success[2]),
         overhead: (end - start).saturating_sub(run_time),
     }
+}
+
+/// The throughput burst: `args.throughput_jobs` chains on the 3 parties, recorded as
+/// `{key}.jobs_per_s` and `{key}.succeeded`.
+pub(super) async fn throughput(
+    client: &Client,
+    observer: &Observer,
+    args: &Args,
+    r: &mut Results,
+    key: &str,
+) {
+    let (rate, ok) = burst(client, observer, args.throughput_jobs, &chain3(), &conf3()).await;
+    r.values.insert(format!("{key}.jobs_per_s"), rate);
+    r.values.insert(format!("{key}.succeeded"), ok as f64);
 }
 
 /// Submits `n` jobs, at most 64 in flight, and waits for them all. Returns (jobs/s, successes).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::footprint::{rss_by_kind, sample_peaks, total_cpu, total_rss};
-use super::jobs::{burst, chain3, conf3, timed_chain};
+use super::jobs::{conf3, throughput, timed_chain};
 use super::{PARTIES3, start};
 use crate::Args;
 use crate::measure::Results;
@@ -45,26 +45,14 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
         let cpu_before = total_cpu(&fed);
         let stop = Arc::new(Notify::new());
         let sampler = sample_peaks(&fed, stop.clone());
-        let (rate, ok) = burst(
-            &client,
-            &observer,
-            args.throughput_jobs,
-            &chain3(),
-            &conf3(),
-        )
-        .await;
+        let key = format!("throughput.process.round{round}");
+        throughput(&client, &observer, args, r, &key).await;
         stop.notify_one();
         for (k, v) in sampler.await.expect("sampler") {
             let e = peaks.entry(k).or_default();
             *e = e.max(v);
         }
         let cpu = total_cpu(&fed) - cpu_before;
-        r.values
-            .insert(format!("throughput.process.round{round}.jobs_per_s"), rate);
-        r.values.insert(
-            format!("throughput.process.round{round}.succeeded"),
-            ok as f64,
-        );
         r.values.insert(
             format!("footprint.cpu_seconds_per_job.round{round}"),
             cpu / args.throughput_jobs as f64,

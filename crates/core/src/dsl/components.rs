@@ -8,22 +8,16 @@ use serde_json::Value;
 use crate::ids;
 use crate::modules;
 
-use super::{Component, Input, Limits, SpecError, err};
+use super::{Component, Input, Limits, SpecError, err, member, member_object, object};
 
 pub(super) fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Component>, SpecError> {
-    let root = dsl
-        .as_object()
-        .ok_or_else(|| err("dsl", "expected a JSON object"))?;
-    let components = root
-        .get("components")
-        .ok_or_else(|| err("dsl.components", "missing"))?
-        .as_object()
-        .ok_or_else(|| {
-            err(
-                "dsl.components",
-                "expected an object keyed by component name",
-            )
-        })?;
+    let root = object(dsl, "dsl", "expected a JSON object")?;
+    let components = member_object(
+        root,
+        "dsl",
+        "components",
+        "expected an object keyed by component name",
+    )?;
     if components.is_empty() {
         return Err(err("dsl.components", "no components"));
     }
@@ -57,12 +51,8 @@ pub(super) fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Compo
     let mut parsed = Vec::with_capacity(components.len());
     for (name, body) in components {
         let field = format!("dsl.components.{name}");
-        let body = body
-            .as_object()
-            .ok_or_else(|| err(&field, "expected an object"))?;
-        let module = body
-            .get("module")
-            .ok_or_else(|| err(format!("{field}.module"), "missing"))?
+        let body = object(body, &field, "expected an object")?;
+        let module = member(body, "module", format!("{field}.module"))?
             .as_str()
             .ok_or_else(|| err(format!("{field}.module"), "expected a string"))?;
         if !modules::is_known(module) {
@@ -76,16 +66,12 @@ pub(super) fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Compo
         }
         let mut inputs = Vec::new();
         if let Some(input) = body.get("input") {
-            let input = input
-                .as_object()
-                .ok_or_else(|| err(format!("{field}.input"), "expected an object"))?;
+            let input = object(input, format!("{field}.input"), "expected an object")?;
             for (kind, value) in input {
                 let kfield = format!("{field}.input.{kind}");
                 match kind.as_str() {
                     "data" => {
-                        let by_key = value
-                            .as_object()
-                            .ok_or_else(|| err(&kfield, "expected an object of lists"))?;
+                        let by_key = object(value, &kfield, "expected an object of lists")?;
                         for (key, refs) in by_key {
                             read_refs(&format!("{kfield}.{key}"), kind, key, refs, &mut inputs)?;
                         }
@@ -144,9 +130,7 @@ pub(super) fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Compo
             }
         }
         if let Some(output) = body.get("output") {
-            let output = output
-                .as_object()
-                .ok_or_else(|| err(format!("{field}.output"), "expected an object"))?;
+            let output = object(output, format!("{field}.output"), "expected an object")?;
             for (kind, names) in output {
                 let names = names.as_array().ok_or_else(|| {
                     err(format!("{field}.output.{kind}"), "expected a list of names")

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::ids::Participant;
 use crate::modules;
 
-use super::{JobParams, JobSpec, SpecError, TaskPlan, err};
+use super::{JobParams, JobSpec, SpecError, TaskPlan, err, object};
 
 impl JobSpec {
     /// The job parameters for one participant: `job_parameters.common`, overridden by every
@@ -159,39 +159,33 @@ impl JobSpec {
             let Some(root) = self.conf.get(section) else {
                 continue;
             };
-            let root = root
-                .as_object()
-                .ok_or_else(|| err(section, "expected an object with common and role"))?;
+            let root = object(root, section, "expected an object with common and role")?;
             for (key, value) in root {
                 let field = format!("{section}.{key}");
                 match key.as_str() {
                     "common" => {
-                        let common = value
-                            .as_object()
-                            .ok_or_else(|| err(&field, "expected an object"))?;
+                        let common = object(value, &field, "expected an object")?;
                         if section == "component_parameters" {
                             check_component_keys(&names, &field, common)?;
                         }
                     }
                     "role" => {
-                        let by_role = value
-                            .as_object()
-                            .ok_or_else(|| err(&field, "expected an object keyed by role"))?;
+                        let by_role = object(value, &field, "expected an object keyed by role")?;
                         for (role, by_selector) in by_role {
                             let field = format!("{field}.{role}");
                             let parties = self.roles.get(role).ok_or_else(|| {
                                 err(&field, format!("role {role:?} is not in the conf's role"))
                             })?;
-                            let by_selector = by_selector.as_object().ok_or_else(|| {
-                                err(&field, "expected an object keyed by party index")
-                            })?;
+                            let by_selector = object(
+                                by_selector,
+                                &field,
+                                "expected an object keyed by party index",
+                            )?;
                             for (selector, params) in by_selector {
                                 let field = format!("{field}.{selector}");
                                 selects(selector, 0, parties.len())
                                     .map_err(|message| err(&field, message))?;
-                                let params = params
-                                    .as_object()
-                                    .ok_or_else(|| err(&field, "expected an object"))?;
+                                let params = object(params, &field, "expected an object")?;
                                 if section == "component_parameters" {
                                     check_component_keys(&names, &field, params)?;
                                 }

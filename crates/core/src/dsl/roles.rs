@@ -7,15 +7,13 @@ use serde_json::Value;
 
 use crate::ids::{self, Participant};
 
-use super::{Limits, SpecError, err};
+use super::{Limits, SpecError, err, member_object, object};
 
 pub(super) fn parse_roles(
     conf: &Value,
     limits: &Limits,
 ) -> Result<(BTreeMap<String, Vec<String>>, Participant), SpecError> {
-    let root = conf
-        .as_object()
-        .ok_or_else(|| err("runtime_conf", "expected a JSON object"))?;
+    let root = object(conf, "runtime_conf", "expected a JSON object")?;
     if let Some(version) = root.get("dsl_version") {
         let two = version.as_u64() == Some(2) || version.as_str() == Some("2");
         if !two {
@@ -25,16 +23,12 @@ pub(super) fn parse_roles(
             ));
         }
     }
-    let role = root
-        .get("role")
-        .ok_or_else(|| err("runtime_conf.role", "missing"))?
-        .as_object()
-        .ok_or_else(|| {
-            err(
-                "runtime_conf.role",
-                "expected an object of role -> party ids",
-            )
-        })?;
+    let role = member_object(
+        root,
+        "runtime_conf",
+        "role",
+        "expected an object of role -> party ids",
+    )?;
     if role.is_empty() {
         return Err(err("runtime_conf.role", "no roles"));
     }

@@ -179,43 +179,21 @@ string_id!(
     super::component
 );
 
-/// One of FATE's roles ([`super::ROLES`]). The variants are declared in alphabetical order so
-/// that ordering roles orders their names, as it did when roles were strings.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::IntoStaticStr,
-    strum::AsRefStr,
-    strum::EnumString,
-    strum::EnumIter,
-)]
-#[serde(try_from = "String", into = "String")]
-#[strum(
-    serialize_all = "lowercase",
-    parse_err_ty = InvalidId,
-    parse_err_fn = Role::invalid
-)]
-pub enum Role {
-    Arbiter,
-    Guest,
-    Host,
-    Local,
+lowercase_enum! {
+    parse_err(InvalidId, Role::invalid);
+    derive(Serialize, Deserialize, strum::AsRefStr);
+    /// One of FATE's roles ([`super::ROLES`]). The variants are declared in alphabetical order
+    /// so that ordering roles orders their names, as it did when roles were strings.
+    #[serde(try_from = "String", into = "String")]
+    pub enum Role {
+        Arbiter,
+        Guest,
+        Host,
+        Local,
+    }
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// The name, owned; for symmetry with the string ids.
     pub fn into_inner(self) -> String {
         self.as_str().to_owned()

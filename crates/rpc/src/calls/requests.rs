@@ -21,6 +21,33 @@ fn to<C>(dest: &str, request_id: String, request: C) -> Call<C> {
     }
 }
 
+/// `to_participant!(who, job_id, id, Request { field: value, .. })`: the call to `who` of a
+/// request about `job_id` that names `who` (its `role` and `party_id`) and carries the request
+/// id `id`, with the other fields given; `to_participant!(dest; who, ..)` sends it to `dest`
+/// instead (a report about `who` to the job's scheduler).
+macro_rules! to_participant {
+    ($who:expr, $($rest:tt)*) => {{
+        let who: &Participant = $who;
+        to_participant!(&who.party_id; who, $($rest)*)
+    }};
+    ($dest:expr; $who:expr, $job_id:expr, $id:expr, $($request:ident)::+ {
+        $($field:ident $(: $value:expr)?),* $(,)?
+    }) => {{
+        let (who, id): (&Participant, String) = ($who, $id);
+        to(
+            $dest,
+            id.clone(),
+            $($request)::+ {
+                job_id: $job_id.to_owned(),
+                role: who.role.clone(),
+                party_id: who.party_id.clone(),
+                request_id: id,
+                $($field $(: $value)?,)*
+            },
+        )
+    }};
+}
+
 /// The job row of `who`, scheduled by `scheduler_party`.
 pub fn create_job(
     job_id: &str,
@@ -29,64 +56,45 @@ pub fn create_job(
     conf: &str,
     scheduler_party: &str,
 ) -> Call<jc::CreateJobRequest> {
-    let id = request_id::create_job(job_id, who);
-    to(
-        &who.party_id,
-        id.clone(),
+    to_participant!(
+        who,
+        job_id,
+        request_id::create_job(job_id, who),
         jc::CreateJobRequest {
-            job_id: job_id.to_owned(),
             dsl: dsl.to_owned(),
             runtime_conf: conf.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
             scheduler_party_id: scheduler_party.to_owned(),
-            request_id: id,
-        },
+        }
     )
 }
 
 /// Reserves `who`'s resources for the job.
 pub fn apply_resource(job_id: &str, who: &Participant) -> Call<jc::ApplyResourceRequest> {
-    let id = request_id::fresh();
-    to(
-        &who.party_id,
-        id.clone(),
-        jc::ApplyResourceRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: id,
-        },
+    to_participant!(
+        who,
+        job_id,
+        request_id::fresh(),
+        jc::ApplyResourceRequest {}
     )
 }
 
 /// Returns `who`'s reservation for the job.
 pub fn return_resource(job_id: &str, who: &Participant) -> Call<jc::ReturnResourceRequest> {
-    let id = request_id::fresh();
-    to(
-        &who.party_id,
-        id.clone(),
-        jc::ReturnResourceRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: id,
-        },
+    to_participant!(
+        who,
+        job_id,
+        request_id::fresh(),
+        jc::ReturnResourceRequest {}
     )
 }
 
 /// Starts the job on `who`, in the run that entered the queue at `epoch`.
 pub fn start_job(job_id: &str, epoch: i64, who: &Participant) -> Call<jc::StartJobRequest> {
-    let id = request_id::start_job(job_id, epoch, who);
-    to(
-        &who.party_id,
-        id.clone(),
-        jc::StartJobRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: id,
-        },
+    to_participant!(
+        who,
+        job_id,
+        request_id::start_job(job_id, epoch, who),
+        jc::StartJobRequest {}
     )
 }
 
@@ -98,18 +106,14 @@ pub fn update_job_status(
     status: JobStatus,
     reason: &str,
 ) -> Call<jc::UpdateJobStatusRequest> {
-    let id = request_id::job_status(job_id, epoch, who, status);
-    to(
-        &who.party_id,
-        id.clone(),
+    to_participant!(
+        who,
+        job_id,
+        request_id::job_status(job_id, epoch, who, status),
         jc::UpdateJobStatusRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
             status: job_status_to_pb(status) as i32,
             reason: reason.to_owned(),
-            request_id: id,
-        },
+        }
     )
 }
 
@@ -132,14 +136,11 @@ pub fn create_tasks(
     version: i32,
     plans: &[TaskPlan],
 ) -> Call<tc::CreateTasksRequest> {
-    let id = request_id::create_tasks(job_id, who, version);
-    to(
-        &who.party_id,
-        id.clone(),
+    to_participant!(
+        who,
+        job_id,
+        request_id::create_tasks(job_id, who, version),
         tc::CreateTasksRequest {
-            job_id: job_id.to_owned(),
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
             scheduler_party_id: scheduler_party.to_owned(),
             version,
             tasks: plans
@@ -152,8 +153,7 @@ pub fn create_tasks(
                     upstream: plan.upstream.clone(),
                 })
                 .collect(),
-            request_id: id,
-        },
+        }
     )
 }
 
@@ -164,18 +164,14 @@ pub fn start_task(
     component: &str,
     version: i32,
 ) -> Call<tc::StartTaskRequest> {
-    let id = request_id::start_task(job_id, component, version, who);
-    to(
-        &who.party_id,
-        id.clone(),
+    to_participant!(
+        who,
+        job_id,
+        request_id::start_task(job_id, component, version, who),
         tc::StartTaskRequest {
-            job_id: job_id.to_owned(),
             component: component.to_owned(),
             version,
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
-            request_id: id,
-        },
+        }
     )
 }
 
@@ -226,19 +222,16 @@ fn stop(
     reason: &str,
     id: String,
 ) -> Call<tc::StopTasksRequest> {
-    to(
-        &who.party_id,
-        id.clone(),
+    to_participant!(
+        who,
+        job_id,
+        id,
         tc::StopTasksRequest {
-            job_id: job_id.to_owned(),
             component: String::new(),
             version: None,
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
             status: task_status_to_pb(status) as i32,
             reason: reason.to_owned(),
-            request_id: id,
-        },
+        }
     )
 }
 
@@ -303,20 +296,17 @@ pub fn report(
     status: TaskStatus,
     reason: &str,
 ) -> Call<sc::ReportTaskStatusRequest> {
-    let id = request_id::report(job_id, component, version, who, status);
-    to(
-        scheduler_party,
-        id.clone(),
+    to_participant!(
+        scheduler_party;
+        who,
+        job_id,
+        request_id::report(job_id, component, version, who, status),
         sc::ReportTaskStatusRequest {
-            job_id: job_id.to_owned(),
             component: component.to_owned(),
             version,
-            role: who.role.clone(),
-            party_id: who.party_id.clone(),
             status: task_status_to_pb(status) as i32,
             reason: reason.to_owned(),
-            request_id: id,
-        },
+        }
     )
 }
 
