@@ -103,4 +103,3 @@ where
     }
     stores
 }
-
