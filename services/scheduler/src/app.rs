@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use fedflow_core::access::{self, Caller, JobParties, KnownJobs, Need};
 use fedflow_core::dsl::{self, JobSpec};
+use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, ids};
 use fedflow_rpc::error::{Code, RemoteError, ServiceError};
 use parking_lot::Mutex;
@@ -82,6 +83,8 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Parsed specs of the jobs in play, by job id: parsed once, served to every use case.
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
+    /// The participants of every job shown (ended ones too, for listings): parsed once.
+    participants: Mutex<HashMap<String, Arc<Vec<Participant>>>>,
     outbox: fedflow_store::Outbox,
     /// The parties of jobs other parties asked about, read once per job.
     known: KnownJobs,
@@ -121,6 +124,7 @@ impl App {
                 timers: timers::Timers::default(),
                 locks: Mutex::new(HashMap::new()),
                 specs: Mutex::new(HashMap::new()),
+                participants: Mutex::new(HashMap::new()),
                 outbox,
                 known: KnownJobs::default(),
             }),
@@ -191,6 +195,21 @@ impl App {
             specs.insert(job.job_id.clone(), spec.clone());
         }
         Ok(spec)
+    }
+
+    /// The job's participants, from the spec cache or parsed once and kept (a job's parties
+    /// never change), so a listing of ended jobs parses none of them twice.
+    pub(crate) fn participants(&self, job: &Job) -> Result<Arc<Vec<Participant>>, Error> {
+        if let Some(known) = self.inner.participants.lock().get(&job.job_id) {
+            return Ok(known.clone());
+        }
+        let participants = Arc::new(self.spec(job)?.participants());
+        let mut cache = self.inner.participants.lock();
+        if cache.len() > self.inner.scheduling.spec_cache_size {
+            cache.clear();
+        }
+        cache.insert(job.job_id.clone(), participants.clone());
+        Ok(participants)
     }
 
     /// Forgets an ended job's spec (a rerun parses it again).

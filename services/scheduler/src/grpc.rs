@@ -8,6 +8,7 @@ mod convert;
 
 use std::pin::Pin;
 
+use fedflow_core::ids::JobId;
 use fedflow_proto::scheduler::v1 as pb;
 use fedflow_rpc::convert::job_status_to_pb;
 use fedflow_rpc::party::caller;
@@ -61,7 +62,7 @@ impl Scheduler {
     /// request on to the job's scheduler (through the gateways) and returns its answer.
     async fn here_or_forwarded<Req, Resp, F, Fut>(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         method: &str,
         request: &Req,
         here: F,
@@ -74,7 +75,11 @@ impl Scheduler {
     {
         let answer = match self.app.locate(job_id).await? {
             Located::Here => here().await,
-            Located::At(party) => self.app.forward(&party, job_id, method, request).await,
+            Located::At(party) => {
+                self.app
+                    .forward(&party, job_id.as_str(), method, request)
+                    .await
+            }
         };
         Ok(answer.map(Response::new)?)
     }
@@ -105,8 +110,8 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = GetJob::try_from(r.clone())?;
-        self.here_or_forwarded(cmd.job_id.as_str(), "GetJob", &r, || async {
-            let view = self.app.job_view(cmd.job_id.as_str()).await?;
+        self.here_or_forwarded(&cmd.job_id, "GetJob", &r, || async {
+            let view = self.app.job_view(&cmd.job_id).await?;
             Ok(pb::GetJobResponse {
                 job: Some(job_to_pb(view, cmd.include_conf)),
             })
@@ -133,8 +138,8 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = StopJob::try_from(r.clone())?;
-        self.here_or_forwarded(cmd.job_id.as_str(), "StopJob", &r, || async {
-            let (status, message) = self.app.stop(cmd.job_id.as_str()).await?;
+        self.here_or_forwarded(&cmd.job_id, "StopJob", &r, || async {
+            let (status, message) = self.app.stop(&cmd.job_id).await?;
             Ok(pb::StopJobResponse {
                 job_id: cmd.job_id.to_string(),
                 status: job_status_to_pb(status) as i32,
@@ -151,12 +156,12 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = RerunJob::try_from(r.clone())?;
-        self.here_or_forwarded(cmd.job_id.as_str(), "RerunJob", &r, || async {
+        self.here_or_forwarded(&cmd.job_id, "RerunJob", &r, || async {
             let components = fedflow_store::with_request(&cmd.request_id, {
                 let (app, cmd) = (self.app.clone(), cmd.clone());
                 async move {
-                    let component = cmd.component.as_ref().map_or("", |c| c.as_str());
-                    app.rerun(cmd.job_id.as_str(), component, cmd.force).await
+                    app.rerun(&cmd.job_id, cmd.component.as_ref(), cmd.force)
+                        .await
                 }
             })
             .await?;
@@ -175,11 +180,8 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = ListTasks::try_from(r.clone())?;
-        self.here_or_forwarded(cmd.job_id.as_str(), "ListTasks", &r, || async {
-            let tasks = self
-                .app
-                .tasks(cmd.job_id.as_str(), cmd.all_versions)
-                .await?;
+        self.here_or_forwarded(&cmd.job_id, "ListTasks", &r, || async {
+            let tasks = self.app.tasks(&cmd.job_id, cmd.all_versions).await?;
             Ok(pb::ListTasksResponse {
                 tasks: tasks.into_iter().map(task_to_pb).collect(),
             })
@@ -194,11 +196,11 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         authorize(&self.app, &request, &request.get_ref().job_id).await?;
         let r = request.into_inner();
         let cmd = GetTaskOutput::try_from(r.clone())?;
-        self.here_or_forwarded(cmd.job_id.as_str(), "GetTaskOutput", &r, || async {
+        self.here_or_forwarded(&cmd.job_id, "GetTaskOutput", &r, || async {
             let who = participant(cmd.role, &cmd.party_id);
             let (version, output_json) = self
                 .app
-                .task_output(cmd.job_id.as_str(), cmd.component.as_str(), &who)
+                .task_output(&cmd.job_id, &cmd.component, &who)
                 .await?;
             Ok(pb::GetTaskOutputResponse {
                 version,
@@ -223,7 +225,7 @@ impl pb::scheduler_server::Scheduler for Scheduler {
             })),
             Some(job_id) => Box::pin(
                 self.app
-                    .watch_job(job_id.as_str())
+                    .watch_job(&job_id)
                     .await?
                     .map(|item| item.map(event_to_pb).map_err(Status::from)),
             ),

@@ -5,6 +5,7 @@
 //! retries.
 
 use fedflow_core::dsl::JobSpec;
+use fedflow_core::ids::{ComponentName, JobId};
 use fedflow_core::{JobStatus, TaskStatus};
 use fedflow_rpc::now_ms;
 use futures::future::join_all;
@@ -17,7 +18,8 @@ use crate::events::Event;
 impl App {
     /// Records a stop: no new task starts, every party kills the job's workers, the job ends
     /// canceled. Returns the status after the call and what happened.
-    pub async fn stop(&self, job_id: &str) -> Result<(JobStatus, String), Error> {
+    pub async fn stop(&self, job_id: &JobId) -> Result<(JobStatus, String), Error> {
+        let job_id = job_id.as_str();
         let guard = self.lock(job_id).await;
         let job = self.job(job_id).await?;
         if job.status.is_end() {
@@ -93,10 +95,11 @@ impl App {
     /// them, on every party, and queues the job again under the same id.
     pub async fn rerun(
         &self,
-        job_id: &str,
-        component: &str,
+        job_id: &JobId,
+        component: Option<&ComponentName>,
         force: bool,
     ) -> Result<Vec<String>, Error> {
+        let (job_id, component) = (job_id.as_str(), component.map_or("", ComponentName::as_str));
         let _guard = self.lock(job_id).await;
         let job = self.job(job_id).await?;
         // A repeated rerun request (a retry, a replay) reruns nothing again.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use fedflow_core::JobStatus;
-use fedflow_core::ids::{self, Participant};
+use fedflow_core::ids::{ComponentName, JobId, Participant};
 use fedflow_rpc::now_ms;
 
 use super::{App, Error};
@@ -27,8 +27,8 @@ pub struct TaskView {
 }
 
 impl App {
-    pub async fn locate(&self, job_id: &str) -> Result<Located, Error> {
-        ids::job_id(job_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    pub async fn locate(&self, job_id: &JobId) -> Result<Located, Error> {
+        let job_id = job_id.as_str();
         if self.store().job(job_id).await?.is_some() {
             return Ok(Located::Here);
         }
@@ -65,7 +65,8 @@ impl App {
     }
 
     /// The job's tasks (latest versions, or all) with every party's status.
-    pub async fn tasks(&self, job_id: &str, all_versions: bool) -> Result<Vec<TaskView>, Error> {
+    pub async fn tasks(&self, job_id: &JobId, all_versions: bool) -> Result<Vec<TaskView>, Error> {
+        let job_id = job_id.as_str();
         let job = self.job(job_id).await?;
         let spec = self.spec(&job)?;
         let mut parties = self.store().task_parties(job_id).await?;
@@ -99,11 +100,12 @@ impl App {
 
     /// Everything a watcher needs first: the job status, then each task's federated and
     /// party statuses.
-    pub async fn snapshot(&self, job_id: &str) -> Result<Vec<Event>, Error> {
+    pub async fn snapshot(&self, id: &JobId) -> Result<Vec<Event>, Error> {
+        let job_id = id.as_str();
         let job = self.job(job_id).await?;
         let now = now_ms();
         let mut events = Vec::new();
-        for view in self.tasks(job_id, false).await? {
+        for view in self.tasks(id, false).await? {
             for party in &view.parties {
                 events.push(Event::Task {
                     job_id: job_id.to_owned(),
@@ -156,10 +158,11 @@ impl App {
     /// A component's output on one participant of a job this party schedules.
     pub async fn task_output(
         &self,
-        job_id: &str,
-        component: &str,
+        job_id: &JobId,
+        component: &ComponentName,
         who: &Participant,
     ) -> Result<(i32, String), Error> {
+        let (job_id, component) = (job_id.as_str(), component.as_str());
         let job = self.job(job_id).await?;
         let spec = self.spec(&job)?;
         if spec.component(component).is_none() {

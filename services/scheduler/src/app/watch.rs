@@ -5,6 +5,7 @@
 //!
 //! The parties a view shows come from the app's cached spec, never from a parse per row.
 
+use fedflow_core::ids::JobId;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +25,7 @@ impl App {
     /// is FAILED_PRECONDITION: it is watched on that party's scheduler.
     pub async fn watch_job(
         &self,
-        job_id: &str,
+        job_id: &JobId,
     ) -> Result<ReceiverStream<Result<Event, Error>>, Error> {
         if let Located::At(party) = self.locate(job_id).await? {
             return Err(Error::FailedPrecondition(format!(
@@ -35,7 +36,7 @@ impl App {
         let mut events = self.subscribe();
         let snapshot = self.snapshot(job_id).await?;
         let (tx, rx) = mpsc::channel(256);
-        let (app, job_id) = (self.clone(), job_id.to_owned());
+        let (app, job_id) = (self.clone(), job_id.clone());
         tokio::spawn(async move {
             let mut ended = false;
             for event in snapshot {
@@ -46,7 +47,7 @@ impl App {
             }
             while !ended {
                 let event = match events.recv().await {
-                    Ok(event) if event.job_id() == job_id => event,
+                    Ok(event) if event.job_id() == job_id.as_str() => event,
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
                         // Too slow a reader: send a fresh snapshot instead of what was missed.
@@ -99,8 +100,8 @@ impl App {
     }
 
     /// A job this party schedules, with its parties.
-    pub async fn job_view(&self, job_id: &str) -> Result<JobView, Error> {
-        let job = self.job_here(job_id).await?;
+    pub async fn job_view(&self, job_id: &JobId) -> Result<JobView, Error> {
+        let job = self.job_here(job_id.as_str()).await?;
         Ok(self.view(job))
     }
 
@@ -113,8 +114,8 @@ impl App {
     /// A stored job whose DSL no longer parses (it parsed when it was submitted) is still
     /// shown, without parties, rather than failing a whole listing.
     fn view(&self, job: Job) -> JobView {
-        let parties = match self.spec(&job) {
-            Ok(spec) => spec.participants(),
+        let parties = match self.participants(&job) {
+            Ok(participants) => participants.as_ref().clone(),
             Err(e) => {
                 tracing::warn!(job = %job.job_id, error = %e, "job shown without its parties");
                 Vec::new()
