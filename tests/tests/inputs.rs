@@ -484,6 +484,7 @@ fn create_job(job_id: &str) -> jc::CreateJobRequest {
         party_id: "9999".into(),
         scheduler_party_id: "9999".into(),
         request_id: String::new(),
+        tasks: Vec::new(),
     }
 }
 
@@ -563,6 +564,19 @@ async fn ids_that_name_paths_are_refused_by_the_job_and_task_controllers_and_sto
             &format!("CreateJob scheduler_party_id {label}"),
             jobs.create_job(r).await,
             "scheduler_party_id",
+        );
+        r = create_job(PROBE);
+        r.tasks = vec![tc::TaskSpec {
+            component: bad.clone(),
+            module: "Sleep".into(),
+            parameters_json: "{}".into(),
+            need_run: true,
+            upstream: Vec::new(),
+        }];
+        assert_invalid(
+            &format!("CreateJob tasks[0].component {label}"),
+            jobs.create_job(r).await,
+            "tasks[0].component",
         );
         r = create_job(PROBE);
         let mut components = serde_json::Map::new();

@@ -272,6 +272,7 @@ fn cases() -> Vec<Case> {
                     party_id: "10000".into(),
                     scheduler_party_id: "9999".into(),
                     request_id: fedflow_rpc::new_request_id(),
+                    tasks: Vec::new(),
                 })
             },
         },

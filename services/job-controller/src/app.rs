@@ -2,8 +2,10 @@
 //! checked, decides with the pure rules of [`crate::domain`], writes with a compare-and-set,
 //! and is idempotent: a repeated create, apply, return, start or status update answers as the
 //! first did and changes nothing more. Jobs: `app/jobs.rs`; the ledger: `app/resources.rs`.
-//! Task rows and their stops are the scheduler's: this service never calls the task-controller,
-//! except to deliver `StopTasks` commands that earlier versions left in its outbox.
+//! Task rows and their stops are the scheduler's: this service calls its task-controller only to
+//! create the version-0 rows the scheduler planned and sent with `CreateJob` (so creating a job
+//! is one party call), and to deliver `StopTasks` commands that earlier versions left in its
+//! outbox.
 
 mod jobs;
 mod resources;
@@ -65,6 +67,9 @@ pub struct CreateJob {
     pub dsl: String,
     pub conf: String,
     pub scheduler_party_id: PartyId,
+    /// Version 0 of the participant's tasks, as the scheduler planned them (empty from a
+    /// scheduler that sends `CreateTasks` itself).
+    pub tasks: Vec<dsl::TaskPlan>,
 }
 
 /// The row a call is about: a job, as one participant.

@@ -175,6 +175,21 @@ fn create(job_id: &str) -> jc::CreateJobRequest {
         party_id: "9999".into(),
         scheduler_party_id: "9999".into(),
         request_id: format!("{job_id}:create"),
+        tasks: Vec::new(),
+    }
+}
+
+/// [`create`], carrying the scheduler's plan of version 0 of component `a`.
+fn create_with_tasks(job_id: &str, component: &str) -> jc::CreateJobRequest {
+    jc::CreateJobRequest {
+        tasks: vec![tc::TaskSpec {
+            component: component.into(),
+            module: "Sleep".into(),
+            parameters_json: json!({"seconds": 0}).to_string(),
+            need_run: true,
+            upstream: Vec::new(),
+        }],
+        ..create(job_id)
     }
 }
 
@@ -244,9 +259,17 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_created_job_is_ready_here_and_its_task_rows_are_left_to_the_scheduler() {
+async fn a_created_job_is_waiting_here_and_its_version_0_tasks_are_the_schedulers_plans() {
     let mut service = start("create", cores(4)).await;
-    let created = ok(service.client.create_job(create("job1"))).await;
+    // Without plans (a scheduler that sends CreateTasks itself), no task row is made here.
+    ok(service.client.create_job(create("job0"))).await;
+    assert!(
+        service.tasks.creates().is_empty(),
+        "{:?}",
+        service.tasks.creates()
+    );
+
+    let created = ok(service.client.create_job(create_with_tasks("job1", "a"))).await;
     assert_eq!(
         created.components,
         vec![jc::ComponentPlan {
@@ -257,12 +280,44 @@ async fn a_created_job_is_ready_here_and_its_task_rows_are_left_to_the_scheduler
     let job = get_job(&mut service, "job1").await;
     assert_eq!(job.participants, vec!["9999".to_owned()]);
     assert_eq!(job.jobs.len(), 1, "{job:?}");
-    assert_eq!(job.jobs[0].status, JobStatus::Ready as i32);
+    assert_eq!(job.jobs[0].status, JobStatus::Waiting as i32);
     assert_eq!(job.jobs[0].cores, 1);
+    let creates = service.tasks.creates();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert_eq!(
+        (
+            creates[0].job_id.as_str(),
+            creates[0].role.as_str(),
+            creates[0].party_id.as_str(),
+            creates[0].scheduler_party_id.as_str(),
+            creates[0].version,
+        ),
+        ("job1", "guest", "9999", "9999", 0)
+    );
+    assert_eq!(creates[0].tasks.len(), 1);
+    assert_eq!(creates[0].tasks[0].component, "a");
+    assert_eq!(creates[0].tasks[0].module, "Sleep");
+    assert_eq!(creates[0].tasks[0].parameters_json, r#"{"seconds":0}"#);
+
+    // A plan naming a component the job does not have here is refused, and creates nothing.
+    let refused = service
+        .client
+        .create_job(create_with_tasks("job2", "b"))
+        .await
+        .expect_err("a component outside the job");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("component b"), "{refused:?}");
+    assert_eq!(service.tasks.creates().len(), 1);
+    let none = service
+        .client
+        .get_job(jc::GetJobRequest {
+            job_id: "job2".into(),
+        })
+        .await;
     assert!(
-        service.tasks.creates().is_empty(),
-        "the scheduler creates the task rows of every version: {:?}",
-        service.tasks.creates()
+        none.as_ref()
+            .map_or(true, |job| job.get_ref().jobs.is_empty()),
+        "the refused job was stored: {none:?}"
     );
 }
 

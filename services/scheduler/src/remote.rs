@@ -83,9 +83,17 @@ impl Remote {
         dsl: &str,
         conf: &str,
         scheduler_party: &str,
+        plans: &[TaskPlan],
     ) -> Result<(), RemoteError> {
-        self.send(calls::create_job(job_id, who, dsl, conf, scheduler_party))
-            .await?;
+        self.send(calls::create_job(
+            job_id,
+            who,
+            dsl,
+            conf,
+            scheduler_party,
+            plans,
+        ))
+        .await?;
         Ok(())
     }
 

@@ -48,13 +48,16 @@ macro_rules! to_participant {
     }};
 }
 
-/// The job row of `who`, scheduled by `scheduler_party`.
+/// The job row of `who`, scheduled by `scheduler_party`, with version 0 of its tasks
+/// (`plans`, `who`'s plans of every component), which its job-controller creates on its
+/// task-controller.
 pub fn create_job(
     job_id: &str,
     who: &Participant,
     dsl: &str,
     conf: &str,
     scheduler_party: &str,
+    plans: &[TaskPlan],
 ) -> Call<jc::CreateJobRequest> {
     to_participant!(
         who,
@@ -64,6 +67,7 @@ pub fn create_job(
             dsl: dsl.to_owned(),
             runtime_conf: conf.to_owned(),
             scheduler_party_id: scheduler_party.to_owned(),
+            tasks: task_specs(plans),
         }
     )
 }
@@ -143,18 +147,23 @@ pub fn create_tasks(
         tc::CreateTasksRequest {
             scheduler_party_id: scheduler_party.to_owned(),
             version,
-            tasks: plans
-                .iter()
-                .map(|plan| tc::TaskSpec {
-                    component: plan.component.clone(),
-                    module: plan.module.clone(),
-                    parameters_json: serde_json::Value::Object(plan.params.clone()).to_string(),
-                    need_run: plan.need_run,
-                    upstream: plan.upstream.clone(),
-                })
-                .collect(),
+            tasks: task_specs(plans),
         }
     )
+}
+
+/// The wire form of task plans.
+fn task_specs(plans: &[TaskPlan]) -> Vec<tc::TaskSpec> {
+    plans
+        .iter()
+        .map(|plan| tc::TaskSpec {
+            component: plan.component.clone(),
+            module: plan.module.clone(),
+            parameters_json: serde_json::Value::Object(plan.params.clone()).to_string(),
+            need_run: plan.need_run,
+            upstream: plan.upstream.clone(),
+        })
+        .collect()
 }
 
 /// Starts one task version on `who`.

@@ -12,8 +12,9 @@ use crate::domain::ledger::{self, NeverFits};
 use crate::domain::{Amount, PartyJob, StatusSet, job};
 
 impl App {
-    /// Stores the party's job row (`ready`) and its task rows (version 0); answers which
-    /// components run here, in the DSL's order.
+    /// Stores the party's job row (`waiting`: its scheduler queues it once every party has
+    /// it) and creates the version-0 task rows the scheduler sent on this party's
+    /// task-controller; answers which components run here, in the DSL's order.
     pub async fn create_job(&self, create: CreateJob) -> Result<Vec<(String, bool)>, Error> {
         self.check_party(&create.job)?;
         let who = create.job.who();
@@ -62,11 +63,22 @@ impl App {
         let plans = spec
             .task_plans(&who)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        // The scheduler's plans, checked against this party's own reading of the job.
+        if let Some(task) = create
+            .tasks
+            .iter()
+            .find(|task| !plans.iter().any(|plan| plan.component == task.component))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "tasks: component {} is not a component of job {} for {who}",
+                task.component, create.job.job_id
+            )));
+        }
         let row = PartyJob {
             job_id: create.job.job_id.to_string(),
             role: who.role.clone(),
             party_id: who.party_id.clone(),
-            status: JobStatus::Ready,
+            status: JobStatus::Waiting,
             reason: String::new(),
             scheduler_party_id: create.scheduler_party_id.to_string(),
             dsl: create.dsl.clone(),
@@ -89,6 +101,17 @@ impl App {
                     row.job_id
                 )));
             }
+        }
+        if !create.tasks.is_empty() {
+            self.inner
+                .tasks
+                .create_tasks(
+                    create.job.job_id.as_str(),
+                    &who,
+                    create.scheduler_party_id.as_str(),
+                    &create.tasks,
+                )
+                .await?;
         }
         Ok(plans
             .into_iter()

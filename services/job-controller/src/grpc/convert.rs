@@ -2,8 +2,10 @@
 //! app's commands; each conversion checks every id and names the field it refuses
 //! (`INVALID_ARGUMENT`). Answers convert from the domain's types with `From`.
 
-use fedflow_core::ids::{self, JobId};
+use fedflow_core::dsl::TaskPlan;
+use fedflow_core::ids::{self, ComponentName, JobId};
 use fedflow_proto::jobcontroller::v1 as pb;
+use fedflow_proto::taskcontroller::v1 as tc;
 use fedflow_rpc::convert::{job_status_from_pb, job_status_to_pb};
 
 use crate::app::{CreateJob, Error, JobRef, UpdateJobStatus};
@@ -27,8 +29,39 @@ impl TryFrom<pb::CreateJobRequest> for CreateJob {
             scheduler_party_id: ids::field("scheduler_party_id", r.scheduler_party_id)?,
             dsl: r.dsl,
             conf: r.runtime_conf,
+            tasks: r
+                .tasks
+                .into_iter()
+                .enumerate()
+                .map(|(i, task)| task_plan(i, task))
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// One planned task of a `CreateJob`; the error names the task's field.
+fn task_plan(i: usize, task: tc::TaskSpec) -> Result<TaskPlan, Error> {
+    let params = match serde_json::from_str(&task.parameters_json) {
+        Ok(serde_json::Value::Object(params)) => params,
+        Ok(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "tasks[{i}].parameters_json: not a JSON object"
+            )));
+        }
+        Err(e) => {
+            return Err(Error::InvalidArgument(format!(
+                "tasks[{i}].parameters_json: {e}"
+            )));
+        }
+    };
+    Ok(TaskPlan {
+        component: ids::field::<ComponentName, _>(format!("tasks[{i}].component"), task.component)?
+            .into_inner(),
+        module: task.module,
+        params,
+        need_run: task.need_run,
+        upstream: task.upstream,
+    })
 }
 
 /// The requests that name nothing but the job row (job, role, party).

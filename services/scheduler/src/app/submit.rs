@@ -1,5 +1,6 @@
 //! Submit: validate the DSL and conf, store the job with version 0 of every task, create the
-//! job and its task rows on every participant, and queue it. A repeated request id answers the
+//! job (`waiting`) and its version-0 task rows on every participant in one call each, and
+//! queue it. A repeated request id answers the
 //! job it created. A party that refuses fails the job at once, with that party's reason.
 
 use fedflow_core::ids;
@@ -73,31 +74,27 @@ impl App {
             return Err(e.into());
         }
         let _guard = self.lock(&job_id).await;
+        // One call per party: its job-controller stores the job (already `waiting` there) and
+        // creates version 0 of its tasks on its task-controller before it answers.
         let created = join_all(participants.iter().map(|who| {
-            self.inner
-                .remote
-                .create_job(&job_id, who, &job.dsl, &job.conf, &self.inner.party_id)
+            let plans = creations
+                .iter()
+                .find(|(to, version, _)| to == who && *version == 0)
+                .map_or(&[][..], |(_, _, plans)| plans.as_slice());
+            self.inner.remote.create_job(
+                &job_id,
+                who,
+                &job.dsl,
+                &job.conf,
+                &self.inner.party_id,
+                plans,
+            )
         }))
         .await;
-        let mut refusal = participants
+        let refusal = participants
             .iter()
             .zip(created)
             .find_map(|(who, r)| r.err().map(|e| (who.clone(), e)));
-        if refusal.is_none() {
-            // The scheduler creates every version's task rows on every party, version 0 too
-            // (the same request as any other version's; a repeat changes nothing there).
-            let job_id = job_id.as_str();
-            let created = join_all(creations.iter().map(|(who, version, plans)| {
-                self.inner
-                    .remote
-                    .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
-            }))
-            .await;
-            refusal = creations
-                .iter()
-                .zip(created)
-                .find_map(|((who, _, _), r)| r.err().map(|e| (who.clone(), e)));
-        }
         if let Some((who, err)) = refusal {
             let reason = format!(
                 "party {} ({}) refused the job: {err}",
@@ -111,15 +108,6 @@ impl App {
         }
         self.set_job_status(&job, JobStatus::Waiting, "", &[])
             .await?;
-        // Awaited, so a later status can never be overtaken by this one.
-        self.sync_job_status(
-            &job_id,
-            job.queued_ms,
-            &participants,
-            JobStatus::Waiting,
-            "",
-        )
-        .await;
         self.inner.queue.notify_one();
         tracing::info!(job = %job_id, parties = participants.len(), "job submitted");
         Ok(job_id)
