@@ -313,15 +313,19 @@ impl App {
                 (*task, who, result)
             })
         });
-        for (task, who, result) in join_all(calls).await {
-            let Some(row) = self
-                .store()
-                .task_party(&task.job_id, &task.component, task.version, who)
-                .await?
-            else {
+        let answers = join_all(calls).await;
+        let Some(first) = started.first() else {
+            return Ok(());
+        };
+        // Every party's row as it is now, in one read: the answers are recorded against it.
+        let rows = self.store().task_parties(&first.job_id).await?;
+        for (task, who, result) in answers {
+            let Some(row) = rows.iter().find(|p| {
+                p.component == task.component && p.version == task.version && p.who == *who
+            }) else {
                 continue;
             };
-            self.record_start(&row, result).await?;
+            self.record_start(row, result).await?;
         }
         Ok(())
     }
