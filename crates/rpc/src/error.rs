@@ -87,6 +87,11 @@ impl From<Status> for RemoteError {
 }
 
 impl RemoteError {
+    /// The peer answered that what was asked for does not exist there.
+    pub fn is_not_found(&self) -> bool {
+        self.code == tonic::Code::NotFound
+    }
+
     /// Worth trying again: the peer could not be reached or answered in time.
     pub fn is_transient(&self) -> bool {
         matches!(

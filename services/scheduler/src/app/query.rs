@@ -38,7 +38,7 @@ impl App {
             .party_jobs(&self.inner.party_id, job_id)
             .await
             .map_err(|e| {
-                if e.code == tonic::Code::NotFound {
+                if e.is_not_found() {
                     Error::NotFound(format!(
                         "job {job_id} not found on party {}",
                         self.inner.party_id
@@ -179,9 +179,12 @@ impl App {
             .remote
             .task_output(job_id, component, who)
             .await
-            .map_err(|e| match e.code {
-                tonic::Code::NotFound => Error::NotFound(e.message),
-                _ => Error::Remote(e),
+            .map_err(|e| {
+                if e.is_not_found() {
+                    Error::NotFound(e.message)
+                } else {
+                    Error::Remote(e)
+                }
             })
     }
 }
