@@ -8,6 +8,8 @@ const PROTOS: &[&str] = &[
     "fedflow/scheduler/v1/scheduler.proto",
     "fedflow/jobcontroller/v1/jobcontroller.proto",
     "fedflow/taskcontroller/v1/taskcontroller.proto",
+    "fedflow/taskcontroller/v1/data.proto",
+    "fedflow/scheduler/v1/data.proto",
     "fedflow/gateway/v1/gateway.proto",
 ];
 

@@ -6,7 +6,9 @@
 //! The compare-and-set `waiting -> running` guards a start: a repeated `StartTask` finds the
 //! row running and never launches a second worker.
 
+mod artifacts;
 mod attempts;
+mod data;
 mod fencing;
 mod tasks;
 mod workers;
@@ -21,7 +23,9 @@ use fedflow_rpc::error::{Code, ServiceError};
 use fedflow_rpc::now_ms;
 use parking_lot::Mutex;
 
+pub use artifacts::{ReadArtifact, ReadLog, uri};
 pub use attempts::StopTasks;
+pub use data::UploadSpec;
 pub use tasks::{CreateTasks, NewTask};
 pub use workers::WorkerReport;
 
@@ -39,7 +43,11 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("store: {0}")]
@@ -53,7 +61,9 @@ impl ServiceError for Error {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Internal(_) => Code::Internal,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Denied(e) => e.code(),
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
@@ -102,6 +112,10 @@ struct Inner {
     outbox: fedflow_store::Outbox,
     /// Each job's scheduler party, once read for another party's call (it never changes).
     known: KnownJobs,
+    /// Where task directories, uploads and tables live.
+    data_dir: std::path::PathBuf,
+    /// One upload file operation at a time.
+    uploads: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -112,6 +126,7 @@ impl App {
         reporter: Reporter,
         advertise: String,
         timing: Timing,
+        data_dir: std::path::PathBuf,
     ) -> Self {
         let outbox = store.outbox();
         App {
@@ -126,6 +141,8 @@ impl App {
                 contacts: Mutex::new(Contacts::default()),
                 outbox,
                 known: KnownJobs::default(),
+                data_dir,
+                uploads: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -201,17 +218,34 @@ impl App {
     /// transaction; then, if it moved, the effects (the beats forgotten, the outbox woken and,
     /// when the move says so, the worker killed). Returns whether it moved.
     async fn apply(&self, task: &Task, change: &Move) -> Result<bool, Error> {
+        self.apply_registering(task, change, &[]).await
+    }
+
+    /// [`App::apply`], registering `artifacts` (the attempt's outputs) in the same transaction.
+    async fn apply_registering(
+        &self,
+        task: &Task,
+        change: &Move,
+        artifacts: &[store::Artifact],
+    ) -> Result<bool, Error> {
         let report = Reporter::report_command(
             &task.scheduler_party_id,
             &task.key,
             change.to,
             &change.reason,
         );
-        let moved = self
-            .inner
-            .store
-            .cas_party_status(&task.key, change, std::slice::from_ref(&report), now_ms())
-            .await?;
+        let commands = std::slice::from_ref(&report);
+        let moved = if artifacts.is_empty() {
+            self.inner
+                .store
+                .cas_party_status(&task.key, change, commands, now_ms())
+                .await?
+        } else {
+            self.inner
+                .store
+                .cas_party_status_registering(&task.key, change, commands, artifacts, now_ms())
+                .await?
+        };
         if moved {
             self.inner.heartbeats.lock().forget(&task.key);
             tracing::debug!(

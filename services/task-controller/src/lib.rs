@@ -79,7 +79,9 @@ pub async fn run(
         remote::Reporter::new(client),
         advertise,
         timing,
+        config.data_dir.clone(),
     );
+    app.sweep_uploads();
     let loops = CancellationToken::new();
     let background = TaskTracker::new();
     background.spawn({
@@ -95,10 +97,16 @@ pub async fn run(
         async move { app.run_outbox(stop).await }
     });
     background.close();
-    let (task_controller, worker) = grpc::services(app);
-    let (health, routes) =
-        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
-    let routes = routes.add_service(task_controller).add_service(worker);
+    let (task_controller, worker, data) = grpc::services(app);
+    let (health, routes) = fedflow_rpc::server::base_routes(&[
+        grpc::SERVICE_NAME,
+        grpc::WORKER_SERVICE_NAME,
+        grpc::DATA_SERVICE_NAME,
+    ]);
+    let routes = routes
+        .add_service(task_controller)
+        .add_service(worker)
+        .add_service(data);
     tracing::info!(
         party = %config.party_id,
         addr = ?listener.local_addr().ok(),
@@ -108,7 +116,11 @@ pub async fn run(
     let served = fedflow_rpc::server::serve(
         routes,
         health,
-        &[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME],
+        &[
+            grpc::SERVICE_NAME,
+            grpc::WORKER_SERVICE_NAME,
+            grpc::DATA_SERVICE_NAME,
+        ],
         listener,
         shutdown,
     )

@@ -164,8 +164,36 @@ impl TryFrom<pb::ReportStatusRequest> for WorkerReport {
             status,
             reason: r.reason,
             output: r.output_json,
+            outputs: r
+                .outputs
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| output_artifact(i, o))
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// Output `i` of a worker's report; its metadata and overview must be JSON.
+fn output_artifact(
+    i: usize,
+    o: pb::OutputArtifact,
+) -> Result<fedflow_core::task_file::OutputArtifact, Error> {
+    let json = |field: &str, text: &str| -> Result<serde_json::Value, Error> {
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("outputs[{i}].{field}: {e}")))
+    };
+    Ok(fedflow_core::task_file::OutputArtifact {
+        metadata: json("metadata_json", &o.metadata_json)?,
+        overview: json("overview_json", &o.overview_json)?,
+        output_key: o.output_key,
+        kind: o.kind,
+        type_name: o.type_name,
+        file: o.file,
+    })
 }
 
 /// `Heartbeat`: the attempt and its token.
