@@ -80,10 +80,29 @@ fn artifact<'a>(list: &'a Value, key: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     let fed = TestFederation::start(&["9999", "10000"]).await;
+    chain_scenario(&fed).await;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploaded_tables_chain_and_stay_home_with_every_service_on_postgres() {
+    let Some(fed) = TestFederation::start_on_postgres(&["9999", "10000"]).await else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set FEDFLOW_TEST_POSTGRES_URL"
+        );
+        eprintln!("FEDFLOW_TEST_POSTGRES_URL unset: PostgreSQL scenario not run");
+        return;
+    };
+    chain_scenario(&fed).await;
+    fed.shutdown().await;
+}
+
+async fn chain_scenario(fed: &TestFederation) {
     let ex = examples();
     // Each party uploads its own half of FATE's breast_hetero, as FATE users do.
     let guest = cli_json(
-        &fed,
+        fed,
         "9999",
         &[
             "--json",
@@ -98,7 +117,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     assert_eq!(guest["row_count"], 569, "{guest}");
     assert_eq!(guest["label_name"], "y");
     let host = cli_json(
-        &fed,
+        fed,
         "10000",
         &[
             "--json",
@@ -112,7 +131,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     );
     assert_eq!(host["columns"].as_array().map(Vec::len), Some(21), "{host}");
     let info = cli_json(
-        &fed,
+        fed,
         "9999",
         &[
             "--json",
@@ -131,12 +150,12 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
         json!({"delimiter": ",", "label_name": "y", "match_id_name": "id"})
     );
     // Each party sees only its own tables.
-    let listed = cli_json(&fed, "10000", &["--json", "data", "list"]);
+    let listed = cli_json(fed, "10000", &["--json", "data", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["name"], "breast_hetero_host");
 
     let submitted = cli_json(
-        &fed,
+        fed,
         "9999",
         &[
             "--json",
@@ -154,14 +173,14 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     );
     let job_id = submitted["job_id"].as_str().expect("a job id").to_owned();
     let (ok, out, err) = cli(
-        &fed,
+        fed,
         "9999",
         &["job", "wait", "-j", &job_id, "--timeout", "60"],
     );
     assert!(ok, "the job did not succeed: {out}\n{err}");
 
     // The guest's outputs, from the guest's registry.
-    let outputs = cli_json(&fed, "9999", &["--json", "output", "list", "-j", &job_id]);
+    let outputs = cli_json(fed, "9999", &["--json", "output", "list", "-j", &job_id]);
     let data = artifact(&outputs, "reader_0.output_data");
     assert_eq!(data["kind"], "data");
     assert_eq!(data["type_name"], "dataframe");
@@ -177,7 +196,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     );
     // The downstream component read the upstream artifact: its numbers are the table's.
     let metric = cli_json(
-        &fed,
+        fed,
         "9999",
         &[
             "--json",
@@ -201,7 +220,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     assert!(!columns.contains_key("y") && !columns.contains_key("id"));
     assert_eq!(columns["x0"]["count"], 569);
     let (ok, rows, err) = cli(
-        &fed,
+        fed,
         "9999",
         &[
             "output", "data", "-j", &job_id, "-c", "reader_0", "--limit", "3",
@@ -214,7 +233,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     assert!(lines[1].starts_with("133,1,"), "{rows}");
     let download = fed.dir.path().join("download");
     let (ok, out, err) = cli(
-        &fed,
+        fed,
         "9999",
         &[
             "output",
@@ -238,7 +257,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
 
     // The host's own outputs, from the host's registry: its 20 features.
     let host_metric = cli_json(
-        &fed,
+        fed,
         "10000",
         &[
             "--json",
@@ -275,7 +294,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
             "/tmp/x",
         ],
     ] {
-        let (ok, out, err) = cli(&fed, "10000", &args);
+        let (ok, out, err) = cli(fed, "10000", &args);
         assert!(!ok, "{args:?} was served to another party: {out}");
         assert!(err.starts_with("PERMISSION_DENIED"), "{args:?}: {err}");
         assert!(err.contains("stay on party 9999"), "{args:?}: {err}");
@@ -332,14 +351,14 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
             "{method}: {refused:?}"
         );
     }
-    let still = cli_json(&fed, "9999", &["--json", "data", "list"]);
+    let still = cli_json(fed, "9999", &["--json", "data", "list"]);
     assert_eq!(
         still.as_array().map(Vec::len),
         Some(1),
         "nothing was deleted: {still}"
     );
     let (ok, overview, err) = cli(
-        &fed,
+        fed,
         "10000",
         &[
             "task", "output", "-j", &job_id, "-c", "reader_0", "-r", "guest", "-p", "9999",
@@ -357,7 +376,7 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
 
     // The guest's log of its own task.
     let (ok, log, err) = cli(
-        &fed,
+        fed,
         "9999",
         &[
             "task",
@@ -377,7 +396,6 @@ async fn uploaded_tables_chain_through_reader_and_statistics_and_stay_home() {
     assert!(ok, "{err}");
     assert!(log.contains("fedflow-worker: success"), "{log}");
     assert!(log.lines().count() <= 2, "{log}");
-    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

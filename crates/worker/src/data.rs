@@ -123,7 +123,9 @@ pub fn statistics(task_dir: &Path, config: &TaskFile) -> Outcome {
     let (key, input) = match data.as_slice() {
         [one] => *one,
         [] => {
-            return Outcome::Failed("Statistics: no upstream data artifact among the inputs".into());
+            return Outcome::Failed(
+                "Statistics: no upstream data artifact among the inputs".into(),
+            );
         }
         many => {
             return Outcome::Failed(format!(
