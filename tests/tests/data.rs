@@ -396,6 +396,49 @@ async fn chain_scenario(fed: &TestFederation) {
     assert!(ok, "{err}");
     assert!(log.contains("fedflow-worker: success"), "{log}");
     assert!(log.lines().count() <= 2, "{log}");
+    // Following an ended task's log prints all of it and returns.
+    let (ok, all, err) = cli(
+        fed,
+        "9999",
+        &[
+            "task",
+            "log",
+            "-j",
+            &job_id,
+            "-c",
+            "statistics_0",
+            "-r",
+            "guest",
+            "-p",
+            "9999",
+            "--follow",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        all.contains("running Statistics") && all.ends_with("fedflow-worker: success\n"),
+        "{all}"
+    );
+    let (ok, _, err) = cli(
+        fed,
+        "10000",
+        &[
+            "task",
+            "log",
+            "-j",
+            &job_id,
+            "-c",
+            "statistics_0",
+            "-r",
+            "guest",
+            "-p",
+            "9999",
+        ],
+    );
+    assert!(
+        !ok && err.starts_with("PERMISSION_DENIED"),
+        "another party's log: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -590,5 +633,79 @@ async fn a_reader_of_a_table_not_registered_fails_naming_it() {
     );
     let outputs = cli_json(&fed, "9999", &["--json", "output", "list", "-j", &job_id]);
     assert_eq!(outputs, json!([]));
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_chunks_repeat_harmlessly_and_gaps_or_short_uploads_are_refused() {
+    let fed = TestFederation::start(&["9999"]).await;
+    let task_controller = fed.federation.party("9999").expect("party").task_controller;
+    let mut data = tc::data_client::DataClient::new(channel(task_controller));
+    let chunk = |offset: u64, bytes: &'static [u8]| tc::UploadChunkRequest {
+        upload_id: "0123456789abcdef".into(),
+        offset,
+        data: Bytes::from_static(bytes),
+    };
+    let size = |r: Result<tonic::Response<tc::UploadChunkResponse>, tonic::Status>| {
+        r.expect("chunk accepted").into_inner().size
+    };
+    assert_eq!(size(data.upload_chunk(chunk(0, b"id,y\n1,0\n")).await), 9);
+    // The same chunk again (a retried call): accepted, nothing written twice.
+    assert_eq!(size(data.upload_chunk(chunk(0, b"id,y\n1,0\n")).await), 9);
+    let gap = data
+        .upload_chunk(chunk(20, b"3,1\n"))
+        .await
+        .expect_err("a gap");
+    assert_eq!(gap.code(), tonic::Code::FailedPrecondition, "{gap:?}");
+    assert_eq!(size(data.upload_chunk(chunk(9, b"2,1\n")).await), 13);
+    let spec = tc::UploadSpec {
+        namespace: "experiment".into(),
+        name: "chunks".into(),
+        head: true,
+        meta_json: r#"{"label_name": "y"}"#.into(),
+        file: "chunks.csv".into(),
+        ..Default::default()
+    };
+    let short = data
+        .commit_upload(tc::CommitUploadRequest {
+            upload_id: "0123456789abcdef".into(),
+            spec: Some(spec.clone()),
+            size: 20,
+        })
+        .await
+        .expect_err("fewer bytes than the client sent");
+    assert_eq!(short.code(), tonic::Code::InvalidArgument, "{short:?}");
+    assert!(short.message().contains("holds 13 bytes"), "{short:?}");
+    let uploads = fed.dir.path().join("9999/uploads");
+    assert!(
+        files_under(&uploads).is_empty(),
+        "a refused commit leaves no file"
+    );
+    // A fresh upload of the same bytes commits.
+    let mut again = chunk(0, b"id,y\n1,0\n2,1\n");
+    again.upload_id = "fedcba9876543210".into();
+    assert_eq!(size(data.upload_chunk(again).await), 13);
+    let table = data
+        .commit_upload(tc::CommitUploadRequest {
+            upload_id: "fedcba9876543210".into(),
+            spec: Some(spec),
+            size: 13,
+        })
+        .await
+        .expect("committed")
+        .into_inner()
+        .table
+        .expect("a table");
+    assert_eq!(table.row_count, 2);
+    assert!(files_under(&uploads).is_empty());
+    let bad_id = data
+        .upload_chunk(tc::UploadChunkRequest {
+            upload_id: "../../etc".into(),
+            offset: 0,
+            data: Bytes::new(),
+        })
+        .await
+        .expect_err("an upload id that is not a name");
+    assert_eq!(bad_id.code(), tonic::Code::InvalidArgument);
     fed.shutdown().await;
 }
