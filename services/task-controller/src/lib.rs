@@ -81,7 +81,9 @@ pub async fn run(
         timing,
         config.data_dir.clone(),
     );
-    app.sweep_uploads();
+    if let Err(e) = app.sweep_data().await {
+        tracing::warn!(error = %e, "sweeping the data directory failed");
+    }
     let loops = CancellationToken::new();
     let background = TaskTracker::new();
     background.spawn({

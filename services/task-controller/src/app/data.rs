@@ -2,7 +2,8 @@
 //! checked whole, moved under `data_dir/tables/<namespace>/<name>/` and registered in one
 //! transaction), listing, reading and deleting tables. A refused upload leaves nothing: no
 //! row, no file. A crash between the move and the registration can leave an unregistered
-//! file under `tables/`, never a row without its file; `uploads/` is emptied at start-up.
+//! file under `tables/`, never a row without its file; at start-up, before serving,
+//! `uploads/` is emptied and such files are removed ([`App::sweep_data`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,14 +71,38 @@ impl App {
             .join(format!("{upload_id}.part")))
     }
 
-    /// Removes what unfinished uploads left (at start-up: nothing is uploading yet).
-    pub fn sweep_uploads(&self) {
+    /// Removes what unfinished uploads left, and table files no row names (a commit cut off
+    /// between its move and its registration). At start-up only: nothing is uploading yet.
+    pub async fn sweep_data(&self) -> Result<(), Error> {
         let dir = self.data_dir().join("uploads");
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        let registered: std::collections::BTreeSet<PathBuf> = self
+            .inner
+            .store
+            .tables(None)
+            .await?
+            .into_iter()
+            .map(|t| PathBuf::from(t.path))
+            .collect();
+        let tables = self.data_dir().join("tables");
+        for namespace in read_dirs(&tables) {
+            for name in read_dirs(&namespace) {
+                for file in std::fs::read_dir(&name).into_iter().flatten().flatten() {
+                    let path = file.path();
+                    if !registered.contains(&path) {
+                        tracing::warn!(path = %path.display(), "removing an unregistered table file");
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                let _ = std::fs::remove_dir(&name);
+            }
+            let _ = std::fs::remove_dir(&namespace);
+        }
+        Ok(())
     }
 
     /// Appends `data` at `offset`; a chunk already held is accepted without writing again.
@@ -248,6 +273,17 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The directories directly under `dir`.
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 /// Removes a table's file and the directories it leaves empty.

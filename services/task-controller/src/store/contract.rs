@@ -295,14 +295,26 @@ async fn artifacts_are_registered_with_the_success_or_not_at_all() {
         let stale = change(TaskStatus::Waiting, TaskStatus::Success, None);
         assert!(
             !store
-                .cas_party_status_registering(&key("b", 0), &stale, &[], &[artifact.clone()], 9)
+                .cas_party_status_registering(
+                    &key("b", 0),
+                    &stale,
+                    &[],
+                    std::slice::from_ref(&artifact),
+                    9
+                )
                 .await
                 .expect("cas")
         );
         assert!(store.artifacts("j1", None).await.expect("list").is_empty());
         assert!(
             store
-                .cas_party_status_registering(&key("b", 0), &success, &[], &[artifact.clone()], 9)
+                .cas_party_status_registering(
+                    &key("b", 0),
+                    &success,
+                    &[],
+                    std::slice::from_ref(&artifact),
+                    9
+                )
                 .await
                 .expect("cas")
         );
