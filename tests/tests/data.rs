@@ -709,3 +709,167 @@ async fn upload_chunks_repeat_harmlessly_and_gaps_or_short_uploads_are_refused()
     assert_eq!(bad_id.code(), tonic::Code::InvalidArgument);
     fed.shutdown().await;
 }
+
+/// A registered external component: a shell script that echoes what it was given.
+fn echo_component(dir: &Path) -> fedflow_task_controller::config::ComponentConfig {
+    let script = dir.join("echo-component.sh");
+    std::fs::write(
+        &script,
+        r#"set -e
+mkdir -p outputs/echo
+cp "$FEDFLOW_COMPONENT_CONFIG" outputs/echo/config.json
+printf '{"greeting": "%s %s"}' "$1" "$GREETING" > outputs/echo/greeting.json
+echo "echo component ran" >&2
+cat > component_outputs.json <<JSON
+[{"output_key": "echo", "kind": "model", "type_name": "json_model", "file": "echo/config.json",
+  "metadata": {"by": "shell"}, "overview": {}},
+ {"output_key": "greeting", "kind": "metric", "type_name": "json_metric",
+  "file": "echo/greeting.json", "metadata": {}, "overview": {}}]
+JSON
+"#,
+    )
+    .expect("write the component");
+    fedflow_task_controller::config::ComponentConfig {
+        command: "/bin/sh".into(),
+        args: vec![script.display().to_string(), "fixed-arg".into()],
+        env: [("GREETING".to_owned(), "from-config".to_owned())].into(),
+        roles: vec!["guest".into()],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registered_component_runs_under_the_worker_with_its_inputs_and_registers_outputs() {
+    let scripts = TempDir::new("fedflow-components");
+    let echo = echo_component(scripts.path());
+    let fed = TestFederation::start_with(&["9999", "10000"], |o| {
+        o.components_by_party
+            .insert("9999".into(), [("Echo".to_owned(), echo)].into());
+    })
+    .await;
+    let ex = examples();
+    let upload = ex.join("reader-statistics/upload_guest.json");
+    cli_json(
+        &fed,
+        "9999",
+        &[
+            "--json",
+            "data",
+            "upload",
+            "-c",
+            upload.to_str().expect("utf-8"),
+        ],
+    );
+    let dsl = json!({"components": {
+        "reader_0": {"module": "Reader", "output": {"data": ["output_data"]}},
+        "echo_0": {"module": "Echo", "provider": "local@1",
+                   "input": {"data": {"data": ["reader_0.output_data"]}},
+                   "output": {"model": ["echo"]}}
+    }});
+    let conf = |roles: Value| {
+        json!({
+            "dsl_version": 2,
+            "initiator": {"role": "guest", "party_id": 9999},
+            "role": roles,
+            "component_parameters": {"role": {"guest": {"0": {
+                "reader_0": {"table": {"namespace": "experiment", "name": "breast_hetero_guest"}},
+                "echo_0": {"anything": ["the component checks its own"]}
+            }}}}
+        })
+    };
+    let dir = fed.dir.path();
+    let write = |name: &str, v: &Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, v.to_string()).expect("write");
+        path.display().to_string()
+    };
+    let (dsl_path, conf_path) = (
+        write("echo-dsl.json", &dsl),
+        write("echo-conf.json", &conf(json!({"guest": [9999]}))),
+    );
+    let submitted = cli_json(
+        &fed,
+        "9999",
+        &["--json", "job", "submit", "-d", &dsl_path, "-c", &conf_path],
+    );
+    let job_id = submitted["job_id"].as_str().expect("a job id").to_owned();
+    let (ok, out, err) = cli(
+        &fed,
+        "9999",
+        &["job", "wait", "-j", &job_id, "--timeout", "60"],
+    );
+    assert!(ok, "the job did not succeed: {out}\n{err}");
+    let metric = cli_json(
+        &fed,
+        "9999",
+        &["--json", "output", "metric", "-j", &job_id, "-c", "echo_0"],
+    );
+    assert_eq!(
+        metric["greeting"], "fixed-arg from-config",
+        "fixed args and env: {metric}"
+    );
+    let download = dir.join("echo-model");
+    let (ok, _, err) = cli(
+        &fed,
+        "9999",
+        &[
+            "output",
+            "model",
+            "-j",
+            &job_id,
+            "-c",
+            "echo_0",
+            "--download",
+            download.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(ok, "{err}");
+    let given: Value = serde_json::from_slice(
+        &std::fs::read(download.join("echo_0.echo/config.json")).expect("the echoed config"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        given["parameters"]["anything"][0],
+        "the component checks its own"
+    );
+    let input = &given["inputs"]["reader_0.output_data"];
+    assert_eq!(input["metadata"]["schema"]["label_name"], "y", "{given}");
+    assert!(Path::new(input["path"].as_str().expect("a path")).is_file());
+    let (ok, log, _) = cli(
+        &fed,
+        "9999",
+        &[
+            "task", "log", "-j", &job_id, "-c", "echo_0", "-r", "guest", "-p", "9999",
+        ],
+    );
+    assert!(
+        ok && log.contains("echo component ran"),
+        "the child's stderr is in the log: {log}"
+    );
+
+    // A party that registers no such component refuses the job before anything runs.
+    let conf_path = write(
+        "echo-conf2.json",
+        &conf(json!({"guest": [9999], "host": [10000]})),
+    );
+    let (ok, out, err) = cli(
+        &fed,
+        "9999",
+        &["job", "submit", "-d", &dsl_path, "-c", &conf_path],
+    );
+    assert!(!ok, "a host without the component took the job: {out}");
+    assert!(
+        err.contains("party 10000 (host) refused the job")
+            && err.contains("party 10000 registers no such component"),
+        "{err}"
+    );
+    // A DSL naming a module without a provider is still refused at submit.
+    let typo = json!({"components": {"x": {"module": "Echo"}}});
+    let typo_path = write("typo-dsl.json", &typo);
+    let (ok, _, err) = cli(
+        &fed,
+        "9999",
+        &["job", "submit", "-d", &typo_path, "-c", &conf_path],
+    );
+    assert!(!ok && err.contains("unknown module \"Echo\""), "{err}");
+    fed.shutdown().await;
+}

@@ -77,6 +77,14 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
     Ok(())
 }
 
+/// The shape of an external module's name: a letter, then up to 63 letters, digits or `_`.
+pub fn is_external_name(module: &str) -> bool {
+    let mut chars = module.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && module.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A table's namespace or name: 1 to 64 of `[A-Za-z0-9_.-]`, not starting with a dot (it
 /// names a directory).
 pub fn table_part(s: &str) -> bool {

@@ -27,6 +27,10 @@ pub struct TaskFile {
     /// This party's resolved parameters of the component.
     pub parameters: Map<String, Value>,
     pub party_id: String,
+    /// An external module: the executable this party's operator registered for it (from the
+    /// task-controller's config, never from a DSL), which the worker runs as its child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<Program>,
     pub role: String,
     /// The task-controller's address, where the worker reports and heartbeats.
     pub task_controller: String,
@@ -35,6 +39,14 @@ pub struct TaskFile {
     /// The upstream components whose outputs the module may read.
     pub upstream: Vec<String>,
     pub version: i32,
+}
+
+/// A registered component's executable, fixed arguments and environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub args: Vec<String>,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
 }
 
 /// One input of a component: where it is and what its producer said of it.
@@ -95,6 +107,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             party_id: "9999".into(),
+            program: None,
             role: "guest".into(),
             task_controller: "127.0.0.1:9382".into(),
             token: "abc".into(),

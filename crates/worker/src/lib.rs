@@ -5,9 +5,11 @@
 //! the task directory and reports the end status, with the failure reason if any.
 //!
 //! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`, and
-//! the artifact components of [`data`]: `Reader {table}`, `Statistics`.
+//! the artifact components of [`data`]: `Reader {table}`, `Statistics`. Any other module runs
+//! the executable this party registered for it ([`external`]).
 
 pub mod data;
+pub mod external;
 
 use fedflow_core::task_file::OutputArtifact;
 use serde_json::{Map, Value, json};

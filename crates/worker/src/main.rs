@@ -169,7 +169,10 @@ async fn run(config: &TaskFile, task_dir: &std::path::Path, channel: Channel) ->
             }
             fedflow_worker::sum(&config.parameters, &values)
         }
-        other => Outcome::Failed(format!("unknown module {other:?}")),
+        other => match &config.program {
+            Some(program) => fedflow_worker::external::run(task_dir, config, program).await,
+            None => Outcome::Failed(format!("unknown module {other:?}")),
+        },
     }
 }
 

@@ -91,6 +91,14 @@ pub struct Timing {
     pub fence_probe_interval: Duration,
 }
 
+/// What this party keeps locally: its data directory and its registered components.
+pub struct Local {
+    /// Task directories, uploads and tables live under it.
+    pub data_dir: std::path::PathBuf,
+    /// External components by module name (the task-controller's `components`).
+    pub components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
+}
+
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
@@ -114,6 +122,8 @@ struct Inner {
     known: KnownJobs,
     /// Where task directories, uploads and tables live.
     data_dir: std::path::PathBuf,
+    /// The external components this party's operator registered, by module name.
+    components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
     /// One upload file operation at a time.
     uploads: tokio::sync::Mutex<()>,
 }
@@ -126,8 +136,12 @@ impl App {
         reporter: Reporter,
         advertise: String,
         timing: Timing,
-        data_dir: std::path::PathBuf,
+        local: Local,
     ) -> Self {
+        let Local {
+            data_dir,
+            components,
+        } = local;
         let outbox = store.outbox();
         App {
             inner: Arc::new(Inner {
@@ -142,6 +156,7 @@ impl App {
                 outbox,
                 known: KnownJobs::default(),
                 data_dir,
+                components,
                 uploads: tokio::sync::Mutex::new(()),
             }),
         }
@@ -192,6 +207,39 @@ impl App {
                 },
             )
         }))
+    }
+
+    /// A module this party runs for `role`: built in, or registered by its operator.
+    fn check_module(&self, module: &str, role: &str) -> Result<(), Error> {
+        if fedflow_core::modules::is_known(module) {
+            return Ok(());
+        }
+        match self.inner.components.get(module) {
+            Some(c) if c.roles.is_empty() || c.roles.iter().any(|r| r == role) => Ok(()),
+            Some(_) => Err(Error::InvalidArgument(format!(
+                "unknown module {module:?} for role {role}: party {} registers it for other roles",
+                self.inner.party_id
+            ))),
+            None => Err(Error::InvalidArgument(format!(
+                "unknown module {module:?}: not built in, and party {} registers no such component",
+                self.inner.party_id
+            ))),
+        }
+    }
+
+    /// The executable registered for an external `module`.
+    fn program(&self, module: &str) -> Option<fedflow_core::task_file::Program> {
+        if fedflow_core::modules::is_known(module) {
+            return None;
+        }
+        self.inner
+            .components
+            .get(module)
+            .map(|c| fedflow_core::task_file::Program {
+                args: c.args.clone(),
+                command: c.command.display().to_string(),
+                env: c.env.clone(),
+            })
     }
 
     /// Rows here are this party's only: a request naming another party is refused.

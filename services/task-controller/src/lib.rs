@@ -39,6 +39,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+    for (module, component) in &config.components {
+        if !fedflow_core::modules::is_external_name(module)
+            || fedflow_core::modules::is_known(module)
+        {
+            return Err(Error::Config(format!(
+                "components.{module}: not a module name, or the name of a built-in module"
+            )));
+        }
+        if !component.command.is_absolute() {
+            return Err(Error::Config(format!(
+                "components.{module}.command: {} is not an absolute path",
+                component.command.display()
+            )));
+        }
+    }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let store =
@@ -79,7 +94,10 @@ pub async fn run(
         remote::Reporter::new(client),
         advertise,
         timing,
-        config.data_dir.clone(),
+        app::Local {
+            data_dir: config.data_dir.clone(),
+            components: config.components.clone(),
+        },
     );
     if let Err(e) = app.sweep_data().await {
         tracing::warn!(error = %e, "sweeping the data directory failed");

@@ -60,6 +60,7 @@ impl App {
             module: task.module.clone(),
             parameters,
             party_id: task.key.party_id.clone(),
+            program: self.program(&task.module),
             role: task.key.role.clone(),
             task_controller: self.inner.advertise.clone(),
             token: task.token.clone(),
