@@ -681,6 +681,28 @@ async fn upload_chunks_repeat_harmlessly_and_gaps_or_short_uploads_are_refused()
         files_under(&uploads).is_empty(),
         "a refused commit leaves no file"
     );
+    // Bytes short of the file's size as the client found it: cut short, refused.
+    let mut cut = chunk(0, b"id,y\n1,0\n");
+    cut.upload_id = "00000000cccccccc".into();
+    assert_eq!(size(data.upload_chunk(cut).await), 9);
+    let refused = data
+        .commit_upload(tc::CommitUploadRequest {
+            upload_id: "00000000cccccccc".into(),
+            spec: Some(tc::UploadSpec {
+                file_size: 13,
+                ..spec.clone()
+            }),
+            size: 9,
+        })
+        .await
+        .expect_err("an upload cut short");
+    assert!(
+        refused
+            .message()
+            .contains("9 bytes arrived of the file's 13"),
+        "{refused:?}"
+    );
+    assert!(files_under(&uploads).is_empty());
     // A fresh upload of the same bytes commits.
     let mut again = chunk(0, b"id,y\n1,0\n2,1\n");
     again.upload_id = "fedcba9876543210".into();

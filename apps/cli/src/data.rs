@@ -125,15 +125,22 @@ fn upload_conf(conf_path: &Path) -> std::result::Result<(tc::UploadSpec, PathBuf
         drop: flag(&conf, "drop", false)?,
         meta_json: Value::Object(meta).to_string(),
         file: file.display().to_string(),
+        file_size: 0,
     };
     Ok((spec, file))
 }
 
 pub async fn upload(ctx: &Ctx, conf: &Path) -> Result {
-    let (spec, path) = upload_conf(conf)?;
+    let (mut spec, path) = upload_conf(conf)?;
     let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| bad(format!("file {}: {e}", path.display())))?;
+    // The server refuses an upload that delivers any other number of bytes.
+    spec.file_size = file
+        .metadata()
+        .await
+        .map_err(|e| bad(format!("file {}: {e}", path.display())))?
+        .len();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let first = pb::UploadTableRequest {
         part: Some(pb::upload_table_request::Part::Spec(spec)),

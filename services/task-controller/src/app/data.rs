@@ -31,6 +31,8 @@ pub struct UploadSpec {
     pub meta: Map<String, Value>,
     /// The client's file name, for messages.
     pub file: String,
+    /// The file's size as the client found it; `None`: not checked.
+    pub file_size: Option<u64>,
 }
 
 /// A checked namespace or name (it names a directory).
@@ -193,6 +195,14 @@ impl App {
         if held != size {
             return Err(Error::InvalidArgument(format!(
                 "upload {upload_id} holds {held} bytes, the client sent {size}"
+            )));
+        }
+        if let Some(expected) = spec.file_size
+            && expected != held
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {held} bytes arrived of the file's {expected}: the upload was cut short",
+                spec.file
             )));
         }
         let file = std::fs::File::open(part).map_err(|e| io("open", part, e))?;

@@ -87,6 +87,7 @@ fn spec_from_pb(spec: Option<pb::UploadSpec>) -> Result<UploadSpec, app::Error> 
         drop: spec.drop,
         meta,
         file: spec.file,
+        file_size: (spec.file_size > 0).then_some(spec.file_size),
     })
 }
 
