@@ -9,6 +9,8 @@ const PROTOS: &[&str] = &[
     "fedflow/jobcontroller/v1/jobcontroller.proto",
     "fedflow/taskcontroller/v1/taskcontroller.proto",
     "fedflow/taskcontroller/v1/sessions.proto",
+    "fedflow/taskcontroller/v1/data.proto",
+    "fedflow/scheduler/v1/data.proto",
     "fedflow/gateway/v1/gateway.proto",
     "fedflow/gateway/v1/transfer.proto",
     "osx/osx.proto",

@@ -329,6 +329,7 @@ async fn forged_and_stale_worker_reports_are_refused_and_change_nothing() {
             status: status as i32,
             reason: "forged: this must never be recorded".into(),
             output_json: r#"{"value": 666}"#.into(),
+            outputs: Vec::new(),
         }
     };
     let random = uuid::Uuid::new_v4().simple().to_string();

@@ -76,6 +76,14 @@ impl Ctx {
     }
 
     fn client(&self) -> std::result::Result<Client, CliError> {
+        let (channel, token) = self.connection()?;
+        Ok(pb::scheduler_client::SchedulerClient::with_interceptor(
+            channel, token,
+        ))
+    }
+
+    /// The channel to the scheduler and the token every call carries.
+    pub fn connection(&self) -> std::result::Result<(Channel, Token), CliError> {
         let channel = match &self.ca_cert {
             Some(ca) => fedflow_tls::client::server_auth_channel(&self.scheduler, ca)
                 .map_err(|e| CliError(format!("INVALID_ARGUMENT: --ca-cert: {e}")))?,
@@ -92,14 +100,11 @@ impl Ctx {
             })?),
             None => None,
         };
-        Ok(pb::scheduler_client::SchedulerClient::with_interceptor(
-            channel,
-            Token(token),
-        ))
+        Ok((channel, Token(token)))
     }
 }
 
-fn read(path: &Path, what: &str) -> std::result::Result<String, CliError> {
+pub fn read(path: &Path, what: &str) -> std::result::Result<String, CliError> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError(format!("INVALID_ARGUMENT: {what} {}: {e}", path.display())))
 }

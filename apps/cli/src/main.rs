@@ -1,11 +1,13 @@
 //! `fedflow`: the command line, shaped like FATE's `flow` so its users feel at home.
 //!
 //! `fedflow job submit -d dsl.json -c conf.json`, `job query|list|stop|rerun|wait|watch`,
-//! `task query|output`, and `standalone` (every service of N parties in this process).
+//! `task query|output|log`, `data upload|list|info|delete`, `output list|metric|model|data`,
+//! and `standalone` (every service of N parties in this process).
 //! Human output by default, `--json` for scripts; errors print as `CODE: message` and exit
 //! non-zero.
 
 mod commands;
+mod data;
 mod pki;
 mod print;
 mod standalone;
@@ -48,9 +50,15 @@ enum Command {
     /// Jobs: submit, query, list, stop, rerun, wait, watch.
     #[command(subcommand)]
     Job(JobCommand),
-    /// Tasks: query, output.
+    /// Tasks: query, output, log.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// This party's tables: upload (FATE-Flow's upload conf), list, info, delete.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// This party's outputs of a job: list, metric, model, data.
+    #[command(subcommand)]
+    Output(OutputCommand),
     /// Runs every service of the listed parties in this process, on localhost.
     Standalone(StandaloneArgs),
     /// Certificates for mutual TLS between gateways: a party's CA, its gateway certificate.
@@ -131,6 +139,96 @@ enum TaskCommand {
         #[arg(short = 'p', long = "party-id")]
         party_id: String,
     },
+    /// Prints the log of a task of this party (its latest attempt).
+    Log {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+        #[arg(short = 'c', long = "component-name", alias = "cpn")]
+        component: String,
+        #[arg(short = 'r', long)]
+        role: String,
+        #[arg(short = 'p', long = "party-id")]
+        party_id: String,
+        /// Only the last N lines.
+        #[arg(long, default_value_t = 0)]
+        tail: u32,
+        /// Keep printing new lines until the task ends.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Uploads a CSV as a table of this party, per a FATE-Flow upload conf (`file`, `head`,
+    /// `partitions`, `extend_sid`, `meta`, `namespace`, `name`, `drop`).
+    Upload {
+        #[arg(short = 'c', long = "conf-path", alias = "conf")]
+        conf: PathBuf,
+    },
+    /// Lists this party's tables.
+    List {
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Shows one table: columns, row count, meta.
+    Info {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Deletes one table and its file.
+    Delete {
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// The job, component and party an `output` command is about.
+#[derive(clap::Args)]
+struct OutputOf {
+    #[arg(short = 'j', long = "job-id")]
+    job_id: String,
+    #[arg(short = 'c', long = "component-name", alias = "cpn")]
+    component: Option<String>,
+    /// The party whose outputs are meant; only the scheduler's own party's are served.
+    #[arg(short = 'p', long = "party-id", default_value = "")]
+    party_id: String,
+}
+
+impl From<OutputOf> for data::Which {
+    fn from(o: OutputOf) -> data::Which {
+        data::Which {
+            job_id: o.job_id,
+            component: o.component,
+            party_id: o.party_id,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum OutputCommand {
+    /// Lists a job's outputs on this party (of one component with -c).
+    List(OutputOf),
+    /// Prints a component's metric.
+    Metric(OutputOf),
+    /// Saves a component's model under DIR.
+    Model {
+        #[command(flatten)]
+        of: OutputOf,
+        #[arg(long)]
+        download: PathBuf,
+    },
+    /// Prints a component's data output (its first rows).
+    Data {
+        #[command(flatten)]
+        of: OutputOf,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -199,6 +297,38 @@ async fn main() -> ExitCode {
                 role,
                 party_id,
             } => commands::output(&ctx, &job_id, &component, &role, &party_id).await,
+            TaskCommand::Log {
+                job_id,
+                component,
+                role,
+                party_id,
+                tail,
+                follow,
+            } => {
+                let of = data::LogOf {
+                    job_id,
+                    component,
+                    role,
+                    party_id,
+                    tail,
+                    follow,
+                };
+                data::task_log(&ctx, of).await
+            }
+        },
+        Command::Data(command) => match command {
+            DataCommand::Upload { conf } => data::upload(&ctx, &conf).await,
+            DataCommand::List { namespace } => data::list(&ctx, namespace).await,
+            DataCommand::Info { namespace, name } => data::info(&ctx, &namespace, &name).await,
+            DataCommand::Delete { namespace, name } => data::delete(&ctx, &namespace, &name).await,
+        },
+        Command::Output(command) => match command {
+            OutputCommand::List(of) => data::output_list(&ctx, of.into()).await,
+            OutputCommand::Metric(of) => data::output_metric(&ctx, of.into()).await,
+            OutputCommand::Model { of, download } => {
+                data::output_model(&ctx, of.into(), &download).await
+            }
+            OutputCommand::Data { of, limit } => data::output_data(&ctx, of.into(), limit).await,
         },
     };
     match result {

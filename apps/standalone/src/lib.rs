@@ -51,6 +51,9 @@ pub struct Options {
     pub mtls: bool,
     /// How often gateways re-read their certificates (ms).
     pub tls_reload_interval_ms: u64,
+    /// External components registered on each party (its task-controller's `components`).
+    pub components_by_party:
+        BTreeMap<String, BTreeMap<String, fedflow_task_controller::config::ComponentConfig>>,
 }
 
 impl Options {
@@ -66,6 +69,7 @@ impl Options {
             database_url_template: None,
             mtls: true,
             tls_reload_interval_ms: 1_000,
+            components_by_party: BTreeMap::new(),
         }
     }
 
@@ -330,6 +334,11 @@ impl Federation {
                     heartbeat_timeout_ms: options.heartbeat_timeout_ms,
                     ..Default::default()
                 },
+                components: options
+                    .components_by_party
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_default(),
                 ..Default::default()
             };
             handles.push(spawn_service(

@@ -138,6 +138,9 @@ pub struct Input {
 pub struct Component {
     pub name: String,
     pub module: String,
+    /// FATE's `provider`: set (and not `fedflow`), the module is one each party's operator
+    /// registers (an external executable); its parameters are the component's to check.
+    pub provider: Option<String>,
     pub inputs: Vec<Input>,
     /// Distinct upstream components, in the order first referenced.
     pub upstream: Vec<String>,

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// Built-in modules compiled into `fedflow-worker`.
-pub const BUILTIN: &[&str] = &["Sleep", "Fail", "Sum"];
+pub const BUILTIN: &[&str] = &["Sleep", "Fail", "Sum", "Reader", "Statistics"];
 
 /// Parameter keys any module accepts (they steer the scheduler, not the component).
 const COMMON_KEYS: &[&str] = &["need_run"];
@@ -20,6 +20,9 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
         "Sleep" => &["seconds"],
         "Fail" => &["message", "roles", "attempts"],
         "Sum" => &["value"],
+        // The table, as `{"table": {"namespace", "name"}}` or FATE 2's flat `namespace`, `name`.
+        "Reader" => &["table", "namespace", "name"],
+        "Statistics" => &[],
         other => return Err(format!("unknown module {other:?}")),
     };
     for (key, value) in params {
@@ -47,6 +50,13 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
             }),
             ("Fail", "attempts") => value.as_u64().is_some_and(|n| n <= 1_000),
             ("Sum", "value") => value.as_i64().is_some(),
+            ("Reader", "table") => value.as_object().is_some_and(|t| {
+                t.len() == 2
+                    && ["namespace", "name"]
+                        .iter()
+                        .all(|k| t.get(*k).and_then(Value::as_str).is_some_and(table_part))
+            }),
+            ("Reader", "namespace" | "name") => value.as_str().is_some_and(table_part),
             _ => true,
         };
         if !ok {
@@ -55,12 +65,47 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
                 ("Fail", "message") => "a string",
                 ("Fail", "roles") => "a list of roles (guest, host, arbiter, local)",
                 ("Fail", "attempts") => "a whole number from 0 to 1000",
+                ("Reader", "table") => {
+                    "{\"namespace\": .., \"name\": ..} of letters, digits, _ . -"
+                }
+                ("Reader", _) => "1 to 64 letters, digits, _ . -",
                 _ => "an integer",
             };
             return Err(format!("parameter {key}: expected {expected}, got {value}"));
         }
     }
     Ok(())
+}
+
+/// The shape of an external module's name: a letter, then up to 63 letters, digits or `_`.
+pub fn is_external_name(module: &str) -> bool {
+    let mut chars = module.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && module.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A table's namespace or name: 1 to 64 of `[A-Za-z0-9_.-]`, not starting with a dot (it
+/// names a directory).
+pub fn table_part(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The table a `Reader`'s parameters name: `(namespace, name)`.
+pub fn reader_table(params: &Map<String, Value>) -> Option<(String, String)> {
+    let from = |o: &Map<String, Value>| {
+        Some((
+            o.get("namespace")?.as_str()?.to_owned(),
+            o.get("name")?.as_str()?.to_owned(),
+        ))
+    };
+    match params.get("table").and_then(Value::as_object) {
+        Some(table) => from(table),
+        None => from(params),
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +129,22 @@ mod tests {
         assert!(check("Sum", json!({"value": 1.5})).is_err());
         assert!(check("Sum", json!({"need_run": "no"})).is_err());
         assert!(check("HeteroLR", json!({})).is_err());
+        let table = json!({"table": {"namespace": "experiment", "name": "breast"}});
+        assert!(check("Reader", table.clone()).is_ok());
+        assert!(check("Reader", json!({"namespace": "experiment", "name": "b"})).is_ok());
+        assert!(
+            check(
+                "Reader",
+                json!({"table": {"namespace": "../x", "name": "b"}})
+            )
+            .is_err()
+        );
+        assert!(check("Reader", json!({"table": {"name": "b"}})).is_err());
+        assert!(check("Statistics", json!({"x": 1})).is_err());
+        let params = table.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            reader_table(&params),
+            Some(("experiment".into(), "breast".into()))
+        );
     }
 }

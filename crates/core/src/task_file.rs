@@ -2,7 +2,10 @@
 //! attempt's task directory (mode 0600: it holds the token) and read by `fedflow-worker`.
 //! One type for both sides, so the two halves of the contract cannot drift apart. The fields
 //! are declared in alphabetical order so the file is byte-for-byte what earlier releases wrote
-//! (an untyped JSON object, whose keys serialise sorted).
+//! (an untyped JSON object, whose keys serialise sorted). Fields added later are optional and
+//! left out when empty, so a file without them reads as before and older files read here.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -13,12 +16,21 @@ pub struct TaskFile {
     pub component: String,
     /// How often the worker heartbeats.
     pub heartbeat_interval_ms: u64,
+    /// The artifacts the component reads, by input key: `table` for a registered table a
+    /// parameter names, `<upstream component>.<output key>` for an upstream output on this
+    /// party. Resolved by the task-controller from its registries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, InputArtifact>,
     pub job_id: String,
     /// The built-in module the worker runs (`Sleep`, `Fail`, `Sum`, ...).
     pub module: String,
     /// This party's resolved parameters of the component.
     pub parameters: Map<String, Value>,
     pub party_id: String,
+    /// An external module: the executable this party's operator registered for it (from the
+    /// task-controller's config, never from a DSL), which the worker runs as its child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<Program>,
     pub role: String,
     /// The task-controller's address, where the worker reports and heartbeats.
     pub task_controller: String,
@@ -27,6 +39,42 @@ pub struct TaskFile {
     /// The upstream components whose outputs the module may read.
     pub upstream: Vec<String>,
     pub version: i32,
+}
+
+/// A registered component's executable, fixed arguments and environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub args: Vec<String>,
+    pub command: String,
+    pub env: BTreeMap<String, String>,
+}
+
+/// One input of a component: where it is and what its producer said of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputArtifact {
+    /// `data`, `model` or `metric`.
+    pub kind: String,
+    /// The producer's metadata, verbatim (a table's: its upload `meta`, columns and row count).
+    pub metadata: Value,
+    /// The file on this party's disk.
+    pub path: String,
+    /// FATE's type name (`dataframe`, `json_model`, ...).
+    pub type_name: String,
+    pub uri: String,
+}
+
+/// What a component wrote into `outputs/` of its task directory, listed in `outputs.json`
+/// beside it and in the worker's success report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputArtifact {
+    pub output_key: String,
+    pub kind: String,
+    pub type_name: String,
+    /// The file, relative to `outputs/`.
+    pub file: String,
+    pub metadata: Value,
+    /// What other parties may know of it (row count, ...): never content or paths.
+    pub overview: Value,
 }
 
 impl TaskFile {
@@ -51,6 +99,7 @@ mod tests {
         TaskFile {
             component: "train".into(),
             heartbeat_interval_ms: 1000,
+            inputs: BTreeMap::new(),
             job_id: "202611261617000000001234".into(),
             module: "Sum".into(),
             parameters: json!({"value": 3, "b": [1, 2]})
@@ -58,6 +107,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             party_id: "9999".into(),
+            program: None,
             role: "guest".into(),
             task_controller: "127.0.0.1:9382".into(),
             token: "abc".into(),

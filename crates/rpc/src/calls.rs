@@ -90,6 +90,9 @@ pub const SCHEDULER: &str = name::<sc::scheduler_server::SchedulerServer<()>>();
 pub const STATUS_REPORT: &str = name::<sc::status_report_server::StatusReportServer<()>>();
 pub const JOB_CONTROLLER: &str = name::<jc::job_controller_server::JobControllerServer<()>>();
 pub const TASK_CONTROLLER: &str = name::<tc::task_controller_server::TaskControllerServer<()>>();
+/// A party's data and artifacts registry (on its task-controller): reached by the party's own
+/// services only, never opened to other parties (not in [`ALL`]).
+pub const TASK_CONTROLLER_DATA: &str = name::<tc::data_server::DataServer<()>>();
 
 /// Implements [`PartyCall`] for a request type: `request => reply, SERVICE, "Method"`, then
 /// optionally `claims [field, ..]` and `retry Rule`.
@@ -180,6 +183,11 @@ mod tests {
         assert_eq!(STATUS_REPORT, "fedflow.scheduler.v1.StatusReport");
         assert_eq!(JOB_CONTROLLER, "fedflow.jobcontroller.v1.JobController");
         assert_eq!(TASK_CONTROLLER, "fedflow.taskcontroller.v1.TaskController");
+        assert_eq!(TASK_CONTROLLER_DATA, "fedflow.taskcontroller.v1.Data");
+        assert!(
+            ALL.iter()
+                .all(|(service, _)| *service != TASK_CONTROLLER_DATA)
+        );
     }
 
     #[test]

@@ -243,7 +243,9 @@ pub fn envelope(
 /// Full gRPC service names, as envelopes carry them (tonic's `NamedService::NAME` of each
 /// generated server).
 pub mod services {
-    pub use crate::calls::{JOB_CONTROLLER, SCHEDULER, STATUS_REPORT, TASK_CONTROLLER};
+    pub use crate::calls::{
+        JOB_CONTROLLER, SCHEDULER, STATUS_REPORT, TASK_CONTROLLER, TASK_CONTROLLER_DATA,
+    };
 }
 
 /// The metadata key under which the gateway tells a local service which party a call comes

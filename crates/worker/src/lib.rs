@@ -4,8 +4,14 @@
 //! runs the component named by `module` from the built-in registry, writes its output under
 //! the task directory and reports the end status, with the failure reason if any.
 //!
-//! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`.
+//! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`, and
+//! the artifact components of [`data`]: `Reader {table}`, `Statistics`. Any other module runs
+//! the executable this party registered for it ([`external`]).
 
+pub mod data;
+pub mod external;
+
+use fedflow_core::task_file::OutputArtifact;
 use serde_json::{Map, Value, json};
 
 /// `task.json`, shared with the task-controller that writes it.
@@ -16,6 +22,8 @@ pub use fedflow_core::task_file::TaskFile;
 pub enum Outcome {
     /// Success, with the data output if the component has one.
     Success(Option<Value>),
+    /// Success, with the artifacts written under `outputs/` (registered on this party).
+    Produced(Vec<OutputArtifact>),
     Failed(String),
 }
 

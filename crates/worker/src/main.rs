@@ -55,8 +55,8 @@ async fn main() -> ExitCode {
     );
     let worker = pb::worker_client::WorkerClient::new(channel.clone());
     let heartbeat = tokio::spawn(heartbeat(worker.clone(), config.clone()));
-    report(&worker, &config, TaskStatus::Running, "", "").await;
-    let outcome = run(&config, channel).await;
+    report(&worker, &config, TaskStatus::Running, "", "", Vec::new()).await;
+    let outcome = run(&config, &args.task_dir, channel).await;
     // Heartbeats go on until the outcome is acknowledged: a task-controller slow to take the
     // report (its database busy, say) must not take this worker for a silent one.
     let code = match outcome {
@@ -67,12 +67,55 @@ async fn main() -> ExitCode {
             {
                 eprintln!("fedflow-worker: cannot write output.json: {e}");
             }
-            report(&worker, &config, TaskStatus::Success, "", &output).await;
+            report(
+                &worker,
+                &config,
+                TaskStatus::Success,
+                "",
+                &output,
+                Vec::new(),
+            )
+            .await;
+            eprintln!("fedflow-worker: success");
+            ExitCode::SUCCESS
+        }
+        Outcome::Produced(outputs) => {
+            // What other parties may see of them: kinds and counts, no content, no paths.
+            let overview: serde_json::Map<String, serde_json::Value> = outputs
+                .iter()
+                .map(|o| {
+                    let view = serde_json::json!({
+                        "kind": o.kind, "type_name": o.type_name, "overview": o.overview
+                    });
+                    (o.output_key.clone(), view)
+                })
+                .collect();
+            let output = serde_json::json!({ "outputs": overview }).to_string();
+            let listed = serde_json::to_vec(&outputs).unwrap_or_default();
+            if let Err(e) = std::fs::write(args.task_dir.join("outputs.json"), listed) {
+                eprintln!("fedflow-worker: cannot write outputs.json: {e}");
+            }
+            for o in &outputs {
+                eprintln!(
+                    "fedflow-worker: output {} ({}, {})",
+                    o.output_key, o.kind, o.file
+                );
+            }
+            let outputs = outputs.into_iter().map(output_to_pb).collect();
+            report(&worker, &config, TaskStatus::Success, "", &output, outputs).await;
             eprintln!("fedflow-worker: success");
             ExitCode::SUCCESS
         }
         Outcome::Failed(message) => {
-            report(&worker, &config, TaskStatus::Failed, &message, "").await;
+            report(
+                &worker,
+                &config,
+                TaskStatus::Failed,
+                &message,
+                "",
+                Vec::new(),
+            )
+            .await;
             eprintln!("fedflow-worker: failed: {message}");
             ExitCode::from(1)
         }
@@ -81,8 +124,21 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run(config: &TaskFile, channel: Channel) -> Outcome {
+fn output_to_pb(o: fedflow_core::task_file::OutputArtifact) -> pb::OutputArtifact {
+    pb::OutputArtifact {
+        output_key: o.output_key,
+        kind: o.kind,
+        type_name: o.type_name,
+        file: o.file,
+        metadata_json: o.metadata.to_string(),
+        overview_json: o.overview.to_string(),
+    }
+}
+
+async fn run(config: &TaskFile, task_dir: &std::path::Path, channel: Channel) -> Outcome {
     match config.module.as_str() {
+        "Reader" => fedflow_worker::data::reader(task_dir, config),
+        "Statistics" => fedflow_worker::data::statistics(task_dir, config),
         "Sleep" => fedflow_worker::sleep(&config.parameters).await,
         "Fail" => fedflow_worker::fail(&config.parameters, &config.role, config.version),
         "Sum" => {
@@ -113,7 +169,10 @@ async fn run(config: &TaskFile, channel: Channel) -> Outcome {
             }
             fedflow_worker::sum(&config.parameters, &values)
         }
-        other => Outcome::Failed(format!("unknown module {other:?}")),
+        other => match &config.program {
+            Some(program) => fedflow_worker::external::run(task_dir, config, program).await,
+            None => Outcome::Failed(format!("unknown module {other:?}")),
+        },
     }
 }
 
@@ -143,6 +202,7 @@ async fn report(
     status: TaskStatus,
     reason: &str,
     output: &str,
+    outputs: Vec<pb::OutputArtifact>,
 ) {
     let request = attempt_request!(
         pb::ReportStatusRequest,
@@ -150,6 +210,7 @@ async fn report(
         status: task_status_to_pb(status) as i32,
         reason: reason.to_owned(),
         output_json: output.to_owned(),
+        outputs: outputs,
     );
     let sent = retry::run(
         retry::worker_report(),

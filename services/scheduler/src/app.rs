@@ -8,6 +8,7 @@
 //! every status write is a compare-and-set. Every party call goes through [`Remote`].
 
 mod control;
+mod data;
 mod drive;
 mod query;
 mod queue;

@@ -5,6 +5,7 @@
 
 mod client_gate;
 mod convert;
+mod data;
 
 use std::pin::Pin;
 
@@ -25,6 +26,23 @@ use convert::{event_to_pb, job_to_pb, task_to_pb};
 
 pub const SERVICE_NAME: &str = "fedflow.scheduler.v1.Scheduler";
 pub const REPORT_SERVICE_NAME: &str = "fedflow.scheduler.v1.StatusReport";
+pub use data::DATA_SERVICE_NAME;
+
+/// The data and outputs API (`fedflow.scheduler.v1.Data`) of this party.
+pub fn data_service(app: App) -> pb::data_server::DataServer<data::Data> {
+    pb::data_server::DataServer::new(data::Data { app }).max_decoding_message_size(8 << 20)
+}
+
+/// The data API behind `gate` (the client port).
+pub fn client_data_service(
+    app: App,
+    gate: ClientGate,
+) -> tonic::service::interceptor::InterceptedService<
+    pb::data_server::DataServer<data::Data>,
+    ClientGate,
+> {
+    tonic::service::interceptor::InterceptedService::new(data_service(app), gate)
+}
 
 pub fn services(
     app: App,

@@ -86,10 +86,17 @@ pub async fn run(
         None => None,
     };
     let background = Background::start(&app);
+    let data = grpc::data_service(app.clone());
     let (scheduler, report) = grpc::services(app);
-    let (health, routes) =
-        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME]);
-    let routes = routes.add_service(scheduler).add_service(report);
+    let (health, routes) = fedflow_rpc::server::base_routes(&[
+        grpc::SERVICE_NAME,
+        grpc::REPORT_SERVICE_NAME,
+        grpc::DATA_SERVICE_NAME,
+    ]);
+    let routes = routes
+        .add_service(scheduler)
+        .add_service(report)
+        .add_service(data);
     tracing::info!(
         party = %config.party_id,
         addr = ?listeners.grpc.local_addr().ok(),
@@ -99,7 +106,11 @@ pub async fn run(
     let served = fedflow_rpc::server::serve(
         routes,
         health,
-        &[grpc::SERVICE_NAME, grpc::REPORT_SERVICE_NAME],
+        &[
+            grpc::SERVICE_NAME,
+            grpc::REPORT_SERVICE_NAME,
+            grpc::DATA_SERVICE_NAME,
+        ],
         listeners.grpc,
         shutdown,
     );
@@ -212,8 +223,12 @@ fn client_port(
     if tls.is_none() && token.is_some() {
         tracing::warn!("api.token_file without TLS: the token crosses the network in the clear");
     }
-    let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
-    let routes = routes.add_service(grpc::client_service(app, grpc::ClientGate::new(token)));
+    let (health, routes) =
+        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::DATA_SERVICE_NAME]);
+    let gate = grpc::ClientGate::new(token);
+    let routes = routes
+        .add_service(grpc::client_data_service(app.clone(), gate.clone()))
+        .add_service(grpc::client_service(app, gate));
     Ok(async move {
         match tls {
             Some(tls) => {
@@ -222,7 +237,7 @@ fn client_port(
                 fedflow_rpc::server::serve_incoming(
                     routes,
                     health,
-                    &[grpc::SERVICE_NAME],
+                    &[grpc::SERVICE_NAME, grpc::DATA_SERVICE_NAME],
                     incoming,
                     shutdown,
                 )
@@ -232,7 +247,7 @@ fn client_port(
                 fedflow_rpc::server::serve(
                     routes,
                     health,
-                    &[grpc::SERVICE_NAME],
+                    &[grpc::SERVICE_NAME, grpc::DATA_SERVICE_NAME],
                     listener,
                     shutdown,
                 )

@@ -277,6 +277,26 @@ impl Remote {
         })
     }
 
+    /// Asks this party's own data and artifacts registry (its task-controller's `Data`,
+    /// through this party's gateway, never another party's): an encoded request passed on
+    /// as it is, retried only when it did not reach; the encoded reply.
+    pub async fn own_data(
+        &self,
+        method: &str,
+        job_id: &str,
+        payload: Bytes,
+    ) -> Result<Bytes, RemoteError> {
+        let own = self.client.local_party().to_owned();
+        self.client
+            .send_raw(
+                &own,
+                job_id,
+                (services::TASK_CONTROLLER_DATA, method),
+                payload,
+            )
+            .await
+    }
+
     /// Pulls a party's task rows of a job (for parties that have gone quiet).
     pub async fn party_tasks(
         &self,

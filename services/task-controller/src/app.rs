@@ -6,7 +6,9 @@
 //! The compare-and-set `waiting -> running` guards a start: a repeated `StartTask` finds the
 //! row running and never launches a second worker.
 
+mod artifacts;
 mod attempts;
+mod data;
 mod fencing;
 mod tasks;
 mod workers;
@@ -21,7 +23,9 @@ use fedflow_rpc::error::{Code, ServiceError};
 use fedflow_rpc::now_ms;
 use parking_lot::Mutex;
 
+pub use artifacts::{ReadArtifact, ReadLog, uri};
 pub use attempts::StopTasks;
+pub use data::UploadSpec;
 pub use tasks::{CreateTasks, NewTask};
 pub use workers::WorkerReport;
 
@@ -39,7 +43,11 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("store: {0}")]
@@ -53,7 +61,9 @@ impl ServiceError for Error {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Internal(_) => Code::Internal,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Denied(e) => e.code(),
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
@@ -81,6 +91,14 @@ pub struct Timing {
     pub fence_probe_interval: Duration,
 }
 
+/// What this party keeps locally: its data directory and its registered components.
+pub struct Local {
+    /// Task directories, uploads and tables live under it.
+    pub data_dir: std::path::PathBuf,
+    /// External components by module name (the task-controller's `components`).
+    pub components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
+}
+
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
@@ -102,6 +120,12 @@ struct Inner {
     outbox: fedflow_store::Outbox,
     /// Each job's scheduler party, once read for another party's call (it never changes).
     known: KnownJobs,
+    /// Where task directories, uploads and tables live.
+    data_dir: std::path::PathBuf,
+    /// The external components this party's operator registered, by module name.
+    components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
+    /// One upload file operation at a time.
+    uploads: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -112,7 +136,12 @@ impl App {
         reporter: Reporter,
         advertise: String,
         timing: Timing,
+        local: Local,
     ) -> Self {
+        let Local {
+            data_dir,
+            components,
+        } = local;
         let outbox = store.outbox();
         App {
             inner: Arc::new(Inner {
@@ -126,6 +155,9 @@ impl App {
                 contacts: Mutex::new(Contacts::default()),
                 outbox,
                 known: KnownJobs::default(),
+                data_dir,
+                components,
+                uploads: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -177,6 +209,39 @@ impl App {
         }))
     }
 
+    /// A module this party runs for `role`: built in, or registered by its operator.
+    fn check_module(&self, module: &str, role: &str) -> Result<(), Error> {
+        if fedflow_core::modules::is_known(module) {
+            return Ok(());
+        }
+        match self.inner.components.get(module) {
+            Some(c) if c.roles.is_empty() || c.roles.iter().any(|r| r == role) => Ok(()),
+            Some(_) => Err(Error::InvalidArgument(format!(
+                "unknown module {module:?} for role {role}: party {} registers it for other roles",
+                self.inner.party_id
+            ))),
+            None => Err(Error::InvalidArgument(format!(
+                "unknown module {module:?}: not built in, and party {} registers no such component",
+                self.inner.party_id
+            ))),
+        }
+    }
+
+    /// The executable registered for an external `module`.
+    fn program(&self, module: &str) -> Option<fedflow_core::task_file::Program> {
+        if fedflow_core::modules::is_known(module) {
+            return None;
+        }
+        self.inner
+            .components
+            .get(module)
+            .map(|c| fedflow_core::task_file::Program {
+                args: c.args.clone(),
+                command: c.command.display().to_string(),
+                env: c.env.clone(),
+            })
+    }
+
     /// Rows here are this party's only: a request naming another party is refused.
     fn check_party(&self, party_id: &str) -> Result<(), Error> {
         if party_id != self.inner.party_id {
@@ -201,17 +266,34 @@ impl App {
     /// transaction; then, if it moved, the effects (the beats forgotten, the outbox woken and,
     /// when the move says so, the worker killed). Returns whether it moved.
     async fn apply(&self, task: &Task, change: &Move) -> Result<bool, Error> {
+        self.apply_registering(task, change, &[]).await
+    }
+
+    /// [`App::apply`], registering `artifacts` (the attempt's outputs) in the same transaction.
+    async fn apply_registering(
+        &self,
+        task: &Task,
+        change: &Move,
+        artifacts: &[store::Artifact],
+    ) -> Result<bool, Error> {
         let report = Reporter::report_command(
             &task.scheduler_party_id,
             &task.key,
             change.to,
             &change.reason,
         );
-        let moved = self
-            .inner
-            .store
-            .cas_party_status(&task.key, change, std::slice::from_ref(&report), now_ms())
-            .await?;
+        let commands = std::slice::from_ref(&report);
+        let moved = if artifacts.is_empty() {
+            self.inner
+                .store
+                .cas_party_status(&task.key, change, commands, now_ms())
+                .await?
+        } else {
+            self.inner
+                .store
+                .cas_party_status_registering(&task.key, change, commands, artifacts, now_ms())
+                .await?
+        };
         if moved {
             self.inner.heartbeats.lock().forget(&task.key);
             tracing::debug!(

@@ -1,6 +1,7 @@
 //! The task-controller's configuration (TOML + `FEDFLOW_TASK_CONTROLLER__…`); see
 //! `deploy/config/task-controller.toml` for every key.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
@@ -23,6 +24,22 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub fencing: FencingConfig,
     pub telemetry: TelemetryConfig,
+    /// External components this party's operator registers, by module name: what a DSL's
+    /// component with a `provider` runs here. A DSL names a module, never a command.
+    pub components: BTreeMap<String, ComponentConfig>,
+}
+
+/// One registered component: an executable with fixed arguments and environment, and the
+/// roles (empty: all) it serves. The worker runs it as its child, with
+/// `FEDFLOW_COMPONENT_CONFIG` naming `component.json` (parameters, inputs, output directory).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// An absolute path.
+    pub command: PathBuf,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub roles: Vec<String>,
 }
 
 /// Self-fencing: a party that cannot reach a job's scheduler stops its own workers for the
@@ -63,6 +80,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             fencing: FencingConfig::default(),
             telemetry: TelemetryConfig::default(),
+            components: BTreeMap::new(),
         }
     }
 }

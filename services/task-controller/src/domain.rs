@@ -7,6 +7,7 @@
 pub mod attempt;
 pub mod fencing;
 pub mod heartbeat;
+pub mod table;
 
 use fedflow_core::{TaskStatus, Transition};
 

@@ -3,6 +3,7 @@
 //! back; app errors become replies through [`fedflow_rpc::error::to_status`].
 
 mod convert;
+mod data;
 
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::task_status_to_pb;
@@ -15,6 +16,7 @@ use convert::{GetTaskOutput, Heartbeat, UpdateTaskStatus};
 
 pub const SERVICE_NAME: &str = "fedflow.taskcontroller.v1.TaskController";
 pub const WORKER_SERVICE_NAME: &str = "fedflow.taskcontroller.v1.Worker";
+pub use data::DATA_SERVICE_NAME;
 
 impl From<app::Error> for Status {
     fn from(e: app::Error) -> Status {
@@ -27,10 +29,12 @@ pub fn services(
 ) -> (
     pb::task_controller_server::TaskControllerServer<TaskController>,
     pb::worker_server::WorkerServer<Worker>,
+    pb::data_server::DataServer<data::Data>,
 ) {
     (
         pb::task_controller_server::TaskControllerServer::new(TaskController { app: app.clone() }),
-        pb::worker_server::WorkerServer::new(Worker { app }),
+        pb::worker_server::WorkerServer::new(Worker { app: app.clone() }),
+        pb::data_server::DataServer::new(data::Data { app }),
     )
 }
 

@@ -39,6 +39,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+    for (module, component) in &config.components {
+        if !fedflow_core::modules::is_external_name(module)
+            || fedflow_core::modules::is_known(module)
+        {
+            return Err(Error::Config(format!(
+                "components.{module}: not a module name, or the name of a built-in module"
+            )));
+        }
+        if !component.command.is_absolute() {
+            return Err(Error::Config(format!(
+                "components.{module}.command: {} is not an absolute path",
+                component.command.display()
+            )));
+        }
+    }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let store =
@@ -79,7 +94,14 @@ pub async fn run(
         remote::Reporter::new(client),
         advertise,
         timing,
+        app::Local {
+            data_dir: config.data_dir.clone(),
+            components: config.components.clone(),
+        },
     );
+    if let Err(e) = app.sweep_data().await {
+        tracing::warn!(error = %e, "sweeping the data directory failed");
+    }
     let loops = CancellationToken::new();
     let background = TaskTracker::new();
     background.spawn({
@@ -95,10 +117,16 @@ pub async fn run(
         async move { app.run_outbox(stop).await }
     });
     background.close();
-    let (task_controller, worker) = grpc::services(app);
-    let (health, routes) =
-        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
-    let routes = routes.add_service(task_controller).add_service(worker);
+    let (task_controller, worker, data) = grpc::services(app);
+    let (health, routes) = fedflow_rpc::server::base_routes(&[
+        grpc::SERVICE_NAME,
+        grpc::WORKER_SERVICE_NAME,
+        grpc::DATA_SERVICE_NAME,
+    ]);
+    let routes = routes
+        .add_service(task_controller)
+        .add_service(worker)
+        .add_service(data);
     tracing::info!(
         party = %config.party_id,
         addr = ?listener.local_addr().ok(),
@@ -108,7 +136,11 @@ pub async fn run(
     let served = fedflow_rpc::server::serve(
         routes,
         health,
-        &[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME],
+        &[
+            grpc::SERVICE_NAME,
+            grpc::WORKER_SERVICE_NAME,
+            grpc::DATA_SERVICE_NAME,
+        ],
         listener,
         shutdown,
     )

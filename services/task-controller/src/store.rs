@@ -4,6 +4,7 @@
 //! write is a compare-and-set on the status read before, and writes the values the domain
 //! decided (no rule lives in the SQL). Schema in [`schema`], row mapping in [`rows`].
 
+mod data;
 mod rows;
 mod schema;
 
@@ -12,6 +13,7 @@ use fedflow_store::{Command, Db, Outbox, Transition, get};
 
 use crate::domain::attempt::{self, Move};
 pub use crate::domain::{Task, TaskKey};
+pub use data::{Artifact, Registered, Table};
 use rows::task_from_row;
 
 /// The audit table: every status transition, with its cause and request id.
@@ -144,40 +146,10 @@ impl Store {
         commands: &[Command],
         now: i64,
     ) -> Result<bool, Error> {
-        let stamps = change.stamps(now);
+        let (sql, values, transition) = party_status_update(key, change, now);
         let n = self
             .db
-            .exec_audited_sending(
-                AUDIT,
-                "UPDATE taskctl_tasks SET party_status = ?, reason = ?, update_ms = ?,
-                    output = COALESCE(?, output),
-                    start_ms = COALESCE(?, start_ms),
-                    end_ms = ?
-                 WHERE job_id = ? AND component = ? AND version = ? AND role = ?
-                   AND party_status = ?",
-                vec![
-                    change.to.as_str().into(),
-                    change.reason.clone().into(),
-                    now.into(),
-                    change.output.clone().into(),
-                    stamps.start_ms.into(),
-                    stamps.end_ms.into(),
-                    key.job_id.clone().into(),
-                    key.component.clone().into(),
-                    i64::from(key.version).into(),
-                    key.role.clone().into(),
-                    change.from.as_str().into(),
-                ],
-                Transition::new(
-                    "party-task",
-                    key.audit_key(),
-                    change.from.as_str(),
-                    change.to.as_str(),
-                    &change.reason,
-                    now,
-                ),
-                Some((OUTBOX, commands)),
-            )
+            .exec_audited_sending(AUDIT, sql, values, transition, Some((OUTBOX, commands)))
             .await?;
         Ok(n == 1)
     }
@@ -288,6 +260,44 @@ impl Store {
             .await?;
         Ok(n == 1)
     }
+}
+
+/// The compare-and-set of [`Store::cas_party_status`]: its statement, values and audit entry.
+fn party_status_update(
+    key: &TaskKey,
+    change: &Move,
+    now: i64,
+) -> (&'static str, Vec<fedflow_store::SqlValue>, Transition) {
+    let stamps = change.stamps(now);
+    (
+        "UPDATE taskctl_tasks SET party_status = ?, reason = ?, update_ms = ?,
+            output = COALESCE(?, output),
+            start_ms = COALESCE(?, start_ms),
+            end_ms = ?
+         WHERE job_id = ? AND component = ? AND version = ? AND role = ?
+           AND party_status = ?",
+        vec![
+            change.to.as_str().into(),
+            change.reason.clone().into(),
+            now.into(),
+            change.output.clone().into(),
+            stamps.start_ms.into(),
+            stamps.end_ms.into(),
+            key.job_id.clone().into(),
+            key.component.clone().into(),
+            i64::from(key.version).into(),
+            key.role.clone().into(),
+            change.from.as_str().into(),
+        ],
+        Transition::new(
+            "party-task",
+            key.audit_key(),
+            change.from.as_str(),
+            change.to.as_str(),
+            &change.reason,
+            now,
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -453,3 +453,26 @@ async fn a_party_that_cannot_reach_the_scheduler_fences_its_running_tasks() {
     assert!(report.reason.starts_with("fenced"), "{report:?}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_removes_unfinished_uploads_and_table_files_no_row_names() {
+    let mut stray = Vec::new();
+    let h = Harness::start(|c| {
+        for (dir, file) in [
+            ("uploads", "0123456789abcdef.part"),
+            ("tables/experiment/t", "cut.csv"),
+        ] {
+            let dir = c.data_dir.join(dir);
+            std::fs::create_dir_all(&dir).expect("create");
+            std::fs::write(dir.join(file), "id\n1\n").expect("write");
+            stray.push(dir.join(file));
+        }
+    })
+    .await;
+    // Serving: the sweep, which runs before, is done.
+    h.create("nap", "Sleep", serde_json::json!({})).await;
+    for path in &stray {
+        assert!(!path.exists(), "{} was left", path.display());
+    }
+    h.stop().await;
+}

@@ -55,7 +55,24 @@ pub(super) fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Compo
         let module = member(body, "module", format!("{field}.module"))?
             .as_str()
             .ok_or_else(|| err(format!("{field}.module"), "expected a string"))?;
-        if !modules::is_known(module) {
+        let provider = match body.get("provider") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) if p == "fedflow" || p.starts_with("fedflow@") => None,
+            Some(Value::String(p)) if !p.is_empty() && p.len() <= 64 => Some(p.clone()),
+            Some(other) => {
+                return Err(err(
+                    format!("{field}.provider"),
+                    format!("expected a provider name such as \"fate@2.2.0\", got {other}"),
+                ));
+            }
+        };
+        if provider.is_some() && !modules::is_external_name(module) {
+            return Err(err(
+                format!("{field}.module"),
+                format!("{module:?} is not a module name (a letter, then letters, digits or _)"),
+            ));
+        }
+        if provider.is_none() && !modules::is_known(module) {
             return Err(err(
                 format!("{field}.module"),
                 format!(
@@ -149,6 +166,7 @@ pub(super) fn parse_components(dsl: &Value, limits: &Limits) -> Result<Vec<Compo
         parsed.push(Component {
             name: name.clone(),
             module: module.to_owned(),
+            provider,
             inputs,
             upstream,
         });

@@ -204,6 +204,13 @@ impl JobSpec {
         for who in self.participants() {
             self.job_params(&who)?;
             for plan in self.task_plans(&who)? {
+                let external = self
+                    .components
+                    .iter()
+                    .any(|c| c.name == plan.component && c.provider.is_some());
+                if external {
+                    continue;
+                }
                 modules::validate_params(&plan.module, &plan.params).map_err(|message| {
                     err(
                         format!("component_parameters ({} for {who})", plan.component),

@@ -306,3 +306,25 @@ fn role_sections_merge_all_first_then_by_selector() {
     assert_eq!(e.field, "component_parameters.role.guest.1| 1");
     assert_eq!(e.message, "party index 1 is listed twice");
 }
+
+#[test]
+fn a_component_with_a_provider_names_a_registered_module_whose_parameters_it_checks() {
+    let conf = json!({
+        "dsl_version": 2,
+        "initiator": {"role": "guest", "party_id": 9999},
+        "role": {"guest": [9999]},
+        "component_parameters": {"common": {"lr": {"max_iter": 10, "anything": [1]}}}
+    });
+    let dsl = |module: &str, provider: Value| json!({"components": {"lr": {"module": module, "provider": provider}}});
+    let spec = parse_values(&dsl("HeteroLR", json!("fate@2.2.0")), &conf).expect("valid");
+    assert_eq!(spec.components[0].provider.as_deref(), Some("fate@2.2.0"));
+    // Without a provider (or with fedflow's own), the module must be built in.
+    for provider in [Value::Null, json!("fedflow")] {
+        let err = parse_values(&dsl("HeteroLR", provider), &conf).expect_err("unknown");
+        assert_eq!(err.field, "dsl.components.lr.module", "{err}");
+    }
+    let err = parse_values(&dsl("../run", json!("local@1")), &conf).expect_err("a path");
+    assert_eq!(err.field, "dsl.components.lr.module", "{err}");
+    let err = parse_values(&dsl("HeteroLR", json!(3)), &conf).expect_err("not a name");
+    assert_eq!(err.field, "dsl.components.lr.provider", "{err}");
+}

@@ -73,10 +73,11 @@ impl Router {
         local.insert(services::SCHEDULER, scheduler.clone());
         local.insert(services::STATUS_REPORT, scheduler);
         local.insert(services::JOB_CONTROLLER, job_controller.clone());
-        local.insert(
-            services::TASK_CONTROLLER,
-            chan(&config.local.task_controller)?,
-        );
+        let task_controller = chan(&config.local.task_controller)?;
+        local.insert(services::TASK_CONTROLLER, task_controller.clone());
+        // This party's own services only: no other party's call reaches it (the policy opens
+        // none of its methods), so data and models never leave the party through here.
+        local.insert(services::TASK_CONTROLLER_DATA, task_controller);
         let mut remote = HashMap::new();
         for (party, route) in &config.routes {
             fedflow_core::ids::party_id(party)

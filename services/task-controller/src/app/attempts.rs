@@ -46,29 +46,44 @@ impl App {
         }
     }
 
-    /// What the attempt's worker is told.
-    fn task_file(&self, task: &Task) -> TaskFile {
-        TaskFile {
+    /// What the attempt's worker is told; the error (an input that cannot be resolved) is the
+    /// attempt's failure reason.
+    async fn task_file(&self, task: &Task) -> Result<TaskFile, String> {
+        // Checked to be an object when the row was created.
+        let parameters = serde_json::from_str(&task.parameters).unwrap_or_default();
+        let inputs = self.resolve_inputs(task, &parameters).await?;
+        Ok(TaskFile {
             component: task.key.component.clone(),
             heartbeat_interval_ms: self.inner.timing.heartbeat_interval.as_millis() as u64,
+            inputs,
             job_id: task.key.job_id.clone(),
             module: task.module.clone(),
-            // Checked to be an object when the row was created.
-            parameters: serde_json::from_str(&task.parameters).unwrap_or_default(),
+            parameters,
             party_id: task.key.party_id.clone(),
+            program: self.program(&task.module),
             role: task.key.role.clone(),
             task_controller: self.inner.advertise.clone(),
             token: task.token.clone(),
             upstream: task.upstream.clone(),
             version: task.key.version,
-        }
+        })
     }
 
     /// Launches the worker of the claimed attempt `task` (running, with its token) and
     /// records it; returns the party status after.
     pub(super) async fn launch(&self, task: &Task) -> Result<TaskStatus, Error> {
         let key = &task.key;
-        match self.inner.engine.launch(key, &self.task_file(task)) {
+        let file = match self.task_file(task).await {
+            Ok(file) => file,
+            Err(why) => {
+                tracing::info!(task = %key, reason = %why, "inputs not resolved");
+                self.apply(task, &attempt::inputs_unresolved(&why)).await?;
+                // As for a worker stopped at once: the failure, with its reason, reaches the
+                // scheduler as this party's report, so the start answers that the task ran.
+                return Ok(TaskStatus::Running);
+            }
+        };
+        match self.inner.engine.launch(key, &file) {
             Ok(Launch::Process { mut child, worker }) => {
                 let recorded = self
                     .inner

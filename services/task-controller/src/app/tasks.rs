@@ -35,6 +35,9 @@ impl App {
     /// were new.
     pub async fn create_tasks(&self, create: CreateTasks) -> Result<u32, Error> {
         self.check_party(create.party_id.as_str())?;
+        for task in &create.tasks {
+            self.check_module(&task.module, create.role.as_str())?;
+        }
         let rows: Vec<Task> = create
             .tasks
             .into_iter()

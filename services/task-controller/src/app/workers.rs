@@ -22,6 +22,8 @@ pub struct WorkerReport {
     pub status: TaskStatus,
     pub reason: String,
     pub output: String,
+    /// With a success: the artifacts the attempt wrote, to register with it.
+    pub outputs: Vec<fedflow_core::task_file::OutputArtifact>,
 }
 
 impl App {
@@ -48,7 +50,21 @@ impl App {
                 Ok(false)
             }
             Report::Unchanged => Ok(false),
-            Report::End(end) => self.apply(&task, &end).await,
+            Report::End(mut end) => {
+                if end.to != TaskStatus::Success || report.outputs.is_empty() {
+                    return self.apply(&task, &end).await;
+                }
+                match self.check_outputs(&task.key, &report.outputs) {
+                    Ok(artifacts) => self.apply_registering(&task, &end, &artifacts).await,
+                    Err(why) => {
+                        // A success whose outputs are not there is no success.
+                        end.to = TaskStatus::Failed;
+                        end.reason = why;
+                        end.output = None;
+                        self.apply(&task, &end).await
+                    }
+                }
+            }
             Report::Refuse(why) => Err(Error::FailedPrecondition(why)),
         }
     }

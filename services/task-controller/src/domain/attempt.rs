@@ -96,6 +96,15 @@ pub fn not_launched(error: &str) -> Move {
     )
 }
 
+/// A claimed attempt whose inputs could not be resolved: failed, with no worker started.
+pub fn inputs_unresolved(why: &str) -> Move {
+    Move::new(
+        TaskStatus::Running,
+        TaskStatus::Failed,
+        format!("inputs: {why}"),
+    )
+}
+
 /// A claimed attempt after its worker was launched: `recorded` says whether the worker was
 /// stored as the attempt's (false: the attempt moved on while the worker started, reported
 /// by a fast worker or stopped, and the new process must not run on).

@@ -26,7 +26,9 @@ pub fn job_id(job_id: String) -> Result<JobId, Error> {
 /// the module accepts.
 fn new_task(i: usize, task: pb::TaskSpec) -> Result<NewTask, Error> {
     let component: ComponentName = ids::field(format!("tasks[{i}].component"), task.component)?;
-    if !fedflow_core::modules::is_known(&task.module) {
+    // A module that is not built in must be registered here (the app checks).
+    let builtin = fedflow_core::modules::is_known(&task.module);
+    if !builtin && !fedflow_core::modules::is_external_name(&task.module) {
         return Err(Error::InvalidArgument(format!(
             "unknown module {:?} for component {component}",
             task.module
@@ -38,7 +40,9 @@ fn new_task(i: usize, task: pb::TaskSpec) -> Result<NewTask, Error> {
     let params = params
         .as_object()
         .ok_or_else(|| bad("not an object".to_owned()))?;
-    fedflow_core::modules::validate_params(&task.module, params).map_err(bad)?;
+    if builtin {
+        fedflow_core::modules::validate_params(&task.module, params).map_err(bad)?;
+    }
     let upstream = task
         .upstream
         .into_iter()
@@ -164,8 +168,36 @@ impl TryFrom<pb::ReportStatusRequest> for WorkerReport {
             status,
             reason: r.reason,
             output: r.output_json,
+            outputs: r
+                .outputs
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| output_artifact(i, o))
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// Output `i` of a worker's report; its metadata and overview must be JSON.
+fn output_artifact(
+    i: usize,
+    o: pb::OutputArtifact,
+) -> Result<fedflow_core::task_file::OutputArtifact, Error> {
+    let json = |field: &str, text: &str| -> Result<serde_json::Value, Error> {
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("outputs[{i}].{field}: {e}")))
+    };
+    Ok(fedflow_core::task_file::OutputArtifact {
+        metadata: json("metadata_json", &o.metadata_json)?,
+        overview: json("overview_json", &o.overview_json)?,
+        output_key: o.output_key,
+        kind: o.kind,
+        type_name: o.type_name,
+        file: o.file,
+    })
 }
 
 /// `Heartbeat`: the attempt and its token.
@@ -256,8 +288,8 @@ mod tests {
                 "tasks[0].upstream[0]: ",
             ),
             (
-                |r| r.tasks[0].module = "Nope".into(),
-                "unknown module \"Nope\"",
+                |r| r.tasks[0].module = "../Nope".into(),
+                "unknown module \"../Nope\"",
             ),
             (
                 |r| r.tasks[0].parameters_json = "[]".into(),

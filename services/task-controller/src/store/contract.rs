@@ -217,3 +217,128 @@ async fn a_worker_is_recorded_once_and_only_for_the_current_attempt() {
         );
     }
 }
+
+fn table(name: &str, path: &str) -> Table {
+    Table {
+        namespace: "experiment".into(),
+        name: name.into(),
+        path: path.into(),
+        columns: vec!["id".into(), "y".into()],
+        row_count: 2,
+        size_bytes: 10,
+        id_name: "id".into(),
+        label_name: "y".into(),
+        meta: r#"{"label_name":"y","delimiter":","}"#.into(),
+        partitions: 4,
+        extend_sid: false,
+        create_ms: 7,
+    }
+}
+
+#[tokio::test]
+async fn a_table_is_registered_once_replaced_only_when_asked_and_deleted() {
+    for store in stores("tables").await {
+        let first = table("t", "/d/1.csv");
+        assert_eq!(
+            store.register_table(&first, false).await.expect("register"),
+            Registered::New
+        );
+        let second = table("t", "/d/2.csv");
+        assert_eq!(
+            store
+                .register_table(&second, false)
+                .await
+                .expect("register"),
+            Registered::Exists
+        );
+        assert_eq!(
+            store.table("experiment", "t").await.expect("read"),
+            Some(first.clone())
+        );
+        assert_eq!(
+            store.register_table(&second, true).await.expect("replace"),
+            Registered::Replaced(first)
+        );
+        assert_eq!(
+            store.tables(None).await.expect("list"),
+            vec![second.clone()]
+        );
+        assert!(store.tables(Some("other")).await.expect("list").is_empty());
+        assert_eq!(
+            store.delete_table("experiment", "t").await.expect("delete"),
+            Some(second)
+        );
+        assert_eq!(
+            store.delete_table("experiment", "t").await.expect("delete"),
+            None
+        );
+        assert!(store.tables(None).await.expect("list").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn artifacts_are_registered_with_the_success_or_not_at_all() {
+    for store in claimed("artifacts", "tok").await {
+        let artifact = Artifact {
+            key: key("b", 0),
+            output_key: "output_data".into(),
+            kind: "data".into(),
+            type_name: "dataframe".into(),
+            path: "/d/out.csv".into(),
+            size_bytes: 3,
+            metadata: r#"{"schema":{"header":["id"],"z":[1,2]}}"#.into(),
+            overview: r#"{"row_count":2}"#.into(),
+            create_ms: 0,
+        };
+        let success = change(TaskStatus::Running, TaskStatus::Success, Some("{}"));
+        // A lost compare-and-set registers nothing.
+        let stale = change(TaskStatus::Waiting, TaskStatus::Success, None);
+        assert!(
+            !store
+                .cas_party_status_registering(
+                    &key("b", 0),
+                    &stale,
+                    &[],
+                    std::slice::from_ref(&artifact),
+                    9
+                )
+                .await
+                .expect("cas")
+        );
+        assert!(store.artifacts("j1", None).await.expect("list").is_empty());
+        assert!(
+            store
+                .cas_party_status_registering(
+                    &key("b", 0),
+                    &success,
+                    &[],
+                    std::slice::from_ref(&artifact),
+                    9
+                )
+                .await
+                .expect("cas")
+        );
+        let row = store.task(&key("b", 0)).await.expect("read").expect("row");
+        assert_eq!(row.party_status, TaskStatus::Success);
+        let listed = store.artifacts("j1", Some("b")).await.expect("list");
+        assert_eq!(
+            listed,
+            vec![Artifact {
+                create_ms: 9,
+                ..artifact
+            }]
+        );
+        // The metadata comes back byte for byte.
+        assert_eq!(
+            listed[0].metadata,
+            r#"{"schema":{"header":["id"],"z":[1,2]}}"#
+        );
+        assert!(
+            store
+                .artifacts("j1", Some("a"))
+                .await
+                .expect("list")
+                .is_empty()
+        );
+    }
+}

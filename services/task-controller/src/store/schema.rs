@@ -37,4 +37,42 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     },
     fedflow_store::audit_migration!("m0002_audit", "taskctl"),
     fedflow_store::outbox_migration!("m0003_outbox", "taskctl"),
+    Migration {
+        name: "m0004_data",
+        statements: &[
+            // The party's uploaded tables (its data registry).
+            "CREATE TABLE taskctl_tables (
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            row_count BIGINT NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            id_name TEXT NOT NULL,
+            label_name TEXT NOT NULL,
+            meta TEXT NOT NULL,
+            partitions BIGINT NOT NULL,
+            extend_sid BIGINT NOT NULL,
+            create_ms BIGINT NOT NULL,
+            PRIMARY KEY (namespace, name)
+        )",
+            // Every output of this party's tasks (its artifacts registry).
+            "CREATE TABLE taskctl_artifacts (
+            job_id TEXT NOT NULL,
+            component TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            role TEXT NOT NULL,
+            party_id TEXT NOT NULL,
+            output_key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            type_name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            metadata TEXT NOT NULL,
+            overview TEXT NOT NULL,
+            create_ms BIGINT NOT NULL,
+            PRIMARY KEY (job_id, component, version, role, output_key)
+        )",
+        ],
+    },
 ];
