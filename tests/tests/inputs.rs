@@ -505,6 +505,10 @@ fn create_tasks(job_id: &str) -> tc::CreateTasksRequest {
             upstream: vec![],
         }],
         request_id: String::new(),
+        parties: vec![fedflow_proto::common::v1::PartyRef {
+            role: "guest".into(),
+            party_id: "9999".into(),
+        }],
     }
 }
 
@@ -649,6 +653,20 @@ async fn ids_that_name_paths_are_refused_by_the_job_and_task_controllers_and_sto
             &format!("CreateTasks upstream {label}"),
             tasks.create_tasks(r).await,
             "component name",
+        );
+        r = create_tasks(PROBE);
+        r.parties[0].party_id = bad.clone();
+        assert_invalid(
+            &format!("CreateTasks parties[0].party_id {label}"),
+            tasks.create_tasks(r).await,
+            "parties[0].party_id",
+        );
+        r = create_tasks(PROBE);
+        r.parties[0].role = bad.clone();
+        assert_invalid(
+            &format!("CreateTasks parties[0].role {label}"),
+            tasks.create_tasks(r).await,
+            "parties[0].role",
         );
     }
     let mut r = create_tasks(PROBE);

@@ -362,6 +362,7 @@ fn cases() -> Vec<Case> {
                     version: 0,
                     tasks: Vec::new(),
                     request_id: fedflow_rpc::new_request_id(),
+                    parties: Vec::new(),
                 })
             },
         },

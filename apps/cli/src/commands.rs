@@ -124,6 +124,62 @@ pub async fn submit(ctx: &Ctx, dsl: &Path, conf: &Path, request_id: Option<Strin
     Ok(ExitCode::SUCCESS)
 }
 
+/// Submits the DSL and conf given as text; returns the job id.
+pub async fn submit_text(
+    ctx: &Ctx,
+    dsl: String,
+    conf: String,
+) -> std::result::Result<String, CliError> {
+    let request = pb::SubmitJobRequest {
+        dsl,
+        runtime_conf: conf,
+        request_id: String::new(),
+    };
+    Ok(ctx.client()?.submit_job(request).await?.into_inner().job_id)
+}
+
+/// The job once it has ended, or `None` when `within` passed first.
+pub async fn ended(
+    ctx: &Ctx,
+    job_id: &str,
+    within: Duration,
+) -> std::result::Result<Option<pb::Job>, CliError> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let job = get_job(ctx, job_id).await?;
+        if is_end(job.status) {
+            return Ok(Some(job));
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The output (JSON text) of the latest version of `component` at (`role`, `party_id`).
+pub async fn output_json(
+    ctx: &Ctx,
+    job_id: &str,
+    component: &str,
+    role: &str,
+    party_id: &str,
+) -> std::result::Result<String, CliError> {
+    Ok(ctx
+        .client()?
+        .get_task_output(pb::GetTaskOutputRequest {
+            job_id: job_id.to_owned(),
+            component: component.to_owned(),
+            role: role.to_owned(),
+            party_id: party_id.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .output_json)
+}
+
 async fn get_job(ctx: &Ctx, job_id: &str) -> std::result::Result<pb::Job, CliError> {
     let reply = ctx
         .client()?

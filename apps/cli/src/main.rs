@@ -2,7 +2,8 @@
 //!
 //! `fedflow job submit -d dsl.json -c conf.json`, `job query|list|stop|rerun|wait|watch`,
 //! `task query|output|log`, `data upload|list|info|delete`, `output list|metric|model|data`,
-//! and `standalone` (every service of N parties in this process).
+//! `test toy` (a data-plane connectivity job), and `standalone` (every service of N parties in
+//! this process).
 //! Human output by default, `--json` for scripts; errors print as `CODE: message` and exit
 //! non-zero.
 
@@ -11,6 +12,7 @@ mod data;
 mod pki;
 mod print;
 mod standalone;
+mod toy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +66,25 @@ enum Command {
     /// Certificates for mutual TLS between gateways: a party's CA, its gateway certificate.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Connectivity tests, as FATE's `flow test`.
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// A two-component job in which every party sends a value to the guest over the data
+    /// plane; succeeds when the guest received every party's value (FATE's `flow test toy`).
+    Toy {
+        #[arg(short = 'g', long)]
+        guest: String,
+        /// Host party ids, comma separated.
+        #[arg(long = "host", value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +290,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Standalone(args) => standalone::run(args).await,
         Command::Pki(command) => pki::run(command),
+        Command::Test(TestCommand::Toy {
+            guest,
+            hosts,
+            timeout,
+        }) => toy::run(&ctx, &guest, &hosts, timeout).await,
         Command::Job(command) => match command {
             JobCommand::Submit {
                 dsl,

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// Built-in modules compiled into `fedflow-worker`.
-pub const BUILTIN: &[&str] = &["Sleep", "Fail", "Sum", "Reader", "Statistics"];
+pub const BUILTIN: &[&str] = &["Sleep", "Fail", "Sum", "Reader", "Statistics", "Gather"];
 
 /// Parameter keys any module accepts (they steer the scheduler, not the component).
 const COMMON_KEYS: &[&str] = &["need_run"];
@@ -23,6 +23,9 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
         // The table, as `{"table": {"namespace", "name"}}` or FATE 2's flat `namespace`, `name`.
         "Reader" => &["table", "namespace", "name"],
         "Statistics" => &[],
+        // Every party's value goes to the guest over the data plane; `timeout_s` bounds the
+        // guest's wait for each.
+        "Gather" => &["value", "timeout_s"],
         other => return Err(format!("unknown module {other:?}")),
     };
     for (key, value) in params {
@@ -49,7 +52,10 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
                     .all(|r| r.as_str().is_some_and(|r| crate::ids::role(r).is_ok()))
             }),
             ("Fail", "attempts") => value.as_u64().is_some_and(|n| n <= 1_000),
-            ("Sum", "value") => value.as_i64().is_some(),
+            ("Sum" | "Gather", "value") => value.as_i64().is_some(),
+            ("Gather", "timeout_s") => value
+                .as_f64()
+                .is_some_and(|s| (0.0..=86_400.0).contains(&s)),
             ("Reader", "table") => value.as_object().is_some_and(|t| {
                 t.len() == 2
                     && ["namespace", "name"]
@@ -61,7 +67,9 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
         };
         if !ok {
             let expected = match (module, key.as_str()) {
-                ("Sleep", "seconds") => "a number of seconds from 0 to 86400",
+                ("Sleep", "seconds") | ("Gather", "timeout_s") => {
+                    "a number of seconds from 0 to 86400"
+                }
                 ("Fail", "message") => "a string",
                 ("Fail", "roles") => "a list of roles (guest, host, arbiter, local)",
                 ("Fail", "attempts") => "a whole number from 0 to 1000",

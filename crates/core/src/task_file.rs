@@ -14,6 +14,11 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskFile {
     pub component: String,
+    /// Where and as what the component talks to its peers on other parties: its party's
+    /// data-plane port (FATE's OSX protocol), the task's federation session and every party
+    /// of the task. Left out when the task-controller has no data plane configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_plane: Option<DataPlane>,
     /// How often the worker heartbeats.
     pub heartbeat_interval_ms: u64,
     /// The artifacts the component reads, by input key: `table` for a registered table a
@@ -39,6 +44,30 @@ pub struct TaskFile {
     /// The upstream components whose outputs the module may read.
     pub upstream: Vec<String>,
     pub version: i32,
+}
+
+/// A task's place on the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlane {
+    /// The party-gateway's data-plane port, `host:port`.
+    pub address: String,
+    /// Every party of the task, by role (this one included).
+    pub parties: Vec<DataPlaneParty>,
+    /// FATE's federation session, `{job_id}_{component}_{version}`.
+    pub session: String,
+}
+
+/// FATE's federation session of a task version: FATE-Flow's task id and the version,
+/// `{job_id}_{component}_{version}`, the same on every party of the task.
+pub fn session_id(job_id: &str, component: &str, version: i32) -> String {
+    format!("{job_id}_{component}_{version}")
+}
+
+/// A party of the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlaneParty {
+    pub party_id: String,
+    pub role: String,
 }
 
 /// A registered component's executable, fixed arguments and environment.
@@ -98,6 +127,7 @@ mod tests {
     fn sample() -> TaskFile {
         TaskFile {
             component: "train".into(),
+            data_plane: None,
             heartbeat_interval_ms: 1000,
             inputs: BTreeMap::new(),
             job_id: "202611261617000000001234".into(),

@@ -126,6 +126,15 @@ impl Federation {
         })
     }
 
+    /// Talks over `channel` (one the caller made, TLS or not) as `me` in `session`.
+    pub fn with_channel(channel: Channel, session: &str, me: Party) -> Federation {
+        Federation {
+            channel,
+            session: session.to_owned(),
+            me,
+        }
+    }
+
     pub fn session(&self) -> &str {
         &self.session
     }

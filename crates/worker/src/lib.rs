@@ -4,12 +4,14 @@
 //! runs the component named by `module` from the built-in registry, writes its output under
 //! the task directory and reports the end status, with the failure reason if any.
 //!
-//! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`, and
+//! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`,
+//! `Gather {value, timeout_s}` (the data plane, [`gather`]), and
 //! the artifact components of [`data`]: `Reader {table}`, `Statistics`. Any other module runs
 //! the executable this party registered for it ([`external`]).
 
 pub mod data;
 pub mod external;
+pub mod gather;
 
 use fedflow_core::task_file::OutputArtifact;
 use serde_json::{Map, Value, json};

@@ -32,8 +32,9 @@ impl TaskControllerClient {
         who: &Participant,
         scheduler_party: &str,
         plans: &[TaskPlan],
+        parties: &[Participant],
     ) -> Result<(), RemoteError> {
-        let call = calls::create_tasks(job_id, who, scheduler_party, 0, plans);
+        let call = calls::create_tasks(job_id, who, scheduler_party, 0, plans, parties);
         self.client.send_once(&call).await?;
         Ok(())
     }

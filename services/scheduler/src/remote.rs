@@ -206,6 +206,7 @@ impl Remote {
         scheduler_party: &str,
         version: i32,
         plans: &[TaskPlan],
+        parties: &[Participant],
     ) -> Result<(), RemoteError> {
         self.send(calls::create_tasks(
             job_id,
@@ -213,6 +214,7 @@ impl Remote {
             scheduler_party,
             version,
             plans,
+            parties,
         ))
         .await?;
         Ok(())

@@ -97,6 +97,8 @@ pub struct Local {
     pub data_dir: std::path::PathBuf,
     /// External components by module name (the task-controller's `components`).
     pub components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
+    /// The gateway's data-plane port as workers reach it; empty: components get none.
+    pub data_plane: String,
 }
 
 #[derive(Clone)]
@@ -126,6 +128,8 @@ struct Inner {
     components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
     /// One upload file operation at a time.
     uploads: tokio::sync::Mutex<()>,
+    /// The gateway's data-plane port as workers reach it; empty: none.
+    data_plane: String,
 }
 
 impl App {
@@ -141,6 +145,7 @@ impl App {
         let Local {
             data_dir,
             components,
+            data_plane,
         } = local;
         let outbox = store.outbox();
         App {
@@ -158,6 +163,7 @@ impl App {
                 data_dir,
                 components,
                 uploads: tokio::sync::Mutex::new(()),
+                data_plane,
             }),
         }
     }

@@ -17,6 +17,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// This party's gateway, `host:port` (status reports to schedulers go through it).
     pub gateway: String,
+    /// The gateway's data-plane port (its `transfer.listen`) as this party's workers reach
+    /// it: components exchange data with their peers on other parties there (FATE's OSX
+    /// protocol). Empty: components are given no data plane.
+    pub data_plane: String,
     /// Deadline of one call through the gateway (a status report, a fencing probe).
     pub gateway_call_timeout_ms: u64,
     /// Task directories live under `<data_dir>/jobs/…`.
@@ -75,6 +79,7 @@ impl Default for Config {
                 ..DatabaseConfig::default()
             },
             gateway: "127.0.0.1:9370".into(),
+            data_plane: "127.0.0.1:9372".into(),
             gateway_call_timeout_ms: 10_000,
             data_dir: PathBuf::from("data"),
             worker: WorkerConfig::default(),

@@ -9,6 +9,7 @@ pub mod fencing;
 pub mod heartbeat;
 pub mod table;
 
+use fedflow_core::ids::Participant;
 use fedflow_core::{TaskStatus, Transition};
 
 /// Which task row: one per (job, component, version, role) on this party.
@@ -64,6 +65,9 @@ pub struct Task {
     pub need_run: bool,
     pub upstream: Vec<String>,
     pub scheduler_party_id: String,
+    /// Every party of the job, by role: the task's peers on the data plane (empty for rows
+    /// of a scheduler that did not send them).
+    pub parties: Vec<Participant>,
     /// This party's own status: `waiting` until an attempt is claimed, `running` while its
     /// worker runs, then the attempt's end status.
     pub party_status: TaskStatus,
@@ -99,6 +103,7 @@ impl Task {
             need_run,
             upstream,
             scheduler_party_id,
+            parties: Vec::new(),
             party_status: TaskStatus::Waiting,
             status: TaskStatus::Waiting,
             reason: String::new(),

@@ -97,6 +97,7 @@ pub async fn run(
         app::Local {
             data_dir: config.data_dir.clone(),
             components: config.components.clone(),
+            data_plane: config.data_plane.clone(),
         },
     );
     if let Err(e) = app.sweep_data().await {

@@ -55,12 +55,19 @@ impl Store {
         for task in tasks {
             let upstream =
                 serde_json::to_string(&task.upstream).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let parties: Vec<(&str, &str)> = task
+                .parties
+                .iter()
+                .map(|p| (p.role.as_str(), p.party_id.as_str()))
+                .collect();
+            let parties =
+                serde_json::to_string(&parties).map_err(|e| Error::Corrupt(e.to_string()))?;
             created += tx
                 .exec(
                     "INSERT INTO taskctl_tasks (job_id, component, version, role, party_id, module,
                         parameters, need_run, upstream, scheduler_party_id, party_status, status,
-                        create_ms, update_ms)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        create_ms, update_ms, parties)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                      ON CONFLICT (job_id, component, version, role) DO NOTHING",
                     vec![
                         task.key.job_id.clone().into(),
@@ -77,6 +84,7 @@ impl Store {
                         task.status.as_str().into(),
                         now.into(),
                         now.into(),
+                        parties.into(),
                     ],
                 )
                 .await?;

@@ -139,6 +139,7 @@ pub fn create_tasks(
     scheduler_party: &str,
     version: i32,
     plans: &[TaskPlan],
+    parties: &[Participant],
 ) -> Call<tc::CreateTasksRequest> {
     to_participant!(
         who,
@@ -148,6 +149,13 @@ pub fn create_tasks(
             scheduler_party_id: scheduler_party.to_owned(),
             version,
             tasks: task_specs(plans),
+            parties: parties
+                .iter()
+                .map(|p| fedflow_proto::common::v1::PartyRef {
+                    role: p.role.clone(),
+                    party_id: p.party_id.clone(),
+                })
+                .collect(),
         }
     )
 }

@@ -110,6 +110,7 @@ impl App {
                     &who,
                     create.scheduler_party_id.as_str(),
                     &create.tasks,
+                    &spec.participants(),
                 )
                 .await?;
         }

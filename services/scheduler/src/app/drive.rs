@@ -236,10 +236,16 @@ impl App {
         versions: &BTreeMap<String, i32>,
     ) -> Result<(), Error> {
         let creations = versions::creations(spec, versions).map_err(corrupt)?;
+        let parties = spec.participants();
         let created = join_all(creations.iter().map(|(who, version, plans)| {
-            self.inner
-                .remote
-                .create_tasks(job_id, who, &self.inner.party_id, *version, plans)
+            self.inner.remote.create_tasks(
+                job_id,
+                who,
+                &self.inner.party_id,
+                *version,
+                plans,
+                &parties,
+            )
         }))
         .await;
         if let Some(err) = created.into_iter().find_map(Result::err) {

@@ -5,7 +5,7 @@
 
 use fedflow_core::TaskStatus;
 use fedflow_core::ids::{self, JobId, PartyId};
-use fedflow_core::task_file::TaskFile;
+use fedflow_core::task_file::{DataPlane, DataPlaneParty, TaskFile};
 use fedflow_rpc::now_ms;
 
 use super::{App, Error, claimed};
@@ -54,6 +54,22 @@ impl App {
         let inputs = self.resolve_inputs(task, &parameters).await?;
         Ok(TaskFile {
             component: task.key.component.clone(),
+            data_plane: (!self.inner.data_plane.is_empty()).then(|| DataPlane {
+                address: self.inner.data_plane.clone(),
+                parties: task
+                    .parties
+                    .iter()
+                    .map(|p| DataPlaneParty {
+                        role: p.role.clone(),
+                        party_id: p.party_id.clone(),
+                    })
+                    .collect(),
+                session: fedflow_core::task_file::session_id(
+                    &task.key.job_id,
+                    &task.key.component,
+                    task.key.version,
+                ),
+            }),
             heartbeat_interval_ms: self.inner.timing.heartbeat_interval.as_millis() as u64,
             inputs,
             job_id: task.key.job_id.clone(),

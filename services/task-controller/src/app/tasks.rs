@@ -2,7 +2,7 @@
 //! the scheduler decided, listing a job's rows and answering a component's output.
 
 use fedflow_core::TaskStatus;
-use fedflow_core::ids::{ComponentName, JobId, PartyId, Role, TaskVersion};
+use fedflow_core::ids::{ComponentName, JobId, Participant, PartyId, Role, TaskVersion};
 use fedflow_rpc::now_ms;
 
 use super::{App, Error};
@@ -28,6 +28,8 @@ pub struct CreateTasks {
     pub scheduler_party_id: PartyId,
     pub version: TaskVersion,
     pub tasks: Vec<NewTask>,
+    /// Every party of the job, by role.
+    pub parties: Vec<Participant>,
 }
 
 impl App {
@@ -42,7 +44,7 @@ impl App {
             .tasks
             .into_iter()
             .map(|task| {
-                Task::new(
+                let mut row = Task::new(
                     TaskKey {
                         job_id: create.job_id.to_string(),
                         component: task.component.into_inner(),
@@ -58,7 +60,9 @@ impl App {
                         .map(ComponentName::into_inner)
                         .collect(),
                     create.scheduler_party_id.to_string(),
-                )
+                );
+                row.parties = create.parties.clone();
+                row
             })
             .collect();
         Ok(self.inner.store.insert_tasks(&rows, now_ms()).await?)

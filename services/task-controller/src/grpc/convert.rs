@@ -4,7 +4,7 @@
 //! whether a party id is this party's is the app's to say.
 
 use fedflow_core::TaskStatus;
-use fedflow_core::ids::{self, ComponentName, JobId, TaskKey};
+use fedflow_core::ids::{self, ComponentName, JobId, Participant, PartyId, Role, TaskKey};
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::{task_status_from_pb, task_status_to_pb};
 
@@ -73,6 +73,19 @@ impl TryFrom<pb::CreateTasksRequest> for CreateTasks {
                 .into_iter()
                 .enumerate()
                 .map(|(i, task)| new_task(i, task))
+                .collect::<Result<_, _>>()?,
+            parties: r
+                .parties
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let role: Role = ids::field(format!("parties[{i}].role"), p.role)?;
+                    let party_id: PartyId = ids::field(format!("parties[{i}].party_id"), p.party_id)?;
+                    Ok::<_, Error>(Participant {
+                        role: role.into_inner(),
+                        party_id: party_id.to_string(),
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         })
     }

@@ -2,6 +2,7 @@
 //! a value the code could not have written reported as [`Error::Corrupt`] rather than guessed.
 
 use fedflow_core::TaskStatus;
+use fedflow_core::ids::Participant;
 use fedflow_store::{Row, get};
 
 use super::Error;
@@ -14,6 +15,8 @@ pub(super) fn task_from_row(row: &Row) -> Result<Task, Error> {
             .map_err(|e: fedflow_core::status::UnknownStatus| Error::Corrupt(e.to_string()))
     };
     let upstream: String = get(row, "upstream")?;
+    let parties: Vec<(String, String)> =
+        serde_json::from_str(&get::<String>(row, "parties")?).map_err(|e| Error::Corrupt(e.to_string()))?;
     Ok(Task {
         key: TaskKey {
             job_id: get(row, "job_id")?,
@@ -28,6 +31,10 @@ pub(super) fn task_from_row(row: &Row) -> Result<Task, Error> {
         need_run: get::<i64>(row, "need_run")? != 0,
         upstream: serde_json::from_str(&upstream).map_err(|e| Error::Corrupt(e.to_string()))?,
         scheduler_party_id: get(row, "scheduler_party_id")?,
+        parties: parties
+            .into_iter()
+            .map(|(role, party_id)| Participant { role, party_id })
+            .collect(),
         party_status: status("party_status")?,
         status: status("status")?,
         reason: get(row, "reason")?,

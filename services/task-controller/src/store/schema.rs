@@ -75,4 +75,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         )",
         ],
     },
+    Migration {
+        name: "m0005_task_parties",
+        statements: &[
+            // Every party of the task's job, by role, as JSON: its peers on the data plane.
+            "ALTER TABLE taskctl_tasks ADD COLUMN parties TEXT NOT NULL DEFAULT '[]'",
+        ],
+    },
 ];
