@@ -1,4 +1,4 @@
-//! Compiles `proto/fedflow/**/*.proto` with the protoc shipped in `protoc-bin-vendored`, so a
+//! Compiles `proto/fedflow/**/*.proto` and FATE's OSX protocol (`proto/osx/osx.proto`) with the protoc shipped in `protoc-bin-vendored`, so a
 //! fresh machine needs no protoc installed. Also writes the descriptor set served by reflection.
 
 use std::path::PathBuf;
@@ -8,7 +8,10 @@ const PROTOS: &[&str] = &[
     "fedflow/scheduler/v1/scheduler.proto",
     "fedflow/jobcontroller/v1/jobcontroller.proto",
     "fedflow/taskcontroller/v1/taskcontroller.proto",
+    "fedflow/taskcontroller/v1/sessions.proto",
     "fedflow/gateway/v1/gateway.proto",
+    "fedflow/gateway/v1/transfer.proto",
+    "osx/osx.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,5 +21,12 @@ macro_rules! v1_packages {
 
 v1_packages!(common, scheduler, jobcontroller, taskcontroller, gateway);
 
+/// FATE 2.x's OSX private transfer protocol (`proto/osx/osx.proto`, package `org.ppc.ptp`),
+/// which pyfate's `osx` federation backend speaks to the party-gateway's data-plane port.
+#[allow(non_camel_case_types)]
+pub mod osx {
+    include!(concat!(env!("OUT_DIR"), "/org.ppc.ptp.rs"));
+}
+
 /// The encoded `FileDescriptorSet` of every fedflow proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fedflow_descriptor");
