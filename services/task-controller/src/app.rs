@@ -8,6 +8,7 @@
 
 mod attempts;
 mod fencing;
+mod sessions;
 mod tasks;
 mod workers;
 
@@ -30,6 +31,7 @@ use crate::domain::fencing::Contacts;
 use crate::domain::heartbeat::Heartbeats;
 use crate::engine::Engine;
 use crate::remote::Reporter;
+use crate::remote::sessions::SessionEnds;
 use crate::store::{self, Store, Task, TaskKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,8 @@ struct Inner {
     outbox: fedflow_store::Outbox,
     /// Each job's scheduler party, once read for another party's call (it never changes).
     known: KnownJobs,
+    /// Tells the gateway when a session's attempt ended.
+    session_ends: SessionEnds,
 }
 
 impl App {
@@ -112,6 +116,7 @@ impl App {
         reporter: Reporter,
         advertise: String,
         timing: Timing,
+        session_ends: SessionEnds,
     ) -> Self {
         let outbox = store.outbox();
         App {
@@ -126,6 +131,7 @@ impl App {
                 contacts: Mutex::new(Contacts::default()),
                 outbox,
                 known: KnownJobs::default(),
+                session_ends,
             }),
         }
     }
@@ -224,6 +230,9 @@ impl App {
             self.inner.outbox.wake();
             if change.kill {
                 self.kill_worker(task).await;
+            }
+            if change.to.is_end() && change.from == TaskStatus::Running {
+                self.attempt_ended(&task.key);
             }
         }
         Ok(moved)

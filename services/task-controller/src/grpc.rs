@@ -3,6 +3,7 @@
 //! back; app errors become replies through [`fedflow_rpc::error::to_status`].
 
 mod convert;
+pub mod sessions;
 
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::task_status_to_pb;

@@ -79,6 +79,11 @@ pub async fn run(
         remote::Reporter::new(client),
         advertise,
         timing,
+        remote::sessions::SessionEnds::new(
+            fedflow_rpc::channel(&config.gateway)
+                .map_err(|e| Error::Config(format!("gateway: {e}")))?,
+            Duration::from_millis(config.gateway_call_timeout_ms),
+        ),
     );
     let loops = CancellationToken::new();
     let background = TaskTracker::new();
@@ -95,10 +100,17 @@ pub async fn run(
         async move { app.run_outbox(stop).await }
     });
     background.close();
+    let sessions = grpc::sessions::service(app.clone());
     let (task_controller, worker) = grpc::services(app);
-    let (health, routes) =
-        fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME]);
-    let routes = routes.add_service(task_controller).add_service(worker);
+    let (health, routes) = fedflow_rpc::server::base_routes(&[
+        grpc::SERVICE_NAME,
+        grpc::WORKER_SERVICE_NAME,
+        grpc::sessions::SERVICE_NAME,
+    ]);
+    let routes = routes
+        .add_service(task_controller)
+        .add_service(worker)
+        .add_service(sessions);
     tracing::info!(
         party = %config.party_id,
         addr = ?listener.local_addr().ok(),
@@ -108,7 +120,11 @@ pub async fn run(
     let served = fedflow_rpc::server::serve(
         routes,
         health,
-        &[grpc::SERVICE_NAME, grpc::WORKER_SERVICE_NAME],
+        &[
+            grpc::SERVICE_NAME,
+            grpc::WORKER_SERVICE_NAME,
+            grpc::sessions::SERVICE_NAME,
+        ],
         listener,
         shutdown,
     )

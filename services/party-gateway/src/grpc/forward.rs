@@ -46,6 +46,8 @@ pub struct Router {
     party_id: String,
     local: HashMap<&'static str, Channel>,
     remote: HashMap<String, pb::federation_client::FederationClient<Channel>>,
+    /// The federation channel to each party of the route table (shared with the data plane).
+    channels: HashMap<String, Channel>,
     forward: ForwardConfig,
     /// Set in mtls mode: callers are authenticated by their certificates.
     mtls: bool,
@@ -78,6 +80,7 @@ impl Router {
             chan(&config.local.task_controller)?,
         );
         let mut remote = HashMap::new();
+        let mut channels = HashMap::new();
         for (party, route) in &config.routes {
             fedflow_core::ids::party_id(party)
                 .map_err(|e| Error::Config(format!("routes: {e}")))?;
@@ -88,6 +91,7 @@ impl Router {
                 }
                 None => chan(route.address())?,
             };
+            channels.insert(party.clone(), channel.clone());
             remote.insert(
                 party.clone(),
                 pb::federation_client::FederationClient::new(channel)
@@ -99,6 +103,7 @@ impl Router {
             party_id: config.party_id.clone(),
             local,
             remote,
+            channels,
             forward: config.forward.clone(),
             mtls: tls.is_some(),
             replay: ReplayGuard::new(
@@ -108,6 +113,11 @@ impl Router {
             membership: Membership::new(job_controller),
             background,
         })
+    }
+
+    /// The federation channel to each party of the route table.
+    pub fn federation_channels(&self) -> HashMap<String, Channel> {
+        self.channels.clone()
     }
 
     /// An envelope from one of this party's own services (the internal port): it speaks for
