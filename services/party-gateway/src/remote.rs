@@ -149,10 +149,12 @@ pub struct Delivery {
     pub trace_id: String,
 }
 
-/// How a delivery failed: worth trying again (`Transient`), or the receiver's refusal.
+/// How a delivery failed: worth trying again (`Transient`), the receiver's quota stayed full
+/// (`Full`: it waited already), or the receiver's refusal.
 #[derive(Debug, Clone)]
 pub enum DeliverError {
     Transient(String),
+    Full(String),
     Refused(tonic::Code, String),
 }
 
@@ -209,6 +211,13 @@ impl Peers {
         request.set_timeout(timeout);
         match client.deliver(request).await {
             Ok(_) => Ok(()),
+            Err(s)
+                if s.metadata()
+                    .get("x-ptp-code")
+                    .is_some_and(|c| c == "E0000000700") =>
+            {
+                Err(DeliverError::Full(s.message().to_owned()))
+            }
             Err(s) => {
                 let transient = matches!(
                     s.code(),

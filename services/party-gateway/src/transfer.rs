@@ -427,6 +427,9 @@ impl Broker {
                         message,
                     });
                 }
+                Err(DeliverError::Full(message)) => {
+                    return Err(Error::Full(format!("party {party}'s gateway: {message}")));
+                }
                 Err(DeliverError::Transient(reason)) => {
                     if tokio::time::Instant::now() + pause >= deadline {
                         return Err(Error::Unavailable(format!(
