@@ -3,6 +3,9 @@
 //! fedflow's 24 digits, the version the digits after the last `_` (a component name may hold
 //! `_` itself). Pure parsing, no I/O.
 
+/// fedflow's job ids: 24 digits (`crate::ids::new_job_id`).
+const JOB_ID_LEN: usize = 24;
+
 /// A parsed session id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Session {
@@ -16,10 +19,19 @@ pub struct Session {
 impl Session {
     /// Parses `x-ptp-session-id`; the error names what is wrong.
     pub fn parse(id: &str) -> Result<Session, String> {
-        let shape = "a session id is {job_id}_{component}_{version}";
-        let (job_id, rest) = id
-            .split_once('_')
-            .ok_or_else(|| format!("session id {id:?}: no '_' ({shape})"))?;
+        let shape = "a session id is {job_id}_{component}_{version}, the job id 24 digits";
+        let (job_id, rest) = match id.split_at_checked(JOB_ID_LEN) {
+            Some((job_id, rest))
+                if job_id.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with('_') =>
+            {
+                (job_id, &rest[1..])
+            }
+            _ => {
+                return Err(format!(
+                    "session id {id:?}: no job id of 24 digits then '_' ({shape})"
+                ));
+            }
+        };
         crate::ids::job_id(job_id)
             .map_err(|e| format!("session id {id:?}: job id: {e} ({shape})"))?;
         let (component, version) = rest.rsplit_once('_').ok_or_else(|| {

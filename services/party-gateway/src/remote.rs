@@ -28,6 +28,16 @@ pub struct Running {
     pub participants: BTreeSet<String>,
 }
 
+/// What this party's task-controller says of a session.
+#[derive(Debug, Clone)]
+pub enum SessionState {
+    Running(Arc<Running>),
+    /// Its task waits here to be started: not yet, but soon.
+    Pending,
+    /// No attempt runs or waits here (never did, or ended).
+    Closed,
+}
+
 /// Why a question could not be answered: the reason, for an `UNAVAILABLE` refusal.
 #[derive(Debug, Clone)]
 pub struct Unreachable(pub String);
@@ -51,26 +61,26 @@ impl Directory {
         }
     }
 
-    /// The session's running attempt here, or `None` when none runs.
-    pub async fn running(&self, session: &Session) -> Result<Option<Arc<Running>>, Unreachable> {
+    /// The session's running attempt here, or why there is none.
+    pub async fn running(&self, session: &Session) -> Result<SessionState, Unreachable> {
         if let Some((at, running)) = self.cache.lock().get(&session.id)
             && at.elapsed() < self.ttl
         {
-            return Ok(Some(running.clone()));
+            return Ok(SessionState::Running(running.clone()));
         }
-        let running = self.ask(session).await?;
-        if let Some(running) = &running {
+        let state = self.ask(session).await?;
+        if let SessionState::Running(running) = &state {
             let mut cache = self.cache.lock();
             if cache.len() >= 100_000 {
                 cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
             }
             cache.insert(session.id.clone(), (Instant::now(), running.clone()));
         }
-        Ok(running)
+        Ok(state)
     }
 
     /// Asks the task-controller, skipping the cache (the sweep).
-    pub async fn ask(&self, session: &Session) -> Result<Option<Arc<Running>>, Unreachable> {
+    pub async fn ask(&self, session: &Session) -> Result<SessionState, Unreachable> {
         let reply = self
             .sessions
             .clone()
@@ -87,12 +97,16 @@ impl Directory {
             })?
             .into_inner();
         if !reply.running {
-            return Ok(None);
+            return Ok(if reply.pending {
+                SessionState::Pending
+            } else {
+                SessionState::Closed
+            });
         }
         let Some(job) = self.job(&session.job_id).await? else {
-            return Ok(None);
+            return Ok(SessionState::Closed);
         };
-        Ok(Some(Arc::new(Running {
+        Ok(SessionState::Running(Arc::new(Running {
             scheduler: job.scheduler.clone(),
             participants: job.participants.clone().unwrap_or_default(),
         })))

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TransferConfig;
-use crate::remote::{DeliverError, Delivery, Directory, Peers, Running};
+use crate::remote::{DeliverError, Delivery, Directory, Peers, Running, SessionState};
 use crate::store::{self, NewMessage, Store};
 pub use fedflow_core::session::Session;
 use quota::Quotas;
@@ -326,12 +326,12 @@ impl Broker {
                     continue;
                 };
                 match self.directory.ask(&session).await {
-                    Ok(None) => {
+                    Ok(SessionState::Closed) => {
                         if let Err(e) = self.drop_session(&id).await {
                             tracing::warn!(session = %id, error = %e, "sweep: drop failed");
                         }
                     }
-                    Ok(Some(_)) => {}
+                    Ok(SessionState::Running(_) | SessionState::Pending) => {}
                     Err(e) => tracing::debug!(session = %id, reason = %e.0, "sweep: kept"),
                 }
             }
@@ -353,17 +353,25 @@ impl Broker {
         Ok(session)
     }
 
+    /// The session's running attempt here. One whose task waits to start here is
+    /// `UNAVAILABLE` (a sending gateway retries until it starts); any other is refused.
     async fn running(&self, session: &Session) -> Result<Arc<Running>, Error> {
-        self.directory
+        let state = self
+            .directory
             .running(session)
             .await
-            .map_err(|e| Error::Unavailable(e.0))?
-            .ok_or_else(|| {
-                Error::PermissionDenied(format!(
-                    "session {} is not a running task attempt on party {} (component {} version {} of job {})",
-                    session.id, self.party_id, session.component, session.version, session.job_id
-                ))
-            })
+            .map_err(|e| Error::Unavailable(e.0))?;
+        match state {
+            SessionState::Running(running) => Ok(running),
+            SessionState::Pending => Err(Error::Unavailable(format!(
+                "session {} has not started on party {} yet",
+                session.id, self.party_id
+            ))),
+            SessionState::Closed => Err(Error::PermissionDenied(format!(
+                "session {} is not a running task attempt on party {} (component {} version {} of job {})",
+                session.id, self.party_id, session.component, session.version, session.job_id
+            ))),
+        }
     }
 
     fn check_size(&self, len: usize) -> Result<(), Error> {

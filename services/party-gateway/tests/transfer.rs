@@ -379,3 +379,53 @@ async fn an_oversized_message_and_a_full_session_are_refused_clearly() {
         "FIFO, nothing lost"
     );
 }
+
+#[tokio::test]
+async fn a_push_waits_for_the_receivers_attempt_to_start() {
+    let (fa, fb) = both();
+    {
+        let mut w = fb.world.lock();
+        w.running.remove(SESSION);
+        w.pending.insert(SESSION.into());
+    }
+    let pair = start(fa, fb, TransferConfig::default()).await;
+    let a = Osx::new(pair.a.osx, A);
+    let b = Osx::new(pair.b.osx, B);
+    let push = {
+        let a = a.clone();
+        tokio::spawn(async move { a.push(SESSION, B, "early", message("e", b"early")).await })
+    };
+    // A's gateway keeps trying, and B's keeps asking its task-controller, which says "not yet".
+    let fb = pair.fb.clone();
+    eventually(
+        "B's gateway asked about the session three times",
+        Duration::from_secs(10),
+        || {
+            let asked = fb.world.lock().asked.get(SESSION).copied().unwrap_or(0);
+            async move {
+                if asked >= 3 {
+                    Ok(())
+                } else {
+                    Err(format!("asked {asked} times"))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        !push.is_finished(),
+        "the push returned before B's attempt started"
+    );
+    {
+        let mut w = pair.fb.world.lock();
+        w.pending.remove(SESSION);
+        w.running.insert(SESSION.into());
+    }
+    let out = push
+        .await
+        .expect("join")
+        .expect("accepted once B's attempt runs");
+    assert_eq!(out.code, OK);
+    let popped = b.pop(SESSION, "early", 5_000).await.expect("pop");
+    assert_eq!(body_of(&popped.payload), b"early");
+}

@@ -191,6 +191,10 @@ async fn a_session_is_open_while_its_attempt_runs_and_its_end_tells_the_gateway(
         !waiting.running,
         "a created, not started, task is no open session: {waiting:?}"
     );
+    assert!(
+        waiting.pending,
+        "a created task's session is pending: {waiting:?}"
+    );
     assert_eq!(waiting.scheduler_party_id, SCHEDULER);
 
     tc.start_task(pb::StartTaskRequest {
@@ -257,7 +261,11 @@ async fn a_session_is_open_while_its_attempt_runs_and_its_end_tells_the_gateway(
         }
     })
     .await;
-    assert!(!ask(session.clone()).await.expect("GetSession").running);
+    let ended = ask(session.clone()).await.expect("GetSession");
+    assert!(
+        !ended.running && !ended.pending,
+        "an ended attempt is closed: {ended:?}"
+    );
     shutdown.cancel();
     served
         .await

@@ -78,6 +78,10 @@ where
 pub struct World {
     /// Sessions with a running attempt on this party.
     pub running: HashSet<String>,
+    /// Sessions whose task waits to start on this party.
+    pub pending: HashSet<String>,
+    /// How often each session was asked about.
+    pub asked: HashMap<String, usize>,
     /// Job id -> (scheduler party, participants).
     pub jobs: HashMap<String, (String, BTreeSet<String>)>,
 }
@@ -134,8 +138,13 @@ impl tc::sessions_server::Sessions for Fakes {
         request: Request<tc::GetSessionRequest>,
     ) -> Result<Response<tc::GetSessionResponse>, Status> {
         let id = request.into_inner().session_id;
-        let running = self.world.lock().running.contains(&id);
+        let (running, pending) = {
+            let mut w = self.world.lock();
+            *w.asked.entry(id.clone()).or_default() += 1;
+            (w.running.contains(&id), w.pending.contains(&id))
+        };
         Ok(Response::new(tc::GetSessionResponse {
+            pending,
             running,
             job_id: id.chars().take(24).collect(),
             scheduler_party_id: A.into(),

@@ -21,6 +21,8 @@ pub struct SessionState {
     pub scheduler_party_id: String,
     /// The roles this party plays in the running attempt(s).
     pub roles: Vec<String>,
+    /// Not running, but a row of the component version waits to be started here.
+    pub pending: bool,
 }
 
 impl App {
@@ -34,16 +36,19 @@ impl App {
             .first()
             .map(|t| t.scheduler_party_id.clone())
             .unwrap_or_default();
-        let roles: Vec<String> = rows
-            .iter()
-            .filter(|t| {
-                t.key.component == session.component
-                    && t.key.version == session.version
-                    && t.party_status == TaskStatus::Running
+        let of_session = || {
+            rows.iter().filter(|t| {
+                t.key.component == session.component && t.key.version == session.version
             })
+        };
+        let roles: Vec<String> = of_session()
+            .filter(|t| t.party_status == TaskStatus::Running)
             .map(|t| t.key.role.clone())
             .collect();
+        let pending =
+            roles.is_empty() && of_session().any(|t| t.party_status == TaskStatus::Waiting);
         Ok(SessionState {
+            pending,
             running: !roles.is_empty(),
             job_id: session.job_id,
             scheduler_party_id,

@@ -33,6 +33,7 @@ impl pb::sessions_server::Sessions for Sessions {
             job_id: state.job_id,
             scheduler_party_id: state.scheduler_party_id,
             roles: state.roles,
+            pending: state.pending,
         }))
     }
 }
