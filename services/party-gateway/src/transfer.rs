@@ -393,6 +393,7 @@ impl Broker {
         match self.store.insert(message).await {
             Ok(stored) => {
                 if !stored {
+                    tracing::info!(session = %session_id, "message already stored; a repeated delivery is not queued again");
                     self.quotas.release(&session_id, size);
                 }
                 if let Some(notify) = self.arrivals.lock().get(&key) {
