@@ -429,3 +429,69 @@ async fn a_push_waits_for_the_receivers_attempt_to_start() {
     let popped = b.pop(SESSION, "early", 5_000).await.expect("pop");
     assert_eq!(body_of(&popped.payload), b"early");
 }
+
+#[tokio::test]
+async fn the_sweep_drops_the_queues_of_a_session_that_ended_unannounced() {
+    let (fa, fb) = both();
+    let pair = start(
+        fa,
+        fb,
+        TransferConfig {
+            sweep_interval_ms: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = Osx::new(pair.a.osx, A);
+    let b = Osx::new(pair.b.osx, B);
+    for i in 0..3u8 {
+        a.push(SESSION, B, "left", message("l", &[i]))
+            .await
+            .expect("push");
+    }
+    // The attempt ends on B and nobody tells the gateway.
+    let asked_before = {
+        let mut w = pair.fb.world.lock();
+        w.running.remove(SESSION);
+        w.asked.get(SESSION).copied().unwrap_or(0)
+    };
+    // A sweep asks, hears "closed" and drops the session's queues.
+    let fb = pair.fb.clone();
+    eventually(
+        "a sweep to ask after the attempt ended",
+        Duration::from_secs(10),
+        || {
+            let asked = fb.world.lock().asked.get(SESSION).copied().unwrap_or(0);
+            async move {
+                if asked > asked_before {
+                    Ok(())
+                } else {
+                    Err(format!("asked {asked} times"))
+                }
+            }
+        },
+    )
+    .await;
+    // Running again (so peek may look): the queue is empty once that sweep's drop is done.
+    pair.fb.world.lock().running.insert(SESSION.into());
+    eventually(
+        "the ended session's queue dropped",
+        Duration::from_secs(10),
+        || {
+            let b = b.clone();
+            async move {
+                let out = b
+                    .peek(SESSION, "left")
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                if out.code == "E0000000404" {
+                    Ok(())
+                } else {
+                    Err(format!("peek: {}", out.code))
+                }
+            }
+        },
+    )
+    .await;
+    assert_nothing_queued(&b, "left", "after the sweep").await;
+}
