@@ -102,7 +102,8 @@ def main() -> int:
         sender = Osx(pb, pbg, guest_osx, guest, session)
         receiver = Osx(pb, pbg, host_osx, host, session)
 
-        # Until the attempt runs on both parties, pushes are refused PERMISSION_DENIED.
+        # Until the attempt runs on both parties, pushes are refused: PERMISSION_DENIED before
+        # the task exists on a party, UNAVAILABLE while it waits to start there.
         deadline = time.monotonic() + args.deadline
         seen = ""
         while True:
@@ -113,7 +114,9 @@ def main() -> int:
                 break
             except grpc.RpcError as error:
                 seen = f"{error.code()} {error.details()}"
-                if error.code() != grpc.StatusCode.PERMISSION_DENIED or not error.details().startswith("E0000000403"):
+                waiting = {grpc.StatusCode.PERMISSION_DENIED: "E0000000403",
+                           grpc.StatusCode.UNAVAILABLE: "E0000000607"}
+                if not error.details().startswith(waiting.get(error.code(), "-")):
                     fail(f"push refused other than for a session not yet running: {seen}")
             if time.monotonic() > deadline:
                 fail(f"session {session} never opened on both parties; last: {seen}")
