@@ -9,6 +9,9 @@
 //! `popped` (a compare-and-set on `popped = 0`), so a late retry of a popped message is still
 //! recognised and not queued again; a session's rows go when the session is dropped.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use fedflow_store::{Db, Migration, SqlValue, StoreError, get};
 use tokio::sync::{mpsc, oneshot};
@@ -66,6 +69,8 @@ enum Write {
 pub struct Store {
     db: Db,
     writes: mpsc::Sender<Write>,
+    /// Transactions the writer committed (each one sync to disk).
+    commits: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -75,8 +80,18 @@ impl Store {
         // One connection: every statement is serialised anyway, and each commit is a sync.
         let db = Db::connect_durable(url, 1, "gateway_migrations", MIGRATIONS).await?;
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(db.clone(), queue));
-        Ok(Store { db, writes })
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer(db.clone(), queue, commits.clone()));
+        Ok(Store {
+            db,
+            writes,
+            commits,
+        })
+    }
+
+    /// Transactions committed since the store opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Queues `message` once it is durable; false when its id was stored before.
@@ -154,12 +169,13 @@ fn read_head(row: &fedflow_store::Row) -> Result<Head, Error> {
 
 /// The writer: waits for a write, takes every write already waiting (up to [`MAX_BATCH`]),
 /// applies them in one transaction and answers each after the commit.
-async fn writer(db: Db, mut queue: mpsc::Receiver<Write>) {
+async fn writer(db: Db, mut queue: mpsc::Receiver<Write>, commits: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes = std::mem::take(&mut batch);
         match apply(&db, &writes).await {
             Ok(results) => {
+                commits.fetch_add(1, Ordering::Relaxed);
                 for (write, result) in writes.into_iter().zip(results) {
                     answer(write, Ok(result));
                 }
@@ -327,5 +343,77 @@ fn answer(write: Write, result: Result<Outcome, SharedError>) {
             let e = SharedError::corrupt("a write got another write's outcome".into());
             answer(write, Err(e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(session: &str, topic: &str, id: &str, body: &[u8]) -> NewMessage {
+        NewMessage {
+            session_id: session.into(),
+            topic: topic.into(),
+            message_id: id.into(),
+            payload: Bytes::copy_from_slice(body),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_inserts_share_commits_and_a_repeated_id_is_stored_once() {
+        let dir = std::env::temp_dir().join(format!("fedflow-gw-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let url = fedflow_store::sqlite_url(&dir.join("m.db"));
+        let store = Store::open(&url).await.expect("open");
+        const N: usize = 200;
+        let started = std::time::Instant::now();
+        let inserts: Vec<_> = (0..N)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .insert(message(
+                            "s",
+                            &format!("t{}", i % 4),
+                            &format!("id{i}"),
+                            &[0; 1024],
+                        ))
+                        .await
+                })
+            })
+            .collect();
+        for insert in inserts {
+            assert!(insert.await.expect("join").expect("insert"), "stored");
+        }
+        let commits = store.commits();
+        eprintln!(
+            "{N} concurrent inserts of 1 KiB: {commits} commits in {:?}",
+            started.elapsed()
+        );
+        assert!(
+            commits < N as u64 / 2,
+            "{commits} commits for {N} concurrent inserts: no group commit"
+        );
+        // A repeated message id is recognised, popped or not.
+        assert!(
+            !store
+                .insert(message("s", "t0", "id0", b"again"))
+                .await
+                .expect("insert")
+        );
+        let head = store.pop("s", "t0").await.expect("pop").expect("a message");
+        assert_eq!(head.payload.len(), 1024);
+        assert!(
+            !store
+                .insert(message("s", "t0", "id0", b"again"))
+                .await
+                .expect("insert")
+        );
+        assert_eq!(
+            store.drop_session("s").await.expect("drop"),
+            (N as u64 - 1) * 1024
+        );
+        assert!(store.pop("s", "t0").await.expect("pop").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

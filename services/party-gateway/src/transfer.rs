@@ -315,7 +315,14 @@ impl Broker {
                 _ = tokio::time::sleep(every) => {}
             }
             let sessions = match self.store.sessions().await {
-                Ok(sessions) => sessions,
+                Ok(sessions) => {
+                    tracing::debug!(
+                        sessions = sessions.len(),
+                        commits = self.store.commits(),
+                        "sweep"
+                    );
+                    sessions
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "sweep: cannot list sessions");
                     continue;
