@@ -21,6 +21,8 @@ pub struct ProcParty {
     pub gateway: String,
     /// The gateway's federation port (other parties' gateways).
     pub federation: String,
+    /// The gateway's transfer port (FATE's OSX broker).
+    pub osx: String,
 }
 
 pub struct ProcessFederation {
@@ -119,6 +121,7 @@ impl ProcessFederation {
                 task_controller: free_port(&mut held),
                 gateway: free_port(&mut held),
                 federation: free_port(&mut held),
+                osx: free_port(&mut held),
             })
             .collect();
         // Released just before the services bind them.
@@ -161,9 +164,11 @@ impl ProcessFederation {
                 (
                     "fedflow-party-gateway",
                     format!(
-                        "party_id = \"{id}\"\n[grpc]\nlisten = \"{listen}\"\n[federation]\nlisten = \"{federation}\"\n{tls}[local]\nscheduler = \"{s}\"\njob_controller = \"{j}\"\ntask_controller = \"{t}\"\n[routes]\n{routes}",
+                        "party_id = \"{id}\"\n[grpc]\nlisten = \"{listen}\"\n[transfer]\nlisten = \"{osx}\"\ndata_dir = \"{data}\"\n[federation]\nlisten = \"{federation}\"\n{tls}[local]\nscheduler = \"{s}\"\njob_controller = \"{j}\"\ntask_controller = \"{t}\"\n[routes]\n{routes}",
                         id = party.party_id,
                         listen = party.gateway,
+                        osx = party.osx,
+                        data = pdir.display(),
                         federation = party.federation,
                         tls = if options.insecure {
                             "mode = \"insecure\"\n".to_owned()
@@ -193,9 +198,10 @@ impl ProcessFederation {
                 (
                     "fedflow-task-controller",
                     format!(
-                        "party_id = \"{id}\"\ngateway = \"{g}\"\ndata_dir = \"{data}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[worker]\nbin = \"{worker}\"\nengine = \"{engine}\"\n",
+                        "party_id = \"{id}\"\ngateway = \"{g}\"\ndata_plane = \"{osx}\"\ndata_dir = \"{data}\"\n[grpc]\nlisten = \"{listen}\"\n[database]\nurl = \"{db}\"\n[worker]\nbin = \"{worker}\"\nengine = \"{engine}\"\n",
                         id = party.party_id,
                         g = party.gateway,
+                        osx = party.osx,
                         data = pdir.display(),
                         listen = party.task_controller,
                         db = db("task-controller"),

@@ -124,9 +124,14 @@ fn is_database(fed: &TestFederation, path: &Path) -> bool {
         .any(|p| path.parent() == Some(fed.dir.path().join(p).as_path()));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     in_party_dir
-        && ["scheduler.db", "job-controller.db", "task-controller.db"]
-            .iter()
-            .any(|db| name.starts_with(db))
+        && [
+            "scheduler.db",
+            "job-controller.db",
+            "task-controller.db",
+            "party-gateway-messages.db",
+        ]
+        .iter()
+        .any(|db| name.starts_with(db))
 }
 
 /// Paths under the test's directory that were not there in `before`, databases aside.

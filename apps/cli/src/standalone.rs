@@ -35,12 +35,13 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
         .map_err(|e| CliError(format!("UNAVAILABLE: {e}")))?;
     for party in &federation.parties {
         println!(
-            "party {} scheduler {} gateway {} job-controller {} task-controller {}",
+            "party {} scheduler {} gateway {} job-controller {} task-controller {} osx {}",
             party.party_id,
             party.scheduler,
             party.gateway,
             party.job_controller,
-            party.task_controller
+            party.task_controller,
+            party.osx
         );
     }
     if args.insecure {

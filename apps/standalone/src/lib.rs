@@ -103,6 +103,8 @@ pub struct Party {
     pub gateway: SocketAddr,
     /// The gateway's federation port (other parties' gateways).
     pub federation: SocketAddr,
+    /// The gateway's transfer port: FATE's OSX broker for this party's components.
+    pub osx: SocketAddr,
 }
 
 /// A running federation; [`Federation::shutdown`] stops it.
@@ -178,6 +180,7 @@ impl Federation {
             task_controller: tokio::net::TcpListener,
             gateway: tokio::net::TcpListener,
             federation: tokio::net::TcpListener,
+            osx: tokio::net::TcpListener,
         }
         let mut bound = Vec::new();
         let mut parties = Vec::new();
@@ -193,6 +196,7 @@ impl Federation {
                 task_controller: bind_kept(&kept, party_id, "task-controller", dir).await?,
                 gateway: bind_kept(&kept, party_id, "party-gateway", dir).await?,
                 federation: bind_kept(&kept, party_id, "party-gateway-federation", dir).await?,
+                osx: bind_kept(&kept, party_id, "party-gateway-osx", dir).await?,
             };
             parties.push(Party {
                 party_id: party_id.clone(),
@@ -201,6 +205,7 @@ impl Federation {
                 task_controller: addr(&l.task_controller)?,
                 gateway: addr(&l.gateway)?,
                 federation: addr(&l.federation)?,
+                osx: addr(&l.osx)?,
             });
             bound.push(l);
         }
@@ -216,6 +221,7 @@ impl Federation {
                         "party-gateway-federation".to_owned(),
                         p.federation.to_string(),
                     ),
+                    ("party-gateway-osx".to_owned(), p.osx.to_string()),
                 ]),
             );
         }
@@ -293,11 +299,17 @@ impl Federation {
                         ..Default::default()
                     }
                 },
+                transfer: fedflow_party_gateway::config::TransferConfig {
+                    listen: party.osx.to_string(),
+                    data_dir: dir.clone(),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let listeners = fedflow_party_gateway::Listeners {
                 internal: l.gateway,
                 federation: l.federation,
+                transfer: l.osx,
             };
             handles.push(spawn_service(
                 format!("{id} party-gateway"),
@@ -327,6 +339,7 @@ impl Federation {
                 party_id: id.clone(),
                 database: options.database(&id, "task-controller", &dir),
                 gateway: party.gateway.to_string(),
+                data_plane: party.osx.to_string(),
                 data_dir: dir.clone(),
                 worker: fedflow_task_controller::config::WorkerConfig {
                     bin: options.worker_bin.clone(),

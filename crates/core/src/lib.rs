@@ -15,6 +15,7 @@ pub mod clock;
 pub mod dsl;
 pub mod ids;
 pub mod modules;
+pub mod session;
 pub mod status;
 pub mod task_file;
 

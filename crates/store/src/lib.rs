@@ -55,7 +55,44 @@ impl Db {
         migration_table: &'static str,
         migrations: &'static [Migration],
     ) -> Result<Db, DbErr> {
-        let migrating = sea_orm::Database::connect(Self::options(url, 1)).await?;
+        Self::connect_with(
+            url,
+            max_connections,
+            migration_table,
+            migrations,
+            SqliteSynchronous::Normal,
+        )
+        .await
+    }
+
+    /// As [`Db::connect`], but on SQLite every commit is synced to disk before it returns
+    /// (`synchronous = FULL`), so it survives a power loss as well as a crash of the process
+    /// (`NORMAL` in WAL mode survives the process, not the machine). For stores whose commits
+    /// acknowledge data to someone else; batch writes in one transaction to share the sync.
+    pub async fn connect_durable(
+        url: &str,
+        max_connections: u32,
+        migration_table: &'static str,
+        migrations: &'static [Migration],
+    ) -> Result<Db, DbErr> {
+        Self::connect_with(
+            url,
+            max_connections,
+            migration_table,
+            migrations,
+            SqliteSynchronous::Full,
+        )
+        .await
+    }
+
+    async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        migration_table: &'static str,
+        migrations: &'static [Migration],
+        synchronous: SqliteSynchronous,
+    ) -> Result<Db, DbErr> {
+        let migrating = sea_orm::Database::connect(Self::options(url, 1, synchronous)).await?;
         let backend = migrating.get_database_backend();
         let migrator = Migrator {
             table: migration_table,
@@ -63,21 +100,22 @@ impl Db {
         };
         migrator.up(&migrating, None).await?;
         migrating.close().await?;
-        let conn = sea_orm::Database::connect(Self::options(url, max_connections)).await?;
+        let conn =
+            sea_orm::Database::connect(Self::options(url, max_connections, synchronous)).await?;
         tracing::debug!(backend = ?backend, "database ready");
         Ok(Db { conn, backend })
     }
 
-    fn options(url: &str, max_connections: u32) -> ConnectOptions {
+    fn options(url: &str, max_connections: u32, synchronous: SqliteSynchronous) -> ConnectOptions {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections.max(1))
             .min_connections(1)
             .connect_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
+            .map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(synchronous)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
             });

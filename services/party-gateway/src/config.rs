@@ -23,6 +23,8 @@ pub struct Config {
     /// (a bare `"host:port"` only in insecure mode).
     pub routes: BTreeMap<String, Route>,
     pub forward: ForwardConfig,
+    /// The data plane: FATE's OSX transfer protocol for this party's components.
+    pub transfer: TransferConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -35,6 +37,7 @@ impl Default for Config {
             local: LocalServices::default(),
             routes: BTreeMap::new(),
             forward: ForwardConfig::default(),
+            transfer: TransferConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -78,6 +81,52 @@ impl Default for ForwardConfig {
             default_timeout_ms: 30_000,
             max_hops: 2,
             duplicate_delivery_for_testing: false,
+        }
+    }
+}
+
+/// The data-plane port (FATE's OSX `PrivateTransferTransport`) and its limits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferConfig {
+    /// Where this party's components push and pop (`host:port`, plaintext; bind it to the
+    /// party's private network only).
+    pub listen: String,
+    /// The message store lives in `<data_dir>/party-gateway-messages.db`.
+    pub data_dir: PathBuf,
+    /// The largest payload a push may carry, in bytes.
+    pub max_message_bytes: u64,
+    /// Bytes queued here for one session (FATE session: one component version of a job),
+    /// not yet popped, at most.
+    pub session_quota_bytes: u64,
+    /// Bytes queued here for all sessions together, at most.
+    pub gateway_quota_bytes: u64,
+    /// A push into a full quota waits this long for room, then is refused `UNAVAILABLE`.
+    pub backpressure_ms: u64,
+    /// The longest a pop waits for a message, whatever it asks (ms).
+    pub max_pop_wait_ms: u64,
+    /// How long a positive answer of the task-controller about a session is kept (ms).
+    pub session_cache_ms: u64,
+    /// How often the queues of sessions no longer running here are dropped (ms).
+    pub sweep_interval_ms: u64,
+    /// How long a push to another party's gateway is retried (same message id) before it is
+    /// refused `UNAVAILABLE` (ms).
+    pub deliver_timeout_ms: u64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            listen: "127.0.0.1:9372".into(),
+            data_dir: PathBuf::from("data"),
+            max_message_bytes: 8 << 20,
+            session_quota_bytes: 1 << 30,
+            gateway_quota_bytes: 4 << 30,
+            backpressure_ms: 10_000,
+            max_pop_wait_ms: 36_000_000,
+            session_cache_ms: 2_000,
+            sweep_interval_ms: 30_000,
+            deliver_timeout_ms: 30_000,
         }
     }
 }

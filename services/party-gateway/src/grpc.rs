@@ -8,6 +8,7 @@
 //! requests), [`replay`] (envelope freshness and repeats). `error` and `limits` are plain.
 
 pub mod forward;
+pub mod osx;
 pub mod policy;
 pub mod replay;
 
@@ -23,6 +24,49 @@ use forward::{Failure, Router};
 
 pub const SERVICE_NAME: &str =
     <pb::federation_server::FederationServer<Federation> as NamedService>::NAME;
+pub const OSX_SERVICE_NAME: &str =
+    <fedflow_proto::osx::private_transfer_transport_server::PrivateTransferTransportServer<
+        osx::Transport,
+    > as NamedService>::NAME;
+
+/// `fedflow.gateway.v1.Transfer` for `port` (Deliver on the federation port, DropSession on
+/// the internal one).
+pub fn transfer_service(
+    broker: Arc<crate::transfer::Broker>,
+    port: Port,
+) -> pb::transfer_server::TransferServer<osx::Transfer> {
+    let limit = broker.max_message() + (1 << 20);
+    pb::transfer_server::TransferServer::new(osx::Transfer { broker, port })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit)
+}
+
+/// The transfer port's services: FATE's `PrivateTransferTransport` (and its unserved
+/// broker-to-broker `PrivateTransferProtocol`).
+pub fn osx_services(
+    broker: Arc<crate::transfer::Broker>,
+) -> (
+    fedflow_proto::osx::private_transfer_transport_server::PrivateTransferTransportServer<
+        osx::Transport,
+    >,
+    fedflow_proto::osx::private_transfer_protocol_server::PrivateTransferProtocolServer<
+        osx::Protocol,
+    >,
+) {
+    // A little more than the largest payload, so an oversized push reaches the broker and
+    // gets its clear refusal; far larger ones are cut by tonic.
+    let limit = broker.max_message() + (1 << 20);
+    (
+        fedflow_proto::osx::private_transfer_transport_server::PrivateTransferTransportServer::new(
+            osx::Transport { broker },
+        )
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit),
+        fedflow_proto::osx::private_transfer_protocol_server::PrivateTransferProtocolServer::new(
+            osx::Protocol,
+        ),
+    )
+}
 
 impl From<Failure> for Status {
     fn from(failure: Failure) -> Status {

@@ -12,11 +12,18 @@
 //! destination party's gateway from the route table, once, within their deadline (the
 //! sending service retries). Only the party calls of `fedflow_rpc::calls` can be reached
 //! through it; the worker API never leaves the party.
+//!
+//! A third port, the **transfer** port (`transfer.listen`), is the data plane: FATE's OSX
+//! message queues for this party's components ([`transfer`]), kept in the gateway's own
+//! store; pushes for another party cross the federation link to that party's gateway.
 
 pub mod config;
 mod error;
 mod grpc;
 mod limits;
+mod remote;
+mod store;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,23 +36,27 @@ pub use config::Config;
 use config::SecurityMode;
 pub use error::Error;
 
-/// The gateway's two listeners.
+/// The gateway's three listeners.
 pub struct Listeners {
     /// For this party's own services (`grpc.listen`).
     pub internal: TcpListener,
     /// For other parties' gateways (`federation.listen`).
     pub federation: TcpListener,
+    /// For this party's components' OSX pushes and pops (`transfer.listen`).
+    pub transfer: TcpListener,
 }
 
-/// The binary's start: binds `grpc.listen` and `federation.listen`, then [`run`]s until a
-/// signal asks it to stop.
+/// The binary's start: binds `grpc.listen`, `federation.listen` and `transfer.listen`, then
+/// [`run`]s until a signal asks it to stop.
 pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result<(), Error> {
     let internal = start.bind(&config.grpc.listen).await;
     let federation = start.bind(&config.federation.listen).await;
+    let transfer = start.bind(&config.transfer.listen).await;
     let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
     let listeners = Listeners {
         internal,
         federation,
+        transfer,
     };
     run(config, listeners, shutdown).await
 }
@@ -63,9 +74,30 @@ pub async fn run(
         tls.clone(),
         background.clone(),
     )?);
+    let broker = Arc::new(broker(&config, &router).await?);
+    let loops = CancellationToken::new();
+    background.spawn({
+        let (broker, stop) = (broker.clone(), loops.clone());
+        async move { broker.sweep(stop).await }
+    });
+    let transfer_addr = listeners.transfer.local_addr().ok();
+    let transfer = {
+        let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::OSX_SERVICE_NAME]);
+        let (transport, protocol) = grpc::osx_services(broker.clone());
+        let routes = routes.add_service(transport).add_service(protocol);
+        fedflow_rpc::server::serve(
+            routes,
+            health,
+            &[grpc::OSX_SERVICE_NAME],
+            listeners.transfer,
+            shutdown.clone(),
+        )
+    };
     let internal = {
         let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
-        let routes = routes.add_service(grpc::service(router.clone(), grpc::Port::Internal));
+        let routes = routes
+            .add_service(grpc::service(router.clone(), grpc::Port::Internal))
+            .add_service(grpc::transfer_service(broker.clone(), grpc::Port::Internal));
         fedflow_rpc::server::serve(
             routes,
             health,
@@ -75,7 +107,9 @@ pub async fn run(
         )
     };
     let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
-    let routes = routes.add_service(grpc::service(router, grpc::Port::Federation));
+    let routes = routes
+        .add_service(grpc::service(router, grpc::Port::Federation))
+        .add_service(grpc::transfer_service(broker, grpc::Port::Federation));
     let federation_addr = listeners.federation.local_addr().ok();
     let federation = async {
         match &tls {
@@ -118,20 +152,64 @@ pub async fn run(
         Some(material) => tracing::info!(
             party = %config.party_id,
             federation = ?federation_addr,
+            transfer = ?transfer_addr,
             fingerprint = %material.current().fingerprint,
             "party-gateway serving; federation port with mutual TLS"
         ),
         None => tracing::warn!(
             party = %config.party_id,
             federation = ?federation_addr,
+            transfer = ?transfer_addr,
             "party-gateway serving in INSECURE mode: the federation port is plaintext and trusts the party ids envelopes claim; for development only"
         ),
     }
-    let (internal, federation) = tokio::join!(internal, federation);
+    let (internal, federation, transfer) = tokio::join!(internal, federation, transfer);
+    loops.cancel();
     background.close();
     background.wait().await;
     internal?;
+    transfer?;
     federation
+}
+
+/// The data plane: the message store under `transfer.data_dir`, the task-controller and
+/// job-controller it asks about sessions, and the federation channels to other parties.
+async fn broker(
+    config: &Config,
+    router: &grpc::forward::Router,
+) -> Result<transfer::Broker, Error> {
+    let t = &config.transfer;
+    if t.max_message_bytes == 0 || t.session_quota_bytes < t.max_message_bytes {
+        return Err(Error::Config(format!(
+            "transfer.session_quota_bytes ({}) must be at least transfer.max_message_bytes ({}), which must be above 0",
+            t.session_quota_bytes, t.max_message_bytes
+        )));
+    }
+    if t.gateway_quota_bytes < t.session_quota_bytes {
+        return Err(Error::Config(format!(
+            "transfer.gateway_quota_bytes ({}) must be at least transfer.session_quota_bytes ({})",
+            t.gateway_quota_bytes, t.session_quota_bytes
+        )));
+    }
+    std::fs::create_dir_all(&t.data_dir)
+        .map_err(|e| Error::Config(format!("transfer.data_dir {}: {e}", t.data_dir.display())))?;
+    let url = fedflow_store::sqlite_url(&t.data_dir.join("party-gateway-messages.db"));
+    let store = store::Store::open(&url)
+        .await
+        .map_err(|e| Error::Config(format!("message store {url}: {e}")))?;
+    let chan = |addr: &str| {
+        fedflow_rpc::channel(addr).map_err(|e| Error::Config(format!("address {addr:?}: {e}")))
+    };
+    let directory = remote::Directory::new(
+        chan(&config.local.task_controller)?,
+        chan(&config.local.job_controller)?,
+        Duration::from_millis(t.session_cache_ms),
+    );
+    let limit = usize::try_from(t.max_message_bytes).unwrap_or(usize::MAX) + (1 << 20);
+    let peers = remote::Peers::new(router.federation_channels(), limit);
+    transfer::Broker::new(config.party_id.clone(), t.clone(), store, directory, peers)
+        .await
+        .map_err(|e| Error::Config(format!("message store: {e}")))
 }
 
 /// The TLS material of an mtls gateway (None in insecure mode), after checking that the

@@ -10,6 +10,7 @@ mod artifacts;
 mod attempts;
 mod data;
 mod fencing;
+mod sessions;
 mod tasks;
 mod workers;
 
@@ -34,6 +35,7 @@ use crate::domain::fencing::Contacts;
 use crate::domain::heartbeat::Heartbeats;
 use crate::engine::Engine;
 use crate::remote::Reporter;
+use crate::remote::sessions::SessionEnds;
 use crate::store::{self, Store, Task, TaskKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,8 @@ struct Inner {
     uploads: tokio::sync::Mutex<()>,
     /// The gateway's data-plane port as workers reach it; empty: none.
     data_plane: String,
+    /// Tells the gateway when a session's attempt ended.
+    session_ends: SessionEnds,
 }
 
 impl App {
@@ -141,6 +145,7 @@ impl App {
         advertise: String,
         timing: Timing,
         local: Local,
+        session_ends: SessionEnds,
     ) -> Self {
         let Local {
             data_dir,
@@ -164,6 +169,7 @@ impl App {
                 components,
                 uploads: tokio::sync::Mutex::new(()),
                 data_plane,
+                session_ends,
             }),
         }
     }
@@ -312,6 +318,9 @@ impl App {
             self.inner.outbox.wake();
             if change.kill {
                 self.kill_worker(task).await;
+            }
+            if change.to.is_end() && change.from == TaskStatus::Running {
+                self.attempt_ended(&task.key);
             }
         }
         Ok(moved)

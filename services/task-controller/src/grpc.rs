@@ -4,6 +4,7 @@
 
 mod convert;
 mod data;
+pub mod sessions;
 
 use fedflow_proto::taskcontroller::v1 as pb;
 use fedflow_rpc::convert::task_status_to_pb;

@@ -99,6 +99,11 @@ pub async fn run(
             components: config.components.clone(),
             data_plane: config.data_plane.clone(),
         },
+        remote::sessions::SessionEnds::new(
+            fedflow_rpc::channel(&config.gateway)
+                .map_err(|e| Error::Config(format!("gateway: {e}")))?,
+            Duration::from_millis(config.gateway_call_timeout_ms),
+        ),
     );
     if let Err(e) = app.sweep_data().await {
         tracing::warn!(error = %e, "sweeping the data directory failed");
@@ -118,16 +123,19 @@ pub async fn run(
         async move { app.run_outbox(stop).await }
     });
     background.close();
+    let sessions = grpc::sessions::service(app.clone());
     let (task_controller, worker, data) = grpc::services(app);
     let (health, routes) = fedflow_rpc::server::base_routes(&[
         grpc::SERVICE_NAME,
         grpc::WORKER_SERVICE_NAME,
         grpc::DATA_SERVICE_NAME,
+        grpc::sessions::SERVICE_NAME,
     ]);
     let routes = routes
         .add_service(task_controller)
         .add_service(worker)
-        .add_service(data);
+        .add_service(data)
+        .add_service(sessions);
     tracing::info!(
         party = %config.party_id,
         addr = ?listener.local_addr().ok(),
@@ -141,6 +149,7 @@ pub async fn run(
             grpc::SERVICE_NAME,
             grpc::WORKER_SERVICE_NAME,
             grpc::DATA_SERVICE_NAME,
+            grpc::sessions::SERVICE_NAME,
         ],
         listener,
         shutdown,

@@ -3,6 +3,8 @@
 //! scheduler answers (the scheduler also pulls from parties that have gone quiet). The calls
 //! are `fedflow_rpc::calls`' `report` and `probe`; this adapter maps a [`TaskKey`] onto them.
 
+pub mod sessions;
+
 use fedflow_core::TaskStatus;
 use fedflow_core::ids::Participant;
 use fedflow_rpc::calls;

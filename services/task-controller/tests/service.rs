@@ -235,6 +235,7 @@ impl Harness {
                 upstream: Vec::new(),
             }],
             request_id: fedflow_rpc::new_request_id(),
+            parties: Vec::new(),
         };
         let created = eventually("the task-controller to take CreateTasks", WITHIN, || {
             let mut tc = self.tc.clone();

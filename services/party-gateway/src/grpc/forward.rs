@@ -46,6 +46,8 @@ pub struct Router {
     party_id: String,
     local: HashMap<&'static str, Channel>,
     remote: HashMap<String, pb::federation_client::FederationClient<Channel>>,
+    /// The federation channel to each party of the route table (shared with the data plane).
+    channels: HashMap<String, Channel>,
     forward: ForwardConfig,
     /// Set in mtls mode: callers are authenticated by their certificates.
     mtls: bool,
@@ -79,6 +81,7 @@ impl Router {
         // none of its methods), so data and models never leave the party through here.
         local.insert(services::TASK_CONTROLLER_DATA, task_controller);
         let mut remote = HashMap::new();
+        let mut channels = HashMap::new();
         for (party, route) in &config.routes {
             fedflow_core::ids::party_id(party)
                 .map_err(|e| Error::Config(format!("routes: {e}")))?;
@@ -89,6 +92,7 @@ impl Router {
                 }
                 None => chan(route.address())?,
             };
+            channels.insert(party.clone(), channel.clone());
             remote.insert(
                 party.clone(),
                 pb::federation_client::FederationClient::new(channel)
@@ -100,6 +104,7 @@ impl Router {
             party_id: config.party_id.clone(),
             local,
             remote,
+            channels,
             forward: config.forward.clone(),
             mtls: tls.is_some(),
             replay: ReplayGuard::new(
@@ -109,6 +114,11 @@ impl Router {
             membership: Membership::new(job_controller),
             background,
         })
+    }
+
+    /// The federation channel to each party of the route table.
+    pub fn federation_channels(&self) -> HashMap<String, Channel> {
+        self.channels.clone()
     }
 
     /// An envelope from one of this party's own services (the internal port): it speaks for

@@ -269,6 +269,7 @@ mod tests {
                 upstream: vec!["reader".into()],
             }],
             request_id: String::new(),
+            parties: Vec::new(),
         }
     }
 
