@@ -49,7 +49,9 @@ pub fn expected(hosts: usize) -> i64 {
 
 pub async fn run(ctx: &Ctx, guest: &str, hosts: &[String], timeout: f64) -> commands::Result {
     if hosts.is_empty() {
-        return Err(CliError("INVALID_ARGUMENT: --host: name at least one host party".into()));
+        return Err(CliError(
+            "INVALID_ARGUMENT: --host: name at least one host party".into(),
+        ));
     }
     let (dsl, conf) = job(guest, hosts);
     let job_id = commands::submit_text(ctx, dsl.to_string(), conf.to_string()).await?;

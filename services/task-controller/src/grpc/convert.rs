@@ -80,7 +80,8 @@ impl TryFrom<pb::CreateTasksRequest> for CreateTasks {
                 .enumerate()
                 .map(|(i, p)| {
                     let role: Role = ids::field(format!("parties[{i}].role"), p.role)?;
-                    let party_id: PartyId = ids::field(format!("parties[{i}].party_id"), p.party_id)?;
+                    let party_id: PartyId =
+                        ids::field(format!("parties[{i}].party_id"), p.party_id)?;
                     Ok::<_, Error>(Participant {
                         role: role.into_inner(),
                         party_id: party_id.to_string(),

@@ -15,8 +15,8 @@ pub(super) fn task_from_row(row: &Row) -> Result<Task, Error> {
             .map_err(|e: fedflow_core::status::UnknownStatus| Error::Corrupt(e.to_string()))
     };
     let upstream: String = get(row, "upstream")?;
-    let parties: Vec<(String, String)> =
-        serde_json::from_str(&get::<String>(row, "parties")?).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let parties: Vec<(String, String)> = serde_json::from_str(&get::<String>(row, "parties")?)
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
     Ok(Task {
         key: TaskKey {
             job_id: get(row, "job_id")?,
