@@ -28,6 +28,7 @@ ALLOW=(
     "proto  ^proto/"
     "proto  ^crates/rpc/"
     "proto  ^crates/worker/"
+    "proto  ^crates/osx/"
     "proto  ^apps/"
     "proto  ^tests/"
     "proto  ^fuzz/"

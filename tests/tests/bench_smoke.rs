@@ -25,6 +25,9 @@ fn the_benchmark_runs_and_reports_every_figure() {
         "RSS after 2nd throughput run",
         "submit p99 with 20 queued jobs",
         "8-party vs 3-party",
+        "data plane, 1 KiB messages",
+        "data plane, 100 KiB messages",
+        "data plane, 1 MiB messages",
     ] {
         assert!(stdout.contains(figure), "{figure} missing from:\n{stdout}");
     }
@@ -32,7 +35,7 @@ fn the_benchmark_runs_and_reports_every_figure() {
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
             .expect("valid json");
     let table = results["table"].as_array().expect("a table");
-    assert_eq!(table.len(), 10);
+    assert_eq!(table.len(), 13);
     for key in [
         "throughput.instant.succeeded",
         "throughput.process.round1.succeeded",
@@ -44,4 +47,11 @@ fn the_benchmark_runs_and_reports_every_figure() {
         );
     }
     assert_eq!(results["samples"]["latency.dag_edge"]["n"], 6);
+    for size in ["1kib", "100kib", "1mib"] {
+        for path in ["floor", "fedflow"] {
+            let key = format!("dataplane.{path}.{size}.mb_per_s");
+            let rate = results["values"][&key].as_f64().unwrap_or(f64::NAN);
+            assert!(rate > 0.0, "{key}: {rate}");
+        }
+    }
 }

@@ -31,7 +31,8 @@ pub struct Args {
     /// Times each hostile (and legitimate) submission is parsed for the parse figures.
     #[arg(long, default_value_t = 20)]
     pub parse_runs: usize,
-    /// Run only these parts (latency, throughput, instant, queue, parties, parse); default all.
+    /// Run only these parts (latency, throughput, instant, queue, parties, dataplane, parse);
+    /// default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where the JSON results go.

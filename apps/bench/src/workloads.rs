@@ -2,6 +2,8 @@
 //! and scale (a deep queue, an 8-party job), one module each, and the table that sets their
 //! figures beside the targets and FATE-Flow's.
 
+mod dataplane;
+mod floor;
 mod footprint;
 mod instant;
 mod jobs;
@@ -59,6 +61,9 @@ pub async fn run(args: &Args) -> Results {
     }
     if args.runs("parties") {
         parties::run(args, &mut r).await;
+    }
+    if args.runs("dataplane") {
+        dataplane::run(args, &mut r).await;
     }
     table(&mut r, args);
     r
@@ -160,6 +165,30 @@ fn table(r: &mut Results, args: &Args) {
         "-",
         None,
     );
+    if args.runs("dataplane") {
+        dataplane_rows(r);
+    }
+}
+
+/// The data plane beside its floor, per message size; the target is at 1 MiB.
+fn dataplane_rows(r: &mut Results) {
+    let value = |r: &Results, k: &str| r.values.get(k).copied().unwrap_or(f64::NAN);
+    for (label, size) in [("1kib", "1 KiB"), ("100kib", "100 KiB"), ("1mib", "1 MiB")] {
+        let ours = value(r, &format!("dataplane.fedflow.{label}.mb_per_s"));
+        let floor = value(r, &format!("dataplane.floor.{label}.mb_per_s"));
+        let rate = value(r, &format!("dataplane.fedflow.{label}.messages_per_s"));
+        let floor_rate = value(r, &format!("dataplane.floor.{label}.messages_per_s"));
+        r.row(
+            &format!("data plane, {size} messages, host -> guest (floor: bare TLS gRPC)"),
+            if label == "1mib" { ">= 50% of the floor's MB/s" } else { "-" },
+            format!(
+                "{ours:.1} MB/s, {rate:.0} msg/s (floor {floor:.1} MB/s, {floor_rate:.0} msg/s; {:.0}%)",
+                ours / floor * 100.0
+            ),
+            "-",
+            (label == "1mib").then_some(ours >= floor * 0.5),
+        );
+    }
 }
 
 /// The row of the median of the sample `name` (in ms), met at or below `limit_ms`.

@@ -101,6 +101,8 @@ pub struct Local {
     pub components: std::collections::BTreeMap<String, crate::config::ComponentConfig>,
     /// The gateway's data-plane port as workers reach it; empty: components get none.
     pub data_plane: String,
+    /// Tells the gateway when a session's attempt ended.
+    pub session_ends: SessionEnds,
 }
 
 #[derive(Clone)]
@@ -145,12 +147,12 @@ impl App {
         advertise: String,
         timing: Timing,
         local: Local,
-        session_ends: SessionEnds,
     ) -> Self {
         let Local {
             data_dir,
             components,
             data_plane,
+            session_ends,
         } = local;
         let outbox = store.outbox();
         App {

@@ -98,12 +98,12 @@ pub async fn run(
             data_dir: config.data_dir.clone(),
             components: config.components.clone(),
             data_plane: config.data_plane.clone(),
+            session_ends: remote::sessions::SessionEnds::new(
+                fedflow_rpc::channel(&config.gateway)
+                    .map_err(|e| Error::Config(format!("gateway: {e}")))?,
+                Duration::from_millis(config.gateway_call_timeout_ms),
+            ),
         },
-        remote::sessions::SessionEnds::new(
-            fedflow_rpc::channel(&config.gateway)
-                .map_err(|e| Error::Config(format!("gateway: {e}")))?,
-            Duration::from_millis(config.gateway_call_timeout_ms),
-        ),
     );
     if let Err(e) = app.sweep_data().await {
         tracing::warn!(error = %e, "sweeping the data directory failed");

@@ -99,20 +99,28 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
         "component_parameters": {"common": {"hold": {"seconds": 600}}}
     });
     let job_id = jobs::submit(&mut client, &dsl, &conf).await;
-    fedflow_tests::eventually("hold running on both parties", Duration::from_secs(60), || {
-        let mut client = client.clone();
-        let job_id = job_id.clone();
-        async move {
-            let tasks = fedflow_tests::scheduler_tasks(&mut client, &job_id).await;
-            let running = tasks.iter().any(|t| {
-                t.parties.len() == 2
-                    && t.parties
-                        .iter()
-                        .all(|p| p.status == TaskStatus::Running as i32)
-            });
-            if running { Ok(()) } else { Err(format!("{tasks:?}")) }
-        }
-    })
+    fedflow_tests::eventually(
+        "hold running on both parties",
+        Duration::from_secs(60),
+        || {
+            let mut client = client.clone();
+            let job_id = job_id.clone();
+            async move {
+                let tasks = fedflow_tests::scheduler_tasks(&mut client, &job_id).await;
+                let running = tasks.iter().any(|t| {
+                    t.parties.len() == 2
+                        && t.parties
+                            .iter()
+                            .all(|p| p.status == TaskStatus::Running as i32)
+                });
+                if running {
+                    Ok(())
+                } else {
+                    Err(format!("{tasks:?}"))
+                }
+            }
+        },
+    )
     .await;
     let session = fedflow_osx::session_id(&job_id, "hold", 0);
     let from = Federation::new(&fed.party("10000").osx, &session, host).expect("host's data plane");
