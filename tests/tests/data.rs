@@ -853,6 +853,23 @@ async fn a_registered_component_runs_under_the_worker_with_its_inputs_and_regist
         given["parameters"]["anything"][0],
         "the component checks its own"
     );
+    // Its data plane: this party's gateway, FATE's session of the task, every party of it.
+    let plane = &given["data_plane"];
+    assert_eq!(
+        plane["session"],
+        format!("{job_id}_echo_0_0"),
+        "the component's session: {given}"
+    );
+    assert!(
+        plane["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+    assert_eq!(
+        plane["parties"],
+        json!([{"party_id": "9999", "role": "guest"}]),
+        "the job's one party: {plane}"
+    );
     let input = &given["inputs"]["reader_0.output_data"];
     assert_eq!(input["metadata"]["schema"]["label_name"], "y", "{given}");
     assert!(Path::new(input["path"].as_str().expect("a path")).is_file());

@@ -3,7 +3,9 @@
 //! worker's child. The worker keeps its supervision: the child is in the worker's process
 //! group (a stop kills both), the worker heartbeats meanwhile, and a timeout or kill of the
 //! attempt ends it. The child reads `component.json` (named by `FEDFLOW_COMPONENT_CONFIG`:
-//! job, component, role, party, version, parameters, inputs, output directory), writes its
+//! job, component, role, party, version, parameters, inputs, its data plane: the gateway's
+//! OSX address, the task's federation session and every party of the task; output
+//! directory), writes its
 //! files under `outputs/` and may list them in `component_outputs.json`; exit 0 is success.
 
 use std::path::Path;
@@ -28,6 +30,7 @@ pub async fn run(task_dir: &Path, config: &TaskFile, program: &Program) -> Outco
         "version": config.version,
         "parameters": config.parameters,
         "inputs": config.inputs,
+        "data_plane": config.data_plane,
         "outputs_dir": outputs_dir.display().to_string(),
         "outputs_file": task_dir.join("component_outputs.json").display().to_string(),
     });
