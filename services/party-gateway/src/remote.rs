@@ -42,10 +42,59 @@ pub enum SessionState {
 #[derive(Debug, Clone)]
 pub struct Unreachable(pub String);
 
+/// Each job's scheduler and participants, from this party's job-controller (`GetJob`), kept:
+/// a job's parties never change. Both the federation port's policy and the data plane ask.
+pub struct JobParticipants {
+    client: jc::job_controller_client::JobControllerClient<Channel>,
+    known: KnownJobs,
+}
+
+impl JobParticipants {
+    pub fn new(job_controller: Channel) -> JobParticipants {
+        JobParticipants {
+            client: jc::job_controller_client::JobControllerClient::new(job_controller),
+            known: KnownJobs::default(),
+        }
+    }
+
+    /// The job's parties; `None` for a job this party does not know.
+    pub async fn of(&self, job_id: &str) -> Result<Option<Arc<JobParties>>, Unreachable> {
+        if let Some(known) = self.known.get(job_id) {
+            return Ok(Some(known));
+        }
+        let answer = self
+            .client
+            .clone()
+            .get_job(jc::GetJobRequest {
+                job_id: job_id.to_owned(),
+            })
+            .await;
+        let reply = match answer {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+            Err(status) => {
+                return Err(Unreachable(format!(
+                    "cannot read job {job_id}'s participants from this party's job-controller: {}",
+                    status.message()
+                )));
+            }
+        };
+        let Some(scheduler) = reply.jobs.first().map(|job| job.scheduler_party_id.clone()) else {
+            return Ok(None);
+        };
+        Ok(Some(self.known.insert(
+            job_id,
+            JobParties {
+                scheduler,
+                participants: Some(reply.participants.into_iter().collect()),
+            },
+        )))
+    }
+}
+
 pub struct Directory {
     sessions: tc::sessions_client::SessionsClient<Channel>,
-    jobs: jc::job_controller_client::JobControllerClient<Channel>,
-    known_jobs: KnownJobs,
+    jobs: JobParticipants,
     cache: Mutex<HashMap<String, (Instant, Arc<Running>)>>,
     ttl: Duration,
 }
@@ -54,8 +103,7 @@ impl Directory {
     pub fn new(task_controller: Channel, job_controller: Channel, ttl: Duration) -> Directory {
         Directory {
             sessions: tc::sessions_client::SessionsClient::new(task_controller),
-            jobs: jc::job_controller_client::JobControllerClient::new(job_controller),
-            known_jobs: KnownJobs::default(),
+            jobs: JobParticipants::new(job_controller),
             cache: Mutex::new(HashMap::new()),
             ttl,
         }
@@ -118,36 +166,7 @@ impl Directory {
     }
 
     async fn job(&self, job_id: &str) -> Result<Option<Arc<JobParties>>, Unreachable> {
-        if let Some(known) = self.known_jobs.get(job_id) {
-            return Ok(Some(known));
-        }
-        let answer = self
-            .jobs
-            .clone()
-            .get_job(jc::GetJobRequest {
-                job_id: job_id.to_owned(),
-            })
-            .await;
-        let reply = match answer {
-            Ok(reply) => reply.into_inner(),
-            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
-            Err(status) => {
-                return Err(Unreachable(format!(
-                    "cannot read job {job_id}'s participants from this party's job-controller: {}",
-                    status.message()
-                )));
-            }
-        };
-        let Some(scheduler) = reply.jobs.first().map(|job| job.scheduler_party_id.clone()) else {
-            return Ok(None);
-        };
-        Ok(Some(self.known_jobs.insert(
-            job_id,
-            JobParties {
-                scheduler,
-                participants: Some(reply.participants.into_iter().collect()),
-            },
-        )))
+        self.jobs.of(job_id).await
     }
 }
 

@@ -7,10 +7,8 @@
 //! one that may create, start, stop or sync another party's jobs and tasks).
 //! The services check the same again from their own rows.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use fedflow_core::access::{Caller, JobParties, KnownJobs, Need};
+use fedflow_core::access::{Caller, Need};
 use fedflow_proto::jobcontroller::v1 as jc;
 use fedflow_proto::scheduler::v1 as sc;
 use fedflow_proto::taskcontroller::v1 as tc;
@@ -18,6 +16,7 @@ use fedflow_rpc::calls::PartyCall;
 use tonic::transport::Channel;
 
 use crate::error::Refusal;
+use crate::remote::{JobParticipants, Unreachable};
 
 /// What a call from another party is about.
 #[derive(Debug)]
@@ -124,56 +123,24 @@ pub fn inspect(service: &str, method: &str, payload: &Bytes) -> Result<Inspected
 
 /// The job-controller's answer per job, kept (a job's parties never change).
 pub struct Membership {
-    client: jc::job_controller_client::JobControllerClient<Channel>,
-    known: KnownJobs,
+    jobs: JobParticipants,
 }
 
 impl Membership {
     pub fn new(job_controller: Channel) -> Membership {
         Membership {
-            client: jc::job_controller_client::JobControllerClient::new(job_controller),
-            known: KnownJobs::default(),
+            jobs: JobParticipants::new(job_controller),
         }
     }
 
     /// `PERMISSION_DENIED` unless `caller` plays the part `need`s in the job.
     pub async fn check(&self, caller: &str, job_id: &str, need: Need) -> Result<(), Refusal> {
-        let job = self.parties(job_id).await?;
+        let job = self
+            .jobs
+            .of(job_id)
+            .await
+            .map_err(|Unreachable(why)| Refusal::Unavailable(why))?;
         Ok(Caller::Party(caller.to_owned()).may(job_id, job.as_deref(), need)?)
-    }
-
-    /// The job's parties from this party's job-controller; `None` for a job it does not know.
-    async fn parties(&self, job_id: &str) -> Result<Option<Arc<JobParties>>, Refusal> {
-        if let Some(known) = self.known.get(job_id) {
-            return Ok(Some(known));
-        }
-        let answer = self
-            .client
-            .clone()
-            .get_job(jc::GetJobRequest {
-                job_id: job_id.to_owned(),
-            })
-            .await;
-        let reply = match answer {
-            Ok(reply) => reply.into_inner(),
-            Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
-            Err(status) => {
-                return Err(Refusal::Unavailable(format!(
-                    "cannot check job {job_id}'s participants: {}",
-                    status.message()
-                )));
-            }
-        };
-        let Some(scheduler) = reply.jobs.first().map(|job| job.scheduler_party_id.clone()) else {
-            return Ok(None);
-        };
-        Ok(Some(self.known.insert(
-            job_id,
-            JobParties {
-                scheduler,
-                participants: Some(reply.participants.into_iter().collect()),
-            },
-        )))
     }
 }
 
