@@ -6,6 +6,12 @@
 /// fedflow's job ids: 24 digits (`crate::ids::new_job_id`).
 const JOB_ID_LEN: usize = 24;
 
+/// The session id of a task version: FATE-Flow's task id and the version, the same on every
+/// party of the task; [`Session::parse`] reads it back.
+pub fn id(job_id: &str, component: &str, version: i32) -> String {
+    format!("{job_id}_{component}_{version}")
+}
+
 /// A parsed session id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Session {

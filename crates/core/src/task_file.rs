@@ -57,12 +57,6 @@ pub struct DataPlane {
     pub session: String,
 }
 
-/// FATE's federation session of a task version: FATE-Flow's task id and the version,
-/// `{job_id}_{component}_{version}`, the same on every party of the task.
-pub fn session_id(job_id: &str, component: &str, version: i32) -> String {
-    format!("{job_id}_{component}_{version}")
-}
-
 /// A party of the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataPlaneParty {

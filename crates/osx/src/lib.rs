@@ -2,7 +2,7 @@
 //! protocol (`org.ppc.ptp.PrivateTransferTransport`) exactly as pyfate's `osx` federation
 //! speaks it to its party's broker, which in fedflow is the party-gateway's data-plane port.
 //!
-//! - The session is the task's federation session, `{job_id}_{component}_{version}`, shared by
+//! - The session is the task's federation session (`fedflow_core::session::id`), shared by
 //!   every party of the task; it goes in `x-ptp-session-id`.
 //! - A message from `src` to `dst` named `name` travels on topic
 //!   `{session}-{src_role}-{src_party}-{dst_role}-{dst_party}-{name}` ([`topic`]); the sender's
@@ -77,11 +77,6 @@ pub fn topic(session: &str, src: &Party, dst: &Party, name: &str) -> String {
         "{session}-{}-{}-{}-{}-{name}",
         src.role, src.party_id, dst.role, dst.party_id
     )
-}
-
-/// FATE's federation session of a task version.
-pub fn session_id(job_id: &str, component: &str, version: i32) -> String {
-    format!("{job_id}_{component}_{version}")
 }
 
 /// The JSON head pyfate puts on an object message.
@@ -308,7 +303,7 @@ mod tests {
     fn topics_and_sessions_are_named_as_pyfate_names_them() {
         let guest = Party::new("guest", "9999");
         let host = Party::new("host", "10000");
-        let session = session_id("202612011200000000000001", "psi_0", 0);
+        let session = fedflow_core::session::id("202612011200000000000001", "psi_0", 0);
         assert_eq!(session, "202612011200000000000001_psi_0_0");
         assert_eq!(
             topic(&session, &host, &guest, "value"),

@@ -122,7 +122,7 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
         },
     )
     .await;
-    let session = fedflow_osx::session_id(&job_id, "hold", 0);
+    let session = fedflow_core::session::id(&job_id, "hold", 0);
     let from = Federation::new(&fed.party("10000").osx, &session, host).expect("host's data plane");
     let to = Federation::new(&fed.party("9999").osx, &session, guest).expect("guest's data plane");
     for (label, size, count) in sizes(args) {

@@ -64,7 +64,7 @@ impl App {
                         party_id: p.party_id.clone(),
                     })
                     .collect(),
-                session: fedflow_core::task_file::session_id(
+                session: fedflow_core::session::id(
                     &task.key.job_id,
                     &task.key.component,
                     task.key.version,

@@ -59,7 +59,7 @@ impl App {
     /// An attempt of `key` moved to an end status: unless another role of the same session
     /// still runs here, the gateway drops the session's queues (in the background).
     pub(super) fn attempt_ended(&self, key: &TaskKey) {
-        let session_id = format!("{}_{}_{}", key.job_id, key.component, key.version);
+        let session_id = fedflow_core::session::id(&key.job_id, &key.component, key.version);
         let app = self.clone();
         tokio::spawn(async move {
             match app.session(&Caller::Local, &session_id).await {
