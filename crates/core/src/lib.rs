@@ -13,6 +13,7 @@ pub mod access;
 pub mod aggregate;
 pub mod clock;
 pub mod dsl;
+pub mod fate;
 pub mod ids;
 pub mod modules;
 pub mod session;
