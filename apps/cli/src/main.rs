@@ -271,6 +271,10 @@ pub struct StandaloneArgs {
     /// `<data-dir>/pki`.
     #[arg(long)]
     insecure: bool,
+    /// The python of a venv holding pyfate 2.2 (`scripts/setup-fate.sh` prints it): every
+    /// party runs FATE 2.x components with it.
+    #[arg(long, env = "FEDFLOW_FATE_PYTHON")]
+    fate_python: Option<PathBuf>,
 }
 
 /// How the job and task commands reach the scheduler, from the global options.

@@ -21,6 +21,10 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
     let mut options = Options::new(args.parties.clone(), args.data_dir.clone());
     options.cores = args.cores;
     options.mtls = !args.insecure;
+    if let Some(python) = &args.fate_python {
+        // An absolute path, as the task-controllers need it.
+        options.fate_python = std::path::absolute(python).unwrap_or_else(|_| python.clone());
+    }
     let worker = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("fedflow-worker")));

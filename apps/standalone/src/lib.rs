@@ -54,6 +54,9 @@ pub struct Options {
     /// External components registered on each party (its task-controller's `components`).
     pub components_by_party:
         BTreeMap<String, BTreeMap<String, fedflow_task_controller::config::ComponentConfig>>,
+    /// The python of a venv holding pyfate, for every party (each keeps its FATE tables under
+    /// its own data directory); empty: the parties run no FATE components.
+    pub fate_python: PathBuf,
 }
 
 impl Options {
@@ -70,6 +73,7 @@ impl Options {
             mtls: true,
             tls_reload_interval_ms: 1_000,
             components_by_party: BTreeMap::new(),
+            fate_python: PathBuf::new(),
         }
     }
 
@@ -352,6 +356,10 @@ impl Federation {
                     .get(&id)
                     .cloned()
                     .unwrap_or_default(),
+                fate: fedflow_task_controller::config::FateConfig {
+                    python: options.fate_python.clone(),
+                    data_dir: PathBuf::new(),
+                },
                 ..Default::default()
             };
             handles.push(spawn_service(

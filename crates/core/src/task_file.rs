@@ -19,6 +19,10 @@ pub struct TaskFile {
     /// of the task. Left out when the task-controller has no data plane configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_plane: Option<DataPlane>,
+    /// A FATE component (`fate:<component_ref>`): this party's pyfate runtime. Left out for
+    /// fedflow's own modules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fate: Option<FateRuntime>,
     /// How often the worker heartbeats.
     pub heartbeat_interval_ms: u64,
     /// The artifacts the component reads, by input key: `table` for a registered table a
@@ -55,6 +59,15 @@ pub struct DataPlane {
     pub parties: Vec<DataPlaneParty>,
     /// FATE's federation session, `{job_id}_{component}_{version}`.
     pub session: String,
+}
+
+/// This party's FATE provider, as its task-controller is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FateRuntime {
+    /// The python of a venv holding pyfate.
+    pub python: String,
+    /// pyfate's standalone data directory on this party (its tables).
+    pub data_dir: String,
 }
 
 /// A party of the task.
@@ -122,6 +135,7 @@ mod tests {
         TaskFile {
             component: "train".into(),
             data_plane: None,
+            fate: None,
             heartbeat_interval_ms: 1000,
             inputs: BTreeMap::new(),
             job_id: "202611261617000000001234".into(),

@@ -7,10 +7,12 @@
 //! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`,
 //! `Gather {value, timeout_s}` (the data plane, [`gather`]), and
 //! the artifact components of [`data`]: `Reader {table}`, `Statistics`. Any other module runs
-//! the executable this party registered for it ([`external`]).
+//! the executable this party registered for it ([`external`]); `fate:<component>` runs FATE's
+//! own component with this party's pyfate ([`fate`]).
 
 pub mod data;
 pub mod external;
+pub mod fate;
 pub mod gather;
 
 use fedflow_core::task_file::OutputArtifact;

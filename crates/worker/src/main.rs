@@ -170,6 +170,9 @@ async fn run(config: &TaskFile, task_dir: &std::path::Path, channel: Channel) ->
             }
             fedflow_worker::sum(&config.parameters, &values)
         }
+        m if fedflow_core::fate::component_of(m).is_some() => {
+            fedflow_worker::fate::run(task_dir, config).await
+        }
         other => match &config.program {
             Some(program) => fedflow_worker::external::run(task_dir, config, program).await,
             None => Outcome::Failed(format!("unknown module {other:?}")),

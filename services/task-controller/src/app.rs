@@ -103,6 +103,8 @@ pub struct Local {
     pub data_plane: String,
     /// Tells the gateway when a session's attempt ended.
     pub session_ends: SessionEnds,
+    /// This party's FATE provider, if it has one.
+    pub fate: Option<fedflow_core::task_file::FateRuntime>,
 }
 
 #[derive(Clone)]
@@ -136,6 +138,7 @@ struct Inner {
     data_plane: String,
     /// Tells the gateway when a session's attempt ended.
     session_ends: SessionEnds,
+    fate: Option<fedflow_core::task_file::FateRuntime>,
 }
 
 impl App {
@@ -153,6 +156,7 @@ impl App {
             components,
             data_plane,
             session_ends,
+            fate,
         } = local;
         let outbox = store.outbox();
         App {
@@ -172,6 +176,7 @@ impl App {
                 uploads: tokio::sync::Mutex::new(()),
                 data_plane,
                 session_ends,
+                fate,
             }),
         }
     }
@@ -228,6 +233,9 @@ impl App {
         if fedflow_core::modules::is_known(module) {
             return Ok(());
         }
+        if let Some(component) = fedflow_core::fate::component_of(module) {
+            return self.check_fate(component, role);
+        }
         match self.inner.components.get(module) {
             Some(c) if c.roles.is_empty() || c.roles.iter().any(|r| r == role) => Ok(()),
             Some(_) => Err(Error::InvalidArgument(format!(
@@ -241,9 +249,42 @@ impl App {
         }
     }
 
+    /// A FATE component this party can run for `role`: it has a FATE provider, and the
+    /// provider's catalog has the component for the role.
+    fn check_fate(&self, component: &str, role: &str) -> Result<(), Error> {
+        let party = &self.inner.party_id;
+        if self.inner.fate.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "FATE component {component:?}: party {party} has no FATE provider \
+                 (the task-controller's [fate] python)"
+            )));
+        }
+        let catalog = fedflow_core::fate::builtin();
+        match catalog.components.get(component) {
+            None => Err(Error::InvalidArgument(format!(
+                "FATE component {component:?}: party {party}'s provider fate {} has no such component",
+                catalog.version
+            ))),
+            Some(def) if !def.roles.iter().any(|r| r == role) => {
+                Err(Error::InvalidArgument(format!(
+                    "FATE component {component:?}: party {party}'s provider fate {} does not serve role {role}",
+                    catalog.version
+                )))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// This party's FATE runtime, for a `fate:` module.
+    fn fate_runtime(&self, module: &str) -> Option<fedflow_core::task_file::FateRuntime> {
+        fedflow_core::fate::component_of(module)?;
+        self.inner.fate.clone()
+    }
+
     /// The executable registered for an external `module`.
     fn program(&self, module: &str) -> Option<fedflow_core::task_file::Program> {
-        if fedflow_core::modules::is_known(module) {
+        if fedflow_core::modules::is_known(module) || fedflow_core::fate::component_of(module).is_some()
+        {
             return None;
         }
         self.inner

@@ -31,6 +31,20 @@ pub struct Config {
     /// External components this party's operator registers, by module name: what a DSL's
     /// component with a `provider` runs here. A DSL names a module, never a command.
     pub components: BTreeMap<String, ComponentConfig>,
+    /// FATE 2.x components (`fate:<component>` in a FATE 2.x DAG): this party's pyfate.
+    pub fate: FateConfig,
+}
+
+/// This party's FATE provider: the python of a venv holding pyfate 2.2
+/// (`scripts/setup-fate.sh` makes one) and pyfate's standalone data directory.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FateConfig {
+    /// An absolute path; empty: this party runs no FATE components (a DAG naming one is
+    /// refused at submit).
+    pub python: PathBuf,
+    /// pyfate's tables (its standalone computing); empty: `<data_dir>/fate`.
+    pub data_dir: PathBuf,
 }
 
 /// One registered component: an executable with fixed arguments and environment, and the
@@ -86,6 +100,7 @@ impl Default for Config {
             fencing: FencingConfig::default(),
             telemetry: TelemetryConfig::default(),
             components: BTreeMap::new(),
+            fate: FateConfig::default(),
         }
     }
 }

@@ -27,6 +27,35 @@ pub use config::Config;
 /// Why the task-controller could not start or stopped serving.
 pub use fedflow_service_main::ServiceError as Error;
 
+/// This party's FATE runtime from its config: none without `fate.python`; the python must be
+/// an absolute path to a file; the data directory defaults to `<data_dir>/fate` and is made.
+fn fate_runtime(config: &Config) -> Result<Option<fedflow_core::task_file::FateRuntime>, Error> {
+    let fate = &config.fate;
+    if fate.python.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    if !fate.python.is_absolute() || !fate.python.is_file() {
+        return Err(Error::Config(format!(
+            "fate.python: {} is not an absolute path to a python (scripts/setup-fate.sh prints one)",
+            fate.python.display()
+        )));
+    }
+    let dir = if fate.data_dir.as_os_str().is_empty() {
+        config.data_dir.join("fate")
+    } else {
+        fate.data_dir.clone()
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Config(format!("fate.data_dir {}: {e}", dir.display())))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::Config(format!("fate.data_dir {}: {e}", dir.display())))?;
+    Ok(Some(fedflow_core::task_file::FateRuntime {
+        python: fate.python.display().to_string(),
+        data_dir: dir.display().to_string(),
+    }))
+}
+
 /// Serves the task-controller on `listener` until `shutdown` is cancelled. Running workers are
 /// left running at shutdown (a restarted task-controller finds them again).
 ///
@@ -98,6 +127,7 @@ pub async fn run(
             data_dir: config.data_dir.clone(),
             components: config.components.clone(),
             data_plane: config.data_plane.clone(),
+            fate: fate_runtime(&config)?,
             session_ends: remote::sessions::SessionEnds::new(
                 fedflow_rpc::channel(&config.gateway)
                     .map_err(|e| Error::Config(format!("gateway: {e}")))?,

@@ -75,9 +75,17 @@ impl App {
         params: &serde_json::Map<String, Value>,
     ) -> Result<BTreeMap<String, InputArtifact>, String> {
         let mut inputs = BTreeMap::new();
-        if task.module == "Reader" {
-            let (namespace, name) = fedflow_core::modules::reader_table(params)
-                .ok_or("Reader: no table named (parameter table: {namespace, name})")?;
+        let fate_reader = task.module == fedflow_core::fate::module_of("reader");
+        if task.module == "Reader" || fate_reader {
+            let named = if fate_reader {
+                fedflow_core::fate::FateTask::from_params(params)
+                    .ok()
+                    .and_then(|t| fedflow_core::modules::reader_table(&t.parameters))
+            } else {
+                fedflow_core::modules::reader_table(params)
+            };
+            let (namespace, name) =
+                named.ok_or("reader: no table named (parameters namespace and name)")?;
             let table = self
                 .inner
                 .store
@@ -288,6 +296,9 @@ fn table_input(table: &Table) -> InputArtifact {
             "row_count": table.row_count,
             "match_id_name": table.id_name,
             "label_name": table.label_name,
+            "partitions": table.partitions,
+            "extend_sid": table.extend_sid,
+            "create_ms": table.create_ms,
         }),
         path: table.path.clone(),
         type_name: "table".into(),

@@ -70,6 +70,7 @@ impl App {
                     task.key.version,
                 ),
             }),
+            fate: self.fate_runtime(&task.module),
             heartbeat_interval_ms: self.inner.timing.heartbeat_interval.as_millis() as u64,
             inputs,
             job_id: task.key.job_id.clone(),

@@ -28,7 +28,9 @@ fn new_task(i: usize, task: pb::TaskSpec) -> Result<NewTask, Error> {
     let component: ComponentName = ids::field(format!("tasks[{i}].component"), task.component)?;
     // A module that is not built in must be registered here (the app checks).
     let builtin = fedflow_core::modules::is_known(&task.module);
-    if !builtin && !fedflow_core::modules::is_external_name(&task.module) {
+    let fate = fedflow_core::fate::component_of(&task.module)
+        .is_some_and(fedflow_core::modules::is_external_name);
+    if !builtin && !fate && !fedflow_core::modules::is_external_name(&task.module) {
         return Err(Error::InvalidArgument(format!(
             "unknown module {:?} for component {component}",
             task.module
