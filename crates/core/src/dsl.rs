@@ -20,6 +20,8 @@ use crate::ids::Participant;
 
 mod components;
 mod fate2;
+#[cfg(test)]
+mod fate2_tests;
 mod params;
 mod roles;
 mod strict_json;
