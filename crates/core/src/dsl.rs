@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 use crate::ids::Participant;
 
 mod components;
+mod fate2;
+#[cfg(test)]
+mod fate2_tests;
 mod params;
 mod roles;
 mod strict_json;
@@ -200,17 +203,25 @@ pub struct JobSpec {
     pub initiator: Participant,
     pub dsl: Value,
     pub conf: Value,
+    /// The validated DAG of a FATE 2.x submission (`dsl` holds its document, `conf` is `{}`).
+    fate2: Option<std::sync::Arc<fate2::Dag>>,
 }
 
-/// Parses and validates a DSL v2 + runtime conf v2.
+/// Parses and validates a DSL v2 + runtime conf v2, or a FATE 2.x DAG (a DSL whose root has
+/// `dag`, with an empty runtime conf; see [`fate2`]).
 pub fn parse(dsl_text: &str, conf_text: &str, limits: &Limits) -> Result<JobSpec, SpecError> {
     // Both sizes first: an oversized document is refused before either is read.
     check_size("dsl", dsl_text, limits.max_dsl_bytes)?;
     check_size("runtime_conf", conf_text, limits.max_conf_bytes)?;
     let dsl = parse_json_strict("dsl", dsl_text)?;
+    if fate2::is_dag(&dsl) {
+        let spec = fate2::parse(dsl, conf_text, limits)?;
+        spec.check_parameters()?;
+        return Ok(spec);
+    }
     let conf = parse_json_strict("runtime_conf", conf_text)?;
     let components = parse_components(&dsl, limits)?;
-    let ordered = topological_order(components)?;
+    let ordered = topological_order(components, "dsl.components")?;
     let (roles, initiator) = parse_roles(&conf, limits)?;
     let spec = JobSpec {
         components: ordered,
@@ -218,6 +229,7 @@ pub fn parse(dsl_text: &str, conf_text: &str, limits: &Limits) -> Result<JobSpec
         initiator,
         dsl,
         conf,
+        fate2: None,
     };
     spec.check_parameters()?;
     Ok(spec)

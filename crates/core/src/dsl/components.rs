@@ -211,8 +211,12 @@ fn read_refs(
 }
 
 /// Kahn's sort; on a cycle, names one loop.
-pub(super) fn topological_order(components: Vec<Component>) -> Result<Vec<Component>, SpecError> {
-    let order = topological_indices(&components)?;
+/// `field` names the document's components in the error (`dsl.components`, `dag.tasks`).
+pub(super) fn topological_order(
+    components: Vec<Component>,
+    field: &str,
+) -> Result<Vec<Component>, SpecError> {
+    let order = topological_indices(&components, field)?;
     let mut slots: Vec<Option<Component>> = components.into_iter().map(Some).collect();
     Ok(order
         .into_iter()
@@ -221,7 +225,7 @@ pub(super) fn topological_order(components: Vec<Component>) -> Result<Vec<Compon
 }
 
 /// The positions of `components` in topological order.
-fn topological_indices(components: &[Component]) -> Result<Vec<usize>, SpecError> {
+fn topological_indices(components: &[Component], field: &str) -> Result<Vec<usize>, SpecError> {
     let by_name: HashMap<&str, (usize, &Component)> = components
         .iter()
         .enumerate()
@@ -298,10 +302,7 @@ fn topological_indices(components: &[Component]) -> Result<Vec<usize>, SpecError
                 .expect("a cycle has members");
             cycle.rotate_left(first);
             cycle.push(cycle[0]);
-            return Err(err(
-                "dsl.components",
-                format!("cycle {}", cycle.join(" -> ")),
-            ));
+            return Err(err(field, format!("cycle {}", cycle.join(" -> "))));
         }
         path.push(next);
         current = next;

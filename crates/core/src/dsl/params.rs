@@ -19,7 +19,12 @@ impl JobSpec {
         for layer in self.layers("job_parameters", who)? {
             deep_merge(&mut merged, layer);
         }
-        let field = |key: &str| format!("job_parameters.{key} (for {who})");
+        let section = if self.fate2.is_some() {
+            "dag.conf"
+        } else {
+            "job_parameters"
+        };
+        let field = |key: &str| format!("{section}.{key} (for {who})");
         let uint = |key: &str, default: u64, max: u64| -> Result<u64, SpecError> {
             match merged.get(key) {
                 None | Some(Value::Null) => Ok(default),
@@ -90,7 +95,11 @@ impl JobSpec {
 
     /// What `who` runs: one plan per component, in topological order, with its resolved
     /// parameters (`component_parameters.common.<c>`, then matching role sections, deep-merged).
+    /// For a FATE 2.x DAG, each task's [`crate::fate::FateTask`] for `who`.
     pub fn task_plans(&self, who: &Participant) -> Result<Vec<TaskPlan>, SpecError> {
+        if let Some(dag) = &self.fate2 {
+            return Ok(dag.task_plans(who));
+        }
         // One pass over the layers for all components, so the work is linear in the conf.
         let mut by_component: HashMap<&str, Map<String, Value>> = HashMap::new();
         for layer in self.layers("component_parameters", who)? {
@@ -126,6 +135,14 @@ impl JobSpec {
     /// each `<section>.role.<role>.<selector>` that selects `who`, `"all"` first so a specific
     /// index wins over it.
     fn layers<'s>(&'s self, section: &str, who: &Participant) -> Result<Vec<&'s Value>, SpecError> {
+        if let Some(dag) = &self.fate2 {
+            let job = section == "job_parameters";
+            return Ok(if job {
+                dag.conf_layers(who)
+            } else {
+                Vec::new()
+            });
+        }
         let mut layers = Vec::new();
         let Some(root) = self.conf.get(section) else {
             return Ok(layers);
@@ -154,6 +171,14 @@ impl JobSpec {
     }
 
     pub(super) fn check_parameters(&self) -> Result<(), SpecError> {
+        // A FATE 2.x DAG's tasks are checked as it is read; pyfate checks its own parameters
+        // when a task runs.
+        if self.fate2.is_some() {
+            for who in self.participants() {
+                self.job_params(&who)?;
+            }
+            return Ok(());
+        }
         let names: HashSet<&str> = self.components.iter().map(|c| c.name.as_str()).collect();
         for section in ["job_parameters", "component_parameters"] {
             let Some(root) = self.conf.get(section) else {
@@ -269,7 +294,7 @@ fn selects(selector: &str, index: usize, parties: usize) -> Result<bool, String>
     Ok(hit)
 }
 
-fn deep_merge(into: &mut Map<String, Value>, from: &Value) {
+pub(super) fn deep_merge(into: &mut Map<String, Value>, from: &Value) {
     let Some(from) = from.as_object() else {
         return;
     };

@@ -95,7 +95,7 @@ pub(super) fn parse_roles(
 }
 
 /// FATE writes party ids as numbers; fedflow also takes strings of `[A-Za-z0-9_-]{1,32}`.
-fn party_id_value(v: &Value) -> Result<String, String> {
+pub(super) fn party_id_value(v: &Value) -> Result<String, String> {
     let text = match v {
         Value::Number(n) if n.is_u64() => n.to_string(),
         Value::String(s) => s.clone(),
