@@ -452,11 +452,14 @@ fn output(kind: &str, key: &str, entry: &Value, outputs_dir: &Path) -> Result<Ou
             name
         }
     };
-    let meta = entry.get("metadata");
-    let overview = meta
-        .and_then(|m| m.get("data_overview").or_else(|| m.get("model_overview")))
-        .cloned()
-        .unwrap_or(json!({}));
+    // What other parties may know of it: the row count, never pyfate's sample rows.
+    let count = entry
+        .pointer("/metadata/data_overview/count")
+        .and_then(Value::as_u64);
+    let overview = match count {
+        Some(count) => json!({ "count": count }),
+        None => json!({}),
+    };
     Ok(OutputArtifact {
         output_key: key.to_owned(),
         kind: kind.to_owned(),
@@ -622,6 +625,8 @@ async fn import(
         }
     }
     let status = execute(runtime, task_dir, config, &config_path, &result_path, Some(&import_path)).await;
+    // The import's own computing session (the raw table stays, the transformer's input).
+    let _ = std::fs::remove_dir_all(Path::new(&runtime.data_dir).join(format!("fedflow_import_{digest}")));
     match finish(status, &result_path, &fate_dir, ids) {
         Outcome::Produced(outputs) => outputs
             .into_iter()

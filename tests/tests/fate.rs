@@ -1,0 +1,234 @@
+//! FATE 2.x jobs with FATE's own components (pyfate 2.2), end to end and driven through the
+//! `fedflow` CLI like a FATE user: FATE-Flow upload confs on guest 9999 and host 10000,
+//! `fedflow job submit -c dag.yaml`, FATE's reader → psi → coordinated_lr → evaluation across
+//! the parties' gateways (the OSX data plane), and the results pyfate gives when run directly.
+//!
+//! These tests need pyfate: the python named by `FEDFLOW_FATE_PYTHON`, else the venv
+//! `scripts/setup-fate.sh` makes (a cold install takes about 8 minutes). Where that venv
+//! cannot be made, each test prints why and returns without running.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fedflow_proto::common::v1::JobStatus;
+use fedflow_tests::*;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// pyfate's python, or why there is none.
+fn fate_python() -> Result<PathBuf, String> {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Some(python) = std::env::var_os("FEDFLOW_FATE_PYTHON").filter(|p| !p.is_empty())
+            {
+                let python = PathBuf::from(python);
+                return if python.is_file() {
+                    Ok(python)
+                } else {
+                    Err(format!(
+                        "FEDFLOW_FATE_PYTHON={} is not a file",
+                        python.display()
+                    ))
+                };
+            }
+            let out = Command::new("bash")
+                .arg(repo().join("scripts/setup-fate.sh"))
+                .output()
+                .map_err(|e| format!("cannot run scripts/setup-fate.sh: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "scripts/setup-fate.sh failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let last = stdout.lines().last().unwrap_or_default().trim().to_owned();
+            Ok(PathBuf::from(last))
+        })
+        .clone()
+}
+
+/// The federation with pyfate on both parties, or None (printed) without pyfate.
+async fn start(test: &str) -> Option<TestFederation> {
+    let python = match fate_python() {
+        Ok(python) => python,
+        Err(why) => {
+            eprintln!("SKIPPED {test}: pyfate 2.2 is not available here: {why}");
+            return None;
+        }
+    };
+    let fed = TestFederation::start_with(&["9999", "10000"], |o| {
+        o.fate_python = python;
+    })
+    .await;
+    for (party, conf) in [
+        ("9999", "examples/fate-lr/upload_guest.json"),
+        ("10000", "examples/fate-lr/upload_host.json"),
+    ] {
+        cli_ok(&fed, party, &["data", "upload", "-c", conf]);
+    }
+    Some(fed)
+}
+
+/// Runs the CLI against `party`'s scheduler from the repository's root: (success, stdout,
+/// stderr).
+fn cli(fed: &TestFederation, party: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("fedflow"))
+        .current_dir(repo())
+        .arg("--scheduler")
+        .arg(fed.scheduler_addr(party))
+        .args(args)
+        .output()
+        .expect("run the fedflow CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn cli_ok(fed: &TestFederation, party: &str, args: &[&str]) -> String {
+    let (ok, out, err) = cli(fed, party, args);
+    assert!(ok, "fedflow {args:?} on {party} failed: {out}\n{err}");
+    out
+}
+
+fn cli_json(fed: &TestFederation, party: &str, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = cli_ok(fed, party, &full);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("fedflow {args:?}: not JSON ({e}): {out}"))
+}
+
+/// Submits a FATE 2.x DAG file (YAML) as a user does; returns the job id.
+fn submit_dag(fed: &TestFederation, path: &Path) -> String {
+    let path = path.display().to_string();
+    let answer = cli_json(fed, "9999", &["job", "submit", "-c", &path]);
+    answer["job_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job_id in {answer}"))
+        .to_owned()
+}
+
+/// Every `{metric, val}` pair under `value` (metric files nest them in groups and lists).
+fn metric_values(value: &Value, found: &mut Vec<(String, f64)>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(name)), Some(val)) = (map.get("metric"), map.get("val"))
+                && let Some(val) = val.as_f64()
+            {
+                found.push((name.clone(), val));
+            }
+            map.values().for_each(|v| metric_values(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| metric_values(v, found)),
+        Value::String(text) if text.starts_with(['[', '{']) => {
+            if let Ok(inner) = serde_json::from_str::<Value>(text) {
+                metric_values(&inner, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Waits until no process mentions the job (workers, pyfate and its pool).
+async fn no_process_of(job_id: &str, within: Duration) {
+    eventually(&format!("every process of job {job_id} to end"), within, || async {
+        let left = processes_mentioning(job_id);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still running: {left:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() {
+    let Some(fed) = start("fates_lr_pipeline").await else {
+        return;
+    };
+    let job_id = submit_dag(&fed, &repo().join("examples/fate-lr/train.yaml"));
+    let job = wait_ended(&mut fed.scheduler("9999"), &job_id, Duration::from_secs(1200)).await;
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Success,
+        "the job ended {:?}: {}",
+        job_status(job.status),
+        job.reason
+    );
+    // psi intersected all 569 ids, on both sides.
+    for party in ["9999", "10000"] {
+        let outputs = cli_json(&fed, party, &["output", "list", "-j", &job_id, "-c", "psi_0"]);
+        let data = outputs
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["key"] == "psi_0.output_data"))
+            .unwrap_or_else(|| panic!("no psi_0.output_data on {party}: {outputs}"));
+        assert_eq!(data["overview"]["count"], 569, "psi on {party}: {data}");
+        assert!(
+            data["overview"].get("samples").is_none(),
+            "an overview never carries rows: {data}"
+        );
+    }
+    // The evaluation's AUC and KS are those pyfate gives when run directly.
+    let metrics = cli_json(
+        &fed,
+        "9999",
+        &["output", "metric", "-j", &job_id, "-c", "evaluation_0"],
+    );
+    let mut found = Vec::new();
+    metric_values(&metrics, &mut found);
+    let value = |name: &str| {
+        found
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in the evaluation's metrics: {metrics}"))
+    };
+    let (auc, ks) = (value("auc"), value("ks"));
+    eprintln!("evaluation_0: AUC {auc} KS {ks}");
+    assert!((auc - 0.99236).abs() <= 1e-5, "AUC {auc}, pyfate gives 0.99236");
+    assert!((ks - 0.92762).abs() <= 1e-5, "KS {ks}, pyfate gives 0.92762");
+    no_process_of(&job_id, Duration::from_secs(5)).await;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bad_parameter_fails_the_job_with_pyfates_reason_and_leaves_no_process() {
+    let Some(fed) = start("a_bad_parameter").await else {
+        return;
+    };
+    // psi with a curve pyfate does not have, on the guest only: the host's psi is left waiting
+    // for its peer in a pop, and must be stopped when the guest's fails.
+    let dag = std::fs::read_to_string(repo().join("examples/fate-lr/train.yaml"))
+        .expect("read the example DAG");
+    let dag = dag.replace(
+        "parameters: {name: breast_hetero_guest, namespace: experiment}",
+        "parameters: {name: breast_hetero_guest, namespace: experiment}\n        psi_0:\n          parameters: {curve_type: no_such_curve}",
+    );
+    assert!(dag.contains("no_such_curve"), "the override went in");
+    let path = fed.dir.path().join("bad_psi.yaml");
+    std::fs::write(&path, dag).expect("write the DAG");
+    let job_id = submit_dag(&fed, &path);
+    let job = wait_ended(&mut fed.scheduler("9999"), &job_id, Duration::from_secs(600)).await;
+    assert_eq!(job_status(job.status), JobStatus::Failed, "{}", job.reason);
+    assert!(
+        job.reason.contains("no_such_curve") || job.reason.contains("curve"),
+        "the reason is pyfate's error: {}",
+        job.reason
+    );
+    assert!(
+        !job.reason.contains("Traceback"),
+        "the reason is the error's line, not the traceback: {}",
+        job.reason
+    );
+    no_process_of(&job_id, Duration::from_secs(5)).await;
+    fed.shutdown().await;
+}
