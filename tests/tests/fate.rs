@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use fedflow_proto::common::v1::JobStatus;
+use fedflow_tests::process::{ProcessFederation, ProcessOptions};
 use fedflow_tests::*;
 use serde_json::Value;
 
@@ -67,22 +68,19 @@ async fn start(test: &str) -> Option<TestFederation> {
         o.fate_python = python;
     })
     .await;
-    for (party, conf) in [
-        ("9999", "examples/fate-lr/upload_guest.json"),
-        ("10000", "examples/fate-lr/upload_host.json"),
-    ] {
+    for (party, conf) in UPLOADS {
         cli_ok(&fed, party, &["data", "upload", "-c", conf]);
     }
     Some(fed)
 }
 
-/// Runs the CLI against `party`'s scheduler from the repository's root: (success, stdout,
-/// stderr).
-fn cli(fed: &TestFederation, party: &str, args: &[&str]) -> (bool, String, String) {
+/// Runs the CLI against the scheduler at `scheduler` from the repository's root: (success,
+/// stdout, stderr).
+fn cli_at(scheduler: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin("fedflow"))
         .current_dir(repo())
         .arg("--scheduler")
-        .arg(fed.scheduler_addr(party))
+        .arg(scheduler)
         .args(args)
         .output()
         .expect("run the fedflow CLI");
@@ -93,27 +91,59 @@ fn cli(fed: &TestFederation, party: &str, args: &[&str]) -> (bool, String, Strin
     )
 }
 
-fn cli_ok(fed: &TestFederation, party: &str, args: &[&str]) -> String {
-    let (ok, out, err) = cli(fed, party, args);
-    assert!(ok, "fedflow {args:?} on {party} failed: {out}\n{err}");
+fn cli_ok_at(scheduler: &str, args: &[&str]) -> String {
+    let (ok, out, err) = cli_at(scheduler, args);
+    assert!(ok, "fedflow {args:?} at {scheduler} failed: {out}\n{err}");
     out
 }
 
-fn cli_json(fed: &TestFederation, party: &str, args: &[&str]) -> Value {
+fn cli_ok(fed: &TestFederation, party: &str, args: &[&str]) -> String {
+    cli_ok_at(&fed.scheduler_addr(party), args)
+}
+
+fn cli_json_at(scheduler: &str, args: &[&str]) -> Value {
     let mut full = vec!["--json"];
     full.extend_from_slice(args);
-    let out = cli_ok(fed, party, &full);
+    let out = cli_ok_at(scheduler, &full);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("fedflow {args:?}: not JSON ({e}): {out}"))
 }
 
+fn cli_json(fed: &TestFederation, party: &str, args: &[&str]) -> Value {
+    cli_json_at(&fed.scheduler_addr(party), args)
+}
+
+/// FATE-Flow upload confs for the breast data, by party.
+const UPLOADS: [(&str, &str); 2] = [
+    ("9999", "examples/fate-lr/upload_guest.json"),
+    ("10000", "examples/fate-lr/upload_host.json"),
+];
+
 /// Submits a FATE 2.x DAG file (YAML) as a user does; returns the job id.
 fn submit_dag(fed: &TestFederation, path: &Path) -> String {
+    submit_dag_at(&fed.scheduler_addr("9999"), path)
+}
+
+fn submit_dag_at(scheduler: &str, path: &Path) -> String {
     let path = path.display().to_string();
-    let answer = cli_json(fed, "9999", &["job", "submit", "-c", &path]);
+    let answer = cli_json_at(scheduler, &["job", "submit", "-c", &path]);
     answer["job_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no job_id in {answer}"))
         .to_owned()
+}
+
+/// The evaluation's AUC and KS in `fedflow output metric`'s JSON.
+fn auc_and_ks(metrics: &Value) -> (f64, f64) {
+    let mut found = Vec::new();
+    metric_values(metrics, &mut found);
+    let value = |name: &str| {
+        found
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} in the evaluation's metrics: {metrics}"))
+    };
+    (value("auc"), value("ks"))
 }
 
 /// Every `{metric, val}` pair under `value` (metric files nest them in groups and lists).
@@ -183,16 +213,7 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         "9999",
         &["output", "metric", "-j", &job_id, "-c", "evaluation_0"],
     );
-    let mut found = Vec::new();
-    metric_values(&metrics, &mut found);
-    let value = |name: &str| {
-        found
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no {name} in the evaluation's metrics: {metrics}"))
-    };
-    let (auc, ks) = (value("auc"), value("ks"));
+    let (auc, ks) = auc_and_ks(&metrics);
     eprintln!("evaluation_0: AUC {auc} KS {ks}");
     assert!((auc - 0.99236).abs() <= 1e-5, "AUC {auc}, pyfate gives 0.99236");
     assert!((ks - 0.92762).abs() <= 1e-5, "KS {ks}, pyfate gives 0.92762");
@@ -231,4 +252,70 @@ async fn a_bad_parameter_fails_the_job_with_pyfates_reason_and_leaves_no_process
     );
     no_process_of(&job_id, Duration::from_secs(5)).await;
     fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hosts_gateway_killed_in_the_middle_of_the_lr_and_restarted_the_job_still_succeeds() {
+    let python = match fate_python() {
+        Ok(python) => python,
+        Err(why) => {
+            eprintln!("SKIPPED the_hosts_gateway_killed: pyfate 2.2 is not available here: {why}");
+            return;
+        }
+    };
+    let mut fed = ProcessFederation::start_with(
+        &["9999", "10000"],
+        ProcessOptions {
+            env: vec![(
+                "FEDFLOW_TASK_CONTROLLER__FATE__PYTHON".into(),
+                python.display().to_string(),
+            )],
+            ..ProcessOptions::default()
+        },
+    )
+    .await;
+    for (party, conf) in UPLOADS {
+        cli_ok_at(&fed.party(party).scheduler, &["data", "upload", "-c", conf]);
+    }
+    let guest = fed.party("9999").scheduler.clone();
+    let job_id = submit_dag_at(&guest, &repo().join("examples/fate-lr/train.yaml"));
+    // In the middle of the LR: the guest has finished an epoch of it.
+    let log = fed
+        .dir
+        .path()
+        .join("9999/jobs")
+        .join(&job_id)
+        .join("guest/9999/lr_0/0/fate/logs/INFO");
+    eventually(
+        "the guest's LR to finish its second epoch",
+        Duration::from_secs(900),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("set epoch 2") {
+                Ok(())
+            } else {
+                Err(format!("{} not there yet", log.display()))
+            }
+        },
+    )
+    .await;
+    fed.kill("10000", "fedflow-party-gateway");
+    fed.restart("10000", "fedflow-party-gateway").await;
+    let job = wait_ended(&mut fed.scheduler("9999"), &job_id, Duration::from_secs(1200)).await;
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Success,
+        "the job ended {:?}: {}\n{}",
+        job_status(job.status),
+        job.reason,
+        fed.logs()
+    );
+    let metrics = cli_json_at(
+        &guest,
+        &["output", "metric", "-j", &job_id, "-c", "evaluation_0"],
+    );
+    let (auc, ks) = auc_and_ks(&metrics);
+    assert!((auc - 0.99236).abs() <= 1e-5, "AUC {auc}");
+    assert!((ks - 0.92762).abs() <= 1e-5, "KS {ks}");
+    no_process_of(&job_id, Duration::from_secs(5)).await;
 }
