@@ -89,10 +89,13 @@ enum TestCommand {
 
 #[derive(Subcommand)]
 enum JobCommand {
-    /// Submits a FATE DSL v2 + runtime conf v2.
+    /// Submits a FATE 1.x DSL v2 + runtime conf v2 (`-d dsl.json -c conf.json`), or a FATE 2.x
+    /// DAG in YAML or JSON (`-c dag.yaml`, as FATE 2's `flow job submit -c`).
     Submit {
+        /// The FATE 1.x DSL; without it, `-c` is a FATE 2.x DAG.
         #[arg(short = 'd', long = "dsl-path", alias = "dsl")]
-        dsl: PathBuf,
+        dsl: Option<PathBuf>,
+        /// The FATE 1.x runtime conf, or (without `-d`) the FATE 2.x DAG.
         #[arg(short = 'c', long = "conf-path", alias = "conf")]
         conf: PathBuf,
         /// Idempotency key: submitting again with it returns the same job.
@@ -304,7 +307,7 @@ async fn main() -> ExitCode {
                 dsl,
                 conf,
                 request_id,
-            } => commands::submit(&ctx, &dsl, &conf, request_id).await,
+            } => commands::submit(&ctx, dsl.as_deref(), &conf, request_id).await,
             JobCommand::Query { job_id } => commands::query(&ctx, &job_id).await,
             JobCommand::List { limit } => commands::list(&ctx, limit).await,
             JobCommand::Stop { job_id } => commands::stop(&ctx, &job_id).await,

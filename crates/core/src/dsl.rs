@@ -259,6 +259,20 @@ impl JobSpec {
             .collect()
     }
 
+    /// Whether the submission is a FATE 2.x DAG (its components are `fate:` modules).
+    pub fn is_fate2(&self) -> bool {
+        self.fate2.is_some()
+    }
+
+    /// The field that chooses the initiator, for errors about it.
+    pub fn initiator_field(&self) -> &'static str {
+        if self.is_fate2() {
+            "dag.conf.initiator_party_id"
+        } else {
+            "runtime_conf.initiator"
+        }
+    }
+
     /// Distinct party ids taking part.
     pub fn party_ids(&self) -> BTreeSet<String> {
         self.roles.values().flatten().cloned().collect()

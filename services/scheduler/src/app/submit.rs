@@ -30,8 +30,10 @@ impl App {
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if spec.initiator.party_id != self.inner.party_id {
             return Err(Error::InvalidArgument(format!(
-                "runtime_conf.initiator: party {} is not this scheduler's party {}; submit to the initiator's scheduler",
-                spec.initiator.party_id, self.inner.party_id
+                "{}: party {} is not this scheduler's party {}; submit to the initiator's scheduler",
+                spec.initiator_field(),
+                spec.initiator.party_id,
+                self.inner.party_id
             )));
         }
         let job_id = ids::new_job_id(now_micros());
