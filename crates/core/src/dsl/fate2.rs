@@ -831,11 +831,14 @@ impl Dag {
     /// What `who` runs: one plan per task, in topological order.
     pub(super) fn task_plans(&self, who: &Participant) -> Vec<TaskPlan> {
         let catalog = fate::builtin();
-        let overrides: Vec<&PartyTasks> = self
-            .party_tasks
-            .iter()
-            .filter(|p| p.parties.contains(who))
-            .collect();
+        // task -> the overrides for `who`, in `party_tasks` order: one pass over them all, so
+        // the work is linear in the DAG however many entries and tasks it has.
+        let mut overrides: HashMap<&str, Vec<&Value>> = HashMap::new();
+        for entry in self.party_tasks.iter().filter(|p| p.parties.contains(who)) {
+            for (task, params) in &entry.tasks {
+                overrides.entry(task.as_str()).or_default().push(params);
+            }
+        }
         self.tasks
             .iter()
             .map(|task| {
@@ -848,10 +851,8 @@ impl Dag {
                     })
                     .unwrap_or_else(|| task.wanted_stage.clone());
                 let mut parameters = task.parameters.clone();
-                for o in &overrides {
-                    if let Some(p) = o.tasks.get(&task.name) {
-                        deep_merge(&mut parameters, p);
-                    }
+                for p in overrides.remove(task.name.as_str()).unwrap_or_default() {
+                    deep_merge(&mut parameters, p);
                 }
                 let own = side(catalog, &task.component_ref, &who.role, &stage);
                 let mut inputs = BTreeMap::new();
