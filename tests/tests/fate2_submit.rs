@@ -195,6 +195,16 @@ async fn fate2_refusals_name_their_field_and_store_nothing() {
             }),
             "dag.tasks.eval/../0: component name",
         ),
+        (
+            "another party as initiator",
+            edited(|d| d["dag"]["conf"]["initiator_party_id"] = json!("10000")),
+            "dag.conf.initiator_party_id: party 10000 is not this scheduler's party 9999",
+        ),
+        (
+            "a job parameter out of range",
+            edited(|d| d["dag"]["conf"]["task_cores"] = json!(-1)),
+            "dag.conf.task_cores (for ",
+        ),
     ];
     for (what, dag, message) in &cases {
         let status = submit_dag(&fed, dag, "").await.expect_err(what);
