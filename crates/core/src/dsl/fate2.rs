@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::fate::{self, Catalog, ComponentDef, Side};
+use crate::fate::{self, Catalog, Side};
 use crate::ids::{self, Participant};
 
 use super::components::topological_order;
@@ -145,7 +145,7 @@ pub(super) fn parse(dsl: Value, conf_text: &str, limits: &Limits) -> Result<JobS
             format!("{} tasks, at most {}", tasks.len(), limits.max_components),
         ));
     }
-    let mut parsed: Vec<(Task, &ComponentDef)> = Vec::with_capacity(tasks.len());
+    let mut parsed: Vec<Task> = Vec::with_capacity(tasks.len());
     for (name, body) in tasks {
         parsed.push(read_task(
             catalog,
@@ -159,12 +159,10 @@ pub(super) fn parse(dsl: Value, conf_text: &str, limits: &Limits) -> Result<JobS
     }
     check_producers(catalog, &parsed)?;
     let party_tasks = read_party_tasks(dag, tasks, &allowed)?;
-    let components: Vec<Component> = parsed.iter().map(|(t, _)| component_of(t)).collect();
+    let components: Vec<Component> = parsed.iter().map(component_of).collect();
     let ordered = topological_order(components, "dag.tasks")?;
-    let mut by_name: HashMap<String, Task> = parsed
-        .into_iter()
-        .map(|(t, _)| (t.name.clone(), t))
-        .collect();
+    let mut by_name: HashMap<String, Task> =
+        parsed.into_iter().map(|t| (t.name.clone(), t)).collect();
     let tasks = ordered
         .iter()
         .filter_map(|c| by_name.remove(&c.name))
@@ -321,15 +319,15 @@ const TASK_KEYS: &[&str] = &[
 
 /// One task, checked on its own and against the names of the other tasks (its producers'
 /// outputs are checked by [`check_producers`] once every task is read).
-fn read_task<'c>(
-    catalog: &'c Catalog,
+fn read_task(
+    catalog: &Catalog,
     name: &str,
     body: &Value,
     tasks: &Map<String, Value>,
     dag_stage: &str,
     dag_parties: &[Participant],
     allowed: &HashSet<Participant>,
-) -> Result<(Task, &'c ComponentDef), SpecError> {
+) -> Result<Task, SpecError> {
     let field = format!("dag.tasks.{name}");
     ids::component(name).map_err(|e| err(&field, e.to_string()))?;
     let body = object(body, &field, "expected an object")?;
@@ -421,7 +419,9 @@ fn read_task<'c>(
             })?;
         stages.insert(p.role.clone(), stage);
     }
+    // Distinct, in first-referenced order; the set keeps a long list linear.
     let mut upstream: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     if let Some(deps) = body.get("dependent_tasks").filter(|d| !d.is_null()) {
         let dfield = format!("{field}.dependent_tasks");
         let deps = deps
@@ -435,7 +435,7 @@ fn read_task<'c>(
             if !tasks.contains_key(dep) {
                 return Err(err(ifield, format!("unknown task {dep:?}")));
             }
-            if !upstream.iter().any(|u| u == dep) {
+            if seen.insert(dep.to_owned()) {
                 upstream.push(dep.to_owned());
             }
         }
@@ -453,25 +453,22 @@ fn read_task<'c>(
     };
     for input in &inputs {
         for s in &input.sources {
-            if !upstream.contains(&s.producer) {
+            if seen.insert(s.producer.clone()) {
                 upstream.push(s.producer.clone());
             }
         }
     }
     check_required(catalog, &field, component_ref, &stages, &parties, &inputs)?;
-    Ok((
-        Task {
-            name: name.to_owned(),
-            component_ref: component_ref.to_owned(),
-            wanted_stage,
-            stages,
-            parameters,
-            inputs,
-            parties,
-            upstream,
-        },
-        def,
-    ))
+    Ok(Task {
+        name: name.to_owned(),
+        component_ref: component_ref.to_owned(),
+        wanted_stage,
+        stages,
+        parameters,
+        inputs,
+        parties,
+        upstream,
+    })
 }
 
 /// The inputs of `kind` for `role` at `stage`.
@@ -584,10 +581,9 @@ fn read_sources(
     allowed: &HashSet<Participant>,
     into: &mut Vec<SourceRef>,
 ) -> Result<(), SpecError> {
-    let one = [value.clone()];
     let (list, indexed) = match value {
         Value::Array(list) => (list.as_slice(), true),
-        _ => (&one[..], false),
+        _ => (std::slice::from_ref(value), false),
     };
     for (i, source) in list.iter().enumerate() {
         let sfield = if indexed {
@@ -678,9 +674,9 @@ fn check_required(
 }
 
 /// Each source names an output its producer has, for a role the producer runs on, at its stage.
-fn check_producers(catalog: &Catalog, tasks: &[(Task, &ComponentDef)]) -> Result<(), SpecError> {
-    let by_name: HashMap<&str, &Task> = tasks.iter().map(|(t, _)| (t.name.as_str(), t)).collect();
-    for (task, _) in tasks {
+fn check_producers(catalog: &Catalog, tasks: &[Task]) -> Result<(), SpecError> {
+    let by_name: HashMap<&str, &Task> = tasks.iter().map(|t| (t.name.as_str(), t)).collect();
+    for task in tasks {
         for input in &task.inputs {
             for (i, source) in input.sources.iter().enumerate() {
                 let producer = by_name[source.producer.as_str()];
@@ -835,11 +831,14 @@ impl Dag {
     /// What `who` runs: one plan per task, in topological order.
     pub(super) fn task_plans(&self, who: &Participant) -> Vec<TaskPlan> {
         let catalog = fate::builtin();
-        let overrides: Vec<&PartyTasks> = self
-            .party_tasks
-            .iter()
-            .filter(|p| p.parties.contains(who))
-            .collect();
+        // task -> the overrides for `who`, in `party_tasks` order: one pass over them all, so
+        // the work is linear in the DAG however many entries and tasks it has.
+        let mut overrides: HashMap<&str, Vec<&Value>> = HashMap::new();
+        for entry in self.party_tasks.iter().filter(|p| p.parties.contains(who)) {
+            for (task, params) in &entry.tasks {
+                overrides.entry(task.as_str()).or_default().push(params);
+            }
+        }
         self.tasks
             .iter()
             .map(|task| {
@@ -852,10 +851,8 @@ impl Dag {
                     })
                     .unwrap_or_else(|| task.wanted_stage.clone());
                 let mut parameters = task.parameters.clone();
-                for o in &overrides {
-                    if let Some(p) = o.tasks.get(&task.name) {
-                        deep_merge(&mut parameters, p);
-                    }
+                for p in overrides.remove(task.name.as_str()).unwrap_or_default() {
+                    deep_merge(&mut parameters, p);
                 }
                 let own = side(catalog, &task.component_ref, &who.role, &stage);
                 let mut inputs = BTreeMap::new();
