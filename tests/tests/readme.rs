@@ -52,3 +52,30 @@ fn the_readme_has_exactly_two_setup_commands_and_ci_runs_the_second() {
         assert!(path.exists(), "{} exists", path.display());
     }
 }
+
+#[test]
+fn the_readme_has_one_fate_command_and_ci_runs_it() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md at the repository root");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("FATE 2.x"))
+        .expect("a \"## FATE 2.x\" section");
+    let first_block = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a command block");
+    let commands: Vec<&str> = first_block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands, ["./scripts/fate-demo.sh"], "{commands:?}");
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/run"))
+        .expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim().starts_with("./scripts/fate-demo.sh")),
+        ".ci/run must run the FATE command"
+    );
+}

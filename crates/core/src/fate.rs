@@ -122,13 +122,30 @@ pub fn builtin() -> &'static Catalog {
     })
 }
 
-/// Where one input comes from: an output of an upstream task of this job, on this party in
-/// this role.
+/// Where one input comes from: an output of an upstream task of this job (or, from FATE's
+/// `model_warehouse` or `data_warehouse`, of an earlier job), on this party in this role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub producer_task: String,
     pub output_artifact_key: String,
+    /// The earlier job whose output it is (a warehouse input); absent: this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+}
+
+impl Source {
+    /// The key of the input in a task file's `inputs`: `producer.output` for this job's,
+    /// `job/producer.output` for an earlier job's.
+    pub fn input_key(&self) -> String {
+        match &self.job_id {
+            None => format!("{}.{}", self.producer_task, self.output_artifact_key),
+            Some(job) => format!(
+                "{job}/{}.{}",
+                self.producer_task, self.output_artifact_key
+            ),
+        }
+    }
 }
 
 /// One input of a FATE task.
@@ -218,6 +235,7 @@ mod tests {
                     sources: vec![Source {
                         producer_task: "reader_0".into(),
                         output_artifact_key: "output_data".into(),
+                        job_id: None,
                     }],
                 },
             )]),

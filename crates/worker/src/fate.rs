@@ -221,10 +221,14 @@ fn input_artifacts(
     for (slot, input) in &task.inputs {
         let mut specs = Vec::with_capacity(input.sources.len());
         for source in &input.sources {
-            let key = format!("{}.{}", source.producer_task, source.output_artifact_key);
-            let Some(artifact) = available.get(&key) else {
+            let Some(artifact) = available.get(&source.input_key()) else {
+                let job = source
+                    .job_id
+                    .as_deref()
+                    .map(|j| format!(" of job {j}"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "input {slot}: {} has no output {} on this party",
+                    "input {slot}: {}{job} has no output {} on this party",
                     source.producer_task, source.output_artifact_key
                 ));
             };

@@ -70,6 +70,8 @@ struct SourceRef {
     key: String,
     /// `task_output_artifact.parties`: the parties this source is for; `None`: every party.
     parties: Option<HashSet<Participant>>,
+    /// A warehouse source: the earlier job whose output it is (not a task of this DAG).
+    job: Option<String>,
 }
 
 impl SourceRef {
@@ -452,7 +454,7 @@ fn read_task(
         Some(i) => read_inputs(catalog, &field, component_ref, &stages, i, tasks, allowed)?,
     };
     for input in &inputs {
-        for s in &input.sources {
+        for s in input.sources.iter().filter(|s| s.job.is_none()) {
             if seen.insert(s.producer.clone()) {
                 upstream.push(s.producer.clone());
             }
@@ -539,12 +541,12 @@ fn read_inputs(
                         read_sources(&hfield, value, tasks, allowed, &mut sources)?;
                     }
                     "data_warehouse" | "model_warehouse" => {
-                        return Err(err(hfield, "not supported yet; use task_output_artifact"));
+                        read_warehouse(&hfield, value, allowed, &mut sources)?;
                     }
                     _ => {
                         return Err(err(
                             hfield,
-                            "unknown channel (expected task_output_artifact)",
+                            "unknown channel (expected task_output_artifact, model_warehouse or data_warehouse)",
                         ));
                     }
                 }
@@ -572,6 +574,103 @@ fn read_inputs(
 }
 
 const SOURCE_KEYS: &[&str] = &["producer_task", "output_artifact_key", "parties"];
+
+const WAREHOUSE_KEYS: &[&str] = &[
+    "job_id",
+    "model_id",
+    "model_version",
+    "producer_task",
+    "output_artifact_key",
+    "parties",
+];
+
+/// `model_warehouse` / `data_warehouse`: an output of an earlier job on each party,
+/// `{model_id | job_id, producer_task, output_artifact_key, model_version?, parties?}` (one or a
+/// list). fedflow's model id is the training job's id. A table by `{name, namespace}` is read
+/// with the `reader` component instead.
+fn read_warehouse(
+    field: &str,
+    value: &Value,
+    allowed: &HashSet<Participant>,
+    into: &mut Vec<SourceRef>,
+) -> Result<(), SpecError> {
+    let (list, indexed) = match value {
+        Value::Array(list) => (list.as_slice(), true),
+        _ => (std::slice::from_ref(value), false),
+    };
+    for (i, source) in list.iter().enumerate() {
+        let sfield = if indexed {
+            format!("{field}[{i}]")
+        } else {
+            field.to_owned()
+        };
+        let source = object(
+            source,
+            &sfield,
+            "expected {model_id, producer_task, output_artifact_key, parties?}",
+        )?;
+        if source.contains_key("name") || source.contains_key("namespace") {
+            return Err(err(
+                sfield,
+                "a table by name and namespace is read with the reader component; a warehouse input names an earlier job's output (model_id or job_id, producer_task, output_artifact_key)",
+            ));
+        }
+        for key in source.keys() {
+            if !WAREHOUSE_KEYS.contains(&key.as_str()) {
+                return Err(err(
+                    format!("{sfield}.{key}"),
+                    format!("unknown key (expected {})", WAREHOUSE_KEYS.join(", ")),
+                ));
+            }
+        }
+        let text = |key: &str| -> Result<Option<String>, SpecError> {
+            let f = format!("{sfield}.{key}");
+            match source.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) if key == "model_version" => Ok(Some(n.to_string())),
+                Some(_) => Err(err(f, "expected a string")),
+            }
+        };
+        let job = match (text("model_id")?, text("job_id")?) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(err(
+                    format!("{sfield}.model_id"),
+                    format!("names job {a:?} but job_id names {b:?}"),
+                ));
+            }
+            (Some(j), _) | (None, Some(j)) => j,
+            (None, None) => {
+                return Err(err(
+                    format!("{sfield}.model_id"),
+                    "missing (the id of the job whose output it is)",
+                ));
+            }
+        };
+        crate::ids::job_id(&job).map_err(|e| err(format!("{sfield}.model_id"), e.to_string()))?;
+        let producer = text("producer_task")?
+            .ok_or_else(|| err(format!("{sfield}.producer_task"), "missing"))?;
+        crate::ids::component(&producer)
+            .map_err(|e| err(format!("{sfield}.producer_task"), e.to_string()))?;
+        let key = text("output_artifact_key")?
+            .ok_or_else(|| err(format!("{sfield}.output_artifact_key"), "missing"))?;
+        let parties = match source.get("parties") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(
+                read_parties(p, &format!("{sfield}.parties"), Some(allowed))?
+                    .into_iter()
+                    .collect(),
+            ),
+        };
+        into.push(SourceRef {
+            producer,
+            key,
+            parties,
+            job: Some(job),
+        });
+    }
+    Ok(())
+}
 
 /// `task_output_artifact`: one `{producer_task, output_artifact_key, parties?}` or a list.
 fn read_sources(
@@ -631,6 +730,7 @@ fn read_sources(
             producer,
             key,
             parties,
+            job: None,
         });
     }
     Ok(())
@@ -679,6 +779,10 @@ fn check_producers(catalog: &Catalog, tasks: &[Task]) -> Result<(), SpecError> {
     for task in tasks {
         for input in &task.inputs {
             for (i, source) in input.sources.iter().enumerate() {
+                // An earlier job's output is checked when the task starts, on each party.
+                if source.job.is_some() {
+                    continue;
+                }
                 let producer = by_name[source.producer.as_str()];
                 let outputs = |role: &String, stage: &String| {
                     catalog
@@ -802,7 +906,7 @@ fn component_of(task: &Task) -> Component {
             .inputs
             .iter()
             .flat_map(|i| {
-                i.sources.iter().map(|s| Input {
+                i.sources.iter().filter(|s| s.job.is_none()).map(|s| Input {
                     kind: i.kind.clone(),
                     key: i.slot.clone(),
                     component: s.producer.clone(),
@@ -876,6 +980,7 @@ impl Dag {
                         .map(|s| fate::Source {
                             producer_task: s.producer.clone(),
                             output_artifact_key: s.key.clone(),
+                            job_id: s.job.clone(),
                         })
                         .collect();
                     if sources.is_empty() {

@@ -332,16 +332,16 @@ fn an_unknown_component_ref_is_refused() {
 #[test]
 fn a_stage_the_component_lacks_is_refused() {
     let mut dag = example();
-    dag["dag"]["tasks"]["lr_0"]["stage"] = json!("predict");
+    dag["dag"]["tasks"]["lr_0"]["stage"] = json!("default");
     refused(
         &dag,
         "dag.tasks.lr_0.stage",
-        "component \"coordinated_lr\" has no stage \"predict\" for role arbiter (it has: train)",
+        "component \"coordinated_lr\" has no stage \"default\" for role",
     );
     // lr_0 takes the DAG's stage.
     let mut dag = example();
-    dag["dag"]["stage"] = json!("predict");
-    refused(&dag, "dag.stage", "has no stage \"predict\"");
+    dag["dag"]["stage"] = json!("default");
+    refused(&dag, "dag.stage", "has no stage \"default\"");
 }
 
 #[test]
@@ -415,22 +415,63 @@ fn a_single_source_slot_given_several_is_refused() {
 }
 
 #[test]
-fn warehouse_channels_are_refused_for_now() {
+fn a_model_warehouse_input_names_an_earlier_jobs_output() {
+    let mut dag = example();
+    dag["dag"]["stage"] = json!("predict");
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["data"] = json!({"test_data": {"task_output_artifact":
+        {"producer_task": "psi_0", "output_artifact_key": "output_data",
+         "parties": [{"role": "guest", "party_id": ["9999"]}, {"role": "host", "party_id": ["10000"]}]}}});
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"] = json!({"input_model": {"model_warehouse":
+        {"model_id": "202612010000000000000001", "model_version": "0",
+         "producer_task": "lr_0", "output_artifact_key": "output_model"}}});
+    dag["dag"]["tasks"]["evaluation_0"]["inputs"]["data"]["input_datas"]["task_output_artifact"][0]
+        ["output_artifact_key"] = json!("test_output_data");
+    let spec = parse_dag(&dag).expect("a predict DAG parses");
+    let (plan, task) = plan(&spec, &who("guest", "9999"), "lr_0");
+    assert_eq!(task.stage, "predict");
+    assert_eq!(plan.upstream, ["psi_0"], "an earlier job's output is no edge of this DAG");
+    let source = &task.inputs["input_model"].sources[0];
+    assert_eq!(source.job_id.as_deref(), Some("202612010000000000000001"));
+    assert_eq!(source.input_key(), "202612010000000000000001/lr_0.output_model");
+    assert!(
+        spec.component("lr_0").expect("lr_0").inputs.iter().all(|i| i.component != "lr_0"),
+        "the DAG's edges hold this job's tasks only"
+    );
+}
+
+#[test]
+fn malformed_warehouse_inputs_are_refused() {
     let mut dag = example();
     dag["dag"]["tasks"]["psi_0"]["inputs"]["data"]["input_data"] =
         json!({"data_warehouse": {"name": "breast", "namespace": "experiment"}});
     refused(
         &dag,
         "dag.tasks.psi_0.inputs.data.input_data.data_warehouse",
-        "not supported yet; use task_output_artifact",
+        "read with the reader component",
     );
     let mut dag = example();
-    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"] =
-        json!({"warm_start_model": {"model_warehouse": {"model_id": "m", "model_version": "0"}}});
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"] = json!({"warm_start_model":
+        {"model_warehouse": {"model_version": "0", "producer_task": "lr_0",
+                             "output_artifact_key": "output_model"}}});
     refused(
         &dag,
-        "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse",
-        "not supported yet; use task_output_artifact",
+        "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse.model_id",
+        "missing",
+    );
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"]["warm_start_model"]["model_warehouse"]
+        ["model_id"] = json!("../etc");
+    refused(
+        &dag,
+        "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse.model_id",
+        "",
+    );
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"]["warm_start_model"]["model_warehouse"] =
+        json!({"model_id": "202612010000000000000001", "producer_task": "lr_0",
+               "output_artifact_key": "output_model", "colour": "red"});
+    refused(
+        &dag,
+        "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse.colour",
+        "unknown key",
     );
 }
 

@@ -100,6 +100,19 @@ impl App {
                 })?;
             inputs.insert("table".to_owned(), table_input(&table));
         }
+        // A FATE task's inputs from earlier jobs (model_warehouse, data_warehouse).
+        if fedflow_core::fate::component_of(&task.module).is_some()
+            && let Ok(fate) = fedflow_core::fate::FateTask::from_params(params)
+        {
+            for source in fate.inputs.values().flat_map(|i| &i.sources) {
+                if let Some(job) = &source.job_id {
+                    let artifact = self
+                        .earlier_output(job, &source.producer_task, &source.output_artifact_key, &task.key.role)
+                        .await?;
+                    inputs.insert(source.input_key(), artifact);
+                }
+            }
+        }
         // Sleep, Fail and Sum read no artifacts (Sum reads its upstream's value output): no
         // registry reads on their starts.
         if task.upstream.is_empty() || matches!(task.module.as_str(), "Sleep" | "Fail" | "Sum") {
@@ -135,6 +148,47 @@ impl App {
             }
         }
         Ok(inputs)
+    }
+
+    /// An earlier job's output on this party: `producer`'s latest successful version in `role`.
+    /// The error is the task's failure reason.
+    async fn earlier_output(
+        &self,
+        job_id: &str,
+        producer: &str,
+        output_key: &str,
+        role: &str,
+    ) -> Result<InputArtifact, String> {
+        let party = self.party_id();
+        fedflow_core::ids::job_id(job_id).map_err(|e| format!("job {job_id:?}: {e}"))?;
+        let tasks = self
+            .inner
+            .store
+            .job_tasks(job_id)
+            .await
+            .map_err(|e| format!("reading the task rows: {e}"))?;
+        let producer_task = domain::latest_success(&tasks, producer, role).ok_or_else(|| {
+            format!("job {job_id} has no successful {producer} as {role} on party {party}")
+        })?;
+        let artifacts = self
+            .inner
+            .store
+            .artifacts(job_id, Some(producer))
+            .await
+            .map_err(|e| format!("reading the artifacts registry: {e}"))?;
+        let a = artifacts
+            .iter()
+            .find(|a| a.key == producer_task.key && a.output_key == output_key)
+            .ok_or_else(|| {
+                format!("job {job_id}'s {producer} has no output {output_key} as {role} on party {party}")
+            })?;
+        Ok(InputArtifact {
+            kind: a.kind.clone(),
+            metadata: serde_json::from_str(&a.metadata).unwrap_or(Value::Null),
+            path: a.path.clone(),
+            type_name: a.type_name.clone(),
+            uri: uri(&a.path),
+        })
     }
 
     /// The registry rows of the outputs an attempt reports; the error says which output is
