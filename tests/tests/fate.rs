@@ -146,6 +146,20 @@ fn auc_and_ks(metrics: &Value) -> (f64, f64) {
     (value("auc"), value("ks"))
 }
 
+/// Every `{metric, val}` entry under `value`, whatever its value (curves and tables too).
+fn metric_entries(value: &Value, found: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(name)), Some(val)) = (map.get("metric"), map.get("val")) {
+                found.push((name.clone(), val.clone()));
+            }
+            map.values().for_each(|v| metric_entries(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| metric_entries(v, found)),
+        _ => {}
+    }
+}
+
 /// Every `{metric, val}` pair under `value` (metric files nest them in groups and lists).
 fn metric_values(value: &Value, found: &mut Vec<(String, f64)>) {
     match value {
@@ -169,14 +183,18 @@ fn metric_values(value: &Value, found: &mut Vec<(String, f64)>) {
 
 /// Waits until no process mentions the job (workers, pyfate and its pool).
 async fn no_process_of(job_id: &str, within: Duration) {
-    eventually(&format!("every process of job {job_id} to end"), within, || async {
-        let left = processes_mentioning(job_id);
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("still running: {left:?}"))
-        }
-    })
+    eventually(
+        &format!("every process of job {job_id} to end"),
+        within,
+        || async {
+            let left = processes_mentioning(job_id);
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still running: {left:?}"))
+            }
+        },
+    )
     .await;
 }
 
@@ -186,7 +204,12 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         return;
     };
     let job_id = submit_dag(&fed, &repo().join("examples/fate-lr/train.yaml"));
-    let job = wait_ended(&mut fed.scheduler("9999"), &job_id, Duration::from_secs(1200)).await;
+    let job = wait_ended(
+        &mut fed.scheduler("9999"),
+        &job_id,
+        Duration::from_secs(1200),
+    )
+    .await;
     assert_eq!(
         job_status(job.status),
         JobStatus::Success,
@@ -196,7 +219,11 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
     );
     // psi intersected all 569 ids, on both sides.
     for party in ["9999", "10000"] {
-        let outputs = cli_json(&fed, party, &["output", "list", "-j", &job_id, "-c", "psi_0"]);
+        let outputs = cli_json(
+            &fed,
+            party,
+            &["output", "list", "-j", &job_id, "-c", "psi_0"],
+        );
         let data = outputs
             .as_array()
             .and_then(|a| a.iter().find(|o| o["key"] == "psi_0.output_data"))
@@ -215,9 +242,54 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
     );
     let (auc, ks) = auc_and_ks(&metrics);
     eprintln!("evaluation_0: AUC {auc} KS {ks}");
-    assert!((auc - 0.99236).abs() <= 1e-5, "AUC {auc}, pyfate gives 0.99236");
-    assert!((ks - 0.92762).abs() <= 1e-5, "KS {ks}, pyfate gives 0.92762");
+    assert!(
+        (auc - 0.99236).abs() <= 1e-5,
+        "AUC {auc}, pyfate gives 0.99236"
+    );
+    assert!(
+        (ks - 0.92762).abs() <= 1e-5,
+        "KS {ks}, pyfate gives 0.92762"
+    );
     no_process_of(&job_id, Duration::from_secs(5)).await;
+
+    // Predict with the trained model (model_warehouse: the training job's lr_0) on the same
+    // data: the scores are the training run's, so the evaluation of them is the same, to
+    // every threshold of its curves (the thresholds are the scores).
+    let predict = std::fs::read_to_string(repo().join("examples/fate-lr/predict.yaml"))
+        .expect("read the predict DAG")
+        .replace("TRAINING_JOB_ID", &job_id);
+    let path = fed.dir.path().join("predict.yaml");
+    std::fs::write(&path, predict).expect("write the predict DAG");
+    let predict_id = submit_dag(&fed, &path);
+    let job = wait_ended(
+        &mut fed.scheduler("9999"),
+        &predict_id,
+        Duration::from_secs(900),
+    )
+    .await;
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Success,
+        "the predict job ended {:?}: {}",
+        job_status(job.status),
+        job.reason
+    );
+    let predicted = cli_json(
+        &fed,
+        "9999",
+        &["output", "metric", "-j", &predict_id, "-c", "evaluation_0"],
+    );
+    let (mut trained_entries, mut predicted_entries) = (Vec::new(), Vec::new());
+    metric_entries(&metrics, &mut trained_entries);
+    metric_entries(&predicted, &mut predicted_entries);
+    assert!(
+        trained_entries.len() >= 2,
+        "the training run's evaluation has metrics: {metrics}"
+    );
+    assert_eq!(
+        predicted_entries, trained_entries,
+        "the predict run's evaluation is the training run's"
+    );
     fed.shutdown().await;
 }
 
@@ -238,7 +310,12 @@ async fn a_bad_parameter_fails_the_job_with_pyfates_reason_and_leaves_no_process
     let path = fed.dir.path().join("bad_psi.yaml");
     std::fs::write(&path, dag).expect("write the DAG");
     let job_id = submit_dag(&fed, &path);
-    let job = wait_ended(&mut fed.scheduler("9999"), &job_id, Duration::from_secs(600)).await;
+    let job = wait_ended(
+        &mut fed.scheduler("9999"),
+        &job_id,
+        Duration::from_secs(600),
+    )
+    .await;
     assert_eq!(job_status(job.status), JobStatus::Failed, "{}", job.reason);
     assert!(
         job.reason.contains("no_such_curve") || job.reason.contains("curve"),
@@ -301,7 +378,12 @@ async fn the_hosts_gateway_killed_in_the_middle_of_the_lr_and_restarted_the_job_
     .await;
     fed.kill("10000", "fedflow-party-gateway");
     fed.restart("10000", "fedflow-party-gateway").await;
-    let job = wait_ended(&mut fed.scheduler("9999"), &job_id, Duration::from_secs(1200)).await;
+    let job = wait_ended(
+        &mut fed.scheduler("9999"),
+        &job_id,
+        Duration::from_secs(1200),
+    )
+    .await;
     assert_eq!(
         job_status(job.status),
         JobStatus::Success,
@@ -310,6 +392,13 @@ async fn the_hosts_gateway_killed_in_the_middle_of_the_lr_and_restarted_the_job_
         job.reason,
         fed.logs()
     );
+    let lr = scheduler_tasks(&mut fed.scheduler("9999"), &job_id)
+        .await
+        .into_iter()
+        .filter(|t| t.component == "lr_0")
+        .map(|t| t.version)
+        .max();
+    eprintln!("lr_0 ended at version {lr:?} (0: pyfate's own retries rode out the restart)");
     let metrics = cli_json_at(
         &guest,
         &["output", "metric", "-j", &job_id, "-c", "evaluation_0"],

@@ -75,7 +75,8 @@ fn the_readme_has_one_fate_command_and_ci_runs_it() {
     let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/run"))
         .expect(".ci/run");
     assert!(
-        ci.lines().any(|l| l.trim().starts_with("./scripts/fate-demo.sh")),
+        ci.lines()
+            .any(|l| l.trim().starts_with("./scripts/fate-demo.sh")),
         ".ci/run must run the FATE command"
     );
 }

@@ -3,6 +3,7 @@
 //! figures beside the targets and FATE-Flow's.
 
 mod dataplane;
+mod fate;
 mod floor;
 mod footprint;
 mod instant;
@@ -64,6 +65,10 @@ pub async fn run(args: &Args) -> Results {
     }
     if args.runs("dataplane") {
         dataplane::run(args, &mut r).await;
+    }
+    // Only when asked for: it needs pyfate.
+    if args.only.iter().any(|p| p == "fate") {
+        fate::run(args, &mut r).await;
     }
     table(&mut r, args);
     r

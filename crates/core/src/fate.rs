@@ -140,10 +140,7 @@ impl Source {
     pub fn input_key(&self) -> String {
         match &self.job_id {
             None => format!("{}.{}", self.producer_task, self.output_artifact_key),
-            Some(job) => format!(
-                "{job}/{}.{}",
-                self.producer_task, self.output_artifact_key
-            ),
+            Some(job) => format!("{job}/{}.{}", self.producer_task, self.output_artifact_key),
         }
     }
 }

@@ -332,7 +332,8 @@ async fn execute(
                 .arg(result_path);
         }
     }
-    command
+    let started = std::time::Instant::now();
+    let status = command
         .env("FATE_JOB_ID", &config.job_id)
         .env_remove("FEDFLOW_COMPONENT_CONFIG")
         .current_dir(task_dir)
@@ -340,7 +341,29 @@ async fn execute(
         .kill_on_drop(true)
         .status()
         .await
-        .map_err(|e| format!("cannot run {}: {e}", runtime.python))
+        .map_err(|e| format!("cannot run {}: {e}", runtime.python));
+    record_process_time(task_dir, started.elapsed());
+    status
+}
+
+/// Adds a pyfate process's wall time to the attempt's `fate/timing.json`
+/// (`{"pyfate_ms": ..., "processes": ...}`): what the benchmark sets beside the task's time.
+fn record_process_time(task_dir: &Path, took: std::time::Duration) {
+    let path = task_dir.join("fate").join("timing.json");
+    let mut timing: Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(json!({"pyfate_ms": 0.0, "processes": 0}));
+    let ms = timing["pyfate_ms"].as_f64().unwrap_or(0.0) + took.as_secs_f64() * 1e3;
+    let n = timing["processes"].as_u64().unwrap_or(0) + 1;
+    timing = json!({"pyfate_ms": ms, "processes": n});
+    eprintln!(
+        "fedflow-worker: pyfate process ran {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    if let Err(e) = std::fs::write(&path, timing.to_string()) {
+        eprintln!("fedflow-worker: cannot write {}: {e}", path.display());
+    }
 }
 
 /// The outcome from the exit status and pyfate's execution final meta.
@@ -383,7 +406,11 @@ fn finish(
 
 /// The useful line of a Python traceback: its last non-empty line (`ValueError: ...`).
 pub fn reason(traceback: &str) -> Option<String> {
-    let line = traceback.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let line = traceback
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?;
     let mut line = line.to_owned();
     if line.len() > 900 {
         let mut end = 900;
@@ -431,7 +458,12 @@ fn register(meta: &Value, outputs_dir: &Path, ids: &Ids) -> Outcome {
 
 /// One registered output: the file pyfate wrote under `outputs/`, or for anything else (a
 /// table in the FATE data directory, a directory) a descriptor file holding pyfate's entry.
-fn output(kind: &str, key: &str, entry: &Value, outputs_dir: &Path) -> Result<OutputArtifact, String> {
+fn output(
+    kind: &str,
+    key: &str,
+    entry: &Value,
+    outputs_dir: &Path,
+) -> Result<OutputArtifact, String> {
     let type_name = entry
         .get("type_name")
         .and_then(Value::as_str)
@@ -486,7 +518,12 @@ async fn reader(
         return Outcome::Failed("reader: the task-controller resolved no table".into());
     };
     let md = &table.metadata;
-    let text = |k: &str| md.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        md.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (namespace, name) = (text("namespace"), text("name"));
     let outputs_dir = task_dir.join("outputs");
     // One dataframe per registered table (its file and registration time name it), kept in
@@ -505,7 +542,11 @@ async fn reader(
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
         Some(entry) => entry,
-        None => match import(task_dir, config, runtime, task, ids, table, &namespace, &name, &digest).await {
+        None => match import(
+            task_dir, config, runtime, task, ids, table, &namespace, &name, &digest,
+        )
+        .await
+        {
             Ok(entry) => {
                 let _ = std::fs::create_dir_all(&kept_dir);
                 let tmp = kept.with_extension("tmp");
@@ -557,7 +598,11 @@ async fn import(
     if meta.contains_key("label_name") {
         meta.entry("label_type").or_insert(json!("int64"));
     }
-    let partitions = md.get("partitions").and_then(Value::as_i64).unwrap_or(4).max(1);
+    let partitions = md
+        .get("partitions")
+        .and_then(Value::as_i64)
+        .unwrap_or(4)
+        .max(1);
     let transformer = Io {
         inputs: Default::default(),
         outputs: fate::builtin()
@@ -628,9 +673,19 @@ async fn import(
             return Err(Outcome::Failed(format!("write {}: {e}", path.display())));
         }
     }
-    let status = execute(runtime, task_dir, config, &config_path, &result_path, Some(&import_path)).await;
+    let status = execute(
+        runtime,
+        task_dir,
+        config,
+        &config_path,
+        &result_path,
+        Some(&import_path),
+    )
+    .await;
     // The import's own computing session (the raw table stays, the transformer's input).
-    let _ = std::fs::remove_dir_all(Path::new(&runtime.data_dir).join(format!("fedflow_import_{digest}")));
+    let _ = std::fs::remove_dir_all(
+        Path::new(&runtime.data_dir).join(format!("fedflow_import_{digest}")),
+    );
     match finish(status, &result_path, &fate_dir, ids) {
         Outcome::Produced(outputs) => outputs
             .into_iter()
@@ -640,7 +695,9 @@ async fn import(
         Outcome::Failed(why) => Err(Outcome::Failed(format!(
             "reader: importing table {namespace}/{name} failed: {why}"
         ))),
-        Outcome::Success(_) => Err(Outcome::Failed("reader: the import wrote no dataframe".into())),
+        Outcome::Success(_) => Err(Outcome::Failed(
+            "reader: the import wrote no dataframe".into(),
+        )),
     }
 }
 
@@ -664,7 +721,10 @@ mod tests {
     #[test]
     fn the_reason_is_the_last_line_of_the_traceback() {
         let tb = "Traceback (most recent call last):\n  File \"x.py\", line 1\n    boom()\nValueError: epochs must be positive\n\n";
-        assert_eq!(reason(tb).as_deref(), Some("ValueError: epochs must be positive"));
+        assert_eq!(
+            reason(tb).as_deref(),
+            Some("ValueError: epochs must be positive")
+        );
         assert_eq!(reason("  \n"), None);
     }
 }

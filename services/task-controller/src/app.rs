@@ -283,7 +283,8 @@ impl App {
 
     /// The executable registered for an external `module`.
     fn program(&self, module: &str) -> Option<fedflow_core::task_file::Program> {
-        if fedflow_core::modules::is_known(module) || fedflow_core::fate::component_of(module).is_some()
+        if fedflow_core::modules::is_known(module)
+            || fedflow_core::fate::component_of(module).is_some()
         {
             return None;
         }

@@ -80,6 +80,13 @@ impl SourceRef {
     }
 }
 
+/// What every task of the DAG is read against: the DAG's parties and the model its
+/// `model_warehouse` inputs come from by default (`dag.conf.model_warehouse.model_id`).
+struct Scope<'a> {
+    allowed: &'a HashSet<Participant>,
+    model_id: Option<&'a str>,
+}
+
 #[derive(Debug, Clone)]
 struct PartyTasks {
     parties: HashSet<Participant>,
@@ -147,6 +154,23 @@ pub(super) fn parse(dsl: Value, conf_text: &str, limits: &Limits) -> Result<JobS
             format!("{} tasks, at most {}", tasks.len(), limits.max_components),
         ));
     }
+    let model_id = match conf.pointer("/model_warehouse/model_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => {
+            ids::job_id(id).map_err(|e| err("dag.conf.model_warehouse.model_id", e.to_string()))?;
+            Some(id.as_str())
+        }
+        Some(other) => {
+            return Err(err(
+                "dag.conf.model_warehouse.model_id",
+                format!("expected the training job's id, got {other}"),
+            ));
+        }
+    };
+    let scope = Scope {
+        allowed: &allowed,
+        model_id,
+    };
     let mut parsed: Vec<Task> = Vec::with_capacity(tasks.len());
     for (name, body) in tasks {
         parsed.push(read_task(
@@ -156,7 +180,7 @@ pub(super) fn parse(dsl: Value, conf_text: &str, limits: &Limits) -> Result<JobS
             tasks,
             &stage,
             &all_parties,
-            &allowed,
+            &scope,
         )?);
     }
     check_producers(catalog, &parsed)?;
@@ -328,8 +352,9 @@ fn read_task(
     tasks: &Map<String, Value>,
     dag_stage: &str,
     dag_parties: &[Participant],
-    allowed: &HashSet<Participant>,
+    scope: &Scope<'_>,
 ) -> Result<Task, SpecError> {
+    let allowed = scope.allowed;
     let field = format!("dag.tasks.{name}");
     ids::component(name).map_err(|e| err(&field, e.to_string()))?;
     let body = object(body, &field, "expected an object")?;
@@ -451,7 +476,7 @@ fn read_task(
     }
     let inputs = match body.get("inputs") {
         None | Some(Value::Null) => Vec::new(),
-        Some(i) => read_inputs(catalog, &field, component_ref, &stages, i, tasks, allowed)?,
+        Some(i) => read_inputs(catalog, &field, component_ref, &stages, i, tasks, scope)?,
     };
     for input in &inputs {
         for s in input.sources.iter().filter(|s| s.job.is_none()) {
@@ -494,8 +519,9 @@ fn read_inputs(
     stages: &BTreeMap<String, String>,
     inputs: &Value,
     tasks: &Map<String, Value>,
-    allowed: &HashSet<Participant>,
+    scope: &Scope<'_>,
 ) -> Result<Vec<SlotInput>, SpecError> {
+    let allowed = scope.allowed;
     let ifield = format!("{field}.inputs");
     let inputs = object(inputs, &ifield, "expected an object with data and model")?;
     let mut read = Vec::new();
@@ -541,7 +567,7 @@ fn read_inputs(
                         read_sources(&hfield, value, tasks, allowed, &mut sources)?;
                     }
                     "data_warehouse" | "model_warehouse" => {
-                        read_warehouse(&hfield, value, allowed, &mut sources)?;
+                        read_warehouse(&hfield, value, scope, &mut sources)?;
                     }
                     _ => {
                         return Err(err(
@@ -591,9 +617,10 @@ const WAREHOUSE_KEYS: &[&str] = &[
 fn read_warehouse(
     field: &str,
     value: &Value,
-    allowed: &HashSet<Participant>,
+    scope: &Scope<'_>,
     into: &mut Vec<SourceRef>,
 ) -> Result<(), SpecError> {
+    let allowed = scope.allowed;
     let (list, indexed) = match value {
         Value::Array(list) => (list.as_slice(), true),
         _ => (std::slice::from_ref(value), false),
@@ -640,12 +667,15 @@ fn read_warehouse(
                 ));
             }
             (Some(j), _) | (None, Some(j)) => j,
-            (None, None) => {
-                return Err(err(
-                    format!("{sfield}.model_id"),
-                    "missing (the id of the job whose output it is)",
-                ));
-            }
+            (None, None) => match scope.model_id {
+                Some(j) => j.to_owned(),
+                None => {
+                    return Err(err(
+                        format!("{sfield}.model_id"),
+                        "missing (the training job's id, here or in dag.conf.model_warehouse.model_id)",
+                    ));
+                }
+            },
         };
         crate::ids::job_id(&job).map_err(|e| err(format!("{sfield}.model_id"), e.to_string()))?;
         let producer = text("producer_task")?

@@ -424,19 +424,55 @@ fn a_model_warehouse_input_names_an_earlier_jobs_output() {
     dag["dag"]["tasks"]["lr_0"]["inputs"]["model"] = json!({"input_model": {"model_warehouse":
         {"model_id": "202612010000000000000001", "model_version": "0",
          "producer_task": "lr_0", "output_artifact_key": "output_model"}}});
-    dag["dag"]["tasks"]["evaluation_0"]["inputs"]["data"]["input_datas"]["task_output_artifact"][0]
-        ["output_artifact_key"] = json!("test_output_data");
+    dag["dag"]["tasks"]["evaluation_0"]["inputs"]["data"]["input_datas"]["task_output_artifact"]
+        [0]["output_artifact_key"] = json!("test_output_data");
     let spec = parse_dag(&dag).expect("a predict DAG parses");
     let (plan, task) = plan(&spec, &who("guest", "9999"), "lr_0");
     assert_eq!(task.stage, "predict");
-    assert_eq!(plan.upstream, ["psi_0"], "an earlier job's output is no edge of this DAG");
+    assert_eq!(
+        plan.upstream,
+        ["psi_0"],
+        "an earlier job's output is no edge of this DAG"
+    );
     let source = &task.inputs["input_model"].sources[0];
     assert_eq!(source.job_id.as_deref(), Some("202612010000000000000001"));
-    assert_eq!(source.input_key(), "202612010000000000000001/lr_0.output_model");
+    assert_eq!(
+        source.input_key(),
+        "202612010000000000000001/lr_0.output_model"
+    );
     assert!(
-        spec.component("lr_0").expect("lr_0").inputs.iter().all(|i| i.component != "lr_0"),
+        spec.component("lr_0")
+            .expect("lr_0")
+            .inputs
+            .iter()
+            .all(|i| i.component != "lr_0"),
         "the DAG's edges hold this job's tasks only"
     );
+}
+
+#[test]
+fn the_predict_example_takes_its_model_from_dag_conf() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/fate-lr/predict.yaml"
+    ))
+    .expect("examples/fate-lr/predict.yaml");
+    let text = text.replace("TRAINING_JOB_ID", "202612010000000000000001");
+    let dag: Value = serde_norway::from_str(&text).expect("YAML");
+    let spec = parse_dag(&dag).expect("the predict example parses");
+    for who in [who("guest", "9999"), who("host", "10000")] {
+        let (plan, task) = plan(&spec, &who, "lr_0");
+        assert!(plan.need_run);
+        assert_eq!(task.stage, "predict");
+        assert_eq!(
+            task.inputs["input_model"].sources[0].input_key(),
+            "202612010000000000000001/lr_0.output_model"
+        );
+    }
+    // A model id that is not an id is refused naming the field.
+    let mut dag = dag;
+    dag["dag"]["conf"]["model_warehouse"]["model_id"] = json!("../x");
+    refused(&dag, "dag.conf.model_warehouse.model_id", "");
 }
 
 #[test]
@@ -458,15 +494,14 @@ fn malformed_warehouse_inputs_are_refused() {
         "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse.model_id",
         "missing",
     );
-    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"]["warm_start_model"]["model_warehouse"]
-        ["model_id"] = json!("../etc");
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"]["warm_start_model"]["model_warehouse"]["model_id"] =
+        json!("../etc");
     refused(
         &dag,
         "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse.model_id",
         "",
     );
-    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"]["warm_start_model"]["model_warehouse"] =
-        json!({"model_id": "202612010000000000000001", "producer_task": "lr_0",
+    dag["dag"]["tasks"]["lr_0"]["inputs"]["model"]["warm_start_model"]["model_warehouse"] = json!({"model_id": "202612010000000000000001", "producer_task": "lr_0",
                "output_artifact_key": "output_model", "colour": "red"});
     refused(
         &dag,

@@ -107,7 +107,12 @@ impl App {
             for source in fate.inputs.values().flat_map(|i| &i.sources) {
                 if let Some(job) = &source.job_id {
                     let artifact = self
-                        .earlier_output(job, &source.producer_task, &source.output_artifact_key, &task.key.role)
+                        .earlier_output(
+                            job,
+                            &source.producer_task,
+                            &source.output_artifact_key,
+                            &task.key.role,
+                        )
                         .await?;
                     inputs.insert(source.input_key(), artifact);
                 }
