@@ -91,6 +91,10 @@ fn cli_at(scheduler: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+fn cli(fed: &TestFederation, party: &str, args: &[&str]) -> (bool, String, String) {
+    cli_at(&fed.scheduler_addr(party), args)
+}
+
 fn cli_ok_at(scheduler: &str, args: &[&str]) -> String {
     let (ok, out, err) = cli_at(scheduler, args);
     assert!(ok, "fedflow {args:?} at {scheduler} failed: {out}\n{err}");
@@ -204,6 +208,30 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         return;
     };
     let job_id = submit_dag(&fed, &repo().join("examples/fate-lr/train.yaml"));
+    // Live metrics: the arbiter's loss per epoch shows while the LR runs (on party 10000).
+    let live = eventually(
+        "lr_0's loss while it runs",
+        Duration::from_secs(900),
+        || async {
+            let args = ["--json", "output", "metric", "-j", &job_id, "-c", "lr_0"];
+            let (ok, out, err) = cli(&fed, "10000", &args);
+            let parsed: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+            let losses = parsed.as_array().map_or(0, |records| {
+                records
+                    .iter()
+                    .filter(|r| r.to_string().contains("lr_loss"))
+                    .count()
+            });
+            // Fewer than the 10 epochs: read while the LR runs, not after it.
+            if ok && losses > 0 && losses < 10 {
+                Ok(parsed)
+            } else {
+                Err(format!("{out}{err}"))
+            }
+        },
+    )
+    .await;
+    eprintln!("lr_0's loss read while it ran: {live}");
     let job = wait_ended(
         &mut fed.scheduler("9999"),
         &job_id,
@@ -251,6 +279,44 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         "KS {ks}, pyfate gives 0.92762"
     );
     no_process_of(&job_id, Duration::from_secs(5)).await;
+
+    // The trained model, as FATE users list and export it.
+    let models = cli_json(&fed, "9999", &["model", "list", "-j", &job_id]);
+    assert!(
+        models
+            .as_array()
+            .is_some_and(|m| m.iter().any(|x| x["component"] == "lr_0"
+                && x["output_key"] == "output_model"
+                && x["type_name"] == "json_model")),
+        "lr_0's model is listed: {models}"
+    );
+    let export_dir = fed.dir.path().join("exported");
+    let export_conf = fed.dir.path().join("export.json");
+    std::fs::write(
+        &export_conf,
+        serde_json::json!({"model_id": job_id, "model_version": "0", "role": "guest",
+                           "party_id": "9999", "path": export_dir.display().to_string()})
+        .to_string(),
+    )
+    .expect("write the export conf");
+    cli_ok(
+        &fed,
+        "9999",
+        &["model", "export", "-c", &export_conf.display().to_string()],
+    );
+    let model: Value = serde_json::from_slice(
+        &std::fs::read(export_dir.join("guest/9999/lr_0/output_model/json_model"))
+            .expect("the exported model file"),
+    )
+    .expect("the model is JSON");
+    assert!(
+        model.to_string().contains("coef"),
+        "an LR model holds its coefficients: {model}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(export_dir.join("manifest.json")).expect("manifest"))
+            .expect("the manifest is JSON");
+    assert_eq!(manifest["model_id"], job_id.as_str());
 
     // Predict with the trained model (model_warehouse: the training job's lr_0) on the same
     // data: the scores are the training run's, so the evaluation of them is the same, to

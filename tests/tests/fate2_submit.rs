@@ -133,8 +133,8 @@ async fn fate2_refusals_name_their_field_and_store_nothing() {
         ),
         (
             "stage the component lacks",
-            edited(|d| d["dag"]["tasks"]["lr_0"]["stage"] = json!("predict")),
-            "dag.tasks.lr_0.stage: component \"coordinated_lr\" has no stage \"predict\"",
+            edited(|d| d["dag"]["tasks"]["lr_0"]["stage"] = json!("default")),
+            "dag.tasks.lr_0.stage: component \"coordinated_lr\" has no stage \"default\"",
         ),
         (
             "role the component does not serve",
@@ -176,15 +176,16 @@ async fn fate2_refusals_name_their_field_and_store_nothing() {
                 *d.pointer_mut(psi_input).expect("psi input") =
                     json!({"data_warehouse": {"name": "breast", "namespace": "experiment"}});
             }),
-            "dag.tasks.psi_0.inputs.data.input_data.data_warehouse: not supported yet; use task_output_artifact",
+            "dag.tasks.psi_0.inputs.data.input_data.data_warehouse: a table by name and namespace is read with the reader component",
         ),
         (
             "model warehouse",
             edited(|d| {
                 d["dag"]["tasks"]["lr_0"]["inputs"]["model"] = json!({"warm_start_model":
-                    {"model_warehouse": {"model_id": "m", "model_version": "0"}}});
+                    {"model_warehouse": {"model_version": "0", "producer_task": "lr_0",
+                                         "output_artifact_key": "output_model"}}});
             }),
-            "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse: not supported yet",
+            "dag.tasks.lr_0.inputs.model.warm_start_model.model_warehouse.model_id: missing",
         ),
         (
             "malformed task name",
@@ -239,20 +240,20 @@ async fn fate2_refusals_name_their_field_and_store_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_valid_fate2_dag_passes_the_schedulers_checks() {
+async fn a_valid_fate2_dag_is_refused_by_a_party_without_a_fate_provider_naming_it() {
+    // These parties have no pyfate ([fate] python unset): the DAG passes the scheduler's
+    // checks, and every party that would run a FATE task refuses it when the job is created
+    // on it, saying why. (tests/tests/fate.rs runs the same DAG with pyfate.)
     let fed = TestFederation::start(PARTIES).await;
-    match submit_dag(&fed, &lr_dag(), "").await {
-        Ok(job_id) => assert!(!job_id.is_empty()),
-        // The task-controller does not run `fate:` modules yet and refuses them when the job
-        // is created on it: the DAG itself was accepted.
-        Err(status) => {
-            assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-            assert!(
-                status.message().contains("refused the job") && status.message().contains("fate:"),
-                "{status:?}"
-            );
-        }
-    }
+    let status = submit_dag(&fed, &lr_dag(), "")
+        .await
+        .expect_err("no party here runs FATE components");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("refused the job")
+            && status.message().contains("has no FATE provider"),
+        "{status:?}"
+    );
     fed.shutdown().await;
 }
 

@@ -9,6 +9,7 @@
 
 mod commands;
 mod data;
+mod model;
 mod pki;
 mod print;
 mod standalone;
@@ -61,6 +62,9 @@ enum Command {
     /// This party's outputs of a job: list, metric, model, data.
     #[command(subcommand)]
     Output(OutputCommand),
+    /// A job's models on this party: list, export (FATE-Flow's export conf).
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Runs every service of the listed parties in this process, on localhost.
     Standalone(StandaloneArgs),
     /// Certificates for mutual TLS between gateways: a party's CA, its gateway certificate.
@@ -69,6 +73,21 @@ enum Command {
     /// Connectivity tests, as FATE's `flow test`.
     #[command(subcommand)]
     Test(TestCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Lists the models a job made on this party (its id is the model id).
+    List {
+        #[arg(short = 'j', long = "job-id", alias = "model-id")]
+        job_id: String,
+    },
+    /// Writes a job's models on this party to a directory, per FATE-Flow's export conf
+    /// (`{model_id, model_version, role?, party_id?, path}`).
+    Export {
+        #[arg(short = 'c', long = "conf-path", alias = "conf")]
+        conf: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -354,6 +373,10 @@ async fn main() -> ExitCode {
             DataCommand::List { namespace } => data::list(&ctx, namespace).await,
             DataCommand::Info { namespace, name } => data::info(&ctx, &namespace, &name).await,
             DataCommand::Delete { namespace, name } => data::delete(&ctx, &namespace, &name).await,
+        },
+        Command::Model(command) => match command {
+            ModelCommand::List { job_id } => model::list(&ctx, &job_id).await,
+            ModelCommand::Export { conf } => model::export(&ctx, &conf).await,
         },
         Command::Output(command) => match command {
             OutputCommand::List(of) => data::output_list(&ctx, of.into()).await,

@@ -67,7 +67,30 @@ pub async fn run(task_dir: &Path, config: &TaskFile) -> Outcome {
             Ok(inputs) => inputs,
             Err(e) => return Outcome::Failed(e),
         };
-        let outputs = output_artifacts(io, runtime, &ids, &outputs_dir);
+        let mut outputs = output_artifacts(io, runtime, &ids, &outputs_dir);
+        // Metrics as pyfate computes them (it POSTs each to an HTTP metric URI), kept in the
+        // attempt's metric file so `fedflow output metric` shows them during the run.
+        let _sink = match io.outputs.metric.first() {
+            Some(def) => {
+                let file = outputs_dir.join(&def.name).join("json_metric");
+                match metrics::Sink::start(file, &ids.party_task_id).await {
+                    Ok(sink) => {
+                        outputs.insert(
+                            def.name.clone(),
+                            json!({"uri": sink.uri, "type_name": "json_metric"}),
+                        );
+                        Some(sink)
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "fedflow-worker: no live metrics ({e}); pyfate writes them at its end"
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let spec = TaskConfig {
             config,
             runtime,
@@ -470,9 +493,11 @@ fn output(
         .unwrap_or_default()
         .to_owned();
     let uri = entry.get("uri").and_then(Value::as_str).unwrap_or_default();
-    let in_outputs = uri
-        .strip_prefix("file://")
-        .map(PathBuf::from)
+    // Metrics pyfate POSTed live are in the attempt's metric file.
+    let live = (uri.starts_with("http://") && type_name == "json_metric")
+        .then(|| outputs_dir.join(key).join("json_metric"));
+    let in_outputs = live
+        .or_else(|| uri.strip_prefix("file://").map(PathBuf::from))
         .filter(|p| p.is_file())
         .and_then(|p| {
             p.strip_prefix(outputs_dir)
@@ -711,6 +736,141 @@ fn cleanup(runtime: &FateRuntime, ids: &Ids) {
             "fedflow-worker: cannot delete the temporary tables {}: {e}",
             dir.display()
         );
+    }
+}
+
+/// The HTTP endpoint pyfate POSTs its metrics to (`{"data": [record]}` per call, as to
+/// FATE-Flow's `/v2/worker/metric/save/<party_task_id>`), on loopback, for this attempt only:
+/// every record goes into the metric file, rewritten whole (a temporary file, then a rename)
+/// so a reader never sees half of it.
+mod metrics {
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// The most one POST may carry.
+    const MAX_BODY: usize = 64 << 20;
+
+    pub struct Sink {
+        pub uri: String,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Sink {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl Sink {
+        pub async fn start(file: PathBuf, party_task_id: &str) -> std::io::Result<Sink> {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&file, "[]")?;
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let uri = format!(
+                "http://{}/v2/worker/metric/save/{party_task_id}",
+                listener.local_addr()?
+            );
+            let records = Arc::new(Mutex::new(Vec::<Value>::new()));
+            let task = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (file, records) = (file.clone(), records.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = serve(stream, &file, &records).await {
+                            eprintln!("fedflow-worker: a metric POST failed: {e}");
+                        }
+                    });
+                }
+            });
+            Ok(Sink { uri, task })
+        }
+    }
+
+    async fn serve(
+        stream: TcpStream,
+        file: &std::path::Path,
+        records: &Mutex<Vec<Value>>,
+    ) -> Result<(), String> {
+        let mut reader = BufReader::new(stream);
+        loop {
+            // One request: its line, its headers, its body.
+            let mut line = String::new();
+            if reader
+                .read_line(&mut line)
+                .await
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Ok(());
+            }
+            let mut length = 0usize;
+            let mut header_bytes = 0usize;
+            loop {
+                let mut header = String::new();
+                let n = reader
+                    .read_line(&mut header)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                header_bytes += n;
+                if n == 0 || header_bytes > 64 << 10 {
+                    return Err("headers cut short or too long".into());
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().map_err(|_| "bad Content-Length")?;
+                }
+            }
+            if length > MAX_BODY {
+                return Err(format!("a body of {length} bytes"));
+            }
+            let mut body = vec![0; length];
+            reader
+                .read_exact(&mut body)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (status, answer) = match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(mut doc)) if line.starts_with("POST ") => {
+                    let data = match doc.remove("data") {
+                        Some(Value::Array(items)) => items,
+                        Some(other) => vec![other],
+                        None => Vec::new(),
+                    };
+                    let snapshot = {
+                        let mut all = records.lock().unwrap_or_else(|p| p.into_inner());
+                        all.extend(data);
+                        Value::Array(all.clone()).to_string()
+                    };
+                    let tmp = file.with_extension("tmp");
+                    std::fs::write(&tmp, snapshot)
+                        .and_then(|_| std::fs::rename(&tmp, file))
+                        .map_err(|e| e.to_string())?;
+                    ("200 OK", r#"{"code":0,"message":"success"}"#)
+                }
+                _ => (
+                    "400 Bad Request",
+                    r#"{"code":400,"message":"expected POST {data: [...]}"}"#,
+                ),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            reader
+                .get_mut()
+                .write_all(response.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
 }
 

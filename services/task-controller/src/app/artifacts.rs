@@ -287,7 +287,10 @@ impl App {
             self.party_id()
         );
         let artifact = match found.as_slice() {
-            [] => return Err(Error::NotFound(format!("no such output of {what}"))),
+            [] => match self.live_metric(&r).await? {
+                Some(live) => live,
+                None => return Err(Error::NotFound(format!("no such output of {what}"))),
+            },
             [one] => one.clone(),
             many => {
                 return Err(Error::InvalidArgument(format!(
@@ -309,6 +312,45 @@ impl App {
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| Error::Internal(format!("reading {}: {e}", artifact.path)))?;
         Ok((artifact, content, cut))
+    }
+
+    /// A running FATE task's metrics so far (pyfate POSTs them to its worker as it computes
+    /// them), when the metric is asked for and nothing is registered yet.
+    async fn live_metric(&self, r: &ReadArtifact) -> Result<Option<Artifact>, Error> {
+        if r.kind.as_deref().is_some_and(|k| k != "metric")
+            || r.output_key.as_deref().is_some_and(|k| k != "metric")
+        {
+            return Ok(None);
+        }
+        let tasks = self.inner.store.job_tasks(&r.job_id).await?;
+        // Of this party's running attempts (host and arbiter may share a party), the one
+        // with the most metrics so far.
+        let Some((task, path, meta)) = tasks
+            .iter()
+            .filter(|t| {
+                t.key.component == r.component
+                    && t.party_status == fedflow_core::TaskStatus::Running
+            })
+            .filter_map(|t| {
+                let path = self.attempt_dir(&t.key).join("outputs/metric/json_metric");
+                let meta = std::fs::metadata(&path).ok()?;
+                Some((t, path, meta))
+            })
+            .max_by_key(|(_, _, meta)| meta.len())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Artifact {
+            key: task.key.clone(),
+            output_key: "metric".into(),
+            kind: "metric".into(),
+            type_name: "json_metric".into(),
+            path: path.display().to_string(),
+            size_bytes: meta.len(),
+            metadata: "{}".into(),
+            overview: json!({"live": true}).to_string(),
+            create_ms: now_ms(),
+        }))
     }
 
     /// The log of the latest attempt of a task of this party, from `offset` (or its last
