@@ -72,7 +72,18 @@ export FEDFLOW_PARTY9999_SCHEDULER_PORT="${FEDFLOW_PARTY9999_SCHEDULER_PORT:-193
 export FEDFLOW_PARTY10000_SCHEDULER_PORT="${FEDFLOW_PARTY10000_SCHEDULER_PORT:-29380}"
 S9999="127.0.0.1:$FEDFLOW_PARTY9999_SCHEDULER_PORT"
 S10000="127.0.0.1:$FEDFLOW_PARTY10000_SCHEDULER_PORT"
-compose() { "${COMPOSE[@]}" -f "$ROOT/docker-compose.yml" -p "$PROJECT" "$@"; }
+COMPOSE_FILES=(-f "$ROOT/docker-compose.yml")
+# With pyfate (FEDFLOW_FATE_PYTHON, as scripts/setup-fate.sh prints it), each task-controller
+# gets it mounted (docker-compose.fate.yml) and step 4 runs FATE's LR pipeline across the
+# containers.
+if [ -n "${FEDFLOW_FATE_PYTHON:-}" ]; then
+    [ -x "$FEDFLOW_FATE_PYTHON" ] || die "FEDFLOW_FATE_PYTHON=$FEDFLOW_FATE_PYTHON is not executable"
+    FEDFLOW_FATE_VENV="$(dirname "$(dirname "$FEDFLOW_FATE_PYTHON")")"
+    FEDFLOW_FATE_PYTHON_HOME="$("$FEDFLOW_FATE_PYTHON" -c 'import sys; print(sys.base_prefix)')"
+    export FEDFLOW_FATE_PYTHON FEDFLOW_FATE_VENV FEDFLOW_FATE_PYTHON_HOME
+    COMPOSE_FILES+=(-f "$ROOT/docker-compose.fate.yml")
+fi
+compose() { "${COMPOSE[@]}" "${COMPOSE_FILES[@]}" -p "$PROJECT" "$@"; }
 
 STARTED=0
 cleanup() {
@@ -256,3 +267,35 @@ for scheduler in "$S9999" "$S10000"; do
     done
     log "through $scheduler: job success, 3 components success on 9999 and 10000, outputs 6 and 15"
 done
+
+# ------------------------------------------------------------------------------ 4. FATE 2.x
+if [ -n "${FEDFLOW_FATE_PYTHON:-}" ]; then
+    "$FEDFLOW" --scheduler "$S9999" data upload -c examples/fate-lr/upload_guest.json >&2 ||
+        die "upload on party 9999 failed"
+    "$FEDFLOW" --scheduler "$S10000" data upload -c examples/fate-lr/upload_host.json >&2 ||
+        die "upload on party 10000 failed"
+    submitted="$("$FEDFLOW" --scheduler "$S9999" --json job submit -c examples/fate-lr/train.yaml)" ||
+        die "FATE job submit failed: $submitted"
+    FATE_JOB="$(printf '%s' "$submitted" | sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p')"
+    log "FATE job $FATE_JOB (reader -> psi -> coordinated_lr -> evaluation) submitted"
+    if ! "$FEDFLOW" --scheduler "$S9999" job wait -j "$FATE_JOB" --timeout 1200 >&2; then
+        "$FEDFLOW" --scheduler "$S9999" task query -j "$FATE_JOB" >&2 || true
+        die "FATE job $FATE_JOB did not succeed"
+    fi
+    metrics="$("$FEDFLOW" --scheduler "$S9999" --json output metric -j "$FATE_JOB" -c evaluation_0)" ||
+        die "output metric of evaluation_0 failed: $metrics"
+    scores="$(printf '%s' "$metrics" | python3 -c '
+import json, sys
+found = {}
+def walk(v):
+    if isinstance(v, dict):
+        if v.get("metric") in ("auc", "ks") and isinstance(v.get("val"), (int, float)):
+            found.setdefault(v["metric"], v["val"])
+        for x in v.values(): walk(x)
+    elif isinstance(v, list):
+        for x in v: walk(x)
+walk(json.load(sys.stdin))
+print("AUC %.5f KS %.5f" % (found.get("auc", -1), found.get("ks", -1)))')"
+    [ "$scores" = "AUC 0.99236 KS 0.92762" ] || die "FATE job $FATE_JOB: $scores, pyfate gives AUC 0.99236 KS 0.92762"
+    log "FATE job $FATE_JOB succeeded across the containers: $scores"
+fi
