@@ -474,3 +474,52 @@ async fn the_hosts_gateway_killed_in_the_middle_of_the_lr_and_restarted_the_job_
     assert!((ks - 0.92762).abs() <= 1e-5, "KS {ks}");
     no_process_of(&job_id, Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psi_reads_each_partys_table_through_data_warehouse() {
+    let Some(fed) = start("psi_reads_each_partys_table").await else {
+        return;
+    };
+    // No reader: psi's input is each party's registered table (one source per party).
+    let table = |name: &str, role: &str, party: &str| {
+        serde_json::json!({"name": name, "namespace": "experiment",
+                           "parties": [{"role": role, "party_id": [party]}]})
+    };
+    let dag = serde_json::json!({
+        "schema_version": "2.1.0",
+        "dag": {
+            "parties": [{"role": "guest", "party_id": ["9999"]},
+                        {"role": "host", "party_id": ["10000"]}],
+            "tasks": {"psi_0": {
+                "component_ref": "psi",
+                "inputs": {"data": {"input_data": {"data_warehouse": [
+                    table("breast_hetero_guest", "guest", "9999"),
+                    table("breast_hetero_host", "host", "10000"),
+                ]}}},
+            }},
+        },
+    });
+    let path = fed.dir.path().join("psi_tables.json");
+    std::fs::write(&path, dag.to_string()).expect("write the DAG");
+    let job_id = submit_dag(&fed, &path);
+    let job = wait_ended(
+        &mut fed.scheduler("9999"),
+        &job_id,
+        Duration::from_secs(600),
+    )
+    .await;
+    assert_eq!(job_status(job.status), JobStatus::Success, "{}", job.reason);
+    for party in ["9999", "10000"] {
+        let outputs = cli_json(
+            &fed,
+            party,
+            &["output", "list", "-j", &job_id, "-c", "psi_0"],
+        );
+        let data = outputs
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["key"] == "psi_0.output_data"))
+            .unwrap_or_else(|| panic!("no psi_0.output_data on {party}: {outputs}"));
+        assert_eq!(data["overview"]["count"], 569, "psi on {party}: {data}");
+    }
+    fed.shutdown().await;
+}

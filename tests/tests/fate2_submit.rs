@@ -174,9 +174,9 @@ async fn fate2_refusals_name_their_field_and_store_nothing() {
             "data warehouse",
             edited(|d| {
                 *d.pointer_mut(psi_input).expect("psi input") =
-                    json!({"data_warehouse": {"name": "breast", "namespace": "experiment"}});
+                    json!({"data_warehouse": {"name": "breast", "namespace": "../x"}});
             }),
-            "dag.tasks.psi_0.inputs.data.input_data.data_warehouse: a table by name and namespace is read with the reader component",
+            "dag.tasks.psi_0.inputs.data.input_data.data_warehouse.namespace: 1 to 64 letters",
         ),
         (
             "model warehouse",

@@ -123,7 +123,8 @@ pub fn builtin() -> &'static Catalog {
 }
 
 /// Where one input comes from: an output of an upstream task of this job (or, from FATE's
-/// `model_warehouse` or `data_warehouse`, of an earlier job), on this party in this role.
+/// `model_warehouse` or `data_warehouse`, of an earlier job, or a table registered on the
+/// party), on this party in this role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
@@ -132,12 +133,27 @@ pub struct Source {
     /// The earlier job whose output it is (a warehouse input); absent: this job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// A table registered on each party (`data_warehouse: {name, namespace}`): the input is
+    /// its dataframe; `producer_task` and `output_artifact_key` are empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableRef>,
+}
+
+/// A registered table by its FATE names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 impl Source {
     /// The key of the input in a task file's `inputs`: `producer.output` for this job's,
     /// `job/producer.output` for an earlier job's.
     pub fn input_key(&self) -> String {
+        if let Some(t) = &self.table {
+            return format!("table:{}/{}", t.namespace, t.name);
+        }
         match &self.job_id {
             None => format!("{}.{}", self.producer_task, self.output_artifact_key),
             Some(job) => format!("{job}/{}.{}", self.producer_task, self.output_artifact_key),
@@ -233,6 +249,7 @@ mod tests {
                         producer_task: "reader_0".into(),
                         output_artifact_key: "output_data".into(),
                         job_id: None,
+                        table: None,
                     }],
                 },
             )]),

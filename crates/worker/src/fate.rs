@@ -61,11 +61,11 @@ pub async fn run(task_dir: &Path, config: &TaskFile) -> Outcome {
         }
     }
     let outcome = if task.component == "reader" {
-        reader(task_dir, config, runtime, &task, &ids).await
+        reader(task_dir, config, runtime, &ids).await
     } else {
-        let inputs = match input_artifacts(&task, io, &config.inputs) {
+        let inputs = match input_artifacts(task_dir, config, runtime, &ids, &task, io).await {
             Ok(inputs) => inputs,
-            Err(e) => return Outcome::Failed(e),
+            Err(outcome) => return outcome,
         };
         let mut outputs = output_artifacts(io, runtime, &ids, &outputs_dir);
         // Metrics as pyfate computes them (it POSTs each to an HTTP metric URI), kept in the
@@ -234,26 +234,46 @@ fn logger_config(dir: &Path) -> Value {
     })
 }
 
-/// pyfate's input apply specs: each slot bound to its producers' outputs on this party.
-fn input_artifacts(
+/// pyfate's input apply specs: each slot bound to its producers' outputs on this party (or a
+/// registered table's dataframe).
+async fn input_artifacts(
+    task_dir: &Path,
+    config: &TaskFile,
+    runtime: &FateRuntime,
+    ids: &Ids,
     task: &FateTask,
     io: &Io,
-    available: &BTreeMap<String, InputArtifact>,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, Outcome> {
+    let available: &BTreeMap<String, InputArtifact> = &config.inputs;
     let mut inputs = Map::new();
     for (slot, input) in &task.inputs {
         let mut specs = Vec::with_capacity(input.sources.len());
         for source in &input.sources {
+            if source.table.is_some() {
+                let Some(table) = available.get(&source.input_key()) else {
+                    return Err(Outcome::Failed(format!(
+                        "input {slot}: the task-controller resolved no table {}",
+                        source.input_key()
+                    )));
+                };
+                let entry = table_dataframe(task_dir, config, runtime, ids, table).await?;
+                let as_input = InputArtifact {
+                    metadata: entry,
+                    ..table.clone()
+                };
+                specs.push(apply_spec(&as_input));
+                continue;
+            }
             let Some(artifact) = available.get(&source.input_key()) else {
                 let job = source
                     .job_id
                     .as_deref()
                     .map(|j| format!(" of job {j}"))
                     .unwrap_or_default();
-                return Err(format!(
+                return Err(Outcome::Failed(format!(
                     "input {slot}: {}{job} has no output {} on this party",
                     source.producer_task, source.output_artifact_key
-                ));
+                )));
             };
             specs.push(apply_spec(artifact));
         }
@@ -532,56 +552,15 @@ fn output(
 }
 
 /// FATE's `reader`: the registered table named by its parameters, as a dataframe.
-async fn reader(
-    task_dir: &Path,
-    config: &TaskFile,
-    runtime: &FateRuntime,
-    task: &FateTask,
-    ids: &Ids,
-) -> Outcome {
+async fn reader(task_dir: &Path, config: &TaskFile, runtime: &FateRuntime, ids: &Ids) -> Outcome {
     let Some(table) = config.inputs.get("table") else {
         return Outcome::Failed("reader: the task-controller resolved no table".into());
     };
-    let md = &table.metadata;
-    let text = |k: &str| {
-        md.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (namespace, name) = (text("namespace"), text("name"));
+    let (namespace, name) = table_names(table);
     let outputs_dir = task_dir.join("outputs");
-    // One dataframe per registered table (its file and registration time name it), kept in
-    // the FATE data directory: a second job reading the table reads that.
-    let stamp = md.get("create_ms").and_then(Value::as_i64).unwrap_or(0);
-    let digest = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&table.path, stamp, md.to_string()).hash(&mut h);
-        format!("{:016x}", h.finish())
-    };
-    let kept_dir = Path::new(&runtime.data_dir).join("fedflow_readers");
-    let kept = kept_dir.join(format!("{namespace}.{name}.{digest}.json"));
-    let entry: Value = match std::fs::read(&kept)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-    {
-        Some(entry) => entry,
-        None => match import(
-            task_dir, config, runtime, task, ids, table, &namespace, &name, &digest,
-        )
-        .await
-        {
-            Ok(entry) => {
-                let _ = std::fs::create_dir_all(&kept_dir);
-                let tmp = kept.with_extension("tmp");
-                if std::fs::write(&tmp, entry.to_string()).is_ok() {
-                    let _ = std::fs::rename(&tmp, &kept);
-                }
-                entry
-            }
-            Err(outcome) => return outcome,
-        },
+    let entry = match table_dataframe(task_dir, config, runtime, ids, table).await {
+        Ok(entry) => entry,
+        Err(outcome) => return outcome,
     };
     let mut entry = entry;
     if let Some(meta) = entry.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -600,6 +579,84 @@ async fn reader(
     }
 }
 
+/// A registered table's FATE names.
+fn table_names(table: &InputArtifact) -> (String, String) {
+    let text = |k: &str| {
+        table
+            .metadata
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (text("namespace"), text("name"))
+}
+
+/// The dataframe of a registered table: pyfate's entry for it. One dataframe per registered
+/// table (its file and registration time name it), kept in the FATE data directory, so a
+/// second job reading the table reads that; tasks importing the same table at once take turns
+/// (a lock file beside it).
+async fn table_dataframe(
+    task_dir: &Path,
+    config: &TaskFile,
+    runtime: &FateRuntime,
+    ids: &Ids,
+    table: &InputArtifact,
+) -> Result<Value, Outcome> {
+    let md = &table.metadata;
+    let (namespace, name) = table_names(table);
+    let stamp = md.get("create_ms").and_then(Value::as_i64).unwrap_or(0);
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&table.path, stamp, md.to_string()).hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let kept_dir = Path::new(&runtime.data_dir).join("fedflow_readers");
+    let kept = kept_dir.join(format!("{namespace}.{name}.{digest}.json"));
+    let read_kept = || {
+        std::fs::read(&kept)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    };
+    if let Some(entry) = read_kept() {
+        return Ok(entry);
+    }
+    if let Err(e) = std::fs::create_dir_all(&kept_dir) {
+        return Err(Outcome::Failed(format!(
+            "create {}: {e}",
+            kept_dir.display()
+        )));
+    }
+    let lock_path = kept.with_extension("lock");
+    let lock = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| Outcome::Failed(format!("locking the table's import: {e}")))?
+    .map_err(|e| Outcome::Failed(format!("locking the table's import: {e}")))?;
+    // Another task may have imported it while this one waited.
+    if let Some(entry) = read_kept() {
+        return Ok(entry);
+    }
+    let entry = import(
+        task_dir, config, runtime, ids, table, &namespace, &name, &digest,
+    )
+    .await?;
+    let tmp = kept.with_extension("tmp");
+    if std::fs::write(&tmp, entry.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, &kept);
+    }
+    drop(lock);
+    Ok(entry)
+}
+
 /// Imports `table` and runs FATE's `dataframe_transformer` on it; returns the dataframe's
 /// entry from pyfate's final meta.
 #[allow(clippy::too_many_arguments)]
@@ -607,7 +664,6 @@ async fn import(
     task_dir: &Path,
     config: &TaskFile,
     runtime: &FateRuntime,
-    task: &FateTask,
     ids: &Ids,
     table: &InputArtifact,
     namespace: &str,
@@ -675,7 +731,6 @@ async fn import(
         log_dir: fate_dir.join("logs"),
     };
     let mut spec = spec.to_json();
-    let _ = task;
     spec["task_name"] = json!(format!("{}_import", config.component));
     let config_path = fate_dir.join("import_parameters.json");
     let result_path = fate_dir.join("import_result.json");

@@ -72,6 +72,15 @@ struct SourceRef {
     parties: Option<HashSet<Participant>>,
     /// A warehouse source: the earlier job whose output it is (not a task of this DAG).
     job: Option<String>,
+    /// A `data_warehouse` table, `(namespace, name)`, registered on each party.
+    table: Option<(String, String)>,
+}
+
+impl SourceRef {
+    /// A task of this DAG produces it (not an earlier job, not a table).
+    fn in_dag(&self) -> bool {
+        self.job.is_none() && self.table.is_none()
+    }
 }
 
 impl SourceRef {
@@ -479,7 +488,7 @@ fn read_task(
         Some(i) => read_inputs(catalog, &field, component_ref, &stages, i, tasks, scope)?,
     };
     for input in &inputs {
-        for s in input.sources.iter().filter(|s| s.job.is_none()) {
+        for s in input.sources.iter().filter(|s| s.in_dag()) {
             if seen.insert(s.producer.clone()) {
                 upstream.push(s.producer.clone());
             }
@@ -580,13 +589,21 @@ fn read_inputs(
             if sources.is_empty() {
                 return Err(err(&cfield, "no source (expected task_output_artifact)"));
             }
-            if sources.len() > 1 && !def.is_multi {
+            // A single-source slot may still be fed by one source per party (each with its
+            // `parties`): what counts is how many apply to any one party.
+            let most = allowed
+                .iter()
+                .map(|who| sources.iter().filter(|s| s.applies_to(who)).count())
+                .max()
+                .unwrap_or(sources.len());
+            if most > 1 && !def.is_multi {
+                let channel = channel
+                    .keys()
+                    .next()
+                    .map_or("task_output_artifact", String::as_str);
                 return Err(err(
-                    format!("{cfield}.task_output_artifact"),
-                    format!(
-                        "input {slot:?} of {component_ref:?} takes one source, got {}",
-                        sources.len()
-                    ),
+                    format!("{cfield}.{channel}"),
+                    format!("input {slot:?} of {component_ref:?} takes one source, got {most}"),
                 ));
             }
             read.push(SlotInput {
@@ -637,10 +654,8 @@ fn read_warehouse(
             "expected {model_id, producer_task, output_artifact_key, parties?}",
         )?;
         if source.contains_key("name") || source.contains_key("namespace") {
-            return Err(err(
-                sfield,
-                "a table by name and namespace is read with the reader component; a warehouse input names an earlier job's output (model_id or job_id, producer_task, output_artifact_key)",
-            ));
+            into.push(read_table_source(&sfield, source, allowed)?);
+            continue;
         }
         for key in source.keys() {
             if !WAREHOUSE_KEYS.contains(&key.as_str()) {
@@ -697,6 +712,7 @@ fn read_warehouse(
             key,
             parties,
             job: Some(job),
+            table: None,
         });
     }
     Ok(())
@@ -761,9 +777,56 @@ fn read_sources(
             key,
             parties,
             job: None,
+            table: None,
         });
     }
     Ok(())
+}
+
+/// `data_warehouse: {name, namespace, parties?}`: the table registered under those names on
+/// each party the source is for.
+fn read_table_source(
+    field: &str,
+    source: &Map<String, Value>,
+    allowed: &HashSet<Participant>,
+) -> Result<SourceRef, SpecError> {
+    for key in source.keys() {
+        if !["name", "namespace", "parties"].contains(&key.as_str()) {
+            return Err(err(
+                format!("{field}.{key}"),
+                "unknown key (a table is {name, namespace, parties?})",
+            ));
+        }
+    }
+    let part = |key: &str| -> Result<String, SpecError> {
+        let f = format!("{field}.{key}");
+        let v = member(source, key, &f)?
+            .as_str()
+            .ok_or_else(|| err(&f, "expected a string"))?;
+        if !crate::modules::table_part(v) {
+            return Err(err(
+                f,
+                "1 to 64 letters, digits, _ . - (not starting with .)",
+            ));
+        }
+        Ok(v.to_owned())
+    };
+    let (namespace, name) = (part("namespace")?, part("name")?);
+    let parties = match source.get("parties") {
+        None | Some(Value::Null) => None,
+        Some(p) => Some(
+            read_parties(p, &format!("{field}.parties"), Some(allowed))?
+                .into_iter()
+                .collect(),
+        ),
+    };
+    Ok(SourceRef {
+        producer: String::new(),
+        key: String::new(),
+        parties,
+        job: None,
+        table: Some((namespace, name)),
+    })
 }
 
 /// Every required input slot of the component has a source for each party that runs the task.
@@ -809,8 +872,9 @@ fn check_producers(catalog: &Catalog, tasks: &[Task]) -> Result<(), SpecError> {
     for task in tasks {
         for input in &task.inputs {
             for (i, source) in input.sources.iter().enumerate() {
-                // An earlier job's output is checked when the task starts, on each party.
-                if source.job.is_some() {
+                // An earlier job's output, or a table, is checked when the task starts, on
+                // each party.
+                if !source.in_dag() {
                     continue;
                 }
                 let producer = by_name[source.producer.as_str()];
@@ -936,7 +1000,7 @@ fn component_of(task: &Task) -> Component {
             .inputs
             .iter()
             .flat_map(|i| {
-                i.sources.iter().filter(|s| s.job.is_none()).map(|s| Input {
+                i.sources.iter().filter(|s| s.in_dag()).map(|s| Input {
                     kind: i.kind.clone(),
                     key: i.slot.clone(),
                     component: s.producer.clone(),
@@ -1011,6 +1075,10 @@ impl Dag {
                             producer_task: s.producer.clone(),
                             output_artifact_key: s.key.clone(),
                             job_id: s.job.clone(),
+                            table: s
+                                .table
+                                .clone()
+                                .map(|(namespace, name)| fate::TableRef { namespace, name }),
                         })
                         .collect();
                     if sources.is_empty() {

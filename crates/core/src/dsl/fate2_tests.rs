@@ -476,14 +476,32 @@ fn the_predict_example_takes_its_model_from_dag_conf() {
 }
 
 #[test]
+fn a_data_warehouse_table_is_the_partys_registered_table() {
+    let mut dag = example();
+    dag["dag"]["tasks"]["psi_0"]["inputs"]["data"]["input_data"] =
+        json!({"data_warehouse": {"name": "breast_hetero", "namespace": "experiment"}});
+    dag["dag"]["tasks"]["psi_0"]["dependent_tasks"] = json!([]);
+    let spec = parse_dag(&dag).expect("a table input parses");
+    let (plan, task) = plan(&spec, &who("host", "10000"), "psi_0");
+    assert!(
+        plan.upstream.is_empty(),
+        "a table is no edge: {:?}",
+        plan.upstream
+    );
+    let source = &task.inputs["input_data"].sources[0];
+    assert_eq!(source.input_key(), "table:experiment/breast_hetero");
+    assert_eq!(source.job_id, None);
+}
+
+#[test]
 fn malformed_warehouse_inputs_are_refused() {
     let mut dag = example();
     dag["dag"]["tasks"]["psi_0"]["inputs"]["data"]["input_data"] =
-        json!({"data_warehouse": {"name": "breast", "namespace": "experiment"}});
+        json!({"data_warehouse": {"name": "breast", "namespace": "../x"}});
     refused(
         &dag,
-        "dag.tasks.psi_0.inputs.data.input_data.data_warehouse",
-        "read with the reader component",
+        "dag.tasks.psi_0.inputs.data.input_data.data_warehouse.namespace",
+        "letters, digits",
     );
     let mut dag = example();
     dag["dag"]["tasks"]["lr_0"]["inputs"]["model"] = json!({"warm_start_model":

@@ -105,7 +105,23 @@ impl App {
             && let Ok(fate) = fedflow_core::fate::FateTask::from_params(params)
         {
             for source in fate.inputs.values().flat_map(|i| &i.sources) {
-                if let Some(job) = &source.job_id {
+                if let Some(t) = &source.table {
+                    let table = self
+                        .inner
+                        .store
+                        .table(&t.namespace, &t.name)
+                        .await
+                        .map_err(|e| format!("reading the data registry: {e}"))?
+                        .ok_or_else(|| {
+                            format!(
+                                "table {}/{} is not registered on party {}",
+                                t.namespace,
+                                t.name,
+                                self.party_id()
+                            )
+                        })?;
+                    inputs.insert(source.input_key(), table_input(&table));
+                } else if let Some(job) = &source.job_id {
                     let artifact = self
                         .earlier_output(
                             job,
