@@ -284,18 +284,8 @@ if [ -n "${FEDFLOW_FATE_PYTHON:-}" ]; then
     fi
     metrics="$("$FEDFLOW" --scheduler "$S9999" --json output metric -j "$FATE_JOB" -c evaluation_0)" ||
         die "output metric of evaluation_0 failed: $metrics"
-    scores="$(printf '%s' "$metrics" | python3 -c '
-import json, sys
-found = {}
-def walk(v):
-    if isinstance(v, dict):
-        if v.get("metric") in ("auc", "ks") and isinstance(v.get("val"), (int, float)):
-            found.setdefault(v["metric"], v["val"])
-        for x in v.values(): walk(x)
-    elif isinstance(v, list):
-        for x in v: walk(x)
-walk(json.load(sys.stdin))
-print("AUC %.5f KS %.5f" % (found.get("auc", -1), found.get("ks", -1)))')"
+    scores="$(printf '%s' "$metrics" | python3 scripts/lib/fate-scores.py)" ||
+        die "FATE job $FATE_JOB: $scores"
     [ "$scores" = "AUC 0.99236 KS 0.92762" ] || die "FATE job $FATE_JOB: $scores, pyfate gives AUC 0.99236 KS 0.92762"
     log "FATE job $FATE_JOB succeeded across the containers: $scores"
 fi

@@ -20,19 +20,7 @@ cargo build --workspace --bins --quiet
 require_binaries
 
 standalone_tmp fedflow-fate.XXXXXX
-step "starting fedflow standalone (data in $tmp/data)"
-mkdir -p "$tmp/data"
-: >"$tmp/standalone.out"
-"$fedflow" standalone --parties 9999,10000 --data-dir "$tmp/data" --fate-python "$python" \
-    >"$tmp/standalone.out" 2>"$tmp/standalone.err" &
-pid=$!
-deadline=$((SECONDS + startup_deadline))
-while (( $(grep -c '^party ' "$tmp/standalone.out" || true) < 2 )); do
-    kill -0 "$pid" 2>/dev/null || { pid=""; fail "fedflow standalone exited before it was up"; }
-    (( SECONDS < deadline )) || fail "fedflow standalone did not start within ${startup_deadline}s"
-    sleep 0.2
-done
-grep '^party ' "$tmp/standalone.out"
+start_standalone 9999,10000 --fate-python "$python"
 scheduler() { awk -v p="$1" '$1 == "party" && $2 == p { print $4 }' "$tmp/standalone.out"; }
 guest=$(scheduler 9999)
 host=$(scheduler 10000)
@@ -52,23 +40,5 @@ echo "job $job succeeded in $((SECONDS - started)) s"
 "$fedflow" --scheduler "$guest" task query -j "$job"
 
 step "evaluation_0's metrics (guest 9999)"
-"$fedflow" --scheduler "$guest" --json output metric -j "$job" -c evaluation_0 | python3 -c '
-import json, sys
-doc = json.load(sys.stdin)
-text = json.dumps(doc)
-found = {}
-def walk(v):
-    if isinstance(v, dict):
-        if v.get("metric") in ("auc", "ks") and isinstance(v.get("val"), (int, float)):
-            found.setdefault(v["metric"], v["val"])
-        for x in v.values(): walk(x)
-    elif isinstance(v, list):
-        for x in v: walk(x)
-    elif isinstance(v, str) and v[:1] in "[{":
-        try: walk(json.loads(v))
-        except ValueError: pass
-walk(doc)
-if "auc" not in found or "ks" not in found:
-    sys.exit("no auc/ks in the evaluation metrics: " + text[:2000])
-print("AUC %.5f  KS %.5f" % (found["auc"], found["ks"]))
-'
+"$fedflow" --scheduler "$guest" --json output metric -j "$job" -c evaluation_0 |
+    python3 scripts/lib/fate-scores.py

@@ -58,20 +58,25 @@ standalone_cleanup() {
     exit "$status"
 }
 
-# Starts `fedflow standalone` in the background ($pid) and waits until it has printed its
-# 3 party lines (within $startup_deadline seconds), then prints them.
+# Starts `fedflow standalone` in the background ($pid) and waits until it has printed one line
+# per party (within $startup_deadline seconds), then prints them. PARTIES (default
+# 9999,10000,10001) and any further arguments go to `fedflow standalone`.
 start_standalone() {
-    step "starting fedflow standalone (data in $tmp/data)"
+    local parties="${1:-9999,10000,10001}"
+    shift || true
+    local count
+    count=$(tr ',' '\n' <<<"$parties" | grep -c .)
+    step "starting fedflow standalone (parties $parties, data in $tmp/data)"
     mkdir -p "$tmp/data"
     : >"$tmp/standalone.out"   # exists before the background job opens it
-    "$fedflow" standalone --parties 9999,10000,10001 --data-dir "$tmp/data" \
+    "$fedflow" standalone --parties "$parties" --data-dir "$tmp/data" "$@" \
         >"$tmp/standalone.out" 2>"$tmp/standalone.err" &
     pid=$!
 
     local deadline=$((SECONDS + startup_deadline))
-    while (( $(grep -c '^party ' "$tmp/standalone.out" || true) < 3 )); do
+    while (( $(grep -c '^party ' "$tmp/standalone.out" || true) < count )); do
         kill -0 "$pid" 2>/dev/null || { pid=""; fail "fedflow standalone exited before it was up"; }
-        (( SECONDS < deadline )) || fail "fedflow standalone did not print its 3 party lines within ${startup_deadline}s"
+        (( SECONDS < deadline )) || fail "fedflow standalone did not print its $count party lines within ${startup_deadline}s"
         sleep 0.2
     done
     grep '^party ' "$tmp/standalone.out"

@@ -185,6 +185,22 @@ fn metric_values(value: &Value, found: &mut Vec<(String, f64)>) {
     }
 }
 
+/// psi_0's output on guest and host holds all 569 ids, and its overview no rows.
+fn psi_intersected_every_id(fed: &TestFederation, job_id: &str) {
+    for party in ["9999", "10000"] {
+        let outputs = cli_json(fed, party, &["output", "list", "-j", job_id, "-c", "psi_0"]);
+        let data = outputs
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["key"] == "psi_0.output_data"))
+            .unwrap_or_else(|| panic!("no psi_0.output_data on {party}: {outputs}"));
+        assert_eq!(data["overview"]["count"], 569, "psi on {party}: {data}");
+        assert!(
+            data["overview"].get("samples").is_none(),
+            "an overview never carries rows: {data}"
+        );
+    }
+}
+
 /// Waits until no process mentions the job (workers, pyfate and its pool).
 async fn no_process_of(job_id: &str, within: Duration) {
     eventually(
@@ -246,22 +262,7 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         job.reason
     );
     // psi intersected all 569 ids, on both sides.
-    for party in ["9999", "10000"] {
-        let outputs = cli_json(
-            &fed,
-            party,
-            &["output", "list", "-j", &job_id, "-c", "psi_0"],
-        );
-        let data = outputs
-            .as_array()
-            .and_then(|a| a.iter().find(|o| o["key"] == "psi_0.output_data"))
-            .unwrap_or_else(|| panic!("no psi_0.output_data on {party}: {outputs}"));
-        assert_eq!(data["overview"]["count"], 569, "psi on {party}: {data}");
-        assert!(
-            data["overview"].get("samples").is_none(),
-            "an overview never carries rows: {data}"
-        );
-    }
+    psi_intersected_every_id(&fed, &job_id);
     // The evaluation's AUC and KS are those pyfate gives when run directly.
     let metrics = cli_json(
         &fed,
@@ -509,17 +510,6 @@ async fn psi_reads_each_partys_table_through_data_warehouse() {
     )
     .await;
     assert_eq!(job_status(job.status), JobStatus::Success, "{}", job.reason);
-    for party in ["9999", "10000"] {
-        let outputs = cli_json(
-            &fed,
-            party,
-            &["output", "list", "-j", &job_id, "-c", "psi_0"],
-        );
-        let data = outputs
-            .as_array()
-            .and_then(|a| a.iter().find(|o| o["key"] == "psi_0.output_data"))
-            .unwrap_or_else(|| panic!("no psi_0.output_data on {party}: {outputs}"));
-        assert_eq!(data["overview"]["count"], 569, "psi on {party}: {data}");
-    }
+    psi_intersected_every_id(&fed, &job_id);
     fed.shutdown().await;
 }
