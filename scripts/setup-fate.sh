@@ -28,11 +28,15 @@ import fate.components  # noqa: F401  the component CLI imports
 PY
 }
 
+# One install at a time (tests may ask for the venv from several processes at once).
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+
 if ready; then
     echo "setup-fate: reusing $venv" >&2
 else
     echo "setup-fate: installing ${pins[*]} into $venv (a cold install takes about 8 minutes)" >&2
-    mkdir -p "$(dirname "$venv")"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}" >&2
