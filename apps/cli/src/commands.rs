@@ -385,41 +385,6 @@ pub async fn dag(ctx: &Ctx, job_id: &str, format: crate::dag::Format) -> Result 
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_milliseconds_or_rfc3339() {
-        assert_eq!(parse_time_ms("1764605255000"), Ok(1_764_605_255_000));
-        assert_eq!(parse_time_ms("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_time_ms("2025-12-01T16:07:35Z"), Ok(1_764_605_255_000));
-        assert_eq!(
-            parse_time_ms("2025-12-01T17:07:35.25+01:00"),
-            Ok(1_764_605_255_250)
-        );
-        assert_eq!(
-            parse_time_ms("2000-02-29T00:00:00-00:30"),
-            Ok(951_784_200_000)
-        );
-        for bad in [
-            "",
-            "yesterday",
-            "2025-13-01T00:00:00Z",
-            "2025-12-01T00:00:00",
-            "2025-12-01",
-        ] {
-            assert!(parse_time_ms(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn statuses_are_named_as_fate_names_them() {
-        assert_eq!(parse_job_status("Running"), Ok(JobStatus::Running as i32));
-        assert!(parse_job_status("done").is_err());
-    }
-}
-
 pub async fn stop(ctx: &Ctx, job_id: &str) -> Result {
     let reply = ctx
         .client()?
@@ -583,4 +548,39 @@ pub async fn submit_quiet(
         request_id: String::new(),
     };
     Ok(ctx.client()?.submit_job(request).await?.into_inner().job_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_milliseconds_or_rfc3339() {
+        assert_eq!(parse_time_ms("1764605255000"), Ok(1_764_605_255_000));
+        assert_eq!(parse_time_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_time_ms("2025-12-01T16:07:35Z"), Ok(1_764_605_255_000));
+        assert_eq!(
+            parse_time_ms("2025-12-01T17:07:35.25+01:00"),
+            Ok(1_764_605_255_250)
+        );
+        assert_eq!(
+            parse_time_ms("2000-02-29T00:00:00-00:30"),
+            Ok(951_784_200_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-01T00:00:00Z",
+            "2025-12-01T00:00:00",
+            "2025-12-01",
+        ] {
+            assert!(parse_time_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_named_as_fate_names_them() {
+        assert_eq!(parse_job_status("Running"), Ok(JobStatus::Running as i32));
+        assert!(parse_job_status("done").is_err());
+    }
 }

@@ -214,7 +214,7 @@ impl Cursor {
     /// The cursor of a token [`Cursor::to_token`] made; the error says what is wrong with it.
     pub fn from_token(token: &str) -> Result<Cursor, &'static str> {
         let bytes = token.as_bytes();
-        if bytes.len() % 2 != 0 || bytes.len() > 128 {
+        if !bytes.len().is_multiple_of(2) || bytes.len() > 128 {
             return Err("not a page token this scheduler made");
         }
         let text = bytes
