@@ -379,6 +379,21 @@ async fn status_filters_and_pages_return_each_matching_job_once_while_jobs_are_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn role_party_time_and_text_filters_match_the_jobs_they_name() {
     let fed = TestFederation::start(PARTIES).await;
+    filters_scenario(&fed).await;
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn role_party_time_and_text_filters_match_the_jobs_they_name_on_postgres() {
+    let Some(fed) = TestFederation::start_on_postgres(PARTIES).await else {
+        eprintln!("FEDFLOW_TEST_POSTGRES_URL unset: the job list's filters ran on SQLite only");
+        return;
+    };
+    filters_scenario(&fed).await;
+    fed.shutdown().await;
+}
+
+async fn filters_scenario(fed: &TestFederation) {
     let mut client = fed.scheduler("9999");
     let sleep = json!({"seconds": 0});
     let mut jobs = Vec::new();
@@ -466,7 +481,7 @@ async fn role_party_time_and_text_filters_match_the_jobs_they_name() {
 
     // Filters combine, and the CLI passes each one.
     let out = cli_json(
-        &fed,
+        fed,
         &[
             "--json",
             "job",
@@ -495,7 +510,7 @@ async fn role_party_time_and_text_filters_match_the_jobs_they_name() {
     assert_eq!(shown, pick(&expect));
     assert_eq!(out["next_page_token"], "");
     let before_all = cli_json(
-        &fed,
+        fed,
         &["--json", "job", "list", "--before", "1970-01-02T00:00:00Z"],
     );
     assert_eq!(before_all["jobs"], json!([]));
@@ -503,7 +518,6 @@ async fn role_party_time_and_text_filters_match_the_jobs_they_name() {
     for job in &all_ids {
         wait_ended(&mut client, job, WITHIN).await;
     }
-    fed.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
