@@ -3,8 +3,9 @@
 //! - `scheduler_tasks`: one row per (job, component, version) with the federated status.
 //! - `scheduler_task_parties`: one row per (job, component, version, role, party) with that
 //!   party's own status, as reported.
-//! - `scheduler_job_parties`: one row per (job, role, party), written with the job, so the job
-//!   list can filter by participant through an index rather than the conf's JSON.
+//! - `scheduler_job_parties`: one row per (job, role, party), per (job, `*`, party) and per
+//!   (job, role, `*`), written with the job, so the job list finds a participant's jobs in
+//!   list order through one index rather than the conf's JSON.
 //!
 //! Every status write is a compare-and-set on the status read before; what a change writes
 //! besides the status is decided by [`crate::domain::model`], and the SQL writes the values it is given.
@@ -14,6 +15,8 @@ mod schema;
 
 #[cfg(test)]
 mod contract;
+
+use std::collections::BTreeSet;
 
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
@@ -71,14 +74,14 @@ impl Store {
             ],
         )
         .await?;
-        for who in participants {
+        for (role, party_id) in participant_keys(participants) {
             tx.exec(
                 "INSERT INTO scheduler_job_parties (job_id, role, party_id, create_ms)
                  VALUES (?, ?, ?, ?)",
                 vec![
                     job.job_id.clone().into(),
-                    who.role.clone().into(),
-                    who.party_id.clone().into(),
+                    role.into(),
+                    party_id.into(),
                     job.create_ms.into(),
                 ],
             )
@@ -170,65 +173,65 @@ impl Store {
     }
 
     /// Up to `limit` jobs matching `filter`, after `after` in the order newest first (create
-    /// time, then job id, both descending): a keyset page, served by the
-    /// `scheduler_jobs_created` / `scheduler_jobs_status_created` indexes, never an OFFSET.
+    /// time, then job id, both descending): a keyset page, never an OFFSET. Without a
+    /// participant filter it walks `scheduler_jobs_created` or `scheduler_jobs_status_created`;
+    /// with one, `scheduler_job_parties_list` (one exact key, see the migration m0004).
     pub async fn list_jobs(
         &self,
         filter: &JobFilter,
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Job>, Error> {
-        let mut sql = String::from("SELECT * FROM scheduler_jobs WHERE 1 = 1");
         let mut values: Vec<SqlValue> = Vec::new();
+        // The table whose (create_ms, job_id) orders the page.
+        let (mut sql, order) = if filter.role.is_some() || filter.party_id.is_some() {
+            values.push(filter.role.map_or("*", |r| r.as_str()).into());
+            values.push(filter.party_id.as_ref().map_or("*", |p| p.as_str()).into());
+            (
+                String::from(
+                    "SELECT j.* FROM scheduler_job_parties p
+                     JOIN scheduler_jobs j ON j.job_id = p.job_id
+                     WHERE p.role = ? AND p.party_id = ?",
+                ),
+                "p",
+            )
+        } else {
+            (
+                String::from("SELECT j.* FROM scheduler_jobs j WHERE 1 = 1"),
+                "j",
+            )
+        };
         if !filter.statuses.is_empty() {
             let marks = vec!["?"; filter.statuses.len()].join(", ");
-            sql.push_str(&format!(" AND status IN ({marks})"));
+            sql.push_str(&format!(" AND j.status IN ({marks})"));
             values.extend(filter.statuses.iter().map(|s| s.as_str().into()));
         }
         if filter.submitted_after_ms != 0 {
-            sql.push_str(" AND create_ms >= ?");
+            sql.push_str(&format!(" AND {order}.create_ms >= ?"));
             values.push(filter.submitted_after_ms.into());
         }
         if filter.submitted_before_ms != 0 {
-            sql.push_str(" AND create_ms < ?");
+            sql.push_str(&format!(" AND {order}.create_ms < ?"));
             values.push(filter.submitted_before_ms.into());
         }
         if !filter.text.is_empty() {
             // `_` is a LIKE wildcard (and the only one the text may hold): escaped. LOWER on
             // both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
-            sql.push_str(" AND LOWER(job_id) LIKE ? ESCAPE '!'");
+            sql.push_str(" AND LOWER(j.job_id) LIKE ? ESCAPE '!'");
             let pattern = filter.text.to_lowercase().replace('_', "!_");
             values.push(format!("%{pattern}%").into());
         }
-        match (&filter.role, &filter.party_id) {
-            (None, None) => {}
-            (Some(role), None) => {
-                sql.push_str(
-                    " AND job_id IN (SELECT job_id FROM scheduler_job_parties WHERE role = ?)",
-                );
-                values.push(role.as_str().into());
-            }
-            (None, Some(party)) => {
-                sql.push_str(
-                    " AND job_id IN (SELECT job_id FROM scheduler_job_parties WHERE party_id = ?)",
-                );
-                values.push(party.as_str().into());
-            }
-            (Some(role), Some(party)) => {
-                sql.push_str(
-                    " AND job_id IN (SELECT job_id FROM scheduler_job_parties
-                       WHERE party_id = ? AND role = ?)",
-                );
-                values.extend([party.as_str().into(), role.as_str().into()]);
-            }
-        }
         if let Some(cursor) = after {
             // A row value, which both databases compare lexicographically and serve from
-            // the (create_ms, job_id) indexes as a range.
-            sql.push_str(" AND (create_ms, job_id) < (?, ?)");
+            // the (.., create_ms, job_id) indexes as a range.
+            sql.push_str(&format!(
+                " AND ({order}.create_ms, {order}.job_id) < (?, ?)"
+            ));
             values.extend([cursor.create_ms.into(), cursor.job_id.as_str().into()]);
         }
-        sql.push_str(" ORDER BY create_ms DESC, job_id DESC LIMIT ?");
+        sql.push_str(&format!(
+            " ORDER BY {order}.create_ms DESC, {order}.job_id DESC LIMIT ?"
+        ));
         values.push(i64::from(limit).into());
         self.db.fetch(&sql, values, job_from_row).await
     }
@@ -505,4 +508,19 @@ async fn insert_tasks(
         .await?;
     }
     Ok(())
+}
+
+/// A job's `scheduler_job_parties` keys: each (role, party), each (`*`, party) and each
+/// (role, `*`), once.
+fn participant_keys(participants: &[Participant]) -> BTreeSet<(String, String)> {
+    participants
+        .iter()
+        .flat_map(|who| {
+            [
+                (who.role.clone(), who.party_id.clone()),
+                ("*".to_owned(), who.party_id.clone()),
+                (who.role.clone(), "*".to_owned()),
+            ]
+        })
+        .collect()
 }

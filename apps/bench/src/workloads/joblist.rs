@@ -2,7 +2,8 @@
 //! scheduler process is started, then its SQLite store is filled directly (bulk `INSERT`s in
 //! large transactions, not `SubmitJob`): jobs one millisecond apart, every tenth running, each
 //! with its two participants. Timed over gRPC: `ListJobs` with status running, limit 50, for
-//! a page in the middle of the running jobs (reached once through the page tokens), ~200 calls.
+//! a page in the middle of the running jobs (reached once through the page tokens), 200 calls;
+//! and the same with party 10000 (in every job) instead of the status.
 //!
 //! The repair pass, which re-drives every running job, is slowed to once an hour: the filled
 //! jobs have no tasks, and re-driving 10,000 of them would measure the repair, not the list.
@@ -74,9 +75,22 @@ pub(super) async fn run(_args: &Args, r: &mut Results) {
             ));
             values.push(dsl.clone().into());
             values.push(conf.clone().into());
-            parties.push_str(&format!(
-                "{sep}('{job_id}', 'guest', '9999', {ms}), ('{job_id}', 'host', '10000', {ms})"
-            ));
+            // As `Store::insert_job` writes them: each (role, party), (*, party), (role, *).
+            for (role, party) in [
+                ("guest", "9999"),
+                ("host", "10000"),
+                ("*", "9999"),
+                ("*", "10000"),
+                ("guest", "*"),
+                ("host", "*"),
+            ] {
+                let sep = if i == start && role == "guest" && party == "9999" {
+                    ""
+                } else {
+                    ", "
+                };
+                parties.push_str(&format!("{sep}('{job_id}', '{role}', '{party}', {ms})"));
+            }
         }
         let tx = db.begin().await.expect("begin");
         tx.exec(&jobs, values).await.expect("insert jobs");
@@ -92,43 +106,76 @@ pub(super) async fn run(_args: &Args, r: &mut Results) {
     );
 
     let mut client = fed.scheduler("9999");
-    let request = |page_token: String| pb::ListJobsRequest {
+    let running = pb::ListJobsRequest {
         limit: LIMIT,
         status: vec![JobStatus::Running as i32],
-        page_token,
         ..Default::default()
     };
-    // The token of the middle page of the running jobs.
-    let middle = JOBS / 10 / LIMIT as usize / 2;
+    let by_party = pb::ListJobsRequest {
+        limit: LIMIT,
+        party_id: "10000".into(),
+        ..Default::default()
+    };
+    for (name, request, matches, figure) in [
+        (
+            "joblist.middle_page_running_50",
+            running,
+            JOBS / 10,
+            "status running",
+        ),
+        (
+            "joblist.middle_page_party_50",
+            by_party,
+            JOBS,
+            "party 10000",
+        ),
+    ] {
+        middle_page(&mut client, request, matches, r.samples(name)).await;
+        let s = r.samples(name).clone();
+        r.row(
+            &format!(
+                "ListJobs among {JOBS} jobs: {figure}, limit {LIMIT}, a middle page, p50 / p99"
+            ),
+            "< 20 ms",
+            format!("{:.1} ms / {:.1} ms", s.quantile(0.5), s.quantile(0.99)),
+            "-",
+            Some(s.quantile(0.99) < 20.0),
+        );
+    }
+}
+
+/// Times [`CALLS`] calls of the middle page of `request`'s `matches` jobs, reached once
+/// through the page tokens.
+async fn middle_page(
+    client: &mut super::Client,
+    request: pb::ListJobsRequest,
+    matches: usize,
+    samples: &mut crate::measure::Samples,
+) {
     let mut token = String::new();
-    for _ in 0..middle {
+    for _ in 0..matches / LIMIT as usize / 2 {
         token = client
-            .list_jobs(request(token))
+            .list_jobs(pb::ListJobsRequest {
+                page_token: token,
+                ..request.clone()
+            })
             .await
             .expect("ListJobs")
             .into_inner()
             .next_page_token;
-        assert!(!token.is_empty(), "the running jobs end before the middle");
+        assert!(!token.is_empty(), "the matching jobs end before the middle");
     }
     for _ in 0..CALLS {
         let started = Instant::now();
         let page = client
-            .list_jobs(request(token.clone()))
+            .list_jobs(pb::ListJobsRequest {
+                page_token: token.clone(),
+                ..request.clone()
+            })
             .await
             .expect("ListJobs")
             .into_inner();
-        r.samples("joblist.middle_page_running_50")
-            .push_ms(started.elapsed());
+        samples.push_ms(started.elapsed());
         assert_eq!(page.jobs.len(), LIMIT as usize, "a full page");
     }
-    let s = r.samples("joblist.middle_page_running_50").clone();
-    r.row(
-        &format!(
-            "ListJobs among {JOBS} jobs: status running, limit {LIMIT}, a middle page, p50 / p99"
-        ),
-        "< 20 ms",
-        format!("{:.1} ms / {:.1} ms", s.quantile(0.5), s.quantile(0.99)),
-        "-",
-        Some(s.quantile(0.99) < 20.0),
-    );
 }

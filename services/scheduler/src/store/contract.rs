@@ -620,8 +620,10 @@ async fn the_job_list_migration_fills_the_participants_of_existing_jobs() {
         for (component, role, party) in [
             ("a", "guest", "9999"),
             ("a", "host", "10000"),
+            ("a", "arbiter", "10000"),
             ("b", "guest", "9999"),
             ("b", "host", "10000"),
+            ("b", "arbiter", "10000"),
         ] {
             old.exec(
                 "INSERT INTO scheduler_task_parties (job_id, component, version, role,
@@ -645,5 +647,38 @@ async fn the_job_list_migration_fills_the_participants_of_existing_jobs() {
             ..JobFilter::default()
         };
         assert_eq!(all_pages(&store, &guest, 10).await, ["old"]);
+        // Host and arbiter: the party's jobs hold it once.
+        let any_role = JobFilter { role: None, ..host };
+        assert_eq!(all_pages(&store, &any_role, 10).await, ["old"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_in_two_roles_is_listed_once_per_job() {
+    for store in stores("scheduler_job_list_roles").await {
+        let participants = [
+            who("guest", "9999"),
+            who("host", "10000"),
+            who("arbiter", "10000"),
+            who("host", "10001"),
+        ];
+        for (i, job_id) in ["j1", "j2", "j3"].iter().enumerate() {
+            let mut row = job(job_id, None);
+            row.create_ms = 10 + i as i64;
+            store
+                .insert_job(&row, &participants, &[], &[])
+                .await
+                .expect("insert");
+        }
+        let party = JobFilter {
+            party_id: Some(PartyId::try_from("10000".to_owned()).expect("id")),
+            ..JobFilter::default()
+        };
+        assert_eq!(all_pages(&store, &party, 1).await, ["j3", "j2", "j1"]);
+        let hosts = JobFilter {
+            role: Some(Role::Host),
+            ..JobFilter::default()
+        };
+        assert_eq!(all_pages(&store, &hosts, 2).await, ["j3", "j2", "j1"]);
     }
 }
