@@ -443,7 +443,10 @@ pub fn succeeded(out: &std::process::Output) -> String {
 pub async fn assert_nothing_stored(fed: &TestFederation, initiator: &str) {
     let jobs = fed
         .scheduler(initiator)
-        .list_jobs(sc::ListJobsRequest { limit: 100 })
+        .list_jobs(sc::ListJobsRequest {
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .expect("list jobs")
         .into_inner()

@@ -228,7 +228,10 @@ async fn fate2_refusals_name_their_field_and_store_nothing() {
     for party in PARTIES {
         let jobs = fed
             .scheduler(party)
-            .list_jobs(sc::ListJobsRequest { limit: 100 })
+            .list_jobs(sc::ListJobsRequest {
+                limit: 100,
+                ..Default::default()
+            })
             .await
             .expect("list jobs")
             .into_inner()

@@ -526,7 +526,12 @@ fn cases() -> Vec<Case> {
             service: services::SCHEDULER,
             method: "ListJobs",
             allowed: &[],
-            payload: |_, _| enc(sc::ListJobsRequest { limit: 10 }),
+            payload: |_, _| {
+                enc(sc::ListJobsRequest {
+                    limit: 10,
+                    ..Default::default()
+                })
+            },
         },
     ]
 }
@@ -1038,7 +1043,10 @@ async fn the_scheduler_client_port_asks_for_tls_and_a_token() {
     let client = sc::scheduler_client::SchedulerClient::new(channel);
     let list = |token: Option<&str>, claim: Option<&str>| {
         let mut client = client.clone();
-        let mut request = tonic::Request::new(sc::ListJobsRequest { limit: 5 });
+        let mut request = tonic::Request::new(sc::ListJobsRequest {
+            limit: 5,
+            ..Default::default()
+        });
         if let Some(token) = token {
             request.metadata_mut().insert(
                 "authorization",
@@ -1073,7 +1081,10 @@ async fn the_scheduler_client_port_asks_for_tls_and_a_token() {
     let mut plain = sc::scheduler_client::SchedulerClient::new(fedflow_tests::channel(&api));
     assert!(
         plain
-            .list_jobs(sc::ListJobsRequest { limit: 5 })
+            .list_jobs(sc::ListJobsRequest {
+                limit: 5,
+                ..Default::default()
+            })
             .await
             .is_err()
     );

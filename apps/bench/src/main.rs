@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub parse_runs: usize,
     /// Run only these parts (latency, throughput, instant, queue, parties, dataplane, parse);
-    /// default all. `fate` (the FATE demo job; needs FEDFLOW_FATE_PYTHON) runs only when named.
+    /// default all. `fate` (the FATE demo job; needs FEDFLOW_FATE_PYTHON) and `joblist`
+    /// (ListJobs among 100,000 stored jobs) run only when named.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where the JSON results go.

@@ -7,6 +7,7 @@ mod fate;
 mod floor;
 mod footprint;
 mod instant;
+mod joblist;
 mod jobs;
 mod latency;
 mod observer;
@@ -71,6 +72,10 @@ pub async fn run(args: &Args) -> Results {
         fate::run(args, &mut r).await;
     }
     table(&mut r, args);
+    // Only when asked for, after the default rows (which it leaves as they are).
+    if args.only.iter().any(|p| p == "joblist") {
+        joblist::run(args, &mut r).await;
+    }
     r
 }
 

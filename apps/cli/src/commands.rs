@@ -233,13 +233,155 @@ pub async fn query(ctx: &Ctx, job_id: &str) -> Result {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn list(ctx: &Ctx, limit: u32) -> Result {
-    let reply = ctx
-        .client()?
-        .list_jobs(pb::ListJobsRequest { limit })
+/// `job list`'s filters and page, as `ListJobsRequest` takes them (0 and empty: none).
+pub async fn list(ctx: &Ctx, request: pb::ListJobsRequest) -> Result {
+    let reply = ctx.client()?.list_jobs(request).await?.into_inner();
+    print::jobs(&reply.jobs, &reply.next_page_token, ctx.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A job status as `job list --status` names it (FATE's lowercase names).
+pub fn parse_job_status(text: &str) -> std::result::Result<i32, String> {
+    let status = match text.trim().to_ascii_lowercase().as_str() {
+        "ready" => JobStatus::Ready,
+        "waiting" => JobStatus::Waiting,
+        "running" => JobStatus::Running,
+        "success" => JobStatus::Success,
+        "failed" => JobStatus::Failed,
+        "canceled" => JobStatus::Canceled,
+        "timeout" => JobStatus::Timeout,
+        other => {
+            return Err(format!(
+                "{other:?} is not a job status (ready, waiting, running, success, failed, canceled, timeout)"
+            ));
+        }
+    };
+    Ok(status as i32)
+}
+
+/// A time as milliseconds since the epoch: the milliseconds themselves, or RFC 3339
+/// (`2026-12-01T16:07:35Z`, `2026-12-01T17:07:35.250+01:00`).
+pub fn parse_time_ms(text: &str) -> std::result::Result<i64, String> {
+    let bad = || format!("{text:?} is neither milliseconds since the epoch nor an RFC 3339 time");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| bad());
+    }
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let num = |from: usize, to: usize| -> std::result::Result<i64, String> {
+        let part = text.get(from..to).ok_or_else(bad)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(bad());
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let first3 = format!("{:0<3}", &fraction[..digits.min(3)]);
+        millis = first3.parse::<i64>().map_err(|_| bad())?;
+        rest = &fraction[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':' =>
+        {
+            let hours: i64 = rest[1..3].parse().map_err(|_| bad())?;
+            let minutes: i64 = rest[4..6].parse().map_err(|_| bad())?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (hours * 3600 + minutes * 60)
+        }
+        _ => return Err(bad()),
+    };
+    // Days from 1970-01-01 in the proleptic Gregorian calendar (Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    Ok(secs * 1000 + millis)
+}
+
+/// `job dag`: the job's DAG (from its DSL, parsed as the scheduler parsed it at submit) with
+/// each component's latest federated status.
+pub async fn dag(ctx: &Ctx, job_id: &str, format: crate::dag::Format) -> Result {
+    let mut client = ctx.client()?;
+    let job = client
+        .get_job(pb::GetJobRequest {
+            job_id: job_id.to_owned(),
+            include_conf: true,
+        })
         .await?
-        .into_inner();
-    print::jobs(&reply.jobs, ctx.json);
+        .into_inner()
+        .job
+        .ok_or_else(|| {
+            CliError(format!(
+                "INTERNAL: the scheduler answered no job for {job_id}"
+            ))
+        })?;
+    // The scheduler accepted this DSL under its own limits; only the shape is needed here.
+    let limits = fedflow_core::dsl::Limits {
+        max_dsl_bytes: usize::MAX,
+        max_conf_bytes: usize::MAX,
+        max_components: usize::MAX,
+        max_parties: usize::MAX,
+    };
+    let spec = fedflow_core::dsl::parse(&job.dsl, &job.runtime_conf, &limits).map_err(|e| {
+        CliError(format!(
+            "INTERNAL: the DSL of job {job_id} does not parse: {e}"
+        ))
+    })?;
+    let tasks = client
+        .list_tasks(pb::ListTasksRequest {
+            job_id: job_id.to_owned(),
+            all_versions: false,
+        })
+        .await?
+        .into_inner()
+        .tasks;
+    let nodes: Vec<crate::dag::Node> = spec
+        .components
+        .iter()
+        .map(|c| crate::dag::Node {
+            name: c.name.clone(),
+            module: c.module.clone(),
+            status: tasks
+                .iter()
+                .filter(|t| t.component == c.name)
+                .max_by_key(|t| t.version)
+                .map_or("waiting", |t| {
+                    fedflow_rpc::convert::task_status_name(t.status)
+                })
+                .to_owned(),
+            upstream: c.upstream.clone(),
+        })
+        .collect();
+    print!("{}", crate::dag::render(&nodes, format));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -406,4 +548,39 @@ pub async fn submit_quiet(
         request_id: String::new(),
     };
     Ok(ctx.client()?.submit_job(request).await?.into_inner().job_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_milliseconds_or_rfc3339() {
+        assert_eq!(parse_time_ms("1764605255000"), Ok(1_764_605_255_000));
+        assert_eq!(parse_time_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_time_ms("2025-12-01T16:07:35Z"), Ok(1_764_605_255_000));
+        assert_eq!(
+            parse_time_ms("2025-12-01T17:07:35.25+01:00"),
+            Ok(1_764_605_255_250)
+        );
+        assert_eq!(
+            parse_time_ms("2000-02-29T00:00:00-00:30"),
+            Ok(951_784_200_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-01T00:00:00Z",
+            "2025-12-01T00:00:00",
+            "2025-12-01",
+        ] {
+            assert!(parse_time_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_named_as_fate_names_them() {
+        assert_eq!(parse_job_status("Running"), Ok(JobStatus::Running as i32));
+        assert!(parse_job_status("done").is_err());
+    }
 }

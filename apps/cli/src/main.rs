@@ -1,6 +1,6 @@
 //! `fedflow`: the command line, shaped like FATE's `flow` so its users feel at home.
 //!
-//! `fedflow job submit -d dsl.json -c conf.json`, `job query|list|stop|rerun|wait|watch`,
+//! `fedflow job submit -d dsl.json -c conf.json`, `job query|list|dag|stop|rerun|wait|watch`,
 //! `task query|output|log`, `data upload|list|info|delete`, `output list|metric|model|data`,
 //! `test toy` (a data-plane connectivity job), and `standalone` (every service of N parties in
 //! this process).
@@ -8,6 +8,7 @@
 //! non-zero.
 
 mod commands;
+mod dag;
 mod data;
 mod model;
 mod pki;
@@ -126,10 +127,40 @@ enum JobCommand {
         #[arg(short = 'j', long = "job-id")]
         job_id: String,
     },
-    /// Lists jobs this scheduler schedules, newest first.
+    /// Lists jobs this scheduler schedules, newest first, one page at a time; prints the
+    /// next page's token when there is more.
     List {
-        #[arg(short = 'l', long, default_value_t = 10)]
-        limit: u32,
+        /// Jobs per page (the scheduler's default is 20, at most 1000).
+        #[arg(short = 'l', long)]
+        limit: Option<u32>,
+        /// Only jobs in any of these statuses (comma separated: running,waiting).
+        #[arg(long, value_delimiter = ',', value_parser = commands::parse_job_status)]
+        status: Vec<i32>,
+        /// Only jobs in which this role takes part.
+        #[arg(long)]
+        role: Option<String>,
+        /// Only jobs in which this party takes part (in --role, when given).
+        #[arg(long = "party", alias = "party-id")]
+        party: Option<String>,
+        /// Only jobs submitted at or after this time (RFC 3339 or ms since the epoch).
+        #[arg(long, value_parser = commands::parse_time_ms)]
+        after: Option<i64>,
+        /// Only jobs submitted before this time (RFC 3339 or ms since the epoch).
+        #[arg(long, value_parser = commands::parse_time_ms)]
+        before: Option<i64>,
+        /// Only jobs whose id contains this text (jobs have no tags).
+        #[arg(long)]
+        text: Option<String>,
+        /// The page after the one that printed this token.
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Prints a job's DAG with each task's federated status (Mermaid or Graphviz dot).
+    Dag {
+        #[arg(short = 'j', long = "job-id")]
+        job_id: String,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: dag::Format,
     },
     /// Cancels a job on every party.
     Stop {
@@ -328,7 +359,29 @@ async fn main() -> ExitCode {
                 request_id,
             } => commands::submit(&ctx, dsl.as_deref(), &conf, request_id).await,
             JobCommand::Query { job_id } => commands::query(&ctx, &job_id).await,
-            JobCommand::List { limit } => commands::list(&ctx, limit).await,
+            JobCommand::List {
+                limit,
+                status,
+                role,
+                party,
+                after,
+                before,
+                text,
+                page_token,
+            } => {
+                let request = fedflow_proto::scheduler::v1::ListJobsRequest {
+                    limit: limit.unwrap_or(0),
+                    status,
+                    role: role.unwrap_or_default(),
+                    party_id: party.unwrap_or_default(),
+                    submitted_after_ms: after.unwrap_or(0),
+                    submitted_before_ms: before.unwrap_or(0),
+                    text: text.unwrap_or_default(),
+                    page_token: page_token.unwrap_or_default(),
+                };
+                commands::list(&ctx, request).await
+            }
+            JobCommand::Dag { job_id, format } => commands::dag(&ctx, &job_id, format).await,
             JobCommand::Stop { job_id } => commands::stop(&ctx, &job_id).await,
             JobCommand::Rerun {
                 job_id,

@@ -50,10 +50,14 @@ pub fn job(job: &pb::Job, as_json: bool) {
     }
 }
 
-pub fn jobs(jobs: &[pb::Job], as_json: bool) {
+/// A page of jobs; with `next_page_token` (empty on the last page) for the next.
+pub fn jobs(jobs: &[pb::Job], next_page_token: &str, as_json: bool) {
     if as_json {
         let list: Vec<Value> = jobs.iter().map(job_json).collect();
-        println!("{}", Value::Array(list));
+        println!(
+            "{}",
+            json!({"jobs": list, "next_page_token": next_page_token})
+        );
         return;
     }
     println!("{:<26} {:<9} {:>5}  REASON", "JOB_ID", "STATUS", "PROG");
@@ -70,6 +74,9 @@ pub fn jobs(jobs: &[pb::Job], as_json: bool) {
             job.progress,
             reason
         );
+    }
+    if !next_page_token.is_empty() {
+        println!("next page: --page-token {next_page_token}");
     }
 }
 

@@ -142,10 +142,11 @@ impl pb::scheduler_server::Scheduler for Scheduler {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         local_only(&self.app, &request, "ListJobs")?;
-        let cmd = ListJobs::from(request.into_inner());
-        let jobs = self.app.job_views(cmd.limit).await?;
+        let cmd = ListJobs::try_from(request.into_inner())?;
+        let (jobs, next) = self.app.job_views(&cmd).await?;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: jobs.into_iter().map(|j| job_to_pb(j, false)).collect(),
+            next_page_token: next.map(|c| c.to_token()).unwrap_or_default(),
         }))
     }
 

@@ -3,6 +3,9 @@
 //! - `scheduler_tasks`: one row per (job, component, version) with the federated status.
 //! - `scheduler_task_parties`: one row per (job, component, version, role, party) with that
 //!   party's own status, as reported.
+//! - `scheduler_job_parties`: one row per (job, role, party), per (job, `*`, party) and per
+//!   (job, role, `*`), written with the job, so the job list finds a participant's jobs in
+//!   list order through one index rather than the conf's JSON.
 //!
 //! Every status write is a compare-and-set on the status read before; what a change writes
 //! besides the status is decided by [`crate::domain::model`], and the SQL writes the values it is given.
@@ -13,12 +16,14 @@ mod schema;
 #[cfg(test)]
 mod contract;
 
+use std::collections::BTreeSet;
+
 use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, TaskStatus};
-use fedflow_store::{Command, Db, Outbox, Transition, Tx, get};
+use fedflow_store::{Command, Db, Outbox, SqlValue, Transition, Tx, get};
 
+use crate::domain::model::{Cursor, JobFilter, JobTransition, TaskTransition};
 pub use crate::domain::model::{Job, Task, TaskParty};
-use crate::domain::model::{JobTransition, TaskTransition};
 use rows::{Assignments, job_from_row, task_from_row, task_party_from_row};
 pub use schema::{AUDIT, OUTBOX};
 use schema::{MIGRATIONS, MIGRATIONS_TABLE};
@@ -42,10 +47,11 @@ impl Store {
         Ok(Store { db })
     }
 
-    /// Stores a new job with its first task versions, in one transaction.
+    /// Stores a new job with its participants and first task versions, in one transaction.
     pub async fn insert_job(
         &self,
         job: &Job,
+        participants: &[Participant],
         tasks: &[Task],
         parties: &[TaskParty],
     ) -> Result<(), Error> {
@@ -68,6 +74,19 @@ impl Store {
             ],
         )
         .await?;
+        for (role, party_id) in participant_keys(participants) {
+            tx.exec(
+                "INSERT INTO scheduler_job_parties (job_id, role, party_id, create_ms)
+                 VALUES (?, ?, ?, ?)",
+                vec![
+                    job.job_id.clone().into(),
+                    role.into(),
+                    party_id.into(),
+                    job.create_ms.into(),
+                ],
+            )
+            .await?;
+        }
         insert_tasks(&tx, tasks, parties, job.create_ms).await?;
         tx.commit().await?;
         Ok(())
@@ -153,12 +172,68 @@ impl Store {
             .await
     }
 
-    /// Newest first.
-    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, Error> {
-        let sql = "SELECT * FROM scheduler_jobs ORDER BY create_ms DESC, job_id DESC LIMIT ?";
-        self.db
-            .fetch(sql, vec![i64::from(limit).into()], job_from_row)
-            .await
+    /// Up to `limit` jobs matching `filter`, after `after` in the order newest first (create
+    /// time, then job id, both descending): a keyset page, never an OFFSET. Without a
+    /// participant filter it walks `scheduler_jobs_created` or `scheduler_jobs_status_created`;
+    /// with one, `scheduler_job_parties_list` (one exact key, see the migration m0004).
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Job>, Error> {
+        let mut values: Vec<SqlValue> = Vec::new();
+        // The table whose (create_ms, job_id) orders the page.
+        let (mut sql, order) = if filter.role.is_some() || filter.party_id.is_some() {
+            values.push(filter.role.map_or("*", |r| r.as_str()).into());
+            values.push(filter.party_id.as_ref().map_or("*", |p| p.as_str()).into());
+            (
+                String::from(
+                    "SELECT j.* FROM scheduler_job_parties p
+                     JOIN scheduler_jobs j ON j.job_id = p.job_id
+                     WHERE p.role = ? AND p.party_id = ?",
+                ),
+                "p",
+            )
+        } else {
+            (
+                String::from("SELECT j.* FROM scheduler_jobs j WHERE 1 = 1"),
+                "j",
+            )
+        };
+        if !filter.statuses.is_empty() {
+            let marks = vec!["?"; filter.statuses.len()].join(", ");
+            sql.push_str(&format!(" AND j.status IN ({marks})"));
+            values.extend(filter.statuses.iter().map(|s| s.as_str().into()));
+        }
+        if filter.submitted_after_ms != 0 {
+            sql.push_str(&format!(" AND {order}.create_ms >= ?"));
+            values.push(filter.submitted_after_ms.into());
+        }
+        if filter.submitted_before_ms != 0 {
+            sql.push_str(&format!(" AND {order}.create_ms < ?"));
+            values.push(filter.submitted_before_ms.into());
+        }
+        if !filter.text.is_empty() {
+            // `_` is a LIKE wildcard (and the only one the text may hold): escaped. LOWER on
+            // both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            sql.push_str(" AND LOWER(j.job_id) LIKE ? ESCAPE '!'");
+            let pattern = filter.text.to_lowercase().replace('_', "!_");
+            values.push(format!("%{pattern}%").into());
+        }
+        if let Some(cursor) = after {
+            // A row value, which both databases compare lexicographically and serve from
+            // the (.., create_ms, job_id) indexes as a range.
+            sql.push_str(&format!(
+                " AND ({order}.create_ms, {order}.job_id) < (?, ?)"
+            ));
+            values.extend([cursor.create_ms.into(), cursor.job_id.as_str().into()]);
+        }
+        sql.push_str(&format!(
+            " ORDER BY {order}.create_ms DESC, {order}.job_id DESC LIMIT ?"
+        ));
+        values.push(i64::from(limit).into());
+        self.db.fetch(&sql, values, job_from_row).await
     }
 
     /// Job ids in a status; waiting jobs in queue order (priority, then age).
@@ -433,4 +508,19 @@ async fn insert_tasks(
         .await?;
     }
     Ok(())
+}
+
+/// A job's `scheduler_job_parties` keys: each (role, party), each (`*`, party) and each
+/// (role, `*`), once.
+fn participant_keys(participants: &[Participant]) -> BTreeSet<(String, String)> {
+    participants
+        .iter()
+        .flat_map(|who| {
+            [
+                (who.role.clone(), who.party_id.clone()),
+                ("*".to_owned(), who.party_id.clone()),
+                (who.role.clone(), "*".to_owned()),
+            ]
+        })
+        .collect()
 }

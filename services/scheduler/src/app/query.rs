@@ -9,6 +9,7 @@ use fedflow_core::ids::{ComponentName, JobId, Participant};
 use fedflow_rpc::now_ms;
 
 use super::{App, Error};
+use crate::domain::model::{Cursor, ListJobs};
 use crate::domain::plan::latest;
 use crate::events::Event;
 use crate::store::{Job, Task, TaskParty};
@@ -56,12 +57,32 @@ impl App {
         }
     }
 
-    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, Error> {
-        let limit = match limit {
+    /// One page of the jobs matching `request.filter` (`request.limit` of them: 0 means 20,
+    /// at most 1000) and the cursor of the next page, None at the end.
+    pub async fn list_jobs(&self, request: &ListJobs) -> Result<(Vec<Job>, Option<Cursor>), Error> {
+        let limit = match request.limit {
             0 => 20,
             n => n.min(1000),
         };
-        Ok(self.store().list_jobs(limit).await?)
+        let filter = &request.filter;
+        if filter.submitted_before_ms != 0
+            && filter.submitted_before_ms <= filter.submitted_after_ms
+        {
+            return Ok((Vec::new(), None));
+        }
+        // One more than the page: whether another page follows, without a count.
+        let mut jobs = self
+            .store()
+            .list_jobs(filter, request.after.as_ref(), limit + 1)
+            .await?;
+        let more = jobs.len() > limit as usize;
+        jobs.truncate(limit as usize);
+        let next = if more {
+            jobs.last().and_then(Cursor::of)
+        } else {
+            None
+        };
+        Ok((jobs, next))
     }
 
     /// The job's tasks (latest versions, or all) with every party's status.

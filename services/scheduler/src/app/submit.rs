@@ -67,7 +67,11 @@ impl App {
             end_ms: 0,
             queued_ms: now,
         };
-        if let Err(e) = self.store().insert_job(&job, &tasks, &parties).await {
+        if let Err(e) = self
+            .store()
+            .insert_job(&job, &participants, &tasks, &parties)
+            .await
+        {
             if e.is_unique_violation()
                 && let Some(existing) = self.store().job_by_request(&request_id).await?
             {

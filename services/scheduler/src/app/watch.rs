@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{App, Error, Located};
-use crate::domain::model::{Job, JobView};
+use crate::domain::model::{Cursor, Job, JobView, ListJobs};
 use crate::events::Event;
 
 /// A watcher of every job fell this many events behind; its stream ends there.
@@ -105,10 +105,13 @@ impl App {
         Ok(self.view(job))
     }
 
-    /// The newest `limit` jobs (0: 20, at most 1000), with their parties.
-    pub async fn job_views(&self, limit: u32) -> Result<Vec<JobView>, Error> {
-        let jobs = self.list_jobs(limit).await?;
-        Ok(jobs.into_iter().map(|job| self.view(job)).collect())
+    /// One page of [`App::list_jobs`], each job with its parties, and the next page's cursor.
+    pub async fn job_views(
+        &self,
+        request: &ListJobs,
+    ) -> Result<(Vec<JobView>, Option<Cursor>), Error> {
+        let (jobs, next) = self.list_jobs(request).await?;
+        Ok((jobs.into_iter().map(|job| self.view(job)).collect(), next))
     }
 
     /// A stored job whose DSL no longer parses (it parsed when it was submitted) is still

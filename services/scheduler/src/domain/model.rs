@@ -159,10 +159,84 @@ pub struct GetJob {
     pub include_conf: bool,
 }
 
-/// `ListJobs`: the newest `limit` jobs (0: the default).
-#[derive(Debug, Clone, Copy)]
+/// `ListJobs`: one page of the jobs that match every filter, newest first.
+#[derive(Debug, Clone, Default)]
 pub struct ListJobs {
+    /// Jobs per page (0: the default).
     pub limit: u32,
+    pub filter: JobFilter,
+    /// Continue after this job; None: the first page.
+    pub after: Option<Cursor>,
+}
+
+/// What a listed job must match; each empty or zero field matches every job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<JobStatus>,
+    /// A participant in this role.
+    pub role: Option<Role>,
+    /// This party as a participant (in `role`, when given).
+    pub party_id: Option<PartyId>,
+    /// `create_ms >= submitted_after_ms`.
+    pub submitted_after_ms: i64,
+    /// `create_ms < submitted_before_ms`.
+    pub submitted_before_ms: i64,
+    /// A case-insensitive substring of the job id, `[A-Za-z0-9_-]*`.
+    pub text: String,
+}
+
+/// A position in the job list's order (create time, then job id, both descending): the last
+/// job of a page. Encoded into an opaque page token (hex of `create_ms:job_id`) so clients do
+/// not build their own; a job submitted later sorts before every cursor, so it never shifts
+/// the pages after one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub create_ms: i64,
+    pub job_id: JobId,
+}
+
+impl Cursor {
+    pub fn of(job: &Job) -> Option<Cursor> {
+        Some(Cursor {
+            create_ms: job.create_ms,
+            job_id: JobId::try_from(job.job_id.clone()).ok()?,
+        })
+    }
+
+    pub fn to_token(&self) -> String {
+        format!("{}:{}", self.create_ms, self.job_id.as_str())
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The cursor of a token [`Cursor::to_token`] made; the error says what is wrong with it.
+    pub fn from_token(token: &str) -> Result<Cursor, &'static str> {
+        let bytes = token.as_bytes();
+        if !bytes.len().is_multiple_of(2) || bytes.len() > 128 {
+            return Err("not a page token this scheduler made");
+        }
+        let text = bytes
+            .chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .map(char::from)
+            })
+            .collect::<Option<String>>()
+            .ok_or("not a page token this scheduler made")?;
+        let (ms, job_id) = text
+            .split_once(':')
+            .ok_or("not a page token this scheduler made")?;
+        let create_ms = ms
+            .parse::<i64>()
+            .map_err(|_| "not a page token this scheduler made")?;
+        let job_id = JobId::try_from(job_id.to_owned())
+            .map_err(|_| "not a page token this scheduler made")?;
+        Ok(Cursor { create_ms, job_id })
+    }
 }
 
 /// `StopJob`.

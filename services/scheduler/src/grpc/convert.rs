@@ -5,14 +5,16 @@
 use fedflow_core::ids::{self, FieldError, InvalidId, Participant, TaskKey};
 use fedflow_proto::common::v1 as common;
 use fedflow_proto::scheduler::v1 as pb;
-use fedflow_rpc::convert::{job_status_to_pb, task_status_from_pb, task_status_to_pb};
+use fedflow_rpc::convert::{
+    job_status_from_pb, job_status_to_pb, task_status_from_pb, task_status_to_pb,
+};
 use fedflow_rpc::error::to_status;
 use tonic::Status;
 
 use crate::app::{self, TaskView};
 use crate::domain::model::{
-    GetJob, GetTaskOutput, JobView, ListJobs, ListTasks, ReportTaskStatus, RerunJob, StopJob,
-    SubmitJob, WatchJob,
+    Cursor, GetJob, GetTaskOutput, JobFilter, JobView, ListJobs, ListTasks, ReportTaskStatus,
+    RerunJob, StopJob, SubmitJob, WatchJob,
 };
 use crate::events::Event;
 
@@ -59,9 +61,47 @@ impl TryFrom<pb::GetJobRequest> for GetJob {
     }
 }
 
-impl From<pb::ListJobsRequest> for ListJobs {
-    fn from(r: pb::ListJobsRequest) -> Self {
-        ListJobs { limit: r.limit }
+impl TryFrom<pb::ListJobsRequest> for ListJobs {
+    type Error = app::Error;
+
+    fn try_from(r: pb::ListJobsRequest) -> Result<Self, app::Error> {
+        let statuses = r
+            .status
+            .iter()
+            .enumerate()
+            .map(|(i, &value)| {
+                job_status_from_pb(value).ok_or_else(|| {
+                    app::Error::InvalidArgument(format!("status[{i}]: {value} is not a job status"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let role = (!r.role.is_empty())
+            .then(|| field("role", r.role))
+            .transpose()?;
+        let party_id = (!r.party_id.is_empty())
+            .then(|| field("party_id", r.party_id))
+            .transpose()?;
+        if !r.text.is_empty() {
+            ids::job_id(&r.text).map_err(|e| invalid(FieldError::new("text", e)))?;
+        }
+        let after = (!r.page_token.is_empty())
+            .then(|| {
+                Cursor::from_token(&r.page_token)
+                    .map_err(|why| app::Error::InvalidArgument(format!("page_token: {why}")))
+            })
+            .transpose()?;
+        Ok(ListJobs {
+            limit: r.limit,
+            filter: JobFilter {
+                statuses,
+                role,
+                party_id,
+                submitted_after_ms: r.submitted_after_ms,
+                submitted_before_ms: r.submitted_before_ms,
+                text: r.text,
+            },
+            after,
+        })
     }
 }
 

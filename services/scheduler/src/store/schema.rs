@@ -71,4 +71,36 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     fedflow_store::audit_migration!("m0002_audit", "scheduler"),
     fedflow_store::outbox_migration!("m0003_outbox", "scheduler"),
+    // The job list's filters and pages: keyset order (create_ms, job_id) with and without a
+    // status, and a job's participants as rows (in the conf's JSON only until now), written
+    // with the job. Besides each (role, party) a job has one row per party with role '*' and
+    // one per role with party '*' (neither is a valid role or party id), so every participant
+    // filter is one exact key whose index is already in list order. Existing jobs are filled
+    // from their party-task rows: every task version has one per participant
+    // (`domain::versions::new_version_rows`), and a job has at least one component.
+    Migration {
+        name: "m0004_job_list",
+        statements: &[
+            "CREATE INDEX scheduler_jobs_created ON scheduler_jobs (create_ms, job_id)",
+            "CREATE INDEX scheduler_jobs_status_created ON scheduler_jobs (status, create_ms, job_id)",
+            "CREATE TABLE scheduler_job_parties (
+            job_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            party_id TEXT NOT NULL,
+            create_ms BIGINT NOT NULL,
+            PRIMARY KEY (job_id, role, party_id)
+        )",
+            "CREATE INDEX scheduler_job_parties_list ON scheduler_job_parties
+            (role, party_id, create_ms, job_id)",
+            "INSERT INTO scheduler_job_parties (job_id, role, party_id, create_ms)
+            SELECT DISTINCT p.job_id, p.role, p.party_id, j.create_ms
+            FROM scheduler_task_parties p JOIN scheduler_jobs j ON j.job_id = p.job_id",
+            "INSERT INTO scheduler_job_parties (job_id, role, party_id, create_ms)
+            SELECT DISTINCT p.job_id, '*', p.party_id, j.create_ms
+            FROM scheduler_task_parties p JOIN scheduler_jobs j ON j.job_id = p.job_id",
+            "INSERT INTO scheduler_job_parties (job_id, role, party_id, create_ms)
+            SELECT DISTINCT p.job_id, p.role, '*', j.create_ms
+            FROM scheduler_task_parties p JOIN scheduler_jobs j ON j.job_id = p.job_id",
+        ],
+    },
 ];

@@ -1,8 +1,10 @@
-//! Table tests of what a status change writes besides the status.
+//! Table tests of what a status change writes besides the status; the job list's page tokens.
 
 use fedflow_core::{JobStatus, TaskStatus};
 
-use super::{JobTransition, JobUpdate, TaskTransition, TaskUpdate};
+use fedflow_core::ids::JobId;
+
+use super::{Cursor, JobTransition, JobUpdate, TaskTransition, TaskUpdate};
 
 const NOW: i64 = 1_000;
 
@@ -91,4 +93,30 @@ fn every_task_status_change_sets_start_on_running_and_end_on_an_end_status() {
             );
         }
     }
+}
+
+#[test]
+fn a_page_token_gives_back_its_cursor_and_nothing_else_is_one() {
+    let cursor = Cursor {
+        create_ms: 1_764_605_255_000,
+        job_id: JobId::try_from("202612011607350000001234".to_owned()).expect("an id"),
+    };
+    let token = cursor.to_token();
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert_eq!(Cursor::from_token(&token), Ok(cursor));
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    for bad in [
+        "zz".to_owned(),
+        "abc".to_owned(),
+        hex("12"),
+        hex("x:j1"),
+        hex("12:"),
+        hex("12:a/b"),
+        hex("-1:j1").repeat(20),
+        "é".repeat(2),
+    ] {
+        assert!(Cursor::from_token(&bad).is_err(), "{bad}");
+    }
+    // A negative time is a cursor like any other (it matches nothing newer than the epoch).
+    assert!(Cursor::from_token(&hex("-1:j1")).is_ok());
 }
