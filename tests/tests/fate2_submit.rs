@@ -289,3 +289,26 @@ fn the_cli_names_the_file_and_line_of_a_yaml_error() {
         "refused before calling: {said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_whose_pyfate_is_another_version_refuses_a_fate2_dag_naming_it() {
+    // A "python" that answers the task-controller's version question with pyfate 2.1.0.
+    let dir = TempDir::new("fedflow-fake-pyfate");
+    let python = dir.path().join("python");
+    std::fs::write(&python, "#!/bin/sh\necho 2.1.0\n").expect("write the fake python");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+    }
+    let fed = TestFederation::start_with(PARTIES, |o| o.fate_python = python.clone()).await;
+    let status = submit_dag(&fed, &lr_dag(), "")
+        .await
+        .expect_err("fedflow knows pyfate 2.2.0's components only");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("pyfate 2.1.0") && status.message().contains("2.2.0"),
+        "{status:?}"
+    );
+    fed.shutdown().await;
+}

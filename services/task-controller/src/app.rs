@@ -105,6 +105,8 @@ pub struct Local {
     pub session_ends: SessionEnds,
     /// This party's FATE provider, if it has one.
     pub fate: Option<fedflow_core::task_file::FateRuntime>,
+    /// Its pyfate version (the catalog is pyfate 2.2.0's).
+    pub fate_version: String,
 }
 
 #[derive(Clone)]
@@ -139,6 +141,7 @@ struct Inner {
     /// Tells the gateway when a session's attempt ended.
     session_ends: SessionEnds,
     fate: Option<fedflow_core::task_file::FateRuntime>,
+    fate_version: String,
 }
 
 impl App {
@@ -157,6 +160,7 @@ impl App {
             data_plane,
             session_ends,
             fate,
+            fate_version,
         } = local;
         let outbox = store.outbox();
         App {
@@ -177,6 +181,7 @@ impl App {
                 data_plane,
                 session_ends,
                 fate,
+                fate_version,
             }),
         }
     }
@@ -260,6 +265,13 @@ impl App {
             )));
         }
         let catalog = fedflow_core::fate::builtin();
+        if self.inner.fate_version != catalog.version {
+            return Err(Error::InvalidArgument(format!(
+                "FATE component {component:?}: party {party}'s provider is pyfate {}, and \
+                 fedflow knows the components of pyfate {} only",
+                self.inner.fate_version, catalog.version
+            )));
+        }
         match catalog.components.get(component) {
             None => Err(Error::InvalidArgument(format!(
                 "FATE component {component:?}: party {party}'s provider fate {} has no such component",

@@ -27,9 +27,12 @@ pub use config::Config;
 /// Why the task-controller could not start or stopped serving.
 pub use fedflow_service_main::ServiceError as Error;
 
-/// This party's FATE runtime from its config: none without `fate.python`; the python must be
-/// an absolute path to a file; the data directory defaults to `<data_dir>/fate` and is made.
-fn fate_runtime(config: &Config) -> Result<Option<fedflow_core::task_file::FateRuntime>, Error> {
+/// This party's FATE runtime from its config, with its pyfate version: none without
+/// `fate.python`; the python must be an absolute path to a file that has pyfate; the data
+/// directory defaults to `<data_dir>/fate` and is made.
+fn fate_runtime(
+    config: &Config,
+) -> Result<Option<(fedflow_core::task_file::FateRuntime, String)>, Error> {
     let fate = &config.fate;
     if fate.python.as_os_str().is_empty() {
         return Ok(None);
@@ -50,10 +53,37 @@ fn fate_runtime(config: &Config) -> Result<Option<fedflow_core::task_file::FateR
     let dir = dir
         .canonicalize()
         .map_err(|e| Error::Config(format!("fate.data_dir {}: {e}", dir.display())))?;
-    Ok(Some(fedflow_core::task_file::FateRuntime {
-        python: fate.python.display().to_string(),
-        data_dir: dir.display().to_string(),
-    }))
+    // The version from pyfate's package metadata (nothing of it is imported: milliseconds).
+    let asked = std::process::Command::new(&fate.python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('pyfate'))",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::Config(format!("fate.python {}: {e}", fate.python.display())))?;
+    let version = String::from_utf8_lossy(&asked.stdout).trim().to_owned();
+    if !asked.status.success() || version.is_empty() {
+        return Err(Error::Config(format!(
+            "fate.python {}: no pyfate there ({})",
+            fate.python.display(),
+            String::from_utf8_lossy(&asked.stderr).trim()
+        )));
+    }
+    if version != fedflow_core::fate::VERSION {
+        tracing::warn!(
+            pyfate = %version,
+            known = fedflow_core::fate::VERSION,
+            "this party's pyfate is not the one fedflow knows the components of: FATE jobs are refused here"
+        );
+    }
+    Ok(Some((
+        fedflow_core::task_file::FateRuntime {
+            python: fate.python.display().to_string(),
+            data_dir: dir.display().to_string(),
+        },
+        version,
+    )))
 }
 
 /// Serves the task-controller on `listener` until `shutdown` is cancelled. Running workers are
@@ -116,6 +146,7 @@ pub async fn run(
             .then(|| Duration::from_secs(config.fencing.party_unreachable_timeout_s)),
         fence_probe_interval: Duration::from_millis(config.fencing.probe_interval_ms),
     };
+    let fate = fate_runtime(&config)?;
     let app = app::App::new(
         config.party_id.clone(),
         store,
@@ -127,7 +158,8 @@ pub async fn run(
             data_dir: config.data_dir.clone(),
             components: config.components.clone(),
             data_plane: config.data_plane.clone(),
-            fate: fate_runtime(&config)?,
+            fate: fate.as_ref().map(|(runtime, _)| runtime.clone()),
+            fate_version: fate.map(|(_, version)| version).unwrap_or_default(),
             session_ends: remote::sessions::SessionEnds::new(
                 fedflow_rpc::channel(&config.gateway)
                     .map_err(|e| Error::Config(format!("gateway: {e}")))?,
