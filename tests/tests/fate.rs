@@ -185,6 +185,25 @@ fn metric_values(value: &Value, found: &mut Vec<(String, f64)>) {
     }
 }
 
+/// Waits until the job ends and asserts it succeeded, naming it `what` otherwise.
+async fn wait_success(
+    scheduler: &mut fedflow_proto::scheduler::v1::scheduler_client::SchedulerClient<
+        tonic::transport::Channel,
+    >,
+    job_id: &str,
+    within: Duration,
+    what: &str,
+) {
+    let job = wait_ended(scheduler, job_id, within).await;
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Success,
+        "{what} ended {:?}: {}",
+        job_status(job.status),
+        job.reason
+    );
+}
+
 /// psi_0's output on guest and host holds all 569 ids, and its overview no rows.
 fn psi_intersected_every_id(fed: &TestFederation, job_id: &str) {
     for party in ["9999", "10000"] {
@@ -248,19 +267,13 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
     )
     .await;
     eprintln!("lr_0's loss read while it ran: {live}");
-    let job = wait_ended(
+    wait_success(
         &mut fed.scheduler("9999"),
         &job_id,
         Duration::from_secs(1200),
+        "the job",
     )
     .await;
-    assert_eq!(
-        job_status(job.status),
-        JobStatus::Success,
-        "the job ended {:?}: {}",
-        job_status(job.status),
-        job.reason
-    );
     // psi intersected all 569 ids, on both sides.
     psi_intersected_every_id(&fed, &job_id);
     // The evaluation's AUC and KS are those pyfate gives when run directly.
@@ -328,19 +341,13 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
     let path = fed.dir.path().join("predict.yaml");
     std::fs::write(&path, predict).expect("write the predict DAG");
     let predict_id = submit_dag(&fed, &path);
-    let job = wait_ended(
+    wait_success(
         &mut fed.scheduler("9999"),
         &predict_id,
         Duration::from_secs(900),
+        "the predict job",
     )
     .await;
-    assert_eq!(
-        job_status(job.status),
-        JobStatus::Success,
-        "the predict job ended {:?}: {}",
-        job_status(job.status),
-        job.reason
-    );
     let predicted = cli_json(
         &fed,
         "9999",
@@ -503,13 +510,13 @@ async fn psi_reads_each_partys_table_through_data_warehouse() {
     let path = fed.dir.path().join("psi_tables.json");
     std::fs::write(&path, dag.to_string()).expect("write the DAG");
     let job_id = submit_dag(&fed, &path);
-    let job = wait_ended(
+    wait_success(
         &mut fed.scheduler("9999"),
         &job_id,
         Duration::from_secs(600),
+        "the job",
     )
     .await;
-    assert_eq!(job_status(job.status), JobStatus::Success, "{}", job.reason);
     psi_intersected_every_id(&fed, &job_id);
     fed.shutdown().await;
 }

@@ -107,7 +107,7 @@ pub async fn run(task_dir: &Path, config: &TaskFile) -> Outcome {
             return Outcome::Failed(format!("write {}: {e}", config_path.display()));
         }
         let status = execute(runtime, task_dir, config, &config_path, &result_path, None).await;
-        finish(status, &result_path, &outputs_dir, &ids)
+        finish(status, &result_path, &outputs_dir)
     };
     cleanup(runtime, &ids);
     outcome
@@ -414,7 +414,6 @@ fn finish(
     status: Result<std::process::ExitStatus, String>,
     result_path: &Path,
     outputs_dir: &Path,
-    ids: &Ids,
 ) -> Outcome {
     let status = match status {
         Ok(status) => status,
@@ -428,7 +427,7 @@ fn finish(
         .and_then(|m| m.pointer("/status/code"))
         .and_then(Value::as_i64);
     match (&meta, code) {
-        (Some(meta), Some(0)) if status.success() => register(meta, outputs_dir, ids),
+        (Some(meta), Some(0)) if status.success() => register(meta, outputs_dir),
         (Some(meta), _) => {
             let exceptions = meta
                 .pointer("/status/exceptions")
@@ -467,7 +466,7 @@ pub fn reason(traceback: &str) -> Option<String> {
 }
 
 /// Registers every output of a successful run.
-fn register(meta: &Value, outputs_dir: &Path, ids: &Ids) -> Outcome {
+fn register(meta: &Value, outputs_dir: &Path) -> Outcome {
     let mut produced = Vec::new();
     for kind in ["data", "model", "metric"] {
         let Some(entries) = meta
@@ -495,7 +494,6 @@ fn register(meta: &Value, outputs_dir: &Path, ids: &Ids) -> Outcome {
             }
         }
     }
-    let _ = ids;
     Outcome::Produced(produced)
 }
 
@@ -766,7 +764,7 @@ async fn import(
     let _ = std::fs::remove_dir_all(
         Path::new(&runtime.data_dir).join(format!("fedflow_import_{digest}")),
     );
-    match finish(status, &result_path, &fate_dir, ids) {
+    match finish(status, &result_path, &fate_dir) {
         Outcome::Produced(outputs) => outputs
             .into_iter()
             .find(|o| o.output_key == "dataframe_output")
