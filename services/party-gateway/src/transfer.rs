@@ -152,6 +152,11 @@ impl Broker {
         })
     }
 
+    /// This party's id.
+    pub fn party_id(&self) -> &str {
+        &self.party_id
+    }
+
     /// The largest payload a push may carry.
     pub fn max_message(&self) -> usize {
         usize::try_from(self.limits.max_message_bytes).unwrap_or(usize::MAX)
