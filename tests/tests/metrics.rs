@@ -273,6 +273,42 @@ fn gather_job() -> (Value, Value) {
     (dsl, conf)
 }
 
+/// Whether every service of the party has registered its metrics (they start concurrently).
+fn registered(s: &Scrape) -> Result<(), String> {
+    let names = s.names();
+    for name in [
+        "fedflow_scheduler_queue_length",
+        "fedflow_scheduler_jobs",
+        "fedflow_scheduler_outbox_depth",
+        "fedflow_job_controller_outbox_depth",
+        "fedflow_task_controller_outbox_depth",
+    ] {
+        if !names.contains(name) {
+            return Err(format!("no {name} yet"));
+        }
+    }
+    if !names.contains("fedflow_gateway_data_plane_messages_total") {
+        return Err("no gateway metrics yet".into());
+    }
+    Ok(())
+}
+
+/// Scrapes every party once all its services registered their metrics.
+async fn scrape_registered(fed: &TestFederation) -> BTreeMap<&'static str, Scrape> {
+    eventually(
+        "every service to register its metrics",
+        Duration::from_secs(20),
+        || async {
+            let scrapes = scrape_all(fed).await;
+            for (party, s) in &scrapes {
+                registered(s).map_err(|e| format!("party {party}: {e}"))?;
+            }
+            Ok(scrapes)
+        },
+    )
+    .await
+}
+
 async fn scrape_all(fed: &TestFederation) -> BTreeMap<&'static str, Scrape> {
     let mut scrapes = BTreeMap::new();
     for party in [GUEST, HOSTS[0], HOSTS[1]] {
@@ -292,7 +328,7 @@ async fn scrape_all(fed: &TestFederation) -> BTreeMap<&'static str, Scrape> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_party_job_moves_every_partys_metrics_by_what_it_implies() {
     let fed = TestFederation::start_with(&[GUEST, HOSTS[0], HOSTS[1]], |o| o.metrics = true).await;
-    let before = scrape_all(&fed).await;
+    let before = scrape_registered(&fed).await;
     for (party, s) in &before {
         for name in [
             "process_cpu_seconds_total",
@@ -567,9 +603,12 @@ async fn the_grafana_dashboard_queries_only_metrics_fedflow_exports() {
     exprs(&dashboard, &mut found);
     assert!(found.len() >= 8, "the dashboard has panels: {found:?}");
 
-    // What the parties export (histograms as their _bucket/_sum/_count).
+    // What the parties export after a job (families show once they have a sample).
     let fed = TestFederation::start_with(&[GUEST, HOSTS[0], HOSTS[1]], |o| o.metrics = true).await;
-    let scrapes = scrape_all(&fed).await;
+    let mut scheduler = fed.scheduler(GUEST);
+    let (dsl, conf) = gather_job();
+    run_to_success(&mut scheduler, &dsl, &conf, WITHIN).await;
+    let scrapes = scrape_registered(&fed).await;
     let mut exported = BTreeSet::new();
     for s in scrapes.values() {
         exported.extend(s.names());

@@ -92,6 +92,22 @@ impl Metrics {
             "Data-plane calls answered with an OSX error code (a refusal, a pop that timed out, an empty peek), by code.",
             metrics.refusals.clone(),
         );
+        // Every direction and code from the start, so rates and absences read right.
+        for direction in [
+            Direction::Push,
+            Direction::Pop,
+            Direction::Sent,
+            Direction::Received,
+        ] {
+            let labels = [("direction", direction.as_str().to_owned())];
+            metrics.messages.get_or_create(&labels);
+            metrics.bytes.get_or_create(&labels);
+        }
+        for code in crate::transfer::CODES {
+            metrics
+                .refusals
+                .get_or_create(&[("code", (*code).to_owned())]);
+        }
         metrics
     }
 
