@@ -100,11 +100,11 @@ impl Metrics {
             Direction::Received,
         ] {
             let labels = [("direction", direction.as_str().to_owned())];
-            metrics.messages.get_or_create(&labels);
-            metrics.bytes.get_or_create(&labels);
+            let _ = metrics.messages.get_or_create(&labels);
+            let _ = metrics.bytes.get_or_create(&labels);
         }
         for code in crate::transfer::CODES {
-            metrics
+            let _ = metrics
                 .refusals
                 .get_or_create(&[("code", (*code).to_owned())]);
         }
