@@ -525,7 +525,7 @@ async fn a_three_party_job_moves_every_partys_metrics_by_what_it_implies() {
 
     // Low cardinality: no label value names the job (nor its session).
     for (party, s) in &after {
-        for ((name, labels), _) in &s.samples {
+        for (name, labels) in s.samples.keys() {
             for value in labels.values() {
                 assert!(
                     !value.contains(&job_id),
