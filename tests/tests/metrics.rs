@@ -2,7 +2,8 @@
 //! each host sending one value to the guest over the data plane) moves each party's counters
 //! and histograms by exactly what the job implies, the text parses with Prometheus's own
 //! Python parser (`prometheus_client`, in a venv `scripts/setup-metrics-venv.sh` makes), no
-//! label carries a job id, and the Grafana dashboard queries only metrics fedflow exports.
+//! label carries a job id, names follow Prometheus's conventions, and the Grafana dashboard
+//! queries only metrics fedflow exports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -579,6 +580,60 @@ fn queried_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// Prometheus's naming conventions: `fedflow_` or the standard `process_` prefix, snake case,
+/// base units (`_seconds`, `_bytes`, never `_ms` or `_kb`), counters' samples in `_total`,
+/// histograms in seconds or bytes, and labels that are not ids.
+fn names_follow_the_conventions(s: &Scrape) -> Result<(), String> {
+    for line in s.text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest
+            .split_once(' ')
+            .ok_or_else(|| format!("bad {line:?}"))?;
+        if !(name.starts_with("fedflow_") || name.starts_with("process_")) {
+            return Err(format!("{name}: neither fedflow_ nor process_"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!("{name}: not snake case"));
+        }
+        for bad in ["_ms", "_millis", "_kb", "_mb", "_total"] {
+            if name.contains(bad) {
+                return Err(format!(
+                    "{name}: {bad} (base units; _total is the counter's sample suffix)"
+                ));
+            }
+        }
+        if kind == "histogram" && !(name.ends_with("_seconds") || name.ends_with("_bytes")) {
+            return Err(format!("{name}: a histogram not in seconds or bytes"));
+        }
+    }
+    for (name, labels) in s.samples.keys() {
+        let kind = s
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .find(|(family, _)| {
+                name.strip_prefix(family)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            })
+            .map(|(_, kind)| kind);
+        if kind == Some("counter") && !name.ends_with("_total") {
+            return Err(format!("counter sample {name} does not end in _total"));
+        }
+        for key in labels.keys() {
+            if key.ends_with("_id") || key == "job" || key == "task" || key == "session" {
+                return Err(format!("{name}: label {key} is an id"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn exprs(value: &Value, into: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
@@ -595,7 +650,7 @@ fn exprs(value: &Value, into: &mut Vec<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_grafana_dashboard_queries_only_metrics_fedflow_exports() {
+async fn the_grafana_dashboard_queries_only_metrics_fedflow_exports_which_follow_the_conventions() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/fedflow.json");
     let text = std::fs::read_to_string(&path).expect("the dashboard exists");
     let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
@@ -631,6 +686,9 @@ async fn the_grafana_dashboard_queries_only_metrics_fedflow_exports() {
                 };
             }
         }
+    }
+    for (party, s) in &scrapes {
+        names_follow_the_conventions(s).unwrap_or_else(|e| panic!("party {party}: {e}"));
     }
     for expr in &found {
         let names = queried_names(expr);
