@@ -702,3 +702,62 @@ async fn the_grafana_dashboard_queries_only_metrics_fedflow_exports_which_follow
     }
     fed.shutdown().await;
 }
+
+/// Kills the child when dropped (a failed assertion must not leave it running).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_binary_serves_its_metrics_on_metrics_listen() {
+    let dir = TempDir::new("fedflow-metrics-binary");
+    let port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let (grpc, metrics) = (port(), port());
+    let db = fedflow_store::sqlite_url(&dir.path().join("job-controller.db"));
+    let log = std::fs::File::create(dir.path().join("job-controller.log")).expect("log");
+    let child = Command::new(bin("fedflow-job-controller"))
+        .env("FEDFLOW_JOB_CONTROLLER__GRPC__LISTEN", grpc.to_string())
+        .env(
+            "FEDFLOW_JOB_CONTROLLER__METRICS__LISTEN",
+            metrics.to_string(),
+        )
+        .env("FEDFLOW_JOB_CONTROLLER__DATABASE__URL", db)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("clone"))
+        .stderr(log)
+        .spawn()
+        .expect("start fedflow-job-controller");
+    let _child = Killed(child);
+    let s = eventually(
+        "the job-controller's metrics",
+        Duration::from_secs(30),
+        || async {
+            let s = scrape(metrics).await?;
+            if s.names().contains("fedflow_job_controller_outbox_depth") {
+                Ok(s)
+            } else {
+                Err(s.text)
+            }
+        },
+    )
+    .await;
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "fedflow_job_controller_outbox_oldest_age_seconds",
+    ] {
+        assert!(s.names().contains(name), "no {name} in:\n{}", s.text);
+    }
+    names_follow_the_conventions(&s).expect("conventions");
+}
