@@ -67,6 +67,9 @@ read -r _ _ k1 scheduler k2 gateway k3 job_controller k4 task_controller k5 osx 
     || fail "unexpected party line: $line"
 [[ -n "$osx" ]] || fail "no data-plane (osx) address in: $line"
 [[ "$metrics" == http://* ]] || fail "no metrics endpoint in: $line"
+step "party 9999 metrics $metrics"
+curl -fsS "$metrics/metrics" | grep -q '^process_cpu_seconds_total ' \
+    || fail "$metrics/metrics serves no process_cpu_seconds_total"
 
 # port name, address, the service it must serve
 ports=(
