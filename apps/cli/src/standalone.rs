@@ -21,6 +21,7 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
     let mut options = Options::new(args.parties.clone(), args.data_dir.clone());
     options.cores = args.cores;
     options.mtls = !args.insecure;
+    options.metrics = true;
     if let Some(python) = &args.fate_python {
         // An absolute path, as the task-controllers need it.
         options.fate_python = std::path::absolute(python).unwrap_or_else(|_| python.clone());
@@ -38,8 +39,12 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
         .await
         .map_err(|e| CliError(format!("UNAVAILABLE: {e}")))?;
     for party in &federation.parties {
+        let metrics = party
+            .metrics
+            .map(|addr| format!(" metrics http://{addr}"))
+            .unwrap_or_default();
         println!(
-            "party {} scheduler {} gateway {} job-controller {} task-controller {} osx {}",
+            "party {} scheduler {} gateway {} job-controller {} task-controller {} osx {}{metrics}",
             party.party_id,
             party.scheduler,
             party.gateway,

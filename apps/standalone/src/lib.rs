@@ -9,6 +9,9 @@
 //! The addresses are kept in `<data_dir>/addresses.json`: started again on the same data
 //! directory (after a crash, say), every service comes back on the same address, so the
 //! workers still running and the jobs stored there find their services again.
+//!
+//! With [`Options::metrics`], each party also serves one Prometheus endpoint (`GET /metrics`)
+//! for its four services, which share one registry (plus the process metrics).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,6 +60,8 @@ pub struct Options {
     /// The python of a venv holding pyfate, for every party (each keeps its FATE tables under
     /// its own data directory); empty: the parties run no FATE components.
     pub fate_python: PathBuf,
+    /// One Prometheus endpoint per party, on its own port (off by default).
+    pub metrics: bool,
 }
 
 impl Options {
@@ -74,6 +79,7 @@ impl Options {
             tls_reload_interval_ms: 1_000,
             components_by_party: BTreeMap::new(),
             fate_python: PathBuf::new(),
+            metrics: false,
         }
     }
 
@@ -109,6 +115,8 @@ pub struct Party {
     pub federation: SocketAddr,
     /// The gateway's transfer port: FATE's OSX broker for this party's components.
     pub osx: SocketAddr,
+    /// The party's Prometheus endpoint (`http://{metrics}/metrics`), when served.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running federation; [`Federation::shutdown`] stops it.
@@ -185,6 +193,7 @@ impl Federation {
             gateway: tokio::net::TcpListener,
             federation: tokio::net::TcpListener,
             osx: tokio::net::TcpListener,
+            metrics: Option<tokio::net::TcpListener>,
         }
         let mut bound = Vec::new();
         let mut parties = Vec::new();
@@ -201,6 +210,10 @@ impl Federation {
                 gateway: bind_kept(&kept, party_id, "party-gateway", dir).await?,
                 federation: bind_kept(&kept, party_id, "party-gateway-federation", dir).await?,
                 osx: bind_kept(&kept, party_id, "party-gateway-osx", dir).await?,
+                metrics: match options.metrics {
+                    true => Some(bind_kept(&kept, party_id, "metrics", dir).await?),
+                    false => None,
+                },
             };
             parties.push(Party {
                 party_id: party_id.clone(),
@@ -210,10 +223,12 @@ impl Federation {
                 gateway: addr(&l.gateway)?,
                 federation: addr(&l.federation)?,
                 osx: addr(&l.osx)?,
+                metrics: l.metrics.as_ref().map(addr).transpose()?,
             });
             bound.push(l);
         }
         for p in &parties {
+            let previous = kept.remove(&p.party_id).unwrap_or_default();
             kept.insert(
                 p.party_id.clone(),
                 BTreeMap::from([
@@ -228,6 +243,13 @@ impl Federation {
                     ("party-gateway-osx".to_owned(), p.osx.to_string()),
                 ]),
             );
+            // The metrics port is kept once used, also by a start that does not serve it.
+            let metrics = p.metrics.map(|a| a.to_string());
+            if let Some(addr) = metrics.or_else(|| previous.get("metrics").cloned()) {
+                kept.entry(p.party_id.clone())
+                    .or_default()
+                    .insert("metrics".to_owned(), addr);
+            }
         }
         write_kept(&options.data_dir, &kept)?;
         if options.mtls {
@@ -267,6 +289,13 @@ impl Federation {
             let dir = options.data_dir.join(&party.party_id);
             std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
             let id = party.party_id.clone();
+            let registry = fedflow_telemetry::metrics::Metrics::for_endpoint();
+            if let Some(listener) = l.metrics {
+                handles.push(spawn_service(
+                    format!("{id} metrics"),
+                    fedflow_telemetry::metrics::serve(listener, registry.clone(), shutdown.clone()),
+                ));
+            }
 
             let config = fedflow_party_gateway::Config {
                 party_id: id.clone(),
@@ -317,7 +346,12 @@ impl Federation {
             };
             handles.push(spawn_service(
                 format!("{id} party-gateway"),
-                fedflow_party_gateway::run(config, listeners, shutdown.clone()),
+                fedflow_party_gateway::run_with_metrics(
+                    config,
+                    listeners,
+                    shutdown.clone(),
+                    registry.clone(),
+                ),
             ));
 
             let config = fedflow_job_controller::Config {
@@ -336,7 +370,12 @@ impl Federation {
             };
             handles.push(spawn_service(
                 format!("{id} job-controller"),
-                fedflow_job_controller::run(config, l.job_controller, shutdown.clone()),
+                fedflow_job_controller::run_with_metrics(
+                    config,
+                    l.job_controller,
+                    shutdown.clone(),
+                    registry.clone(),
+                ),
             ));
 
             let config = fedflow_task_controller::Config {
@@ -364,7 +403,12 @@ impl Federation {
             };
             handles.push(spawn_service(
                 format!("{id} task-controller"),
-                fedflow_task_controller::run(config, l.task_controller, shutdown.clone()),
+                fedflow_task_controller::run_with_metrics(
+                    config,
+                    l.task_controller,
+                    shutdown.clone(),
+                    registry.clone(),
+                ),
             ));
 
             let config = fedflow_scheduler::Config {
@@ -379,7 +423,7 @@ impl Federation {
             };
             handles.push(spawn_service(
                 format!("{id} scheduler"),
-                fedflow_scheduler::run(config, listeners, shutdown.clone()),
+                fedflow_scheduler::run_with_metrics(config, listeners, shutdown.clone(), registry),
             ));
         }
         Ok(Federation {

@@ -109,3 +109,12 @@ impl Default for TelemetryConfig {
         }
     }
 }
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` of the HTTP endpoint serving `GET /metrics` (OpenMetrics text); empty = no
+    /// endpoint (the default).
+    pub listen: String,
+}

@@ -1,6 +1,7 @@
 //! The one `main` of the four service binaries (`fedflow-<service> --config FILE.toml`):
 //! parse the flags, load the configuration (defaults, the file, `FEDFLOW_<SERVICE>__*`
-//! overrides; exit 64 when it is bad), start telemetry, then hand the configuration to the
+//! overrides; exit 64 when it is bad), start telemetry and, when `metrics.listen` is set, the
+//! Prometheus endpoint (exit 69 when it cannot be bound), then hand the configuration to the
 //! service's start function. That binds the listeners through [`Start::bind`] (exit 69 when an
 //! address cannot be bound), takes [`Start::shutdown`] and calls the service's `run`; an error
 //! from `run` exits 1. Errors before telemetry go to stderr as `fedflow-<service>: message`.
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use fedflow_config::TelemetryConfig;
+use fedflow_config::{MetricsConfig, TelemetryConfig};
+use fedflow_telemetry::metrics::Metrics;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,7 @@ struct Args {
 /// What a service's start function is given besides its configuration.
 pub struct Start {
     binary: &'static str,
+    metrics: Metrics,
 }
 
 impl Start {
@@ -53,6 +56,12 @@ impl Start {
         }
     }
 
+    /// The registry the service adds its metrics to: served on `metrics.listen`, or kept by
+    /// no one when that is empty.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
     /// The shutdown token: cancelled on SIGTERM or SIGINT, after which in-flight calls have
     /// `drain_timeout_ms` to finish (a second signal exits at once).
     pub fn shutdown(&self, drain_timeout_ms: u64) -> CancellationToken {
@@ -62,10 +71,11 @@ impl Start {
 
 /// Runs the binary `fedflow-<service>` on a single-threaded runtime: `service` is the name
 /// in its flags, its environment (`FEDFLOW_<SERVICE>_CONFIG`, `FEDFLOW_<SERVICE>__*`) and its
-/// messages; `telemetry` picks the config's telemetry section; `start` binds and runs.
+/// messages; `sections` picks the config's telemetry and metrics sections; `start` binds and
+/// runs.
 pub fn service_main<C, S, F, E>(
     service: &'static str,
-    telemetry: fn(&C) -> &TelemetryConfig,
+    sections: fn(&C) -> (&TelemetryConfig, &MetricsConfig),
     start: S,
 ) where
     C: DeserializeOwned,
@@ -100,8 +110,23 @@ pub fn service_main<C, S, F, E>(
                     std::process::exit(64);
                 }
             };
-            let _telemetry = fedflow_telemetry::init(binary, telemetry(&config));
-            if let Err(e) = start(config, Start { binary }).await {
+            let (telemetry, metrics) = sections(&config);
+            let _telemetry = fedflow_telemetry::init(binary, telemetry);
+            let start_with = Start {
+                binary,
+                metrics: Metrics::for_endpoint(),
+            };
+            if !metrics.listen.is_empty() {
+                let listener = start_with.bind(&metrics.listen).await;
+                tracing::info!(addr = ?listener.local_addr().ok(), "metrics serving");
+                // Served until the process exits: scrapes go on while the service drains.
+                tokio::spawn(fedflow_telemetry::metrics::serve(
+                    listener,
+                    start_with.metrics(),
+                    CancellationToken::new(),
+                ));
+            }
+            if let Err(e) = start(config, start_with).await {
                 eprintln!("{binary}: {e}");
                 std::process::exit(1);
             }
@@ -112,25 +137,30 @@ pub fn service_main<C, S, F, E>(
 /// serves the crate's `run(config, listener, shutdown)` on the one listener `grpc.listen`;
 /// `main!("scheduler", fedflow_scheduler::start)` hands the configuration to a start function
 /// of the service's own (`async fn(Config, Start) -> Result<(), Error>`, several listeners).
-/// Either way the crate's `Config` has `telemetry` and `grpc.drain_timeout_ms`.
+/// The first form calls `run_with_metrics(config, listener, shutdown, metrics)`. Either way
+/// the crate's `Config` has `telemetry`, `metrics` and `grpc.drain_timeout_ms`.
 #[macro_export]
 macro_rules! main {
     ($service:literal, $krate:ident) => {
         fn main() {
             $crate::service_main(
                 $service,
-                |c: &$krate::Config| &c.telemetry,
+                |c: &$krate::Config| (&c.telemetry, &c.metrics),
                 |config, start| async move {
                     let listener = start.bind(&config.grpc.listen).await;
                     let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
-                    $krate::run(config, listener, shutdown).await
+                    $krate::run_with_metrics(config, listener, shutdown, start.metrics()).await
                 },
             );
         }
     };
     ($service:literal, $krate:ident :: $start:ident) => {
         fn main() {
-            $crate::service_main($service, |c: &$krate::Config| &c.telemetry, $krate::$start);
+            $crate::service_main(
+                $service,
+                |c: &$krate::Config| (&c.telemetry, &c.metrics),
+                $krate::$start,
+            );
         }
     };
 }

@@ -21,7 +21,7 @@ pub mod audit;
 pub mod outbox;
 mod testing;
 pub use audit::{Transition, with_request};
-pub use outbox::{Command, Outbox};
+pub use outbox::{Command, Outbox, OutboxGauges};
 pub use testing::{
     contract_backends, contract_stores, create_postgres_database, postgres_url_with_database,
     unique_test_name,

@@ -11,10 +11,15 @@
 //! the delete) changes nothing.
 //!
 //! Each service creates its `<prefix>_outbox` table with [`crate::outbox_migration!`].
+//!
+//! With [`Outbox::report_to`], the sender also keeps two gauges, the table's depth and the age
+//! of its oldest command, measured with one `COUNT`/`MIN` query at most once a second.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use fedflow_telemetry::metrics::{FloatGauge, Gauge, Metrics};
 
 use sea_orm::DbErr;
 use tokio::sync::Notify;
@@ -135,6 +140,36 @@ pub struct Outbox {
     db: Db,
     table: &'static str,
     wake: Arc<Notify>,
+    gauges: Arc<OnceLock<OutboxGauges>>,
+}
+
+/// The gauges of one outbox: `<prefix>_outbox_depth` (commands not yet acknowledged) and
+/// `<prefix>_outbox_oldest_age_seconds` (how long the oldest has waited; 0 when empty).
+#[derive(Clone, Debug)]
+pub struct OutboxGauges {
+    depth: Gauge,
+    oldest_age_seconds: FloatGauge,
+}
+
+impl OutboxGauges {
+    /// Registers the two gauges as `<prefix>_outbox_…` (e.g. `fedflow_scheduler`).
+    pub fn register(registry: &Metrics, prefix: &str) -> OutboxGauges {
+        let gauges = OutboxGauges {
+            depth: Gauge::default(),
+            oldest_age_seconds: FloatGauge::default(),
+        };
+        registry.register(
+            &format!("{prefix}_outbox_depth"),
+            "Commands in the outbox not yet acknowledged by their receivers.",
+            gauges.depth.clone(),
+        );
+        registry.register(
+            &format!("{prefix}_outbox_oldest_age_seconds"),
+            "How long the oldest command in the outbox has waited (0 when it is empty).",
+            gauges.oldest_age_seconds.clone(),
+        );
+        gauges
+    }
 }
 
 impl Outbox {
@@ -143,6 +178,38 @@ impl Outbox {
             db,
             table,
             wake: Arc::new(Notify::new()),
+            gauges: Arc::default(),
+        }
+    }
+
+    /// Keeps `gauges` up to date from now on (the first call wins).
+    pub fn report_to(&self, gauges: OutboxGauges) {
+        let _ = self.gauges.set(gauges);
+    }
+
+    /// Measures the table into the gauges, if any.
+    async fn measure(&self) {
+        let Some(gauges) = self.gauges.get() else {
+            return;
+        };
+        let sql = format!(
+            "SELECT COUNT(*) AS depth, COALESCE(MIN(create_ms), 0) AS oldest FROM {}",
+            self.table
+        );
+        match self.db.query_one(&sql, vec![]).await {
+            Ok(Some(row)) => {
+                let depth: i64 = get(&row, "depth").unwrap_or(0);
+                let oldest: i64 = get(&row, "oldest").unwrap_or(0);
+                gauges.depth.set(depth);
+                let age = if depth == 0 {
+                    0.0
+                } else {
+                    (crate::now_ms() - oldest).max(0) as f64 / 1000.0
+                };
+                gauges.oldest_age_seconds.set(age);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(table = self.table, error = %e, "outbox not measured"),
         }
     }
 
@@ -159,7 +226,12 @@ impl Outbox {
         F: Fn(Command) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
+        let mut measured: Option<Instant> = None;
         loop {
+            if measured.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                self.measure().await;
+                measured = Some(Instant::now());
+            }
             let now = crate::now_ms();
             // Without news, look again within a second (commands enqueued without a wake).
             let mut wait = Duration::from_secs(1);

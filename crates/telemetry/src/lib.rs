@@ -3,6 +3,8 @@
 //! set, an OpenTelemetry layer exporting spans over OTLP/gRPC. Export is off by default. Call
 //! once per process, inside the tokio runtime; keep the returned guard until exit.
 
+pub mod metrics;
+
 use fedflow_config::TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;

@@ -135,6 +135,11 @@ impl App {
         }
     }
 
+    /// The outbox sender (for its gauges).
+    pub fn outbox(&self) -> &fedflow_store::Outbox {
+        &self.inner.outbox
+    }
+
     pub fn party_id(&self) -> &str {
         &self.inner.party_id
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
+use fedflow_config::{DatabaseConfig, GrpcConfig, MetricsConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Capacity;
@@ -18,6 +18,7 @@ pub struct Config {
     pub task_controller: String,
     pub resources: Resources,
     pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -32,6 +33,7 @@ impl Default for Config {
             task_controller: "127.0.0.1:9382".into(),
             resources: Resources::default(),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

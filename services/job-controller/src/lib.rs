@@ -32,6 +32,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let registry = fedflow_telemetry::metrics::Metrics::new();
+    run_with_metrics(config, listener, shutdown, registry).await
+}
+
+/// [`run`], adding the job-controller's metrics (its outbox's gauges) to `registry` (the
+/// registry its party's endpoint serves).
+pub async fn run_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    registry: fedflow_telemetry::metrics::Metrics,
+) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     let store =
         store::Store::connect(&config.database.url, config.database.max_connections).await?;
@@ -43,6 +55,11 @@ pub async fn run(
         store,
         tasks,
     );
+    app.outbox()
+        .report_to(fedflow_store::OutboxGauges::register(
+            &registry,
+            "fedflow_job_controller",
+        ));
 
     let background = CancellationToken::new();
     let loops = TaskTracker::new();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use fedflow_config::{GrpcConfig, TelemetryConfig};
+use fedflow_config::{GrpcConfig, MetricsConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -26,6 +26,7 @@ pub struct Config {
     /// The data plane: FATE's OSX transfer protocol for this party's components.
     pub transfer: TransferConfig,
     pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -39,6 +40,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             transfer: TransferConfig::default(),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

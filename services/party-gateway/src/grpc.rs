@@ -20,6 +20,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::limits::MAX_MESSAGE;
+use crate::metrics::Metrics;
 use forward::{Failure, Router};
 
 pub const SERVICE_NAME: &str =
@@ -34,17 +35,23 @@ pub const OSX_SERVICE_NAME: &str =
 pub fn transfer_service(
     broker: Arc<crate::transfer::Broker>,
     port: Port,
+    metrics: Metrics,
 ) -> pb::transfer_server::TransferServer<osx::Transfer> {
     let limit = broker.max_message() + (1 << 20);
-    pb::transfer_server::TransferServer::new(osx::Transfer { broker, port })
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit)
+    pb::transfer_server::TransferServer::new(osx::Transfer {
+        broker,
+        port,
+        metrics,
+    })
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit)
 }
 
 /// The transfer port's services: FATE's `PrivateTransferTransport` (and its unserved
 /// broker-to-broker `PrivateTransferProtocol`).
 pub fn osx_services(
     broker: Arc<crate::transfer::Broker>,
+    metrics: Metrics,
 ) -> (
     fedflow_proto::osx::private_transfer_transport_server::PrivateTransferTransportServer<
         osx::Transport,
@@ -58,7 +65,7 @@ pub fn osx_services(
     let limit = broker.max_message() + (1 << 20);
     (
         fedflow_proto::osx::private_transfer_transport_server::PrivateTransferTransportServer::new(
-            osx::Transport { broker },
+            osx::Transport { broker, metrics },
         )
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit),
@@ -87,15 +94,21 @@ pub enum Port {
 pub fn service(
     router: Arc<Router>,
     port: Port,
+    metrics: Metrics,
 ) -> pb::federation_server::FederationServer<Federation> {
-    pb::federation_server::FederationServer::new(Federation { router, port })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
+    pb::federation_server::FederationServer::new(Federation {
+        router,
+        port,
+        metrics,
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE)
 }
 
 pub struct Federation {
     router: Arc<Router>,
     port: Port,
+    metrics: Metrics,
 }
 
 #[tonic::async_trait]
@@ -110,12 +123,35 @@ impl pb::federation_server::Federation for Federation {
             .cloned()
             .flatten();
         let envelope = request.into_inner();
+        let (service, method) = (envelope.service.clone(), envelope.method.clone());
         let payload = match self.port {
-            Port::Internal => self.router.accept_local(envelope).await?,
+            Port::Internal => {
+                let dest = envelope.dest_party_id.clone();
+                let started = std::time::Instant::now();
+                let result = self
+                    .router
+                    .accept_local(envelope)
+                    .await
+                    .map_err(Status::from);
+                let code = result
+                    .as_ref()
+                    .map_or_else(Status::code, |_| tonic::Code::Ok);
+                let seconds = started.elapsed().as_secs_f64();
+                self.metrics.sent(&service, &method, &dest, code, seconds);
+                result?
+            }
             Port::Federation => {
-                self.router
+                let src = envelope.src_party_id.clone();
+                let result = self
+                    .router
                     .accept_remote(envelope, peer.as_ref().map(|p| p.0.as_str()))
-                    .await?
+                    .await
+                    .map_err(Status::from);
+                let code = result
+                    .as_ref()
+                    .map_or_else(Status::code, |_| tonic::Code::Ok);
+                self.metrics.received(&service, &method, &src, code);
+                result?
             }
         };
         Ok(Response::new(pb::ForwardReply { payload }))

@@ -21,6 +21,7 @@ pub mod config;
 mod error;
 mod grpc;
 mod limits;
+mod metrics;
 mod remote;
 mod store;
 mod transfer;
@@ -58,7 +59,7 @@ pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result
         federation,
         transfer,
     };
-    run(config, listeners, shutdown).await
+    run_with_metrics(config, listeners, shutdown, start.metrics()).await
 }
 
 /// Serves the gateway on `listeners` until `shutdown` is cancelled.
@@ -67,6 +68,23 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let registry = fedflow_telemetry::metrics::Metrics::new();
+    run_with_metrics(config, listeners, shutdown, registry).await
+}
+
+/// [`run`], adding the gateway's metrics to `registry` (the registry its party's endpoint
+/// serves).
+pub async fn run_with_metrics(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    registry: fedflow_telemetry::metrics::Metrics,
+) -> Result<(), Error> {
+    let metrics = metrics::Metrics::register(
+        &registry,
+        &config.party_id,
+        config.routes.keys().cloned().collect(),
+    );
     let tls = tls_material(&config)?;
     let background = TaskTracker::new();
     let router = Arc::new(grpc::forward::Router::new(
@@ -83,7 +101,7 @@ pub async fn run(
     let transfer_addr = listeners.transfer.local_addr().ok();
     let transfer = {
         let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::OSX_SERVICE_NAME]);
-        let (transport, protocol) = grpc::osx_services(broker.clone());
+        let (transport, protocol) = grpc::osx_services(broker.clone(), metrics.clone());
         let routes = routes.add_service(transport).add_service(protocol);
         fedflow_rpc::server::serve(
             routes,
@@ -96,8 +114,16 @@ pub async fn run(
     let internal = {
         let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
         let routes = routes
-            .add_service(grpc::service(router.clone(), grpc::Port::Internal))
-            .add_service(grpc::transfer_service(broker.clone(), grpc::Port::Internal));
+            .add_service(grpc::service(
+                router.clone(),
+                grpc::Port::Internal,
+                metrics.clone(),
+            ))
+            .add_service(grpc::transfer_service(
+                broker.clone(),
+                grpc::Port::Internal,
+                metrics.clone(),
+            ));
         fedflow_rpc::server::serve(
             routes,
             health,
@@ -108,8 +134,16 @@ pub async fn run(
     };
     let (health, routes) = fedflow_rpc::server::base_routes(&[grpc::SERVICE_NAME]);
     let routes = routes
-        .add_service(grpc::service(router, grpc::Port::Federation))
-        .add_service(grpc::transfer_service(broker, grpc::Port::Federation));
+        .add_service(grpc::service(
+            router,
+            grpc::Port::Federation,
+            metrics.clone(),
+        ))
+        .add_service(grpc::transfer_service(
+            broker,
+            grpc::Port::Federation,
+            metrics,
+        ));
     let federation_addr = listeners.federation.local_addr().ok();
     let federation = async {
         match &tls {

@@ -37,6 +37,18 @@ pub const TIMED_OUT: &str = "E0000000601";
 /// FATE's code for an empty queue on peek.
 pub const NOT_FOUND: &str = "E0000000404";
 
+/// Every OSX error code the broker answers with (see [`Error::fate_code`]).
+pub const CODES: &[&str] = &[
+    "E0000000400",
+    "E0000000403",
+    NOT_FOUND,
+    "E0000000413",
+    "E0000000500",
+    TIMED_OUT,
+    "E0000000607",
+    "E0000000700",
+];
+
 /// Why a data-plane call was refused; nothing was queued or taken. The message names what
 /// is wrong; [`Error::fate_code`] is the OSX status code that goes with it.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +162,11 @@ impl Broker {
             quotas,
             arrivals: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// This party's id.
+    pub fn party_id(&self) -> &str {
+        &self.party_id
     }
 
     /// The largest payload a push may carry.

@@ -89,6 +89,7 @@ struct Inner {
     outbox: fedflow_store::Outbox,
     /// The parties of jobs other parties asked about, read once per job.
     known: KnownJobs,
+    metrics: crate::metrics::Metrics,
 }
 
 /// Proof that the job's lock is held: every decision about the job takes one.
@@ -110,6 +111,7 @@ impl App {
         remote: Remote,
         limits: dsl::Limits,
         scheduling: Scheduling,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         let (events, _) = broadcast::channel(4096);
         let outbox = store.outbox();
@@ -128,8 +130,21 @@ impl App {
                 participants: Mutex::new(HashMap::new()),
                 outbox,
                 known: KnownJobs::default(),
+                metrics,
             }),
         }
+    }
+
+    /// The outbox sender (for its gauges).
+    pub fn outbox(&self) -> &fedflow_store::Outbox {
+        &self.inner.outbox
+    }
+
+    /// Sets the job gauges from the job table (at start-up).
+    pub async fn count_jobs(&self) -> Result<(), Error> {
+        let counts = self.store().count_jobs_by_status().await?;
+        self.inner.metrics.counted(&counts);
+        Ok(())
     }
 
     /// The job, task and party tables of the jobs this party schedules.

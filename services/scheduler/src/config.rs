@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
+use fedflow_config::{DatabaseConfig, GrpcConfig, MetricsConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -20,6 +20,7 @@ pub struct Config {
     /// party's private network: TLS and a bearer token.
     pub api: Api,
     pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -36,6 +37,7 @@ impl Default for Config {
             limits: Limits::default(),
             api: Api::default(),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 mod domain;
 mod events;
 mod grpc;
+mod metrics;
 mod remote;
 mod store;
 
@@ -43,7 +44,7 @@ pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result
         addr => Some(start.bind(addr).await),
     };
     let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
-    run(config, Listeners { grpc, api }, shutdown).await
+    run_with_metrics(config, Listeners { grpc, api }, shutdown, start.metrics()).await
 }
 
 /// Serves the scheduler on `listeners` until `shutdown` is cancelled. Shutdown order: both
@@ -53,6 +54,18 @@ pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let registry = fedflow_telemetry::metrics::Metrics::new();
+    run_with_metrics(config, listeners, shutdown, registry).await
+}
+
+/// [`run`], adding the scheduler's metrics to `registry` (the registry its party's endpoint
+/// serves).
+pub async fn run_with_metrics(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    registry: fedflow_telemetry::metrics::Metrics,
 ) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     if listeners.api.is_none() && !config.api.listen.is_empty() {
@@ -75,7 +88,16 @@ pub async fn run(
         remote::Remote::new(client),
         (&config.limits).into(),
         config.scheduling.clone(),
+        metrics::Metrics::register(&registry),
     );
+    if let Err(e) = app.count_jobs().await {
+        tracing::warn!(error = %e, "jobs not counted: the job gauges start at 0");
+    }
+    app.outbox()
+        .report_to(fedflow_store::OutboxGauges::register(
+            &registry,
+            "fedflow_scheduler",
+        ));
     let client_port = match listeners.api {
         Some(listener) => Some(client_port(
             &config,

@@ -236,6 +236,26 @@ impl Store {
         self.db.fetch(&sql, values, job_from_row).await
     }
 
+    /// How many jobs are in each status (statuses without jobs are left out).
+    pub async fn count_jobs_by_status(&self) -> Result<Vec<(JobStatus, i64)>, Error> {
+        let rows = self
+            .db
+            .query(
+                "SELECT status, COUNT(*) AS n FROM scheduler_jobs GROUP BY status",
+                vec![],
+            )
+            .await?;
+        let mut counts = Vec::new();
+        for row in &rows {
+            let status: String = get(row, "status")?;
+            let n: i64 = get(row, "n")?;
+            if let Ok(status) = status.parse::<JobStatus>() {
+                counts.push((status, n));
+            }
+        }
+        Ok(counts)
+    }
+
     /// Job ids in a status; waiting jobs in queue order (priority, then age).
     pub async fn job_ids_in(&self, status: JobStatus, limit: u32) -> Result<Vec<String>, Error> {
         let rows = self

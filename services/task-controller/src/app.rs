@@ -107,6 +107,8 @@ pub struct Local {
     pub fate: Option<fedflow_core::task_file::FateRuntime>,
     /// Its pyfate version (the catalog is pyfate 2.2.0's).
     pub fate_version: String,
+    /// Where attempts are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Clone)]
@@ -142,6 +144,7 @@ struct Inner {
     session_ends: SessionEnds,
     fate: Option<fedflow_core::task_file::FateRuntime>,
     fate_version: String,
+    metrics: crate::metrics::Metrics,
 }
 
 impl App {
@@ -161,6 +164,7 @@ impl App {
             session_ends,
             fate,
             fate_version,
+            metrics,
         } = local;
         let outbox = store.outbox();
         App {
@@ -182,8 +186,14 @@ impl App {
                 session_ends,
                 fate,
                 fate_version,
+                metrics,
             }),
         }
+    }
+
+    /// The outbox sender (for its gauges).
+    pub fn outbox(&self) -> &fedflow_store::Outbox {
+        &self.inner.outbox
     }
 
     pub fn party_id(&self) -> &str {
@@ -376,6 +386,12 @@ impl App {
                 self.kill_worker(task).await;
             }
             if change.to.is_end() && change.from == TaskStatus::Running {
+                self.inner.metrics.ended(
+                    &task.key,
+                    &task.module,
+                    &change.to.to_string(),
+                    task.start_ms,
+                );
                 self.attempt_ended(&task.key);
             }
         }

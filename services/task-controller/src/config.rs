@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use fedflow_config::{DatabaseConfig, GrpcConfig, TelemetryConfig};
+use fedflow_config::{DatabaseConfig, GrpcConfig, MetricsConfig, TelemetryConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -28,6 +28,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub fencing: FencingConfig,
     pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
     /// External components this party's operator registers, by module name: what a DSL's
     /// component with a `provider` runs here. A DSL names a module, never a command.
     pub components: BTreeMap<String, ComponentConfig>,
@@ -99,6 +100,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             fencing: FencingConfig::default(),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
             components: BTreeMap::new(),
             fate: FateConfig::default(),
         }

@@ -12,6 +12,7 @@ pub mod config;
 mod domain;
 pub mod engine;
 mod grpc;
+mod metrics;
 mod remote;
 mod store;
 
@@ -97,6 +98,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    run_with_metrics(
+        config,
+        listener,
+        shutdown,
+        fedflow_telemetry::metrics::Metrics::new(),
+    )
+    .await
+}
+
+/// [`run`], adding the task-controller's metrics to `registry` (the registry its party's
+/// endpoint serves).
+pub async fn run_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    registry: fedflow_telemetry::metrics::Metrics,
+) -> Result<(), Error> {
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     for (module, component) in &config.components {
         if !fedflow_core::modules::is_external_name(module)
@@ -160,6 +178,7 @@ pub async fn run(
             data_plane: config.data_plane.clone(),
             fate: fate.as_ref().map(|(runtime, _)| runtime.clone()),
             fate_version: fate.map(|(_, version)| version).unwrap_or_default(),
+            metrics: metrics::Metrics::register(&registry),
             session_ends: remote::sessions::SessionEnds::new(
                 fedflow_rpc::channel(&config.gateway)
                     .map_err(|e| Error::Config(format!("gateway: {e}")))?,
@@ -167,6 +186,11 @@ pub async fn run(
             ),
         },
     );
+    app.outbox()
+        .report_to(fedflow_store::OutboxGauges::register(
+            &registry,
+            "fedflow_task_controller",
+        ));
     if let Err(e) = app.sweep_data().await {
         tracing::warn!(error = %e, "sweeping the data directory failed");
     }

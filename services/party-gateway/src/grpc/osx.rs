@@ -18,6 +18,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 use super::Port;
+use crate::metrics::{Direction, Metrics};
 use crate::transfer::{self, Arrival, Broker, Headers};
 
 impl From<transfer::Error> for Status {
@@ -63,6 +64,17 @@ fn outbound(code: &str, message: &str, payload: bytes::Bytes) -> Response<pb::Tr
 /// `PrivateTransferTransport` on the transfer port.
 pub struct Transport {
     pub broker: Arc<Broker>,
+    pub metrics: Metrics,
+}
+
+impl Transport {
+    /// Counts a refusal by its OSX code.
+    fn refused<T>(&self, result: Result<T, transfer::Error>) -> Result<T, transfer::Error> {
+        if let Err(e) = &result {
+            self.metrics.refused(e.fate_code());
+        }
+        result
+    }
 }
 
 #[tonic::async_trait]
@@ -72,13 +84,16 @@ impl pb::private_transfer_transport_server::PrivateTransferTransport for Transpo
         request: Request<pb::PeekInbound>,
     ) -> Result<Response<pb::TransportOutbound>, Status> {
         let headers = headers(request.metadata());
-        match self.broker.peek(&headers, &request.get_ref().topic).await? {
+        match self.refused(self.broker.peek(&headers, &request.get_ref().topic).await)? {
             Some(payload) => Ok(outbound(transfer::OK, "success", payload)),
-            None => Ok(outbound(
-                transfer::NOT_FOUND,
-                "no message",
-                Default::default(),
-            )),
+            None => {
+                self.metrics.refused(transfer::NOT_FOUND);
+                Ok(outbound(
+                    transfer::NOT_FOUND,
+                    "no message",
+                    Default::default(),
+                ))
+            }
         }
     }
 
@@ -88,16 +103,22 @@ impl pb::private_transfer_transport_server::PrivateTransferTransport for Transpo
     ) -> Result<Response<pb::TransportOutbound>, Status> {
         let headers = headers(request.metadata());
         let pop = request.into_inner();
-        match self.broker.pop(&headers, &pop.topic, pop.timeout).await? {
-            Some(payload) => Ok(outbound(transfer::OK, "success", payload)),
-            None => Ok(outbound(
-                transfer::TIMED_OUT,
-                &format!(
-                    "no message on topic {:?} within {} ms",
-                    pop.topic, pop.timeout
-                ),
-                Default::default(),
-            )),
+        match self.refused(self.broker.pop(&headers, &pop.topic, pop.timeout).await)? {
+            Some(payload) => {
+                self.metrics.message(Direction::Pop, payload.len());
+                Ok(outbound(transfer::OK, "success", payload))
+            }
+            None => {
+                self.metrics.refused(transfer::TIMED_OUT);
+                Ok(outbound(
+                    transfer::TIMED_OUT,
+                    &format!(
+                        "no message on topic {:?} within {} ms",
+                        pop.topic, pop.timeout
+                    ),
+                    Default::default(),
+                ))
+            }
         }
     }
 
@@ -107,9 +128,12 @@ impl pb::private_transfer_transport_server::PrivateTransferTransport for Transpo
     ) -> Result<Response<pb::TransportOutbound>, Status> {
         let headers = headers(request.metadata());
         let push = request.into_inner();
-        self.broker
-            .push(&headers, &push.topic, push.payload)
-            .await?;
+        let bytes = push.payload.len();
+        self.refused(self.broker.push(&headers, &push.topic, push.payload).await)?;
+        self.metrics.message(Direction::Push, bytes);
+        if headers.target_node_id.as_deref() != Some(self.broker.party_id()) {
+            self.metrics.message(Direction::Sent, bytes);
+        }
         Ok(outbound(transfer::OK, "success", Default::default()))
     }
 
@@ -118,7 +142,7 @@ impl pb::private_transfer_transport_server::PrivateTransferTransport for Transpo
         request: Request<pb::ReleaseInbound>,
     ) -> Result<Response<pb::TransportOutbound>, Status> {
         let headers = headers(request.metadata());
-        self.broker.release(&headers).await?;
+        self.refused(self.broker.release(&headers).await)?;
         Ok(outbound(transfer::OK, "success", Default::default()))
     }
 }
@@ -157,6 +181,7 @@ fn unserved() -> Status {
 pub struct Transfer {
     pub broker: Arc<Broker>,
     pub port: Port,
+    pub metrics: Metrics,
 }
 
 #[tonic::async_trait]
@@ -184,10 +209,15 @@ impl gw::transfer_server::Transfer for Transfer {
             target_party_id: d.target_party_id,
             message_id: d.message_id,
         };
+        let bytes = arrival.payload.len();
         let stored = self
             .broker
             .deliver(peer.as_ref().map(|p| p.0.as_str()), arrival)
-            .await?;
+            .await
+            .inspect_err(|e| self.metrics.refused(e.fate_code()))?;
+        if stored {
+            self.metrics.message(Direction::Received, bytes);
+        }
         Ok(Response::new(gw::DeliverReply { stored }))
     }
 

@@ -155,6 +155,7 @@ impl App {
                 "job {job_id} changed while the rerun was prepared; try again"
             )));
         }
+        self.inner.metrics.moved(job.status, JobStatus::Waiting);
         self.publish(Event::Job {
             job_id: job_id.to_owned(),
             time_ms: now,

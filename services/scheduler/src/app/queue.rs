@@ -37,6 +37,7 @@ impl App {
             .store()
             .job_ids_in(JobStatus::Waiting, self.inner.scheduling.queue_scan_limit)
             .await?;
+        self.inner.metrics.queue_length(waiting.len());
         // Parties on which a job earlier in the queue (higher priority, or older) was refused:
         // later jobs that need them wait their turn instead of overtaking it there. Jobs that
         // need none of them still start (no head-of-line blocking).

@@ -38,6 +38,11 @@ impl App {
         {
             return Ok(false);
         }
+        self.inner.metrics.moved(job.status, to);
+        if job.status == JobStatus::Waiting && to == JobStatus::Running {
+            let waited = (now_ms() - job.queued_ms).max(0) as f64 / 1000.0;
+            self.inner.metrics.waited(waited);
+        }
         let reason = if reason.is_empty() && to.is_end() {
             self.job(&job.job_id).await?.reason
         } else {

@@ -79,6 +79,7 @@ impl App {
             }
             return Err(e.into());
         }
+        self.inner.metrics.created(job.status);
         let _guard = self.lock(&job_id).await;
         // One call per party: its job-controller stores the job (already `waiting` there) and
         // creates version 0 of its tasks on its task-controller before it answers.

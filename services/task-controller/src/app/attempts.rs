@@ -100,6 +100,7 @@ impl App {
                 return Ok(TaskStatus::Running);
             }
         };
+        self.inner.metrics.started(key, &task.module);
         match self.inner.engine.launch(key, &file) {
             Ok(Launch::Process { mut child, worker }) => {
                 let recorded = self
