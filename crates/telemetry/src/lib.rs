@@ -2,6 +2,12 @@
 //! JSON lines on stderr, filtered by `RUST_LOG` or the config) and, when `otlp_endpoint` is
 //! set, an OpenTelemetry layer exporting spans over OTLP/gRPC. Export is off by default. Call
 //! once per process, inside the tokio runtime; keep the returned guard until exit.
+//! [`context`] carries a span's trace context across processes (W3C `traceparent`).
+//!
+//! The batch exporter sends every `OTEL_BSP_SCHEDULE_DELAY` ms (5000 by default); the guard's
+//! flush at exit is best effort.
+
+pub mod context;
 
 use fedflow_config::TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
@@ -37,6 +43,9 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Guard {
                 None
             }
         });
+    if provider.is_some() {
+        context::set_exporting();
+    }
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
