@@ -124,8 +124,7 @@ pub mod jobs {
     /// Remembers `carrier` as job `job_id`'s context unless one is known already. Nothing when
     /// the process does not export or the carrier holds no traceparent.
     pub fn remember(job_id: &str, carrier: &HashMap<String, String>) {
-        if !super::exporting() || job_id.is_empty() || !carrier.contains_key(super::TRACEPARENT)
-        {
+        if !super::exporting() || job_id.is_empty() || !carrier.contains_key(super::TRACEPARENT) {
             return;
         }
         let mut known = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
@@ -192,10 +191,7 @@ mod tests {
             assert_eq!(received.trace_id(), sent.trace_id());
             assert_ne!(received.span_id(), sent.span_id());
 
-            assert!(!set_parent(
-                &tracing::info_span!("orphan"),
-                &HashMap::new()
-            ));
+            assert!(!set_parent(&tracing::info_span!("orphan"), &HashMap::new()));
             assert!(!set_parent(
                 &tracing::info_span!("garbage"),
                 &carrier("00-not-a-context-01")
