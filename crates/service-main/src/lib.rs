@@ -100,11 +100,12 @@ pub fn service_main<C, S, F, E>(
                     std::process::exit(64);
                 }
             };
-            let _telemetry = fedflow_telemetry::init(binary, telemetry(&config));
+            let telemetry = fedflow_telemetry::init(binary, telemetry(&config));
             if let Err(e) = start(config, Start { binary }).await {
                 eprintln!("{binary}: {e}");
                 std::process::exit(1);
             }
+            telemetry.shutdown().await;
         });
 }
 

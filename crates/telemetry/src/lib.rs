@@ -4,8 +4,8 @@
 //! once per process, inside the tokio runtime; keep the returned guard until exit.
 //! [`context`] carries a span's trace context across processes (W3C `traceparent`).
 //!
-//! The batch exporter sends every `OTEL_BSP_SCHEDULE_DELAY` ms (5000 by default); the guard's
-//! flush at exit is best effort.
+//! The batch exporter sends every `OTEL_BSP_SCHEDULE_DELAY` ms (5000 by default); [`Guard::shutdown`]
+//! flushes the rest at exit.
 
 pub mod context;
 
@@ -19,6 +19,18 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Flushes and shuts the exporter down when dropped.
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
+}
+
+impl Guard {
+    /// Flushes the spans still batched and shuts the exporter down, on a blocking thread
+    /// while this task keeps the runtime turning: the OTLP exporter's connection lives on the
+    /// runtime, so a flush that blocked it (as [`Drop`] does on a single-threaded runtime)
+    /// would wait out its time-out and lose the last spans.
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
+    }
 }
 
 impl Drop for Guard {
