@@ -1,6 +1,6 @@
 //! One trace per job: every service process of a three-party federation exports its spans
 //! over OTLP to a collector in this test, and the spans of one job must form one trace whose
-//! parent links hold across processes and the gateway-to-gateway hop.
+//! parent links hold across processes, the gateway-to-gateway hop and the worker launch.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -194,6 +194,24 @@ fn check_trace(spans: &[Received], job_id: &str) -> Result<String, String> {
             "no job-controller span under host's gateway deliver under guest's gateway forward under guest's scheduler"
                 .into(),
         );
+    }
+    // A worker's report reaches its task-controller in the trace, under the span that
+    // launched the worker (handed over as TRACEPARENT), which names the task.
+    let reported = in_trace.iter().any(|served| {
+        served.service == "fedflow-task-controller"
+            && served
+                .attr("rpc.method")
+                .is_some_and(|m| m.ends_with("/ReportStatus"))
+            && parent(served).is_some_and(|launch| {
+                launch.name == "launch worker"
+                    && launch.service == "fedflow-task-controller"
+                    && ["component", "version", "role", "party_id"]
+                        .iter()
+                        .all(|field| launch.attr(field).is_some())
+            })
+    });
+    if !reported {
+        return Err("no worker report under the span that launched its worker".into());
     }
     Ok(format!(
         "{} spans in the job's trace from {services:?} on parties {parties:?}",
