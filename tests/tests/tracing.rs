@@ -219,6 +219,32 @@ fn check_trace(spans: &[Received], job_id: &str) -> Result<String, String> {
     ))
 }
 
+/// The data plane's hop in `job_id`'s trace: the guest gateway's `data deliver` span is the
+/// child of a host gateway's `data push` span.
+fn check_data_hop(spans: &[Received], job_id: &str) -> Result<(), String> {
+    let pushes: HashMap<&[u8], &Received> = spans
+        .iter()
+        .filter(|s| s.name == "data push" && s.attr("job_id") == Some(job_id))
+        .map(|s| (s.span_id.as_slice(), s))
+        .collect();
+    let hop = spans.iter().any(|s| {
+        s.name == "data deliver"
+            && s.attr("job_id") == Some(job_id)
+            && s.attr("party_id") == Some("9999")
+            && pushes
+                .get(s.parent_span_id.as_slice())
+                .is_some_and(|push| push.attr("party_id") != Some("9999"))
+    });
+    if hop {
+        Ok(())
+    } else {
+        Err(format!(
+            "no guest data deliver under a host's data push ({} pushes)",
+            pushes.len()
+        ))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_job_is_one_trace_across_services_and_parties() {
     let collector = Collector::default();
@@ -263,6 +289,31 @@ async fn one_job_is_one_trace_across_services_and_parties() {
         "job {job:?}\n{}",
         fed.logs()
     );
+    // Fedflow's Gather: every host's worker pushes its value to the guest on the data plane.
+    let gather_conf = json!({
+        "dsl_version": 2,
+        "initiator": {"role": "guest", "party_id": 9999},
+        "role": {"guest": [9999], "host": [10000, 10001]},
+        "job_parameters": {"common": {"task_cores": 1}},
+        "component_parameters": {
+            "common": {"gather": {"timeout_s": 60}},
+            "role": {
+                "guest": {"0": {"gather": {"value": 5}}},
+                "host": {"0": {"gather": {"value": 70}}, "1": {"gather": {"value": 900}}}
+            }
+        }
+    });
+    let gather_dsl = json!({"components": {"gather": {"module": "Gather"}}});
+    let gather_id = submit(&mut scheduler, &gather_dsl, &gather_conf)
+        .await
+        .unwrap_or_else(|s| panic!("submit: {s:?}\n{}", fed.logs()));
+    let gather = wait_ended(&mut scheduler, &gather_id, Duration::from_secs(60)).await;
+    assert_eq!(
+        job_status(gather.status),
+        JobStatus::Success,
+        "job {gather:?}\n{}",
+        fed.logs()
+    );
     // A graceful stop flushes what is left.
     for party in ["9999", "10000", "10001"] {
         for service in [
@@ -284,6 +335,20 @@ async fn one_job_is_one_trace_across_services_and_parties() {
         },
     )
     .await;
+    let gathered = eventually(
+        "the collector to hold the Gather job's whole trace, data plane included",
+        Duration::from_secs(30),
+        || {
+            let spans = collector.spans();
+            let job_id = gather_id.clone();
+            async move {
+                let seen = check_trace(&spans, &job_id)?;
+                check_data_hop(&spans, &job_id)?;
+                Ok(seen)
+            }
+        },
+    )
+    .await;
     for party in ["9999", "10000", "10001"] {
         eventually(
             &format!("party {party}'s scheduler to exit"),
@@ -301,5 +366,5 @@ async fn one_job_is_one_trace_across_services_and_parties() {
         )
         .await;
     }
-    println!("{seen}");
+    println!("{seen}; gather: {gathered}");
 }

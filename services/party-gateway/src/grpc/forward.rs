@@ -179,7 +179,10 @@ impl Router {
                 rpc.method = %envelope.method,
             ),
         };
-        if !fedflow_telemetry::context::set_parent(&span, &envelope.trace_context) {
+        if fedflow_telemetry::context::set_parent(&span, &envelope.trace_context) {
+            // The data plane's spans for the job join the same trace.
+            fedflow_telemetry::context::jobs::remember(&envelope.job_id, &envelope.trace_context);
+        } else {
             fedflow_telemetry::context::join_job(&span, &envelope.job_id);
         }
         span
