@@ -106,14 +106,15 @@ where
 /// context as the trace of the job named by [`crate::party::JOB_ID_HEADER`].
 fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
     use fedflow_telemetry::context;
+    if !context::exporting() {
+        // As tower-http's default: a debug span, off at the usual log levels.
+        return tracing::debug_span!("grpc request", rpc.method = %request.uri().path());
+    }
     let span = tracing::info_span!(
         "grpc request",
         rpc.method = %request.uri().path(),
         job_id = tracing::field::Empty,
     );
-    if !context::exporting() {
-        return span;
-    }
     let headers = request.headers();
     let Some(parent) = headers
         .get(context::TRACEPARENT)

@@ -85,13 +85,17 @@ impl App {
         }
         // The job's root span: every later span about the job, here and on the other
         // parties, joins its trace (remembered here, stored with the job, carried by calls).
-        let job_span = tracing::info_span!(
-            parent: None,
-            "job",
-            job_id = %job_id,
-            party_id = %self.inner.party_id,
-            role = %spec.initiator.role,
-        );
+        let job_span = if fedflow_telemetry::context::exporting() {
+            tracing::info_span!(
+                parent: None,
+                "job",
+                job_id = %job_id,
+                party_id = %self.inner.party_id,
+                role = %spec.initiator.role,
+            )
+        } else {
+            tracing::Span::none()
+        };
         if let Some(traceparent) = fedflow_telemetry::context::traceparent(&job_span) {
             fedflow_telemetry::context::jobs::remember(
                 &job_id,
