@@ -169,6 +169,7 @@ mod tests {
     use super::*;
 
     #[test]
+    /// The map is the type of `Envelope.trace_context` and `DeliverRequest.trace_context`.
     fn a_context_injected_into_a_map_comes_back_as_the_parent_of_a_new_span() {
         set_exporting();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
@@ -196,6 +197,35 @@ mod tests {
                 &tracing::info_span!("garbage"),
                 &carrier("00-not-a-context-01")
             ));
+        });
+    }
+
+    #[test]
+    fn a_span_made_under_another_trace_joins_its_jobs_trace() {
+        set_exporting();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let root = tracing::info_span!(parent: None, "job");
+            jobs::remember("job-join", &of_span(&root));
+            let job_trace = root.context().span().span_context().trace_id();
+            let trace_of = |span: &tracing::Span| span.context().span().span_context().trace_id();
+
+            let timer = tracing::info_span!(parent: None, "a timer pass");
+            assert_ne!(trace_of(&timer), job_trace);
+            let _in_timer = timer.enter();
+            let call = tracing::info_span!("party call");
+            join_job(&call, "job-join");
+            assert_eq!(trace_of(&call), job_trace, "the call joins the job's trace");
+
+            let unknown = tracing::info_span!("party call");
+            join_job(&unknown, "job-never-seen");
+            assert_eq!(
+                trace_of(&unknown),
+                trace_of(&timer),
+                "without a remembered context the span stays where it is"
+            );
         });
     }
 
