@@ -138,8 +138,13 @@ pub mod jobs {
                 }
             }
         }
+        // Only the W3C fields: a carrier from another party may hold anything else.
+        let kept = [super::TRACEPARENT, super::TRACESTATE]
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), carrier.get(key)?.clone())))
+            .collect();
         known.order.push_back(job_id.to_owned());
-        known.contexts.insert(job_id.to_owned(), carrier.clone());
+        known.contexts.insert(job_id.to_owned(), kept);
     }
 
     /// Job `job_id`'s remembered context.

@@ -124,10 +124,10 @@ pub struct Arrival {
     pub trace_context: HashMap<String, String>,
 }
 
-/// The span of one data-plane hop (`data push` on the sending gateway, `data deliver` on the
-/// receiving one) of a message of `session`; disabled when spans are not exported.
+/// The span of one data-plane hop (`push`: `data push` on the sending gateway, else `data
+/// deliver` on the receiving one) of a message of `session`; disabled when spans are not exported.
 fn data_span(
-    name: &'static str,
+    push: bool,
     session: &Session,
     party_id: &str,
     target: &str,
@@ -136,7 +136,7 @@ fn data_span(
     if !fedflow_telemetry::context::exporting() {
         return tracing::Span::none();
     }
-    if name == "data push" {
+    if push {
         tracing::info_span!(
             "data push",
             job_id = %session.job_id,
@@ -232,7 +232,7 @@ impl Broker {
             .await?;
             return Ok(());
         }
-        let span = data_span("data push", &session, &self.party_id, target, topic);
+        let span = data_span(true, &session, &self.party_id, target, topic);
         let mut trace_context = Default::default();
         fedflow_telemetry::context::join_job(&span, &session.job_id);
         fedflow_telemetry::context::inject(&span, &mut trace_context);
@@ -280,7 +280,7 @@ impl Broker {
             )));
         }
         let span = data_span(
-            "data deliver",
+            false,
             &session,
             &self.party_id,
             &arrival.target_party_id,

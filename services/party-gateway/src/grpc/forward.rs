@@ -43,6 +43,15 @@ impl From<fedflow_core::access::Denied> for Failure {
     }
 }
 
+/// Which way an envelope passes this gateway, for its span.
+#[derive(Debug, Clone, Copy)]
+enum Hop {
+    /// To another party's gateway (`gateway forward`).
+    Forward,
+    /// To one of this party's services (`gateway deliver`).
+    Deliver,
+}
+
 pub struct Router {
     party_id: String,
     local: HashMap<&'static str, Channel>,
@@ -140,12 +149,12 @@ impl Router {
         }
         if envelope.dest_party_id == self.party_id {
             let caller = self.party_id.clone();
-            let span = self.hop_span("gateway deliver", &envelope);
+            let span = self.hop_span(Hop::Deliver, &envelope);
             self.deliver_local(&envelope, &caller)
                 .instrument(span)
                 .await
         } else {
-            let span = self.hop_span("gateway forward", &envelope);
+            let span = self.hop_span(Hop::Forward, &envelope);
             // The next gateway's span is this one's child.
             fedflow_telemetry::context::inject(&span, &mut envelope.trace_context);
             self.to_remote(envelope).instrument(span).await
@@ -155,12 +164,12 @@ impl Router {
     /// The span of one hop of `envelope` through this gateway (`gateway forward` to another
     /// party, `gateway deliver` to a local service), the child of the context the envelope
     /// carries; disabled when this process does not export spans.
-    fn hop_span(&self, name: &'static str, envelope: &pb::Envelope) -> tracing::Span {
+    fn hop_span(&self, hop: Hop, envelope: &pb::Envelope) -> tracing::Span {
         if !fedflow_telemetry::context::exporting() {
             return tracing::Span::none();
         }
-        let span = match name {
-            "gateway forward" => tracing::info_span!(
+        let span = match hop {
+            Hop::Forward => tracing::info_span!(
                 "gateway forward",
                 job_id = %envelope.job_id,
                 party_id = %self.party_id,
@@ -169,7 +178,7 @@ impl Router {
                 rpc.service = %envelope.service,
                 rpc.method = %envelope.method,
             ),
-            _ => tracing::info_span!(
+            Hop::Deliver => tracing::info_span!(
                 "gateway deliver",
                 job_id = %envelope.job_id,
                 party_id = %self.party_id,
@@ -253,7 +262,7 @@ impl Router {
                 Ok(answer)
             }
             Admission::Execute(ticket) => {
-                let span = self.hop_span("gateway deliver", &envelope);
+                let span = self.hop_span(Hop::Deliver, &envelope);
                 let result = self
                     .deliver_local(&envelope, &caller)
                     .instrument(span)
