@@ -10,6 +10,7 @@ use bytes::Bytes;
 use fedflow_proto::gateway::v1 as gw;
 use prost::Message;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::calls::{Call, Command, PartyCall};
 use crate::error::RemoteError;
@@ -20,6 +21,11 @@ pub use fedflow_core::access::Caller;
 /// the gateway from `Envelope.request_id` (where [`PartyClient`] puts it) and by
 /// [`DirectClient`]; [`crate::server::RequestIdLayer`] scopes it.
 pub const REQUEST_ID_HEADER: &str = "x-fedflow-request-id";
+
+/// The metadata key that names the job a call is about, beside its trace context: set by the
+/// gateway from `Envelope.job_id` and by [`DirectClient`], so the serving process remembers
+/// the job's trace context ([`fedflow_telemetry::context::jobs`]).
+pub const JOB_ID_HEADER: &str = "x-fedflow-job-id";
 
 /// A client of the local gateway, sending as `local_party`.
 #[derive(Clone)]
@@ -133,7 +139,7 @@ impl PartyClient {
         request_id: &str,
         payload: Bytes,
     ) -> Result<Bytes, RemoteError> {
-        let envelope = envelope(
+        let mut envelope = envelope(
             &self.local_party,
             dest,
             job_id,
@@ -145,7 +151,23 @@ impl PartyClient {
         // The request id travels in the envelope; the destination's gateway hands it to the
         // service as REQUEST_ID_HEADER.
         let deadline = self.timeout + Duration::from_millis(500);
-        Ok(forward_envelope(&self.client, envelope, deadline).await?)
+        if !fedflow_telemetry::context::exporting() {
+            return Ok(forward_envelope(&self.client, envelope, deadline).await?);
+        }
+        // The call's span joins its job's trace; its context travels in the envelope.
+        let span = tracing::info_span!(
+            "party call",
+            job_id = %job_id,
+            party_id = %self.local_party,
+            dest_party_id = %dest,
+            rpc.service = %service,
+            rpc.method = %method,
+        );
+        fedflow_telemetry::context::join_job(&span, job_id);
+        fedflow_telemetry::context::inject(&span, &mut envelope.trace_context);
+        Ok(forward_envelope(&self.client, envelope, deadline)
+            .instrument(span)
+            .await?)
     }
 }
 
@@ -184,6 +206,7 @@ impl DirectClient {
 
     /// Sends `call` once (its `dest` is ignored: the channel is the destination).
     pub async fn send_once<C: PartyCall>(&self, call: &Call<C>) -> Result<C::Reply, RemoteError> {
+        let span = direct_span(call.request.job_id(), (C::SERVICE, C::METHOD));
         let bytes = crate::raw::unary(
             self.channel.clone(),
             (C::SERVICE, C::METHOD),
@@ -191,7 +214,9 @@ impl DirectClient {
             self.timeout,
             None,
             Some(&call.request_id),
+            Some(call.request.job_id()),
         )
+        .instrument(span)
         .await?;
         decode(&call.dest, bytes)
     }
@@ -199,6 +224,7 @@ impl DirectClient {
     /// Delivers an outbox command, once: `Ok` once the service answered (a refusal is final,
     /// and logged), `Err` while it cannot be reached.
     pub async fn deliver(&self, command: Command) -> Result<(), String> {
+        let span = direct_span(&command.job_id, (&command.service, &command.method));
         let result = crate::raw::unary(
             self.channel.clone(),
             (&command.service, &command.method),
@@ -206,11 +232,29 @@ impl DirectClient {
             self.timeout,
             None,
             Some(&command.request_id),
+            Some(&command.job_id),
         )
+        .instrument(span)
         .await
         .map_err(RemoteError::from);
         crate::error::delivery(result, &command.request_id)
     }
+}
+
+/// The span of a direct call about `job_id`, in the job's trace; disabled when this process
+/// does not export spans.
+fn direct_span(job_id: &str, (service, method): (&str, &str)) -> tracing::Span {
+    if !fedflow_telemetry::context::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "direct call",
+        job_id = %job_id,
+        rpc.service = %service,
+        rpc.method = %method,
+    );
+    fedflow_telemetry::context::join_job(&span, job_id);
+    span
 }
 
 /// An envelope from `src` to `dest` for `service`/`method` about `job_id`, issued now and

@@ -51,7 +51,9 @@ impl Decoder for RawDecoder {
 
 /// Calls `/<service>/<method>` on `channel` with an already encoded request, on behalf of
 /// party `caller` (sent as [`crate::party::CALLER_HEADER`]; `None`: a call of this party's
-/// own), naming `request_id` (sent as [`crate::party::REQUEST_ID_HEADER`]).
+/// own), naming `request_id` (sent as [`crate::party::REQUEST_ID_HEADER`]) and the call's job
+/// (`job_id`, sent as [`crate::party::JOB_ID_HEADER`]). The current span's trace context, when
+/// it has one, goes as W3C `traceparent`/`tracestate` metadata.
 pub async fn unary(
     channel: tonic::transport::Channel,
     (service, method): (&str, &str),
@@ -59,6 +61,7 @@ pub async fn unary(
     timeout: std::time::Duration,
     caller: Option<&str>,
     request_id: Option<&str>,
+    job_id: Option<&str>,
 ) -> Result<Bytes, Status> {
     let path = http::uri::PathAndQuery::try_from(format!("/{service}/{method}"))
         .map_err(|e| Status::invalid_argument(format!("bad method path: {e}")))?;
@@ -82,6 +85,15 @@ pub async fn unary(
             .metadata_mut()
             .insert(crate::party::REQUEST_ID_HEADER, value);
     }
+    if let Some(value) = job_id
+        .filter(|id| !id.is_empty())
+        .and_then(|id| id.parse().ok())
+    {
+        request
+            .metadata_mut()
+            .insert(crate::party::JOB_ID_HEADER, value);
+    }
+    crate::server::inject_trace(request.metadata_mut());
     let response = grpc.unary(request, path, RawCodec).await?;
     Ok(response.into_inner())
 }

@@ -85,7 +85,9 @@ where
 {
     let names = names.to_vec();
     set_status(&health, &names, tonic_health::ServingStatus::Serving).await;
-    let trace = TraceLayer::new_for_grpc().on_failure(DefaultOnFailure::new().level(Level::WARN));
+    let trace = TraceLayer::new_for_grpc()
+        .make_span_with(request_span as fn(&http::Request<_>) -> tracing::Span)
+        .on_failure(DefaultOnFailure::new().level(Level::WARN));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -97,6 +99,61 @@ where
             set_status(&health, &names, tonic_health::ServingStatus::NotServing).await;
         })
         .await
+}
+
+/// The span of one served call. When the call carries a W3C `traceparent` (a gateway's
+/// delivery, a direct call) the span is its remote child, and the process remembers that
+/// context as the trace of the job named by [`crate::party::JOB_ID_HEADER`].
+fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
+    use fedflow_telemetry::context;
+    if !context::exporting() {
+        // As tower-http's default: a debug span, off at the usual log levels.
+        return tracing::debug_span!("grpc request", rpc.method = %request.uri().path());
+    }
+    let span = tracing::info_span!(
+        "grpc request",
+        rpc.method = %request.uri().path(),
+        job_id = tracing::field::Empty,
+    );
+    let headers = request.headers();
+    let Some(parent) = headers
+        .get(context::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return span;
+    };
+    let mut carrier = context::carrier(parent);
+    if let Some(state) = headers
+        .get(context::TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+    {
+        carrier.insert(context::TRACESTATE.to_owned(), state.to_owned());
+    }
+    if context::set_parent(&span, &carrier)
+        && let Some(job_id) = headers
+            .get(crate::party::JOB_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        span.record("job_id", job_id);
+        context::jobs::remember(job_id, &carrier);
+    }
+    span
+}
+
+/// Writes the current span's trace context into a call's metadata (`traceparent`,
+/// `tracestate`); nothing when there is none.
+pub fn inject_trace(metadata: &mut tonic::metadata::MetadataMap) {
+    if !fedflow_telemetry::context::exporting() {
+        return;
+    }
+    for (key, value) in fedflow_telemetry::context::of_span(&tracing::Span::current()) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            metadata.insert(key, value);
+        }
+    }
 }
 
 /// Sets the health status of every service in `names` and of the server as a whole (`""`).
@@ -160,7 +217,11 @@ where
         let mut ready = std::mem::replace(&mut self.inner, clone);
         let future = ready.call(request);
         match id {
-            Some(id) => Box::pin(async move { crate::request::with_request(&id, future).await }),
+            // The call's own task stays in the call's span.
+            Some(id) => {
+                let future = tracing::Instrument::in_current_span(future);
+                Box::pin(async move { crate::request::with_request(&id, future).await })
+            }
             None => Box::pin(future),
         }
     }

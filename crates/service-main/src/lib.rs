@@ -110,8 +110,8 @@ pub fn service_main<C, S, F, E>(
                     std::process::exit(64);
                 }
             };
-            let (telemetry, metrics) = sections(&config);
-            let _telemetry = fedflow_telemetry::init(binary, telemetry);
+            let (telemetry_config, metrics) = sections(&config);
+            let telemetry = fedflow_telemetry::init(binary, telemetry_config);
             let start_with = Start {
                 binary,
                 metrics: Metrics::for_endpoint(),
@@ -130,6 +130,7 @@ pub fn service_main<C, S, F, E>(
                 eprintln!("{binary}: {e}");
                 std::process::exit(1);
             }
+            telemetry.shutdown().await;
         });
 }
 

@@ -2,6 +2,12 @@
 //! JSON lines on stderr, filtered by `RUST_LOG` or the config) and, when `otlp_endpoint` is
 //! set, an OpenTelemetry layer exporting spans over OTLP/gRPC. Export is off by default. Call
 //! once per process, inside the tokio runtime; keep the returned guard until exit.
+//! [`context`] carries a span's trace context across processes (W3C `traceparent`).
+//!
+//! The batch exporter sends every `OTEL_BSP_SCHEDULE_DELAY` ms (5000 by default); [`Guard::shutdown`]
+//! flushes the rest at exit.
+
+pub mod context;
 
 pub mod metrics;
 
@@ -15,6 +21,18 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Flushes and shuts the exporter down when dropped.
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
+}
+
+impl Guard {
+    /// Flushes the spans still batched and shuts the exporter down, on a blocking thread
+    /// while this task keeps the runtime turning: the OTLP exporter's connection lives on the
+    /// runtime, so a flush that blocked it (as [`Drop`] does on a single-threaded runtime)
+    /// would wait out its time-out and lose the last spans.
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -39,6 +57,9 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Guard {
                 None
             }
         });
+    if provider.is_some() {
+        context::set_exporting();
+    }
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));

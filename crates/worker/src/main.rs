@@ -11,6 +11,9 @@ use fedflow_rpc::convert::task_status_to_pb;
 use fedflow_rpc::error::RemoteError;
 use fedflow_rpc::retry::{self, Retry};
 use fedflow_worker::{Outcome, TaskFile};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -22,6 +25,47 @@ struct Args {
     /// The task directory holding task.json.
     #[arg(long)]
     task_dir: PathBuf,
+}
+
+/// The worker service's client, with the task's trace context on every call.
+type Client = pb::worker_client::WorkerClient<InterceptedService<Channel, Traced>>;
+
+/// Puts the trace context the task-controller handed over (`TRACEPARENT`, the span that
+/// launched this attempt) and the job's id on every call to it, so the task-controller's
+/// spans serving them stay in the job's trace. The worker exports no spans of its own.
+#[derive(Clone)]
+struct Traced {
+    traceparent: Option<MetadataValue<Ascii>>,
+    job_id: Option<MetadataValue<Ascii>>,
+}
+
+impl Traced {
+    fn from_env(job_id: &str) -> Traced {
+        let traceparent = std::env::var("TRACEPARENT")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Traced {
+            job_id: traceparent.as_ref().and_then(|_| job_id.parse().ok()),
+            traceparent,
+        }
+    }
+}
+
+impl Interceptor for Traced {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.traceparent {
+            request.metadata_mut().insert("traceparent", value.clone());
+        }
+        if let Some(value) = &self.job_id {
+            request
+                .metadata_mut()
+                .insert(fedflow_rpc::party::JOB_ID_HEADER, value.clone());
+        }
+        Ok(request)
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -53,7 +97,10 @@ async fn main() -> ExitCode {
         config.party_id,
         config.module
     );
-    let worker = pb::worker_client::WorkerClient::new(channel.clone());
+    let worker = pb::worker_client::WorkerClient::with_interceptor(
+        channel.clone(),
+        Traced::from_env(&config.job_id),
+    );
     let heartbeat = tokio::spawn(heartbeat(worker.clone(), config.clone()));
     report(&worker, &config, TaskStatus::Running, "", "", Vec::new()).await;
     let outcome = run(&config, &args.task_dir, channel).await;
@@ -201,7 +248,7 @@ macro_rules! attempt_request {
 /// (it may be restarting: the report is idempotent, the token and a compare-and-set); gives up
 /// on a refusal (a stale attempt).
 async fn report(
-    worker: &pb::worker_client::WorkerClient<Channel>,
+    worker: &Client,
     config: &TaskFile,
     status: TaskStatus,
     reason: &str,
@@ -242,7 +289,7 @@ async fn report(
 }
 
 /// Heartbeats until aborted; exits the process when told its task was stopped.
-async fn heartbeat(worker: pb::worker_client::WorkerClient<Channel>, config: TaskFile) {
+async fn heartbeat(worker: Client, config: TaskFile) {
     let period = Duration::from_millis(config.heartbeat_interval_ms.max(50));
     let request = attempt_request!(pb::HeartbeatRequest, &config);
     loop {

@@ -47,6 +47,18 @@ pub async fn run_with_metrics(
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     let store =
         store::Store::connect(&config.database.url, config.database.max_connections).await?;
+    if fedflow_telemetry::context::exporting() {
+        // The jobs' traces, as recorded at creation: this party's later spans join them.
+        for (job_id, traceparent) in store
+            .trace_parents(fedflow_telemetry::context::jobs::CAPACITY as u32 / 2)
+            .await?
+        {
+            fedflow_telemetry::context::jobs::remember(
+                &job_id,
+                &fedflow_telemetry::context::carrier(&traceparent),
+            );
+        }
+    }
     let tasks = remote::TaskControllerClient::new(&config.task_controller)
         .map_err(|e| Error::Config(format!("task_controller: {e}")))?;
     let app = app::App::new(

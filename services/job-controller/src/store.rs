@@ -64,6 +64,28 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Records the traceparent the job was created with, unless one is recorded (m0005).
+    pub async fn set_trace_parent(&self, job_id: &str, traceparent: &str) -> Result<(), Error> {
+        self.db
+            .exec(
+                "UPDATE jobctl_jobs SET trace_parent = ? WHERE job_id = ? AND trace_parent IS NULL",
+                vec![traceparent.into(), job_id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The recorded traceparents of the newest `limit` jobs that have one: (job id, traceparent).
+    pub async fn trace_parents(&self, limit: u32) -> Result<Vec<(String, String)>, Error> {
+        let sql = "SELECT DISTINCT job_id, trace_parent, create_ms FROM jobctl_jobs
+                   WHERE trace_parent IS NOT NULL ORDER BY create_ms DESC LIMIT ?";
+        self.db
+            .fetch(sql, vec![i64::from(limit).into()], |row| {
+                Ok::<_, Error>((get(row, "job_id")?, get(row, "trace_parent")?))
+            })
+            .await
+    }
+
     pub async fn job(&self, job_id: &str, role: &str) -> Result<Option<PartyJob>, Error> {
         let sql = "SELECT * FROM jobctl_jobs WHERE job_id = ? AND role = ?";
         self.db

@@ -180,6 +180,8 @@ pub struct Delivery {
     pub target_party_id: String,
     pub message_id: String,
     pub trace_id: String,
+    /// The push span's context (W3C fields), for the receiving gateway.
+    pub trace_context: HashMap<String, String>,
 }
 
 /// How a delivery failed: worth trying again (`Transient`), the receiver's quota stayed full
@@ -240,6 +242,7 @@ impl Peers {
             target_party_id: delivery.target_party_id.clone(),
             message_id: delivery.message_id.clone(),
             trace_id: delivery.trace_id.clone(),
+            trace_context: delivery.trace_context.clone(),
         });
         request.set_timeout(timeout);
         match client.deliver(request).await {

@@ -23,6 +23,7 @@ use fedflow_rpc::error::{Code, ServiceError};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::TransferConfig;
 use crate::remote::{DeliverError, Delivery, Directory, Peers, Running, SessionState};
@@ -131,6 +132,43 @@ pub struct Arrival {
     pub from_party_id: String,
     pub target_party_id: String,
     pub message_id: String,
+    /// The sending gateway's push span's context (W3C fields); empty without export.
+    pub trace_context: HashMap<String, String>,
+}
+
+/// The span of one data-plane hop (`push`: `data push` on the sending gateway, else `data
+/// deliver` on the receiving one) of a message of `session`; disabled when spans are not exported.
+fn data_span(
+    push: bool,
+    session: &Session,
+    party_id: &str,
+    target: &str,
+    topic: &str,
+) -> tracing::Span {
+    if !fedflow_telemetry::context::exporting() {
+        return tracing::Span::none();
+    }
+    if push {
+        tracing::info_span!(
+            "data push",
+            job_id = %session.job_id,
+            component = %session.component,
+            version = session.version,
+            party_id = %party_id,
+            dest_party_id = %target,
+            topic = %topic,
+        )
+    } else {
+        tracing::info_span!(
+            "data deliver",
+            job_id = %session.job_id,
+            component = %session.component,
+            version = session.version,
+            party_id = %party_id,
+            dest_party_id = %target,
+            topic = %topic,
+        )
+    }
 }
 
 pub struct Broker {
@@ -211,6 +249,10 @@ impl Broker {
             .await?;
             return Ok(());
         }
+        let span = data_span(true, &session, &self.party_id, target, topic);
+        let mut trace_context = Default::default();
+        fedflow_telemetry::context::join_job(&span, &session.job_id);
+        fedflow_telemetry::context::inject(&span, &mut trace_context);
         self.forward(Delivery {
             session_id: session.id,
             topic: topic.to_owned(),
@@ -219,7 +261,9 @@ impl Broker {
             target_party_id: target.to_owned(),
             message_id,
             trace_id: headers.trace_id.clone(),
+            trace_context,
         })
+        .instrument(span)
         .await
     }
 
@@ -252,12 +296,21 @@ impl Broker {
                 session.job_id
             )));
         }
+        let span = data_span(
+            false,
+            &session,
+            &self.party_id,
+            &arrival.target_party_id,
+            &arrival.topic,
+        );
+        fedflow_telemetry::context::set_parent(&span, &arrival.trace_context);
         self.enqueue(NewMessage {
             session_id: session.id,
             topic: arrival.topic,
             message_id: arrival.message_id,
             payload: arrival.payload,
         })
+        .instrument(span)
         .await
     }
 

@@ -210,6 +210,7 @@ async fn refusals_name_the_reason_and_queue_nothing() {
             target_party_id: target.into(),
             message_id: message_id.into(),
             trace_id: String::new(),
+            trace_context: Default::default(),
         };
         async move {
             gw::transfer_client::TransferClient::new(channel)

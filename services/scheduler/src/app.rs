@@ -178,9 +178,27 @@ impl App {
             .entry(job_id.to_owned())
             .or_default()
             .clone();
+        let held = mutex.lock_owned().await;
+        self.recall_trace(job_id).await;
         JobGuard {
             job_id: job_id.to_owned(),
-            _held: mutex.lock_owned().await,
+            _held: held,
+        }
+    }
+
+    /// Makes the job's stored trace context known to this process again (after a restart),
+    /// so its spans join the job's trace. Only when spans are exported; best effort.
+    async fn recall_trace(&self, job_id: &str) {
+        use fedflow_telemetry::context;
+        if !context::exporting() || context::jobs::get(job_id).is_some() {
+            return;
+        }
+        match self.store().trace_parent(job_id).await {
+            Ok(Some(traceparent)) => {
+                context::jobs::remember(job_id, &context::carrier(&traceparent))
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(job = %job_id, error = %e, "cannot read the job's trace"),
         }
     }
 

@@ -6,6 +6,8 @@
 //! - `scheduler_job_parties`: one row per (job, role, party), per (job, `*`, party) and per
 //!   (job, role, `*`), written with the job, so the job list finds a participant's jobs in
 //!   list order through one index rather than the conf's JSON.
+//! - `scheduler_jobs.trace_parent`: the job's trace (the W3C traceparent of its root span),
+//!   so its spans stay in one trace across restarts.
 //!
 //! Every status write is a compare-and-set on the status read before; what a change writes
 //! besides the status is decided by [`crate::domain::model`], and the SQL writes the values it is given.
@@ -340,6 +342,29 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Records the traceparent of the job's root span (see the migration m0005).
+    pub async fn set_trace_parent(&self, job_id: &str, traceparent: &str) -> Result<(), Error> {
+        self.db
+            .exec(
+                "UPDATE scheduler_jobs SET trace_parent = ? WHERE job_id = ?",
+                vec![traceparent.into(), job_id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The traceparent of the job's root span, when one was recorded.
+    pub async fn trace_parent(&self, job_id: &str) -> Result<Option<String>, Error> {
+        let sql = "SELECT trace_parent FROM scheduler_jobs WHERE job_id = ?";
+        let found = self
+            .db
+            .fetch_one(sql, vec![job_id.into()], |row| {
+                get::<Option<String>>(row, "trace_parent")
+            })
+            .await?;
+        Ok(found.flatten())
     }
 
     /// Progress only moves up.

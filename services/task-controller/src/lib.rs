@@ -135,6 +135,18 @@ pub async fn run_with_metrics(
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let store =
         store::Store::connect(&config.database.url, config.database.max_connections).await?;
+    if fedflow_telemetry::context::exporting() {
+        // The jobs' traces, as recorded at creation: this party's later spans join them.
+        for (job_id, traceparent) in store
+            .trace_parents(fedflow_telemetry::context::jobs::CAPACITY as u32 / 2)
+            .await?
+        {
+            fedflow_telemetry::context::jobs::remember(
+                &job_id,
+                &fedflow_telemetry::context::carrier(&traceparent),
+            );
+        }
+    }
     let advertise = if config.advertise.is_empty() {
         listener
             .local_addr()

@@ -49,6 +49,29 @@ impl Store {
     }
 
     /// Inserts rows that do not exist yet (one transaction); returns how many were new.
+    /// Records the traceparent the job came with on its task rows that have none (m0006).
+    pub async fn set_trace_parent(&self, job_id: &str, traceparent: &str) -> Result<(), Error> {
+        self.db
+            .exec(
+                "UPDATE taskctl_tasks SET trace_parent = ? WHERE job_id = ? AND trace_parent IS NULL",
+                vec![traceparent.into(), job_id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The recorded traceparents of the newest `limit` jobs that have one: (job id, traceparent).
+    pub async fn trace_parents(&self, limit: u32) -> Result<Vec<(String, String)>, Error> {
+        let sql = "SELECT job_id, MAX(trace_parent) AS trace_parent, MAX(create_ms) AS created
+                   FROM taskctl_tasks WHERE trace_parent IS NOT NULL
+                   GROUP BY job_id ORDER BY created DESC LIMIT ?";
+        self.db
+            .fetch(sql, vec![i64::from(limit).into()], |row| {
+                Ok::<_, Error>((get(row, "job_id")?, get(row, "trace_parent")?))
+            })
+            .await
+    }
+
     pub async fn insert_tasks(&self, tasks: &[Task], now: i64) -> Result<u32, Error> {
         let tx = self.db.begin().await?;
         let mut created = 0;

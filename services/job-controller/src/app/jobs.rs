@@ -93,6 +93,16 @@ impl App {
         };
         if self.inner.store.insert_job(&row).await? {
             self.parties_of(&row);
+            // The trace the job came with (remembered as the call was served), kept.
+            if let Some(traceparent) = fedflow_telemetry::context::jobs::traceparent(&row.job_id)
+                && let Err(e) = self
+                    .inner
+                    .store
+                    .set_trace_parent(&row.job_id, &traceparent)
+                    .await
+            {
+                tracing::debug!(job = %row.job_id, error = %e, "cannot record the job's trace");
+            }
         } else {
             let existing = self.inner.store.job(&row.job_id, &row.role).await?;
             if existing.is_some_and(|e| e.scheduler_party_id != row.scheduler_party_id) {

@@ -276,3 +276,21 @@ async fn held_lists_every_allocation_with_its_jobs_status() {
         assert_eq!(status("held1"), None);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_first_traceparent_is_kept_and_listed_newest_first() {
+    let first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let later = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01";
+    for store in stores("jobctl_trace_parent").await {
+        assert!(store.insert_job(&job("j1")).await.expect("insert"));
+        assert!(store.insert_job(&job("j2")).await.expect("insert"));
+        assert_eq!(store.trace_parents(10).await.expect("list"), vec![]);
+        store.set_trace_parent("j1", first).await.expect("set");
+        store.set_trace_parent("j1", later).await.expect("set");
+        assert_eq!(
+            store.trace_parents(10).await.expect("list"),
+            vec![("j1".to_owned(), first.to_owned())],
+            "the first one stays; a job without one is not listed"
+        );
+    }
+}

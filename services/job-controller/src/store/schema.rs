@@ -49,4 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "m0004_job_participants",
         statements: &["ALTER TABLE jobctl_jobs ADD COLUMN participants TEXT NOT NULL DEFAULT ''"],
     },
+    // The W3C traceparent the job was created with (its scheduler's trace) when spans are
+    // exported; NULL otherwise and on older rows. Read at start-up so this party's spans about
+    // the job stay in its trace after a restart.
+    Migration {
+        name: "m0005_job_trace",
+        statements: &["ALTER TABLE jobctl_jobs ADD COLUMN trace_parent TEXT"],
+    },
 ];

@@ -15,6 +15,7 @@ use rand::Rng;
 use tokio_util::task::TaskTracker;
 use tonic::Status;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use super::policy::{self, Membership};
 use super::replay::{Admission, ReplayGuard};
@@ -40,6 +41,15 @@ impl From<fedflow_core::access::Denied> for Failure {
     fn from(denied: fedflow_core::access::Denied) -> Failure {
         Failure::Refused(denied.into())
     }
+}
+
+/// Which way an envelope passes this gateway, for its span.
+#[derive(Debug, Clone, Copy)]
+enum Hop {
+    /// To another party's gateway (`gateway forward`).
+    Forward,
+    /// To one of this party's services (`gateway deliver`).
+    Deliver,
 }
 
 pub struct Router {
@@ -139,10 +149,52 @@ impl Router {
         }
         if envelope.dest_party_id == self.party_id {
             let caller = self.party_id.clone();
-            self.deliver_local(&envelope, &caller).await
+            let span = self.hop_span(Hop::Deliver, &envelope);
+            self.deliver_local(&envelope, &caller)
+                .instrument(span)
+                .await
         } else {
-            self.to_remote(envelope).await
+            let span = self.hop_span(Hop::Forward, &envelope);
+            // The next gateway's span is this one's child.
+            fedflow_telemetry::context::inject(&span, &mut envelope.trace_context);
+            self.to_remote(envelope).instrument(span).await
         }
+    }
+
+    /// The span of one hop of `envelope` through this gateway (`gateway forward` to another
+    /// party, `gateway deliver` to a local service), the child of the context the envelope
+    /// carries; disabled when this process does not export spans.
+    fn hop_span(&self, hop: Hop, envelope: &pb::Envelope) -> tracing::Span {
+        if !fedflow_telemetry::context::exporting() {
+            return tracing::Span::none();
+        }
+        let span = match hop {
+            Hop::Forward => tracing::info_span!(
+                "gateway forward",
+                job_id = %envelope.job_id,
+                party_id = %self.party_id,
+                src_party_id = %envelope.src_party_id,
+                dest_party_id = %envelope.dest_party_id,
+                rpc.service = %envelope.service,
+                rpc.method = %envelope.method,
+            ),
+            Hop::Deliver => tracing::info_span!(
+                "gateway deliver",
+                job_id = %envelope.job_id,
+                party_id = %self.party_id,
+                src_party_id = %envelope.src_party_id,
+                dest_party_id = %envelope.dest_party_id,
+                rpc.service = %envelope.service,
+                rpc.method = %envelope.method,
+            ),
+        };
+        if fedflow_telemetry::context::set_parent(&span, &envelope.trace_context) {
+            // The data plane's spans for the job join the same trace.
+            fedflow_telemetry::context::jobs::remember(&envelope.job_id, &envelope.trace_context);
+        } else {
+            fedflow_telemetry::context::join_job(&span, &envelope.job_id);
+        }
+        span
     }
 
     /// An envelope from another party's gateway (the federation port). `peer`: the party the
@@ -210,7 +262,11 @@ impl Router {
                 Ok(answer)
             }
             Admission::Execute(ticket) => {
-                let result = self.deliver_local(&envelope, &caller).await;
+                let span = self.hop_span(Hop::Deliver, &envelope);
+                let result = self
+                    .deliver_local(&envelope, &caller)
+                    .instrument(span)
+                    .await;
                 ticket.finish(&result);
                 result
             }
@@ -261,6 +317,7 @@ impl Router {
                     timeout,
                     Some(&caller),
                     Some(&envelope.request_id),
+                    Some(&envelope.job_id),
                 )
                 .await;
                 tracing::debug!(service = %envelope.service, method = %envelope.method, ok = result.is_ok(), "duplicate delivered");
@@ -273,6 +330,7 @@ impl Router {
             timeout,
             Some(caller),
             Some(&envelope.request_id),
+            Some(&envelope.job_id),
         )
         .await
         .map_err(Failure::Answer)

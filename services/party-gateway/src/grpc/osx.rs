@@ -208,6 +208,7 @@ impl gw::transfer_server::Transfer for Transfer {
             from_party_id: d.from_party_id,
             target_party_id: d.target_party_id,
             message_id: d.message_id,
+            trace_context: d.trace_context,
         };
         let bytes = arrival.payload.len();
         let stored = self

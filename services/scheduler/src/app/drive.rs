@@ -13,6 +13,7 @@ use fedflow_core::{TaskStatus, Transition};
 use fedflow_rpc::now_ms;
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{App, Error, JobGuard, corrupt};
 use crate::domain::plan::{self, Attempt, Decision};
@@ -116,6 +117,19 @@ impl App {
     /// Derives federated statuses from party statuses, ends the job when its tasks say so, and
     /// starts every ready task; repeats while a round changes something.
     pub(super) async fn drive(&self, guard: &JobGuard) -> Result<(), Error> {
+        if !fedflow_telemetry::context::exporting() {
+            return self.drive_rounds(guard).await;
+        }
+        let span = tracing::info_span!(
+            "drive job",
+            job_id = %guard.job_id(),
+            party_id = %self.inner.party_id,
+        );
+        fedflow_telemetry::context::join_job(&span, guard.job_id());
+        self.drive_rounds(guard).instrument(span).await
+    }
+
+    async fn drive_rounds(&self, guard: &JobGuard) -> Result<(), Error> {
         let job_id = guard.job_id();
         for _ in 0..64 {
             let job = self.job(job_id).await?;

@@ -1,12 +1,16 @@
 //! Submit: validate the DSL and conf, store the job with version 0 of every task, create the
 //! job (`waiting`) and its version-0 task rows on every participant in one call each, and
 //! queue it. A repeated request id answers the
-//! job it created. A party that refuses fails the job at once, with that party's reason.
+//! job it created. A party that refuses fails the job at once, with that party's reason. The
+//! job's root span is made here; its traceparent is stored with the job.
 
+use fedflow_core::dsl::TaskPlan;
 use fedflow_core::ids;
+use fedflow_core::ids::Participant;
 use fedflow_core::{JobStatus, dsl};
 use fedflow_rpc::{now_micros, now_ms};
 use futures::future::join_all;
+use tracing::Instrument;
 
 use super::{App, Error};
 use crate::domain::versions;
@@ -80,6 +84,39 @@ impl App {
             return Err(e.into());
         }
         self.inner.metrics.created(job.status);
+        // The job's root span: every later span about the job, here and on the other
+        // parties, joins its trace (remembered here, stored with the job, carried by calls).
+        let job_span = if fedflow_telemetry::context::exporting() {
+            tracing::info_span!(
+                parent: None,
+                "job",
+                job_id = %job_id,
+                party_id = %self.inner.party_id,
+                role = %spec.initiator.role,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        if let Some(traceparent) = fedflow_telemetry::context::traceparent(&job_span) {
+            fedflow_telemetry::context::jobs::remember(
+                &job_id,
+                &fedflow_telemetry::context::carrier(&traceparent),
+            );
+            self.store().set_trace_parent(&job_id, &traceparent).await?;
+        }
+        self.create_everywhere(job, participants, creations)
+            .instrument(job_span)
+            .await
+    }
+
+    /// Creates a stored job on every participant and queues it; fails it when one refuses.
+    async fn create_everywhere(
+        &self,
+        job: Job,
+        participants: Vec<Participant>,
+        creations: Vec<(Participant, i32, Vec<TaskPlan>)>,
+    ) -> Result<String, Error> {
+        let job_id = job.job_id.clone();
         let _guard = self.lock(&job_id).await;
         // One call per party: its job-controller stores the job (already `waiting` there) and
         // creates version 0 of its tasks on its task-controller before it answers.

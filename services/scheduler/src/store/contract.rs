@@ -144,6 +144,27 @@ async fn jobs_without_a_request_id_never_collide() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_traceparent_is_kept_with_it_and_absent_until_set() {
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for store in stores("scheduler_trace_parent").await {
+        store
+            .insert_job(&job("j1", None), &[], &[task("j1", 0)], &[])
+            .await
+            .expect("insert");
+        assert_eq!(store.trace_parent("j1").await.expect("read"), None);
+        store
+            .set_trace_parent("j1", traceparent)
+            .await
+            .expect("set");
+        assert_eq!(
+            store.trace_parent("j1").await.expect("read").as_deref(),
+            Some(traceparent)
+        );
+        assert_eq!(store.trace_parent("j2").await.expect("read"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_status_moves_only_from_the_status_read_before() {
     for store in stores("scheduler_job_cas").await {
         store

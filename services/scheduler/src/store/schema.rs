@@ -103,4 +103,10 @@ pub const MIGRATIONS: &[Migration] = &[
             FROM scheduler_task_parties p JOIN scheduler_jobs j ON j.job_id = p.job_id",
         ],
     },
+    // The W3C traceparent of the job's root span (made at submit when spans are exported;
+    // NULL otherwise and for older jobs): every later span about the job joins that trace.
+    Migration {
+        name: "m0005_job_trace",
+        statements: &["ALTER TABLE scheduler_jobs ADD COLUMN trace_parent TEXT"],
+    },
 ];

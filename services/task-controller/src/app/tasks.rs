@@ -44,6 +44,7 @@ impl App {
                 self.check_module(&task.module, create.role.as_str())?;
             }
         }
+        let job_id = create.job_id.to_string();
         let rows: Vec<Task> = create
             .tasks
             .into_iter()
@@ -69,7 +70,18 @@ impl App {
                 row
             })
             .collect();
-        Ok(self.inner.store.insert_tasks(&rows, now_ms()).await?)
+        let created = self.inner.store.insert_tasks(&rows, now_ms()).await?;
+        // The trace the job came with (remembered as the call was served), kept.
+        if let Some(traceparent) = fedflow_telemetry::context::jobs::traceparent(&job_id)
+            && let Err(e) = self
+                .inner
+                .store
+                .set_trace_parent(&job_id, &traceparent)
+                .await
+        {
+            tracing::debug!(job = %job_id, error = %e, "cannot record the job's trace");
+        }
+        Ok(created)
     }
 
     /// Records the federated status the scheduler decided, on every role's row here.

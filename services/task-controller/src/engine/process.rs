@@ -91,6 +91,7 @@ impl ProcessEngine {
         &self,
         dir: &Path,
         task_json: &[u8],
+        traceparent: Option<&str>,
     ) -> Result<(tokio::process::Child, WorkerProcess), Error> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -121,7 +122,11 @@ impl ProcessEngine {
             path: log_path.clone(),
             source,
         })?;
-        let child = tokio::process::Command::new(&self.worker_bin)
+        let mut command = tokio::process::Command::new(&self.worker_bin);
+        if let Some(traceparent) = traceparent {
+            command.env("TRACEPARENT", traceparent);
+        }
+        let child = command
             .arg("--task-dir")
             .arg(dir)
             .current_dir(dir)
@@ -141,11 +146,31 @@ impl ProcessEngine {
     }
 }
 
+/// The span of one worker launch, in the job's trace; disabled when spans are not exported.
+fn launch_span(key: &TaskKey, file: &TaskFile) -> tracing::Span {
+    if !fedflow_telemetry::context::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "launch worker",
+        job_id = %key.job_id,
+        component = %key.component,
+        version = key.version,
+        role = %key.role,
+        party_id = %file.party_id,
+    );
+    fedflow_telemetry::context::join_job(&span, &key.job_id);
+    span
+}
+
 #[async_trait::async_trait]
 impl Engine for ProcessEngine {
     fn launch(&self, key: &TaskKey, file: &TaskFile) -> Result<Launch, Error> {
         let dir = self.task_dir(key)?;
-        let (child, worker) = self.spawn(&dir, &file.to_json())?;
+        // The launch is a span in the job's trace; the worker's calls carry its context.
+        let span = launch_span(key, file);
+        let traceparent = fedflow_telemetry::context::traceparent(&span);
+        let (child, worker) = self.spawn(&dir, &file.to_json(), traceparent.as_deref())?;
         Ok(Launch::Process { child, worker })
     }
 

@@ -342,3 +342,23 @@ async fn artifacts_are_registered_with_the_success_or_not_at_all() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_first_traceparent_is_kept_on_its_tasks_and_listed_once() {
+    let first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let later = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01";
+    for store in stores("taskctl_trace_parent").await {
+        store
+            .insert_tasks(&[task("a", 0), task("b", 0)], 1)
+            .await
+            .expect("insert");
+        assert_eq!(store.trace_parents(10).await.expect("list"), vec![]);
+        store.set_trace_parent("j1", first).await.expect("set");
+        store.set_trace_parent("j1", later).await.expect("set");
+        assert_eq!(
+            store.trace_parents(10).await.expect("list"),
+            vec![("j1".to_owned(), first.to_owned())],
+            "one row per job, the first traceparent"
+        );
+    }
+}

@@ -82,4 +82,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE taskctl_tasks ADD COLUMN parties TEXT NOT NULL DEFAULT '[]'",
         ],
     },
+    // The W3C traceparent the job's tasks were created with (its scheduler's trace) when spans
+    // are exported; NULL otherwise and on older rows. Read at start-up so this party's spans
+    // about the job (worker launches, status reports) stay in its trace after a restart.
+    Migration {
+        name: "m0006_job_trace",
+        statements: &["ALTER TABLE taskctl_tasks ADD COLUMN trace_parent TEXT"],
+    },
 ];
