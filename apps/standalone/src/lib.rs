@@ -376,6 +376,7 @@ impl Federation {
             let listeners = fedflow_scheduler::Listeners {
                 grpc: l.scheduler,
                 api: None,
+                board: None,
             };
             handles.push(spawn_service(
                 format!("{id} scheduler"),
