@@ -57,6 +57,8 @@ pub struct Options {
     /// The python of a venv holding pyfate, for every party (each keeps its FATE tables under
     /// its own data directory); empty: the parties run no FATE components.
     pub fate_python: PathBuf,
+    /// Serve each party's web board (its scheduler's `board.listen`) on a port of its own.
+    pub board: bool,
 }
 
 impl Options {
@@ -74,6 +76,7 @@ impl Options {
             tls_reload_interval_ms: 1_000,
             components_by_party: BTreeMap::new(),
             fate_python: PathBuf::new(),
+            board: false,
         }
     }
 
@@ -109,6 +112,8 @@ pub struct Party {
     pub federation: SocketAddr,
     /// The gateway's transfer port: FATE's OSX broker for this party's components.
     pub osx: SocketAddr,
+    /// The scheduler's web board (HTTP), when [`Options::board`] is on.
+    pub board: Option<SocketAddr>,
 }
 
 /// A running federation; [`Federation::shutdown`] stops it.
@@ -185,6 +190,7 @@ impl Federation {
             gateway: tokio::net::TcpListener,
             federation: tokio::net::TcpListener,
             osx: tokio::net::TcpListener,
+            board: Option<tokio::net::TcpListener>,
         }
         let mut bound = Vec::new();
         let mut parties = Vec::new();
@@ -201,6 +207,10 @@ impl Federation {
                 gateway: bind_kept(&kept, party_id, "party-gateway", dir).await?,
                 federation: bind_kept(&kept, party_id, "party-gateway-federation", dir).await?,
                 osx: bind_kept(&kept, party_id, "party-gateway-osx", dir).await?,
+                board: match options.board {
+                    true => Some(bind_kept(&kept, party_id, "scheduler-board", dir).await?),
+                    false => None,
+                },
             };
             parties.push(Party {
                 party_id: party_id.clone(),
@@ -210,13 +220,15 @@ impl Federation {
                 gateway: addr(&l.gateway)?,
                 federation: addr(&l.federation)?,
                 osx: addr(&l.osx)?,
+                board: l.board.as_ref().map(addr).transpose()?,
             });
             bound.push(l);
         }
         for p in &parties {
+            let board = p.board.map(|a| ("scheduler-board".to_owned(), a.to_string()));
             kept.insert(
                 p.party_id.clone(),
-                BTreeMap::from([
+                BTreeMap::from_iter([
                     ("scheduler".to_owned(), p.scheduler.to_string()),
                     ("job-controller".to_owned(), p.job_controller.to_string()),
                     ("task-controller".to_owned(), p.task_controller.to_string()),
@@ -226,7 +238,9 @@ impl Federation {
                         p.federation.to_string(),
                     ),
                     ("party-gateway-osx".to_owned(), p.osx.to_string()),
-                ]),
+                ]
+                .into_iter()
+                .chain(board)),
             );
         }
         write_kept(&options.data_dir, &kept)?;
@@ -371,12 +385,15 @@ impl Federation {
                 party_id: id.clone(),
                 database: options.database(&id, "scheduler", &dir),
                 gateway: party.gateway.to_string(),
+                board: fedflow_scheduler::config::Board {
+                    listen: party.board.map(|a| a.to_string()).unwrap_or_default(),
+                },
                 ..Default::default()
             };
             let listeners = fedflow_scheduler::Listeners {
                 grpc: l.scheduler,
                 api: None,
-                board: None,
+                board: l.board,
             };
             handles.push(spawn_service(
                 format!("{id} scheduler"),
