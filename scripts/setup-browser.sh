@@ -11,7 +11,7 @@ set -euo pipefail
 
 venv="${FEDFLOW_BROWSER_VENV:-$HOME/.cache/fedflow/browser-venv}"
 python="${PYTHON:-python3}"
-selenium_pin="selenium==4.52.0"
+selenium_pin="selenium==4.40.0"
 
 die() {
     echo "setup-browser: $*" >&2
