@@ -146,10 +146,20 @@ async fn the_board_draws_the_dag_follows_statuses_live_and_plots_metrics_in_a_br
         "the browser script failed ({status}); it said {said:?}"
     );
     assert!(said.iter().any(|l| l == "RELEASE"), "{said:?}");
-    for page in ["job-running", "job-success", "task-metrics", "jobs", "queue"] {
+    for page in [
+        "job-running",
+        "job-success",
+        "task-metrics",
+        "jobs",
+        "queue",
+    ] {
         let file = shots.join(format!("{page}.png"));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 1_000, "screenshot {} is missing or empty", file.display());
+        assert!(
+            size > 1_000,
+            "screenshot {} is missing or empty",
+            file.display()
+        );
     }
     let job = wait_ended(&mut scheduler, &held, WITHIN).await;
     assert_eq!(

@@ -225,22 +225,26 @@ impl Federation {
             bound.push(l);
         }
         for p in &parties {
-            let board = p.board.map(|a| ("scheduler-board".to_owned(), a.to_string()));
+            let board = p
+                .board
+                .map(|a| ("scheduler-board".to_owned(), a.to_string()));
             kept.insert(
                 p.party_id.clone(),
-                BTreeMap::from_iter([
-                    ("scheduler".to_owned(), p.scheduler.to_string()),
-                    ("job-controller".to_owned(), p.job_controller.to_string()),
-                    ("task-controller".to_owned(), p.task_controller.to_string()),
-                    ("party-gateway".to_owned(), p.gateway.to_string()),
-                    (
-                        "party-gateway-federation".to_owned(),
-                        p.federation.to_string(),
-                    ),
-                    ("party-gateway-osx".to_owned(), p.osx.to_string()),
-                ]
-                .into_iter()
-                .chain(board)),
+                BTreeMap::from_iter(
+                    [
+                        ("scheduler".to_owned(), p.scheduler.to_string()),
+                        ("job-controller".to_owned(), p.job_controller.to_string()),
+                        ("task-controller".to_owned(), p.task_controller.to_string()),
+                        ("party-gateway".to_owned(), p.gateway.to_string()),
+                        (
+                            "party-gateway-federation".to_owned(),
+                            p.federation.to_string(),
+                        ),
+                        ("party-gateway-osx".to_owned(), p.osx.to_string()),
+                    ]
+                    .into_iter()
+                    .chain(board),
+                ),
             );
         }
         write_kept(&options.data_dir, &kept)?;

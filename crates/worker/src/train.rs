@@ -35,7 +35,11 @@ fn data() -> Vec<([f64; 2], f64)> {
         .map(|_| {
             let x = [rng.next() * 4.0 - 2.0, rng.next() * 4.0 - 2.0];
             let noise = rng.next() * 1.6 - 0.8;
-            let y = if 1.5 * x[0] - x[1] + noise > 0.0 { 1.0 } else { 0.0 };
+            let y = if 1.5 * x[0] - x[1] + noise > 0.0 {
+                1.0
+            } else {
+                0.0
+            };
             (x, y)
         })
         .collect()
@@ -97,10 +101,14 @@ pub fn records(iterations: u32, rate: f64) -> Vec<Value> {
             ks_points.push(json!({"threshold": score, "tpr": tpr, "fpr": fpr}));
         }
     }
-    records.push(json!({"name": "roc", "type": "roc_curve", "groups": [{"name": "train"}],
-                        "metadata": {"auc": auc}, "data": roc}));
-    records.push(json!({"name": "ks", "type": "ks_curve", "groups": [{"name": "train"}],
-                        "metadata": {"ks": ks}, "data": ks_points}));
+    records.push(
+        json!({"name": "roc", "type": "roc_curve", "groups": [{"name": "train"}],
+                        "metadata": {"auc": auc}, "data": roc}),
+    );
+    records.push(
+        json!({"name": "ks", "type": "ks_curve", "groups": [{"name": "train"}],
+                        "metadata": {"ks": ks}, "data": ks_points}),
+    );
     records
 }
 
@@ -146,9 +154,15 @@ mod tests {
             .collect();
         assert_eq!(loss.len(), 30);
         assert!(loss[29] < loss[0] * 0.8, "loss {loss:?}");
-        let roc = records.iter().find(|r| r["name"] == "roc").expect("a roc record");
+        let roc = records
+            .iter()
+            .find(|r| r["name"] == "roc")
+            .expect("a roc record");
         assert!(roc["metadata"]["auc"].as_f64().unwrap_or(0.0) > 0.8);
-        let ks = records.iter().find(|r| r["name"] == "ks").expect("a ks record");
+        let ks = records
+            .iter()
+            .find(|r| r["name"] == "ks")
+            .expect("a ks record");
         assert!(ks["metadata"]["ks"].as_f64().unwrap_or(0.0) > 0.5);
     }
 }

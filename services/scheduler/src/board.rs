@@ -68,7 +68,10 @@ impl IntoResponse for Error {
                 };
                 if status == StatusCode::INTERNAL_SERVER_ERROR {
                     tracing::error!(error = %e, "board page failed");
-                    (status, "internal error (see the scheduler's log)".to_owned())
+                    (
+                        status,
+                        "internal error (see the scheduler's log)".to_owned(),
+                    )
                 } else {
                     (status, e.to_string())
                 }
@@ -245,7 +248,10 @@ struct JobsQuery {
     page: String,
 }
 
-async fn jobs(State(board): State<Board>, Query(query): Query<JobsQuery>) -> Result<Html<String>, Error> {
+async fn jobs(
+    State(board): State<Board>,
+    Query(query): Query<JobsQuery>,
+) -> Result<Html<String>, Error> {
     let mut filter = JobFilter::default();
     if !query.status.is_empty() {
         let status: JobStatus = query
@@ -266,7 +272,9 @@ async fn jobs(State(board): State<Board>, Query(query): Query<JobsQuery>) -> Res
     filter.text = text.to_owned();
     let after = match query.page.as_str() {
         "" => None,
-        token => Some(Cursor::from_token(token).map_err(|e| Error::BadRequest(format!("page: {e}")))?),
+        token => {
+            Some(Cursor::from_token(token).map_err(|e| Error::BadRequest(format!("page: {e}")))?)
+        }
     };
     let request = ListJobs {
         limit: PAGE,
@@ -313,7 +321,13 @@ async fn job(State(board): State<Board>, Path(id): Path<String>) -> Result<Html<
     } else {
         None
     };
-    Ok(Html(pages::job(app.party_id(), &view, &spec, &tasks, position)))
+    Ok(Html(pages::job(
+        app.party_id(),
+        &view,
+        &spec,
+        &tasks,
+        position,
+    )))
 }
 
 async fn task(
@@ -325,7 +339,9 @@ async fn task(
     let job = app.job_here(id.as_str()).await?;
     let spec = app.spec(&job)?;
     let Some(module) = spec.component(&component).map(|c| c.module.clone()) else {
-        return Err(app::Error::NotFound(format!("job {id} has no component {component:?}")).into());
+        return Err(
+            app::Error::NotFound(format!("job {id} has no component {component:?}")).into(),
+        );
     };
     let attempts: Vec<app::TaskView> = app
         .tasks(&id, true)
@@ -377,9 +393,9 @@ async fn events(
 /// `"<role> <party>"`, or null for its federated status.
 fn event_json(event: &Event) -> serde_json::Value {
     match event {
-        Event::Job {
-            status, reason, ..
-        } => serde_json::json!({"kind": "job", "status": status.as_str(), "reason": reason}),
+        Event::Job { status, reason, .. } => {
+            serde_json::json!({"kind": "job", "status": status.as_str(), "reason": reason})
+        }
         Event::Task {
             component,
             version,

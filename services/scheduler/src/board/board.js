@@ -48,6 +48,8 @@
   function onJob(e) {
     var el = document.querySelector("[data-job-status]");
     if (el) setStatus(el, e.status);
+    var progress = document.querySelector("[data-job-progress]");
+    if (progress && e.status === "success") progress.textContent = "100%";
     var reason = document.querySelector("[data-job-reason]");
     if (reason && e.reason) {
       reason.textContent = e.status === "waiting" ? "waiting in the queue: " + e.reason : e.reason;

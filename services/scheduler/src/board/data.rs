@@ -63,8 +63,12 @@ async fn ask_text<Req: Message, Resp: Message + Default>(
         .own_data(method, job_id, Bytes::from(request.encode_to_vec()))
         .await
         .map_err(|e| (e.code, e.message))?;
-    Resp::decode(reply)
-        .map_err(|e| (tonic::Code::Internal, format!("undecodable {method} reply: {e}")))
+    Resp::decode(reply).map_err(|e| {
+        (
+            tonic::Code::Internal,
+            format!("undecodable {method} reply: {e}"),
+        )
+    })
 }
 
 /// Reads this party's side of `component` of `job_id`.

@@ -100,7 +100,13 @@ fn parties(parties: &[Participant]) -> String {
 }
 
 /// The job list: a status filter, an id search, a page of jobs, the next page's link.
-pub fn jobs(party: &str, status_filter: &str, text: &str, views: &[JobView], next: Option<&str>) -> String {
+pub fn jobs(
+    party: &str,
+    status_filter: &str,
+    text: &str,
+    views: &[JobView],
+    next: Option<&str>,
+) -> String {
     let mut body = String::from("<h1>Jobs</h1>");
     let _ = write!(
         body,
@@ -111,7 +117,11 @@ pub fn jobs(party: &str, status_filter: &str, text: &str, views: &[JobView], nex
             body,
             r#"<option value="{s}"{sel}>{s}</option>"#,
             s = s.as_str(),
-            sel = if s.as_str() == status_filter { " selected" } else { "" }
+            sel = if s.as_str() == status_filter {
+                " selected"
+            } else {
+                ""
+            }
         );
     }
     let _ = write!(
@@ -168,7 +178,7 @@ pub fn job(
     let mut body = String::new();
     let _ = write!(
         body,
-        r#"<section data-job="{id}" data-events="/jobs/{seg}/events"><h1>Job {id}</h1><dl class="facts"><dt>status</dt><dd><span class="status s-{st}" data-job-status>{st}</span></dd><dt>initiator</dt><dd>{init}</dd><dt>parties</dt><dd>{p}</dd><dt>submitted</dt><dd>{c}</dd><dt>started</dt><dd>{s}</dd><dt>ended</dt><dd>{e}</dd><dt>progress</dt><dd>{pr}%</dd></dl>"#,
+        r#"<section data-job="{id}" data-events="/jobs/{seg}/events"><h1>Job {id}</h1><dl class="facts"><dt>status</dt><dd><span class="status s-{st}" data-job-status>{st}</span></dd><dt>initiator</dt><dd>{init}</dd><dt>parties</dt><dd>{p}</dd><dt>submitted</dt><dd>{c}</dd><dt>started</dt><dd>{s}</dd><dt>ended</dt><dd>{e}</dd><dt>progress</dt><dd data-job-progress>{pr}%</dd></dl>"#,
         seg = url_segment(&j.job_id),
         st = j.status.as_str(),
         init = esc(&j.initiator.to_string()),
@@ -194,7 +204,11 @@ pub fn job(
         body,
         r#"<p class="reason" data-job-reason{hidden}>{}</p>"#,
         esc(&reason_shown),
-        hidden = if reason_shown.is_empty() { " hidden" } else { "" }
+        hidden = if reason_shown.is_empty() {
+            " hidden"
+        } else {
+            ""
+        }
     );
     let statuses: Vec<String> = spec
         .components
@@ -219,7 +233,11 @@ pub fn job(
         })
         .collect();
     let base = format!("/jobs/{}/tasks", url_segment(&j.job_id));
-    let _ = write!(body, r#"<h2>DAG</h2><div class="dag-box">{}</div>"#, svg::dag(&nodes, &base));
+    let _ = write!(
+        body,
+        r#"<h2>DAG</h2><div class="dag-box">{}</div>"#,
+        svg::dag(&nodes, &base)
+    );
     body.push_str(r#"<h2>Tasks</h2><table class="tasks"><thead><tr><th>component</th><th>module</th><th>version</th><th>status</th>"#);
     for p in &view.parties {
         let _ = write!(body, "<th>{}</th>", esc(&p.to_string()));
@@ -254,7 +272,9 @@ pub fn job(
             esc(task.map_or("", |t| t.task.reason.as_str()))
         );
     }
-    body.push_str(r#"</tbody></table><p class="live" data-live>live updates: connecting…</p></section>"#);
+    body.push_str(
+        r#"</tbody></table><p class="live" data-live>live updates: connecting…</p></section>"#,
+    );
     page(party, &format!("job {}", j.job_id), &body)
 }
 
@@ -302,7 +322,8 @@ pub fn task(
                     Some(tp) => {
                         let _ = write!(body, "<td>{}", status(tp.status.as_str()));
                         if !tp.reason.is_empty() {
-                            let _ = write!(body, r#"<div class="reason">{}</div>"#, esc(&tp.reason));
+                            let _ =
+                                write!(body, r#"<div class="reason">{}</div>"#, esc(&tp.reason));
                         }
                         body.push_str("</td>");
                     }
@@ -410,7 +431,10 @@ mod tests {
 
     #[test]
     fn html_specials_are_escaped() {
-        assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]

@@ -167,7 +167,8 @@ pub struct Plot {
 }
 
 /// The x fields a metric record's points may have, in order of preference.
-const X_FIELDS: &[&str] = &["step", "iteration", "epoch", "fpr", "threshold", "x"];
+/// (A KS curve has `threshold`, `tpr` and `fpr`: it is drawn over the threshold.)
+const X_FIELDS: &[&str] = &["step", "iteration", "epoch", "threshold", "fpr", "x"];
 
 /// The plots a metric's JSON holds: every record (an object with a `data` array, found at
 /// any depth, e.g. pyfate's list of records) whose points are objects with a numeric x field
@@ -179,7 +180,10 @@ pub fn plots(metric: &Value) -> Vec<Plot> {
     collect_records(metric, &mut records, 0);
     let mut plots: Vec<Plot> = Vec::new();
     for record in records {
-        let name = record.get("name").and_then(Value::as_str).unwrap_or("metric");
+        let name = record
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("metric");
         let kind = record.get("type").and_then(Value::as_str).unwrap_or("");
         let title = if kind.is_empty() || kind == name {
             name.to_owned()
@@ -244,7 +248,8 @@ pub fn plots(metric: &Value) -> Vec<Plot> {
     }
     for plot in &mut plots {
         for s in &mut plot.series {
-            if plot.x != "fpr" && plot.x != "threshold" {
+            // A ROC curve keeps its order (points of one fpr rise in tpr).
+            if plot.x != "fpr" {
                 s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
             }
         }
@@ -252,12 +257,18 @@ pub fn plots(metric: &Value) -> Vec<Plot> {
     plots
 }
 
-fn collect_records<'a>(v: &'a Value, out: &mut Vec<&'a serde_json::Map<String, Value>>, depth: usize) {
+fn collect_records<'a>(
+    v: &'a Value,
+    out: &mut Vec<&'a serde_json::Map<String, Value>>,
+    depth: usize,
+) {
     if depth > 6 {
         return;
     }
     match v {
-        Value::Array(items) => items.iter().for_each(|i| collect_records(i, out, depth + 1)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| collect_records(i, out, depth + 1)),
         Value::Object(o) => {
             if o.get("data").is_some_and(Value::is_array) {
                 out.push(o);
@@ -325,7 +336,13 @@ pub fn plot(plot: &Plot) -> String {
         let colour = COLOURS[k % COLOURS.len()];
         let mut d = String::new();
         for (j, (x, y)) in s.points.iter().enumerate() {
-            let _ = write!(d, "{}{:.1},{:.1} ", if j == 0 { 'M' } else { 'L' }, sx(*x), sy(*y));
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1} ",
+                if j == 0 { 'M' } else { 'L' },
+                sx(*x),
+                sy(*y)
+            );
         }
         let _ = write!(
             svg,
@@ -364,9 +381,24 @@ mod tests {
         let a = vec!["a".to_owned()];
         let ab = vec!["a".to_owned(), "b".to_owned()];
         let nodes = [
-            Node { name: "a", module: "M", status: "success", upstream: &none },
-            Node { name: "b", module: "M", status: "running", upstream: &a },
-            Node { name: "c", module: "M", status: "waiting", upstream: &ab },
+            Node {
+                name: "a",
+                module: "M",
+                status: "success",
+                upstream: &none,
+            },
+            Node {
+                name: "b",
+                module: "M",
+                status: "running",
+                upstream: &a,
+            },
+            Node {
+                name: "c",
+                module: "M",
+                status: "waiting",
+                upstream: &ab,
+            },
         ];
         assert_eq!(layers(&nodes), vec![0, 1, 2]);
         let svg = dag(&nodes, "/jobs/j/tasks");
@@ -378,7 +410,12 @@ mod tests {
     #[test]
     fn names_are_escaped_in_the_drawing() {
         let none: Vec<String> = vec![];
-        let nodes = [Node { name: "<x>", module: "\"M\"", status: "waiting", upstream: &none }];
+        let nodes = [Node {
+            name: "<x>",
+            module: "\"M\"",
+            status: "waiting",
+            upstream: &none,
+        }];
         let svg = dag(&nodes, "/t");
         assert!(!svg.contains("<x>"));
         assert!(svg.contains("&lt;x&gt;"));
@@ -397,7 +434,10 @@ mod tests {
         let plots = plots(&metric);
         assert_eq!(plots.len(), 2);
         assert_eq!(plots[0].x, "iterations");
-        assert_eq!(plots[0].series[0].points, vec![(0.0, 0.7), (1.0, 0.5), (2.0, 0.4)]);
+        assert_eq!(
+            plots[0].series[0].points,
+            vec![(0.0, 0.7), (1.0, 0.5), (2.0, 0.4)]
+        );
         assert_eq!(plots[1].series[0].name, "tpr");
         let svg = plot(&plots[0]);
         assert!(svg.contains("data-points=\"3\""));
