@@ -168,7 +168,7 @@ async fn gate(State(board): State<Board>, request: Request, next: Next) -> Respo
     let sent = query
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
-        .map(|t| percent_decode(t));
+        .map(percent_decode);
     if sent.as_deref().is_some_and(|sent| same(sent, &token.plain)) {
         let mut response = Redirect::to(request.uri().path()).into_response();
         let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", token.hex);
