@@ -37,6 +37,9 @@ ALLOW=(
     #     composition root, which builds the servers.
     "proto  ^services/[^/]+/src/(grpc|remote)(\.rs|/)"
     "proto  ^services/[^/]+/src/lib\.rs$"
+    #     ... and the scheduler's web board, an incoming adapter like grpc (HTTP instead), which
+    #     asks its party's task-controller for a task's log, outputs and metric.
+    "proto  ^services/scheduler/src/board(\.rs|/)"
 )
 # ---------------------------------------------------------------------------------------------
 

@@ -1036,6 +1036,7 @@ async fn the_scheduler_client_port_asks_for_tls_and_a_token() {
     let listeners = fedflow_scheduler::Listeners {
         grpc: listener,
         api: Some(api_listener),
+        board: None,
     };
     let server = tokio::spawn(fedflow_scheduler::run(config, listeners, shutdown.clone()));
 

@@ -1,6 +1,6 @@
 //! `fedflow standalone`: every service of the listed parties in this process, on localhost,
-//! SQLite under the data directory. Prints one line per party with its scheduler's address and
-//! runs until interrupted; `--demo` runs the sample job instead and exits with its result.
+//! SQLite under the data directory. Prints one line per party with its scheduler's address (and
+//! its web board's, ` board http://HOST:PORT`) and runs until interrupted; `--demo` runs the sample job instead and exits with its result.
 
 use std::process::ExitCode;
 
@@ -22,6 +22,7 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
     options.cores = args.cores;
     options.mtls = !args.insecure;
     options.metrics = true;
+    options.board = true;
     if let Some(python) = &args.fate_python {
         // An absolute path, as the task-controllers need it.
         options.fate_python = std::path::absolute(python).unwrap_or_else(|_| python.clone());
@@ -43,8 +44,12 @@ pub async fn run(args: StandaloneArgs) -> commands::Result {
             .metrics
             .map(|addr| format!(" metrics http://{addr}"))
             .unwrap_or_default();
+        let board = party
+            .board
+            .map(|a| format!(" board http://{a}"))
+            .unwrap_or_default();
         println!(
-            "party {} scheduler {} gateway {} job-controller {} task-controller {} osx {}{metrics}",
+            "party {} scheduler {} gateway {} job-controller {} task-controller {} osx {}{metrics}{board}",
             party.party_id,
             party.scheduler,
             party.gateway,

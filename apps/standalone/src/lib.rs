@@ -62,6 +62,8 @@ pub struct Options {
     pub fate_python: PathBuf,
     /// One Prometheus endpoint per party, on its own port (off by default).
     pub metrics: bool,
+    /// Serve each party's web board (its scheduler's `board.listen`) on a port of its own.
+    pub board: bool,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Options {
             components_by_party: BTreeMap::new(),
             fate_python: PathBuf::new(),
             metrics: false,
+            board: false,
         }
     }
 
@@ -117,6 +120,8 @@ pub struct Party {
     pub osx: SocketAddr,
     /// The party's Prometheus endpoint (`http://{metrics}/metrics`), when served.
     pub metrics: Option<SocketAddr>,
+    /// The scheduler's web board (HTTP), when [`Options::board`] is on.
+    pub board: Option<SocketAddr>,
 }
 
 /// A running federation; [`Federation::shutdown`] stops it.
@@ -194,6 +199,7 @@ impl Federation {
             federation: tokio::net::TcpListener,
             osx: tokio::net::TcpListener,
             metrics: Option<tokio::net::TcpListener>,
+            board: Option<tokio::net::TcpListener>,
         }
         let mut bound = Vec::new();
         let mut parties = Vec::new();
@@ -214,6 +220,10 @@ impl Federation {
                     true => Some(bind_kept(&kept, party_id, "metrics", dir).await?),
                     false => None,
                 },
+                board: match options.board {
+                    true => Some(bind_kept(&kept, party_id, "scheduler-board", dir).await?),
+                    false => None,
+                },
             };
             parties.push(Party {
                 party_id: party_id.clone(),
@@ -224,6 +234,7 @@ impl Federation {
                 federation: addr(&l.federation)?,
                 osx: addr(&l.osx)?,
                 metrics: l.metrics.as_ref().map(addr).transpose()?,
+                board: l.board.as_ref().map(addr).transpose()?,
             });
             bound.push(l);
         }
@@ -231,24 +242,30 @@ impl Federation {
             let previous = kept.remove(&p.party_id).unwrap_or_default();
             kept.insert(
                 p.party_id.clone(),
-                BTreeMap::from([
-                    ("scheduler".to_owned(), p.scheduler.to_string()),
-                    ("job-controller".to_owned(), p.job_controller.to_string()),
-                    ("task-controller".to_owned(), p.task_controller.to_string()),
-                    ("party-gateway".to_owned(), p.gateway.to_string()),
-                    (
-                        "party-gateway-federation".to_owned(),
-                        p.federation.to_string(),
-                    ),
-                    ("party-gateway-osx".to_owned(), p.osx.to_string()),
-                ]),
+                BTreeMap::from_iter(
+                    [
+                        ("scheduler".to_owned(), p.scheduler.to_string()),
+                        ("job-controller".to_owned(), p.job_controller.to_string()),
+                        ("task-controller".to_owned(), p.task_controller.to_string()),
+                        ("party-gateway".to_owned(), p.gateway.to_string()),
+                        (
+                            "party-gateway-federation".to_owned(),
+                            p.federation.to_string(),
+                        ),
+                        ("party-gateway-osx".to_owned(), p.osx.to_string()),
+                    ]
+                    .into_iter(),
+                ),
             );
-            // The metrics port is kept once used, also by a start that does not serve it.
-            let metrics = p.metrics.map(|a| a.to_string());
-            if let Some(addr) = metrics.or_else(|| previous.get("metrics").cloned()) {
-                kept.entry(p.party_id.clone())
-                    .or_default()
-                    .insert("metrics".to_owned(), addr);
+            // The metrics and board ports are kept once used, also by a start that does not
+            // serve them.
+            for (service, served) in [("metrics", p.metrics), ("scheduler-board", p.board)] {
+                let served = served.map(|a| a.to_string());
+                if let Some(addr) = served.or_else(|| previous.get(service).cloned()) {
+                    kept.entry(p.party_id.clone())
+                        .or_default()
+                        .insert(service.to_owned(), addr);
+                }
             }
         }
         write_kept(&options.data_dir, &kept)?;
@@ -415,11 +432,15 @@ impl Federation {
                 party_id: id.clone(),
                 database: options.database(&id, "scheduler", &dir),
                 gateway: party.gateway.to_string(),
+                board: fedflow_scheduler::config::Board {
+                    listen: party.board.map(|a| a.to_string()).unwrap_or_default(),
+                },
                 ..Default::default()
             };
             let listeners = fedflow_scheduler::Listeners {
                 grpc: l.scheduler,
                 api: None,
+                board: l.board,
             };
             handles.push(spawn_service(
                 format!("{id} scheduler"),

@@ -5,7 +5,15 @@
 use serde_json::{Map, Value};
 
 /// Built-in modules compiled into `fedflow-worker`.
-pub const BUILTIN: &[&str] = &["Sleep", "Fail", "Sum", "Reader", "Statistics", "Gather"];
+pub const BUILTIN: &[&str] = &[
+    "Sleep",
+    "Fail",
+    "Sum",
+    "Reader",
+    "Statistics",
+    "Gather",
+    "Train",
+];
 
 /// Parameter keys any module accepts (they steer the scheduler, not the component).
 const COMMON_KEYS: &[&str] = &["need_run"];
@@ -17,12 +25,15 @@ pub fn is_known(module: &str) -> bool {
 /// Checks one party's resolved parameters for `module`; the error names the parameter.
 pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), String> {
     let allowed: &[&str] = match module {
-        "Sleep" => &["seconds"],
+        // `until_file`: sleep until that file exists (a test's hold on a running task).
+        "Sleep" => &["seconds", "until_file"],
         "Fail" => &["message", "roles", "attempts"],
         "Sum" => &["value"],
         // The table, as `{"table": {"namespace", "name"}}` or FATE 2's flat `namespace`, `name`.
         "Reader" => &["table", "namespace", "name"],
         "Statistics" => &[],
+        // A toy training run that reports a loss curve and an evaluation.
+        "Train" => &["iterations", "learning_rate"],
         // Every party's value goes to the guest over the data plane; `timeout_s` bounds the
         // guest's wait for each.
         "Gather" => &["value", "timeout_s"],
@@ -45,6 +56,9 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
             ("Sleep", "seconds") => value
                 .as_f64()
                 .is_some_and(|s| (0.0..=86_400.0).contains(&s)),
+            ("Sleep", "until_file") => value.as_str().is_some_and(|f| !f.is_empty()),
+            ("Train", "iterations") => value.as_u64().is_some_and(|n| (1..=10_000).contains(&n)),
+            ("Train", "learning_rate") => value.as_f64().is_some_and(|r| r > 0.0 && r <= 100.0),
             ("Fail", "message") => value.is_string(),
             ("Fail", "roles") => value.as_array().is_some_and(|roles| {
                 roles
@@ -70,6 +84,9 @@ pub fn validate_params(module: &str, params: &Map<String, Value>) -> Result<(), 
                 ("Sleep", "seconds") | ("Gather", "timeout_s") => {
                     "a number of seconds from 0 to 86400"
                 }
+                ("Sleep", "until_file") => "a file path",
+                ("Train", "iterations") => "a whole number from 1 to 10000",
+                ("Train", "learning_rate") => "a number above 0, at most 100",
                 ("Fail", "message") => "a string",
                 ("Fail", "roles") => "a list of roles (guest, host, arbiter, local)",
                 ("Fail", "attempts") => "a whole number from 0 to 1000",

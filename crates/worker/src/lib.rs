@@ -4,8 +4,10 @@
 //! runs the component named by `module` from the built-in registry, writes its output under
 //! the task directory and reports the end status, with the failure reason if any.
 //!
-//! Built-in modules: `Sleep {seconds}`, `Fail {message, roles, attempts}`, `Sum {value}`,
-//! `Gather {value, timeout_s}` (the data plane, [`gather`]), and
+//! Built-in modules: `Sleep {seconds, until_file}`, `Fail {message, roles, attempts}`,
+//! `Sum {value}`, `Gather {value, timeout_s}` (the data plane, [`gather`]), `Train
+//! {iterations, learning_rate}` (a toy training with a loss curve and an evaluation,
+//! [`train`]), and
 //! the artifact components of [`data`]: `Reader {table}`, `Statistics`. Any other module runs
 //! the executable this party registered for it ([`external`]); `fate:<component>` runs FATE's
 //! own component with this party's pyfate ([`fate`]).
@@ -14,6 +16,7 @@ pub mod data;
 pub mod external;
 pub mod fate;
 pub mod gather;
+pub mod train;
 
 use fedflow_core::task_file::OutputArtifact;
 use serde_json::{Map, Value, json};
@@ -31,8 +34,17 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Sleep: sleeps `seconds`, then succeeds.
+/// Sleep: sleeps `seconds`, then succeeds. With `until_file`, it sleeps until that file
+/// exists instead (looked for every 100 ms): a test holds a task running that way and lets
+/// it go when it chooses.
 pub async fn sleep(params: &Map<String, Value>) -> Outcome {
+    if let Some(file) = params.get("until_file").and_then(Value::as_str) {
+        let file = std::path::Path::new(file);
+        while !file.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        return Outcome::Success(None);
+    }
     let seconds = params.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
     if seconds > 0.0 {
         tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;

@@ -187,6 +187,7 @@ async fn run(config: &TaskFile, task_dir: &std::path::Path, channel: Channel) ->
         "Reader" => fedflow_worker::data::reader(task_dir, config),
         "Statistics" => fedflow_worker::data::statistics(task_dir, config),
         "Sleep" => fedflow_worker::sleep(&config.parameters).await,
+        "Train" => fedflow_worker::train::run(task_dir, &config.parameters),
         "Gather" => fedflow_worker::gather::run(config).await,
         "Fail" => fedflow_worker::fail(&config.parameters, &config.role, config.version),
         "Sum" => {

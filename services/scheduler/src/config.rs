@@ -19,6 +19,8 @@ pub struct Config {
     /// An optional second port that serves only the client API, for clients outside the
     /// party's private network: TLS and a bearer token.
     pub api: Api,
+    /// The web board: this party's jobs, tasks and queue in a browser.
+    pub board: Board,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
 }
@@ -36,6 +38,7 @@ impl Default for Config {
             scheduling: Scheduling::default(),
             limits: Limits::default(),
             api: Api::default(),
+            board: Board::default(),
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -130,4 +133,13 @@ pub struct Api {
     /// The port's TLS certificate and key (PEM); empty: plaintext.
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+}
+
+/// The web board (`board.listen`): HTML pages of this party's jobs, tasks and queue, with live
+/// task statuses. When `api.token_file` is set the board asks for the same token.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Board {
+    /// `host:port` of the board's HTTP port; empty: no board.
+    pub listen: String,
 }

@@ -6,6 +6,7 @@
 //! call goes through this party's gateway.
 
 mod app;
+mod board;
 pub mod config;
 mod domain;
 mod events;
@@ -33,18 +34,25 @@ pub struct Listeners {
     /// The client port (`api.listen`): the client API only, with the `api.*` TLS and token.
     /// None: no client port.
     pub api: Option<TcpListener>,
+    /// The web board (`board.listen`), with the `api.token_file` token when one is set.
+    /// None: no board.
+    pub board: Option<TcpListener>,
 }
 
-/// The binary's start: binds `grpc.listen` and, unless it is empty, `api.listen`, then
-/// [`run`]s until a signal asks it to stop.
+/// The binary's start: binds `grpc.listen` and, unless they are empty, `api.listen` and
+/// `board.listen`, then [`run`]s until a signal asks it to stop.
 pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result<(), Error> {
     let grpc = start.bind(&config.grpc.listen).await;
     let api = match config.api.listen.as_str() {
         "" => None,
         addr => Some(start.bind(addr).await),
     };
+    let board = match config.board.listen.as_str() {
+        "" => None,
+        addr => Some(start.bind(addr).await),
+    };
     let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
-    run_with_metrics(config, Listeners { grpc, api }, shutdown, start.metrics()).await
+    run_with_metrics(config, Listeners { grpc, api, board }, shutdown, start.metrics()).await
 }
 
 /// Serves the scheduler on `listeners` until `shutdown` is cancelled. Shutdown order: both
@@ -72,6 +80,12 @@ pub async fn run_with_metrics(
         return Err(Error::Config(format!(
             "api.listen is {} but no client listener was given",
             config.api.listen
+        )));
+    }
+    if listeners.board.is_none() && !config.board.listen.is_empty() {
+        return Err(Error::Config(format!(
+            "board.listen is {} but no board listener was given",
+            config.board.listen
         )));
     }
     let store =
@@ -105,6 +119,15 @@ pub async fn run_with_metrics(
             app.clone(),
             shutdown.clone(),
         )?),
+        None => None,
+    };
+    let board = match listeners.board {
+        Some(listener) => Some(board::serve(
+            app.clone(),
+            listener,
+            api_token(&config.api)?,
+            shutdown.clone(),
+        )),
         None => None,
     };
     let background = Background::start(&app);
@@ -142,7 +165,12 @@ pub async fn run_with_metrics(
             None => Ok(()),
         }
     };
-    let (served, client_served) = tokio::join!(served, client_served);
+    let board_served = async {
+        if let Some(board) = board {
+            board.await;
+        }
+    };
+    let (served, client_served, ()) = tokio::join!(served, client_served, board_served);
     background
         .stop(Duration::from_millis(config.grpc.drain_timeout_ms))
         .await;
@@ -197,6 +225,23 @@ impl Background {
     }
 }
 
+/// The bearer token of `api.token_file`; None when no file is set.
+fn api_token(api: &config::Api) -> Result<Option<String>, Error> {
+    if api.token_file.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&api.token_file)
+        .map_err(|e| Error::Config(format!("api.token_file {}: {e}", api.token_file.display())))?;
+    let token = text.trim().to_owned();
+    if token.is_empty() {
+        return Err(Error::Config(format!(
+            "api.token_file {} is empty",
+            api.token_file.display()
+        )));
+    }
+    Ok(Some(token))
+}
+
 /// The client port on `listener`, with the `api.*` token and TLS, checked before anything
 /// is served; the returned future serves it until `shutdown`.
 fn client_port(
@@ -206,21 +251,7 @@ fn client_port(
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, Error> {
     let api = &config.api;
-    let token = if api.token_file.as_os_str().is_empty() {
-        None
-    } else {
-        let text = std::fs::read_to_string(&api.token_file).map_err(|e| {
-            Error::Config(format!("api.token_file {}: {e}", api.token_file.display()))
-        })?;
-        let token = text.trim().to_owned();
-        if token.is_empty() {
-            return Err(Error::Config(format!(
-                "api.token_file {} is empty",
-                api.token_file.display()
-            )));
-        }
-        Some(token)
-    };
+    let token = api_token(api)?;
     let tls = match (
         api.tls_cert.as_os_str().is_empty(),
         api.tls_key.as_os_str().is_empty(),

@@ -281,6 +281,7 @@ impl Harness {
             fedflow_scheduler::Listeners {
                 grpc: listener,
                 api: None,
+                board: None,
             },
             shutdown.clone(),
         ));

@@ -32,6 +32,19 @@ impl App {
         }
     }
 
+    /// The waiting jobs in the order the queue looks at them (priority, then age), at most
+    /// `limit`: a job's place in this list is its queue position.
+    pub async fn queue_order(&self, limit: u32) -> Result<Vec<Job>, Error> {
+        let ids = self.store().job_ids_in(JobStatus::Waiting, limit).await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = self.store().job(&id).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
     async fn queue_pass(&self) -> Result<(), Error> {
         let waiting = self
             .store()
