@@ -60,16 +60,19 @@ print(value)' "$1"
 
 start_standalone
 
-# party 9999 scheduler A gateway B job-controller C task-controller D osx E metrics http://F
+# party 9999 scheduler A gateway B job-controller C task-controller D osx E metrics http://F board http://G
 line=$(grep '^party 9999 ' "$tmp/standalone.out") || fail "no line for party 9999"
-read -r _ _ k1 scheduler k2 gateway k3 job_controller k4 task_controller k5 osx k6 metrics rest <<<"$line"
-[[ "$k1 $k2 $k3 $k4 $k5 $k6" == "scheduler gateway job-controller task-controller osx metrics" && -z "$rest" ]] \
+read -r _ _ k1 scheduler k2 gateway k3 job_controller k4 task_controller k5 osx k6 metrics k7 board rest <<<"$line"
+[[ "$k1 $k2 $k3 $k4 $k5 $k6 $k7" == "scheduler gateway job-controller task-controller osx metrics board" && -z "$rest" ]] \
     || fail "unexpected party line: $line"
 [[ -n "$osx" ]] || fail "no data-plane (osx) address in: $line"
 [[ "$metrics" == http://* ]] || fail "no metrics endpoint in: $line"
 step "party 9999 metrics $metrics"
 curl -fsS "$metrics/metrics" | grep -q '^process_cpu_seconds_total ' \
     || fail "$metrics/metrics serves no process_cpu_seconds_total"
+[[ "$board" == http://* ]] || fail "no board in: $line"
+step "party 9999 board $board"
+curl -fsS "$board/jobs" | grep -q '<html' || fail "$board/jobs serves no page"
 
 # port name, address, the service it must serve
 ports=(

@@ -61,6 +61,10 @@ async fn the_board_draws_the_dag_follows_statuses_live_and_plots_metrics_in_a_br
     let python = match browser_python().await {
         Ok(python) => python,
         Err(why) => {
+            assert!(
+                std::env::var_os("FEDFLOW_REQUIRE_TOOLS").is_none(),
+                "no headless browser and FEDFLOW_REQUIRE_TOOLS is set: {why}"
+            );
             eprintln!("SKIPPED: no headless browser: {why}");
             return;
         }

@@ -18,9 +18,12 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
     let mut fed = ProcessFederation::start(&["9999", "10000", "10001"]).await;
     let mut scheduler = fed.scheduler("9999");
     let dsl = json!({"components": {"nap": {"module": "Sleep"}}});
+    // Every worker naps until the test lets them go, so all ten are alive when it kills
+    // three of them, however slowly the others start.
+    let release = fed.dir.path().join("release");
     let conf = conf3(
         json!({"common": {"task_cores": 1, "auto_retries": 1, "auto_retry_delay": 0}}),
-        json!({"common": {"nap": {"seconds": 4}}}),
+        json!({"common": {"nap": {"until_file": release.display().to_string()}}}),
     );
     let jobs = submit_many(&mut scheduler, &dsl, &conf, 10).await;
     let host_tc = fed.party("10000").task_controller.clone();
@@ -49,6 +52,7 @@ async fn a_restarted_task_controller_adopts_live_workers_and_finds_lost_ones() {
         signal(*pid, "KILL");
     }
     fed.restart("10000", "fedflow-task-controller").await;
+    std::fs::write(&release, b"").expect("write the release file");
     each_succeeds(&fed, &mut scheduler, &jobs, Duration::from_secs(60)).await;
     let mut client = tc::task_controller_client::TaskControllerClient::new(channel(&host_tc));
     for (i, job) in jobs.iter().enumerate() {

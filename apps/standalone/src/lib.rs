@@ -242,20 +242,17 @@ impl Federation {
             let previous = kept.remove(&p.party_id).unwrap_or_default();
             kept.insert(
                 p.party_id.clone(),
-                BTreeMap::from_iter(
-                    [
-                        ("scheduler".to_owned(), p.scheduler.to_string()),
-                        ("job-controller".to_owned(), p.job_controller.to_string()),
-                        ("task-controller".to_owned(), p.task_controller.to_string()),
-                        ("party-gateway".to_owned(), p.gateway.to_string()),
-                        (
-                            "party-gateway-federation".to_owned(),
-                            p.federation.to_string(),
-                        ),
-                        ("party-gateway-osx".to_owned(), p.osx.to_string()),
-                    ]
-                    .into_iter(),
-                ),
+                BTreeMap::from([
+                    ("scheduler".to_owned(), p.scheduler.to_string()),
+                    ("job-controller".to_owned(), p.job_controller.to_string()),
+                    ("task-controller".to_owned(), p.task_controller.to_string()),
+                    ("party-gateway".to_owned(), p.gateway.to_string()),
+                    (
+                        "party-gateway-federation".to_owned(),
+                        p.federation.to_string(),
+                    ),
+                    ("party-gateway-osx".to_owned(), p.osx.to_string()),
+                ]),
             );
             // The metrics and board ports are kept once used, also by a start that does not
             // serve them.

@@ -52,7 +52,13 @@ pub async fn start(config: Config, start: fedflow_service_main::Start) -> Result
         addr => Some(start.bind(addr).await),
     };
     let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
-    run_with_metrics(config, Listeners { grpc, api, board }, shutdown, start.metrics()).await
+    run_with_metrics(
+        config,
+        Listeners { grpc, api, board },
+        shutdown,
+        start.metrics(),
+    )
+    .await
 }
 
 /// Serves the scheduler on `listeners` until `shutdown` is cancelled. Shutdown order: both
