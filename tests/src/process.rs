@@ -23,6 +23,10 @@ pub struct ProcParty {
     pub federation: String,
     /// The gateway's transfer port (FATE's OSX broker).
     pub osx: String,
+    /// With [`ProcessOptions::observe`]: each service's Prometheus endpoint (binary name →
+    /// `host:port`) and the scheduler's web board.
+    pub metrics: BTreeMap<&'static str, String>,
+    pub board: Option<String>,
 }
 
 pub struct ProcessFederation {
@@ -56,6 +60,9 @@ pub struct ProcessOptions {
     /// Plaintext between gateways (`federation.mode = "insecure"`) instead of mutual TLS with
     /// a PKI per party made by `fedflow_tls::pki` under `<dir>/pki/<party>`.
     pub insecure: bool,
+    /// Every service serves its Prometheus metrics (`metrics.listen`) and each scheduler its
+    /// board (`board.listen`), on ports of their own.
+    pub observe: bool,
 }
 
 impl Default for ProcessOptions {
@@ -66,6 +73,7 @@ impl Default for ProcessOptions {
             log: "info",
             env: Vec::new(),
             insecure: false,
+            observe: false,
         }
     }
 }
@@ -74,6 +82,25 @@ impl Default for ProcessOptions {
 pub struct Service<'a> {
     pub name: &'a str,
     pub pid: u32,
+}
+
+/// The four service binaries.
+const SERVICES: [&str; 4] = [
+    "fedflow-party-gateway",
+    "fedflow-job-controller",
+    "fedflow-task-controller",
+    "fedflow-scheduler",
+];
+
+/// `FEDFLOW_<SERVICE>`, the prefix of a binary's configuration variables.
+fn env_prefix(binary: &str) -> String {
+    format!(
+        "FEDFLOW_{}",
+        binary
+            .trim_start_matches("fedflow-")
+            .to_uppercase()
+            .replace('-', "_")
+    )
 }
 
 /// Reserves an ephemeral port: the listener is kept (in `held`) until every port of the
@@ -122,6 +149,15 @@ impl ProcessFederation {
                 gateway: free_port(&mut held),
                 federation: free_port(&mut held),
                 osx: free_port(&mut held),
+                metrics: if options.observe {
+                    SERVICES
+                        .iter()
+                        .map(|s| (*s, free_port(&mut held)))
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                },
+                board: options.observe.then(|| free_port(&mut held)),
             })
             .collect();
         // Released just before the services bind them.
@@ -232,6 +268,27 @@ impl ProcessFederation {
                 if name == "fedflow-scheduler" {
                     env.push(("FEDFLOW_SCHEDULER__GRPC__LISTEN", party.scheduler.as_str()));
                 }
+                let observed: Vec<(String, String)> = party
+                    .metrics
+                    .get(name)
+                    .map(|addr| {
+                        (
+                            format!("{}__METRICS__LISTEN", env_prefix(name)),
+                            addr.clone(),
+                        )
+                    })
+                    .into_iter()
+                    .chain(
+                        party
+                            .board
+                            .as_ref()
+                            .filter(|_| name == "fedflow-scheduler")
+                            .map(|addr| {
+                                ("FEDFLOW_SCHEDULER__BOARD__LISTEN".to_owned(), addr.clone())
+                            }),
+                    )
+                    .collect();
+                env.extend(observed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 let child = spawn(name, &config, &log, options.log, &env);
                 children.push((format!("{} {name}", party.party_id), child));
                 launches.push(Launch {

@@ -33,7 +33,8 @@ pub struct Args {
     pub parse_runs: usize,
     /// Run only these parts (latency, throughput, instant, queue, parties, dataplane, parse);
     /// default all. `fate` (the FATE demo job; needs FEDFLOW_FATE_PYTHON) and `joblist`
-    /// (ListJobs among 100,000 stored jobs) run only when named.
+    /// (ListJobs among 100,000 stored jobs) and `observe` (the cost of metrics and the
+    /// board: the same jobs with them off and on) run only when named.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where the JSON results go.

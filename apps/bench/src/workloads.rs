@@ -10,6 +10,7 @@ mod instant;
 mod joblist;
 mod jobs;
 mod latency;
+mod observe;
 mod observer;
 mod parties;
 mod queue;
@@ -38,9 +39,16 @@ async fn start(
         cores,
         engine,
         log: "info",
-        env: Vec::new(),
-        insecure: false,
+        ..ProcessOptions::default()
     };
+    start_with(parties, options).await
+}
+
+/// [`start`] with any options.
+async fn start_with(
+    parties: &[&str],
+    options: ProcessOptions,
+) -> (ProcessFederation, Observer, Client) {
     let fed = ProcessFederation::start_with(parties, options).await;
     let addr = fed.party("9999").scheduler.clone();
     let observer = Observer::start(&addr).await;
@@ -75,6 +83,10 @@ pub async fn run(args: &Args) -> Results {
     // Only when asked for, after the default rows (which it leaves as they are).
     if args.only.iter().any(|p| p == "joblist") {
         joblist::run(args, &mut r).await;
+    }
+    // Only when asked for: two more federations, one serving metrics and boards.
+    if args.only.iter().any(|p| p == "observe") {
+        observe::run(args, &mut r).await;
     }
     r
 }
