@@ -578,3 +578,23 @@ pub async fn wait_party_tasks<F>(
         .await;
     }
 }
+
+/// fedflow's `Gather` on guest 9999 (value 5) and hosts 10000 (70) and 10001 (900): each
+/// host's worker pushes its value to the guest on the data plane, and the guest sums 975.
+pub fn gather_job() -> (Value, Value) {
+    let dsl = json!({"components": {"gather": {"module": "Gather"}}});
+    let conf = json!({
+        "dsl_version": 2,
+        "initiator": {"role": "guest", "party_id": 9999},
+        "role": {"guest": [9999], "host": [10000, 10001]},
+        "job_parameters": {"common": {"task_cores": 1}},
+        "component_parameters": {
+            "common": {"gather": {"timeout_s": 60}},
+            "role": {
+                "guest": {"0": {"gather": {"value": 5}}},
+                "host": {"0": {"gather": {"value": 70}}, "1": {"gather": {"value": 900}}}
+            }
+        }
+    });
+    (dsl, conf)
+}

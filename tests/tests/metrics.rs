@@ -256,24 +256,6 @@ print(json.dumps(out))
         .collect()
 }
 
-fn gather_job() -> (Value, Value) {
-    let dsl = json!({"components": {"gather": {"module": "Gather"}}});
-    let conf = json!({
-        "dsl_version": 2,
-        "initiator": {"role": "guest", "party_id": 9999},
-        "role": {"guest": [9999], "host": [10000, 10001]},
-        "job_parameters": {"common": {"task_cores": 1}},
-        "component_parameters": {
-            "common": {"gather": {"timeout_s": 60}},
-            "role": {
-                "guest": {"0": {"gather": {"value": 5}}},
-                "host": {"0": {"gather": {"value": 70}}, "1": {"gather": {"value": 900}}}
-            }
-        }
-    });
-    (dsl, conf)
-}
-
 /// Whether every service of the party has registered its metrics (they start concurrently).
 fn registered(s: &Scrape) -> Result<(), String> {
     let names = s.names();

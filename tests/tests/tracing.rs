@@ -290,20 +290,7 @@ async fn one_job_is_one_trace_across_services_and_parties() {
         fed.logs()
     );
     // Fedflow's Gather: every host's worker pushes its value to the guest on the data plane.
-    let gather_conf = json!({
-        "dsl_version": 2,
-        "initiator": {"role": "guest", "party_id": 9999},
-        "role": {"guest": [9999], "host": [10000, 10001]},
-        "job_parameters": {"common": {"task_cores": 1}},
-        "component_parameters": {
-            "common": {"gather": {"timeout_s": 60}},
-            "role": {
-                "guest": {"0": {"gather": {"value": 5}}},
-                "host": {"0": {"gather": {"value": 70}}, "1": {"gather": {"value": 900}}}
-            }
-        }
-    });
-    let gather_dsl = json!({"components": {"gather": {"module": "Gather"}}});
+    let (gather_dsl, gather_conf) = fedflow_tests::gather_job();
     let gather_id = submit(&mut scheduler, &gather_dsl, &gather_conf)
         .await
         .unwrap_or_else(|s| panic!("submit: {s:?}\n{}", fed.logs()));
