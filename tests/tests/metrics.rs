@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fedflow_tests::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WITHIN: Duration = Duration::from_secs(90);
