@@ -268,6 +268,13 @@ for scheduler in "$S9999" "$S10000"; do
     log "through $scheduler: job success, 3 components success on 9999 and 10000, outputs 6 and 15"
 done
 
+# Party 9999's board (published on the host) shows the job, its DAG and its success.
+board="http://127.0.0.1:${FEDFLOW_PARTY9999_BOARD_PORT:-19390}"
+page="$(curl -fsS "$board/jobs/$JOB_ID")" || die "the board at $board did not serve job $JOB_ID"
+grep -q "<svg" <<<"$page" || die "the board's page of job $JOB_ID has no DAG: $page"
+grep -q "success" <<<"$page" || die "the board's page of job $JOB_ID shows no success: $page"
+log "board $board: job $JOB_ID drawn, success"
+
 # ------------------------------------------------------------------------------ 4. FATE 2.x
 if [ -n "${FEDFLOW_FATE_PYTHON:-}" ]; then
     "$FEDFLOW" --scheduler "$S9999" data upload -c examples/fate-lr/upload_guest.json >&2 ||
