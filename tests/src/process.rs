@@ -103,13 +103,43 @@ fn env_prefix(binary: &str) -> String {
     )
 }
 
-/// Reserves an ephemeral port: the listener is kept (in `held`) until every port of the
-/// federation is chosen, so no two services are given the same one.
+/// The ports a federation of processes is given: below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range` starts at 32768), so no socket bound to port 0 — by another
+/// test running at the same time, say — can take one in the moment between its reservation here
+/// and its service binding it (or while a killed service is down before its restart), and above
+/// the ports `docker-compose.yml` publishes.
+const PORTS: std::ops::Range<u16> = 21_000..29_000;
+
+/// Reserves a port of [`PORTS`]: the listener is kept (in `held`) until every port of the
+/// federation is chosen, so no two services are given the same one; federations started at
+/// once (in other test processes) each start at a different pseudo-random place and skip what is
+/// bound.
 fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let addr = listener.local_addr().expect("local address").to_string();
-    held.push(listener);
-    addr
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        // A random start per test process (the hasher's keys are random).
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            (hasher.finish() % u64::from(span)) as u32,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + offset as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            let addr = listener.local_addr().expect("local address").to_string();
+            held.push(listener);
+            return addr;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{PORTS:?}");
 }
 
 fn spawn(name: &str, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
