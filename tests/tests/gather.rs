@@ -16,20 +16,7 @@ const WITHIN: Duration = Duration::from_secs(90);
 async fn gather_on_three_parties_sums_every_partys_value_at_the_guest() {
     let fed = TestFederation::start(&["9999", "10000", "10001"]).await;
     let mut scheduler = fed.scheduler("9999");
-    let dsl = json!({"components": {"gather": {"module": "Gather"}}});
-    let conf = json!({
-        "dsl_version": 2,
-        "initiator": {"role": "guest", "party_id": 9999},
-        "role": {"guest": [9999], "host": [10000, 10001]},
-        "job_parameters": {"common": {"task_cores": 1}},
-        "component_parameters": {
-            "common": {"gather": {"timeout_s": 60}},
-            "role": {
-                "guest": {"0": {"gather": {"value": 5}}},
-                "host": {"0": {"gather": {"value": 70}}, "1": {"gather": {"value": 900}}}
-            }
-        }
-    });
+    let (dsl, conf) = gather_job();
     let (job_id, _) = run_to_success(&mut scheduler, &dsl, &conf, WITHIN).await;
     let output = |party: &'static str, role: &'static str| {
         let mut scheduler = fed.scheduler("9999");
