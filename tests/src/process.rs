@@ -2,7 +2,7 @@
 //! a TOML file (and `FEDFLOW_*` environment), talking over localhost. Dropping it kills them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ pub struct ProcessFederation {
 /// How one service process was started: its config file, log file and environment.
 #[derive(Debug, Clone)]
 struct Launch {
+    program: PathBuf,
     config: std::path::PathBuf,
     log: std::path::PathBuf,
     env: Vec<(String, String)>,
@@ -63,6 +64,19 @@ pub struct ProcessOptions {
     /// Every service serves its Prometheus metrics (`metrics.listen`) and each scheduler its
     /// board (`board.listen`), on ports of their own.
     pub observe: bool,
+    /// Parties whose services (and workers) run other binaries than this build's: party id →
+    /// the directory holding them (a previous version's, for the mixed-version tests).
+    pub binaries: BTreeMap<String, PathBuf>,
+}
+
+impl ProcessOptions {
+    /// The binary `name` that `party` runs.
+    fn program(&self, party: &str, name: &str) -> PathBuf {
+        match self.binaries.get(party) {
+            Some(dir) => dir.join(name),
+            None => bin(name),
+        }
+    }
 }
 
 impl Default for ProcessOptions {
@@ -74,6 +88,7 @@ impl Default for ProcessOptions {
             env: Vec::new(),
             insecure: false,
             observe: false,
+            binaries: BTreeMap::new(),
         }
     }
 }
@@ -142,14 +157,20 @@ fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
     panic!("no free port in 127.0.0.1:{PORTS:?}");
 }
 
-fn spawn(name: &str, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
+fn spawn(
+    program: &Path,
+    config: &Path,
+    log: &Path,
+    rust_log: &str,
+    env: &[(&str, &str)],
+) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("open a log file");
     let err_file = log_file.try_clone().expect("clone the log file");
-    Command::new(bin(name))
+    Command::new(program)
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", rust_log)
@@ -158,7 +179,7 @@ fn spawn(name: &str, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &s
         .stdout(Stdio::from(log_file))
         .stderr(Stdio::from(err_file))
         .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
 }
 
 impl ProcessFederation {
@@ -271,7 +292,7 @@ impl ProcessFederation {
                         data = pdir.display(),
                         listen = party.task_controller,
                         db = db("task-controller"),
-                        worker = bin("fedflow-worker").display(),
+                        worker = options.program(&party.party_id, "fedflow-worker").display(),
                         engine = options.engine,
                     ),
                 ),
@@ -319,9 +340,11 @@ impl ProcessFederation {
                     )
                     .collect();
                 env.extend(observed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let child = spawn(name, &config, &log, options.log, &env);
+                let program = options.program(&party.party_id, name);
+                let child = spawn(&program, &config, &log, options.log, &env);
                 children.push((format!("{} {name}", party.party_id), child));
                 launches.push(Launch {
+                    program,
                     config,
                     log,
                     env: env
@@ -412,7 +435,13 @@ impl ProcessFederation {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.children[i].1 = spawn(service, &launch.config, &launch.log, self.log_level, &env);
+        self.children[i].1 = spawn(
+            &launch.program,
+            &launch.config,
+            &launch.log,
+            self.log_level,
+            &env,
+        );
         let p = self.party(party);
         let addr = match service {
             "fedflow-scheduler" => p.scheduler.clone(),
