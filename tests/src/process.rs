@@ -157,13 +157,7 @@ fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
     panic!("no free port in 127.0.0.1:{PORTS:?}");
 }
 
-fn spawn(
-    program: &Path,
-    config: &Path,
-    log: &Path,
-    rust_log: &str,
-    env: &[(&str, &str)],
-) -> Child {
+fn spawn(program: &Path, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -127,7 +127,9 @@ async fn jobs_run_across_versions(fed: &ProcessFederation) {
         let mut scheduler = scheduler.clone();
         let job_id = stopped.clone();
         async move {
-            let job = get_job(&mut scheduler, &job_id).await.map_err(|e| e.to_string())?;
+            let job = get_job(&mut scheduler, &job_id)
+                .await
+                .map_err(|e| e.to_string())?;
             if job_status(job.status) == WireStatus::Running {
                 Ok(())
             } else {
