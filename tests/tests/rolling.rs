@@ -163,3 +163,79 @@ async fn every_service_restarted_one_at_a_time_under_load_fails_no_job() {
         parties.len() * SERVICES.len()
     );
 }
+
+/// A submit that finds a participant's gateway down (restarting) keeps asking it to create the
+/// job until it is back, instead of failing the job at once: the job then runs to success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_submitted_while_a_hosts_gateway_restarts_waits_for_it() {
+    let mut fed = ProcessFederation::start(&["9999", "10000", "10001"]).await;
+    let gateway = "fedflow-party-gateway";
+    fed.signal("10000", gateway, "TERM");
+    eventually(
+        "the host's gateway to exit on SIGTERM",
+        Duration::from_secs(30),
+        || {
+            let exited = fed.exited("10000", gateway);
+            async move {
+                if exited {
+                    Ok(())
+                } else {
+                    Err("running".to_owned())
+                }
+            }
+        },
+    )
+    .await;
+    let mut scheduler = fed.scheduler("9999");
+    let submitting = {
+        let mut scheduler = scheduler.clone();
+        tokio::spawn(async move {
+            submit(&mut scheduler, &diamond_dsl(), &conf3(
+                json!({"common": {"task_cores": 1}}),
+                json!({"common": {"a": {"value": 1}, "b": {"value": 2}, "c": {"value": 3}, "d": {"value": 4}}}),
+            ))
+            .await
+        })
+    };
+    // The job is stored at the initiator, its creation on the host not answered yet.
+    eventually(
+        "the job to be stored, not yet created everywhere",
+        Duration::from_secs(30),
+        || {
+            let mut scheduler = scheduler.clone();
+            async move {
+                let jobs = scheduler
+                    .list_jobs(sc::ListJobsRequest {
+                        limit: 10,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|s| format!("{s:?}"))?
+                    .into_inner()
+                    .jobs;
+                match jobs.as_slice() {
+                    [job] if !is_end(job.status) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    // Down for longer than one call's own retries (about 0.75 s) take.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!submitting.is_finished(), "the submit waits for the host");
+    fed.restart("10000", gateway).await;
+    let job_id = submitting
+        .await
+        .expect("the submit ran")
+        .unwrap_or_else(|s| panic!("submit failed instead of waiting: {s:?}\n{}", fed.logs()));
+    let job = wait_ended(&mut scheduler, &job_id, Duration::from_secs(90)).await;
+    assert_eq!(
+        job_status(job.status),
+        WireStatus::Success,
+        "{job:?}\n{}",
+        fed.logs()
+    );
+    fed.check_invariants("9999", &[job_id], Duration::from_secs(60))
+        .await;
+}

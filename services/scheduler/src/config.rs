@@ -67,6 +67,11 @@ pub struct Scheduling {
     /// part in, with the reason "party P unreachable" (seconds). Parties use the same figure
     /// to fence themselves off from a scheduler they cannot reach.
     pub party_unreachable_timeout_s: u64,
+    /// How long a submit keeps trying to create the job on a party it cannot reach (a
+    /// gateway or job-controller restarting, a link down for a moment) before the job fails
+    /// naming that party (milliseconds). Creation is idempotent, so a try whose answer was
+    /// lost is harmless.
+    pub create_retry_ms: u64,
     /// Parsed job specs kept in memory (jobs in play); past this the cache starts afresh.
     pub spec_cache_size: usize,
 }
@@ -82,6 +87,7 @@ impl Default for Scheduling {
             default_task_timeout_s: 4 * 3600,
             default_queue_timeout_s: 3600,
             party_unreachable_timeout_s: 300,
+            create_retry_ms: 20_000,
             spec_cache_size: 10_000,
         }
     }

@@ -120,7 +120,8 @@ impl App {
         let _guard = self.lock(&job_id).await;
         // One call per party: its job-controller stores the job (already `waiting` there) and
         // creates version 0 of its tasks on its task-controller before it answers.
-        let created = join_all(participants.iter().map(|who| {
+        let create = |i: usize| {
+            let who = &participants[i];
             let plans = creations
                 .iter()
                 .find(|(to, version, _)| to == who && *version == 0)
@@ -133,8 +134,32 @@ impl App {
                 &self.inner.party_id,
                 plans,
             )
-        }))
-        .await;
+        };
+        let mut created = join_all((0..participants.len()).map(create)).await;
+        // A party that could not be reached (its gateway restarting, say) is asked again until
+        // `create_retry_ms` has passed: creating is idempotent, and failing the job for a
+        // moment's outage would make a rolling restart fail every job submitted during it.
+        let until = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(self.inner.scheduling.create_retry_ms);
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let unreached: Vec<usize> = created
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.as_ref().is_err_and(|e| e.is_transient()))
+                .map(|(i, _)| i)
+                .collect();
+            if unreached.is_empty() || tokio::time::Instant::now() + pause > until {
+                break;
+            }
+            tracing::debug!(job = %job_id, parties = unreached.len(), "creation not answered; asking again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            let again = join_all(unreached.iter().map(|&i| create(i))).await;
+            for (i, result) in unreached.into_iter().zip(again) {
+                created[i] = result;
+            }
+        }
         let refusal = participants
             .iter()
             .zip(created)
