@@ -159,8 +159,11 @@ pub struct FederationConfig {
     /// How often the certificate, key and CA bundles are re-read; a change is used for new
     /// connections without a restart.
     pub reload_interval_ms: u64,
-    /// An envelope issued further in the future than this (by the receiver's clock) is refused
-    /// as clock skew.
+    /// An envelope issued further from this gateway's clock than this, in the future or in the
+    /// past, is refused as clock skew (`FAILED_PRECONDITION`, "clock skew: …", naming both
+    /// clocks). Within it, a party's envelopes are judged by that party's own clock (their
+    /// expiry and the time left to their calls), so parties whose clocks differ by less work
+    /// as if they agreed.
     pub max_clock_skew_ms: u64,
     /// The longest an envelope may live (expiry minus issue time).
     pub max_envelope_lifetime_ms: u64,
@@ -174,7 +177,7 @@ impl Default for FederationConfig {
             cert: PathBuf::new(),
             key: PathBuf::new(),
             reload_interval_ms: 5_000,
-            max_clock_skew_ms: 30_000,
+            max_clock_skew_ms: 120_000,
             max_envelope_lifetime_ms: 600_000,
         }
     }

@@ -150,7 +150,9 @@ impl Router {
         if envelope.dest_party_id == self.party_id {
             let caller = self.party_id.clone();
             let span = self.hop_span(Hop::Deliver, &envelope);
-            self.deliver_local(&envelope, &caller)
+            // This party's own envelope: its times are by this clock.
+            let deadline_ms = envelope.deadline_unix_ms;
+            self.deliver_local(&envelope, &caller, deadline_ms)
                 .instrument(span)
                 .await
         } else {
@@ -232,7 +234,8 @@ impl Router {
             .into());
         }
         let now = fedflow_rpc::now_ms();
-        self.replay.check_times(&envelope, now)?;
+        // The deadline by this gateway's clock, whatever the sender's clock says.
+        let arrival = self.replay.check_times(&envelope, now)?;
         let call = policy::inspect(&envelope.service, &envelope.method, &envelope.payload)?;
         if call.job_id != envelope.job_id {
             return Err(Refusal::PermissionDenied(format!(
@@ -264,7 +267,7 @@ impl Router {
             Admission::Execute(ticket) => {
                 let span = self.hop_span(Hop::Deliver, &envelope);
                 let result = self
-                    .deliver_local(&envelope, &caller)
+                    .deliver_local(&envelope, &caller, arrival.deadline_ms)
                     .instrument(span)
                     .await;
                 ticket.finish(&result);
@@ -287,9 +290,15 @@ impl Router {
         Ok(())
     }
 
-    /// Calls the local service the envelope names, on behalf of `caller`, once.
-    async fn deliver_local(&self, envelope: &pb::Envelope, caller: &str) -> Result<Bytes, Failure> {
-        let timeout = self.timeout_of(envelope)?;
+    /// Calls the local service the envelope names, on behalf of `caller`, once, by
+    /// `deadline_ms` (this gateway's clock).
+    async fn deliver_local(
+        &self,
+        envelope: &pb::Envelope,
+        caller: &str,
+        deadline_ms: i64,
+    ) -> Result<Bytes, Failure> {
+        let timeout = self.timeout_of(deadline_ms)?;
         let channel = self.local.get(envelope.service.as_str()).ok_or_else(|| {
             Refusal::PermissionDenied(format!(
                 "service {:?} is not reachable through the gateway",
@@ -338,7 +347,8 @@ impl Router {
 
     /// Passes the envelope to the destination party's gateway, once.
     async fn to_remote(&self, mut envelope: pb::Envelope) -> Result<Bytes, Failure> {
-        let timeout = self.timeout_of(&envelope)?;
+        // Issued by this party's own service: its deadline is by this clock.
+        let timeout = self.timeout_of(envelope.deadline_unix_ms)?;
         let mut client = self
             .remote
             .get(&envelope.dest_party_id)
@@ -367,11 +377,12 @@ impl Router {
         }
     }
 
-    fn timeout_of(&self, envelope: &pb::Envelope) -> Result<Duration, Refusal> {
-        if envelope.deadline_unix_ms == 0 {
+    /// The time left until `deadline_ms` (unix ms by this gateway's clock; 0: none given).
+    fn timeout_of(&self, deadline_ms: i64) -> Result<Duration, Refusal> {
+        if deadline_ms == 0 {
             return Ok(Duration::from_millis(self.forward.default_timeout_ms));
         }
-        let left = envelope.deadline_unix_ms - fedflow_rpc::now_ms();
+        let left = deadline_ms - fedflow_rpc::now_ms();
         if left <= 0 {
             return Err(Refusal::DeadlineExceeded(
                 "the envelope's deadline has passed".into(),
