@@ -27,6 +27,21 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
+    /// TESTING ONLY: injected faults. Off by default; never enable in production.
+    pub faults: FaultsConfig,
+}
+
+/// TESTING ONLY: faults the gateway injects, to show that the parties' retries, outboxes and
+/// idempotency keys make them harmless.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// Of the mutating calls other parties send (every party call but `Get*`, `List*` and
+    /// `Probe`), this many per thousand are delivered to the local service and answered, and
+    /// then the answer is dropped: the caller gets `UNAVAILABLE`, as if the link broke after
+    /// the call took effect, and the gateway forgets the call, so the caller's retry reaches the
+    /// service again. Each drop is logged ("reply dropped"). 0 (the default): none; at most 1000.
+    pub drop_reply_per_mille: u32,
 }
 
 impl Default for Config {
@@ -41,6 +56,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
+            faults: FaultsConfig::default(),
         }
     }
 }

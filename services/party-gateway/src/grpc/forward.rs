@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::policy::{self, Membership};
 use super::replay::{Admission, ReplayGuard};
-use crate::config::{Config, ForwardConfig};
+use crate::config::{Config, FaultsConfig, ForwardConfig};
 use crate::error::{Error, Refusal};
 use crate::limits::MAX_MESSAGE;
 
@@ -65,6 +65,8 @@ pub struct Router {
     membership: Membership,
     /// The testing switch's duplicate deliveries, waited for at shutdown.
     background: TaskTracker,
+    /// Injected faults (tests only).
+    faults: FaultsConfig,
 }
 
 impl Router {
@@ -76,6 +78,18 @@ impl Router {
         background: TaskTracker,
     ) -> Result<Self, Error> {
         fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+        if config.faults.drop_reply_per_mille > 1000 {
+            return Err(Error::Config(format!(
+                "faults.drop_reply_per_mille is {}: a share per thousand, at most 1000",
+                config.faults.drop_reply_per_mille
+            )));
+        }
+        if config.faults.drop_reply_per_mille > 0 {
+            tracing::warn!(
+                per_mille = config.faults.drop_reply_per_mille,
+                "TESTING ONLY: faults.drop_reply_per_mille drops the replies of calls from other parties"
+            );
+        }
         let chan = |addr: &str| {
             fedflow_rpc::channel(addr).map_err(|e| Error::Config(format!("address {addr:?}: {e}")))
         };
@@ -123,6 +137,7 @@ impl Router {
             ),
             membership: Membership::new(job_controller),
             background,
+            faults: config.faults.clone(),
         })
     }
 
@@ -270,10 +285,36 @@ impl Router {
                     .deliver_local(&envelope, &caller, arrival.deadline_ms)
                     .instrument(span)
                     .await;
+                if result.is_ok() && self.drops_reply(&envelope.method) {
+                    tracing::warn!(
+                        from = %caller,
+                        service = %envelope.service,
+                        method = %envelope.method,
+                        request_id = %envelope.request_id,
+                        "reply dropped (faults.drop_reply_per_mille): the call was applied"
+                    );
+                    // Forgotten, so the retry reaches the service again.
+                    ticket.finish::<()>(&Err(()));
+                    return Err(Refusal::Unavailable(format!(
+                        "the reply of {}/{} (request {}) was dropped after the call was applied (faults.drop_reply_per_mille, a testing fault)",
+                        envelope.service, envelope.method, envelope.request_id
+                    ))
+                    .into());
+                }
                 ticket.finish(&result);
                 result
             }
         }
+    }
+
+    /// Whether the testing fault drops the reply of this call (a mutating one).
+    fn drops_reply(&self, method: &str) -> bool {
+        let per_mille = self.faults.drop_reply_per_mille;
+        per_mille > 0
+            && !["Get", "List", "Probe"]
+                .iter()
+                .any(|read| method.starts_with(read))
+            && rand::rng().random_range(0..1000) < per_mille
     }
 
     fn check_ids(&self, envelope: &pb::Envelope) -> Result<(), Refusal> {
