@@ -281,3 +281,76 @@ async fn each_succeeds(
         );
     }
 }
+
+/// S25: ten times more submissions than the scheduler's queue admits (5 waiting jobs, while
+/// the one job that fits the host's cores runs): the excess is refused `RESOURCE_EXHAUSTED`
+/// with a `retry-after-ms` hint, the admitted jobs all finish, and a submission after the
+/// queue drained is admitted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn submissions_beyond_the_queue_are_refused_with_a_retry_hint() {
+    const QUEUE: usize = 5;
+    let fed = ProcessFederation::start_with(
+        &["9999", "10000"],
+        fedflow_tests::process::ProcessOptions {
+            cores: 2,
+            env: vec![(
+                "FEDFLOW_SCHEDULER__SCHEDULING__MAX_WAITING_JOBS".to_owned(),
+                QUEUE.to_string(),
+            )],
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut scheduler = fed.scheduler("9999");
+    let release = fed.dir.path().join("release");
+    let dsl = json!({"components": {"nap": {"module": "Sleep"}}});
+    let conf = json!({
+        "dsl_version": 2,
+        "initiator": {"role": "guest", "party_id": 9999},
+        "role": {"guest": [9999], "host": [10000]},
+        "job_parameters": {"common": {"task_cores": 2}},
+        "component_parameters": {"common": {"nap": {"until_file": release.display().to_string()}}}
+    });
+    let mut admitted = Vec::new();
+    let mut refused = 0usize;
+    for _ in 0..10 * QUEUE + 1 {
+        match submit(&mut scheduler, &dsl, &conf).await {
+            Ok(job_id) => admitted.push(job_id),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                assert!(status.message().contains("max_waiting_jobs"), "{status:?}");
+                let hint: u64 = status
+                    .metadata()
+                    .get("retry-after-ms")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("a retry-after-ms hint: {status:?}"));
+                assert!(hint > 0, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{} submissions: {} admitted, {refused} refused RESOURCE_EXHAUSTED",
+        10 * QUEUE + 1,
+        admitted.len()
+    );
+    // The queue's jobs and the one or two that got past it into running.
+    assert!(
+        (QUEUE..=QUEUE + 2).contains(&admitted.len()),
+        "{} admitted",
+        admitted.len()
+    );
+    assert_eq!(refused + admitted.len(), 10 * QUEUE + 1);
+    std::fs::write(&release, b"").expect("write the release file");
+    each_succeeds(&fed, &mut scheduler, &admitted).await;
+    // Drained: admitted again.
+    admitted.push(
+        submit(&mut scheduler, &dsl, &conf)
+            .await
+            .expect("admitted once the queue drained"),
+    );
+    each_succeeds(&fed, &mut scheduler, &admitted).await;
+    fed.check_invariants("9999", &admitted, Duration::from_secs(60))
+        .await;
+}
