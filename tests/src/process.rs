@@ -67,6 +67,9 @@ pub struct ProcessOptions {
     /// Parties whose services (and workers) run other binaries than this build's: party id →
     /// the directory holding them (a previous version's, for the mixed-version tests).
     pub binaries: BTreeMap<String, PathBuf>,
+    /// Extra environment for the services of one party only (party id → variables), after
+    /// `env`: a fault of that party's host, say (see [`faketime`]).
+    pub party_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl ProcessOptions {
@@ -79,6 +82,36 @@ impl ProcessOptions {
     }
 }
 
+
+/// The environment that runs a process under libfaketime with its wall clock moved by
+/// `offset` (`"+90s"`, `"-10m"`: faketime's syntax) while its monotonic clock stays true (the
+/// runtime's timers), or why it cannot: the library is not installed (Debian's `faketime`
+/// package).
+pub fn faketime(offset: &str) -> Result<Vec<(String, String)>, String> {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    ];
+    let library = candidates
+        .iter()
+        .find(|path| Path::new(path).exists())
+        .ok_or_else(|| {
+            format!(
+                "libfaketime is not installed (apt-get install faketime): none of {candidates:?}"
+            )
+        })?;
+    Ok([
+        ("LD_PRELOAD", (*library).to_owned()),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect())
+}
+
 impl Default for ProcessOptions {
     fn default() -> Self {
         ProcessOptions {
@@ -89,6 +122,7 @@ impl Default for ProcessOptions {
             insecure: false,
             observe: false,
             binaries: BTreeMap::new(),
+            party_env: BTreeMap::new(),
         }
     }
 }
@@ -312,6 +346,9 @@ impl ProcessFederation {
                     .collect();
                 if name == "fedflow-scheduler" {
                     env.push(("FEDFLOW_SCHEDULER__GRPC__LISTEN", party.scheduler.as_str()));
+                }
+                if let Some(extra) = options.party_env.get(&party.party_id) {
+                    env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 }
                 let observed: Vec<(String, String)> = party
                     .metrics

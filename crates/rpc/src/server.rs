@@ -1,7 +1,9 @@
 //! Serving tonic services on a given listener with what every fedflow server carries:
 //! `grpc.health.v1` (each named service and the server as a whole), server reflection v1 and
 //! v1alpha (grpcurl 1.8 speaks only v1alpha), request tracing, the request-id scope
-//! ([`RequestIdLayer`]), and graceful shutdown.
+//! ([`RequestIdLayer`]), graceful shutdown, and bounded connections ([`connections`]).
+
+pub mod connections;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,7 +75,7 @@ pub async fn serve_incoming<I, IO, IE>(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error>
 where
-    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    I: tokio_stream::Stream<Item = Result<IO, IE>> + Unpin,
     IO: tokio::io::AsyncRead
         + tokio::io::AsyncWrite
         + tonic::transport::server::Connected
@@ -94,7 +96,7 @@ where
         .layer(trace)
         .layer(RequestIdLayer)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, async move {
+        .serve_with_incoming_shutdown(connections::limit(incoming), async move {
             shutdown.cancelled().await;
             set_status(&health, &names, tonic_health::ServingStatus::NotServing).await;
         })

@@ -27,6 +27,21 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
+    /// TESTING ONLY: injected faults. Off by default; never enable in production.
+    pub faults: FaultsConfig,
+}
+
+/// TESTING ONLY: faults the gateway injects, to show that the parties' retries, outboxes and
+/// idempotency keys make them harmless.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// Of the mutating calls other parties send (every party call but `Get*`, `List*` and
+    /// `Probe`), this many per thousand are delivered to the local service and answered, and
+    /// then the answer is dropped: the caller gets `UNAVAILABLE`, as if the link broke after
+    /// the call took effect, and the gateway forgets the call, so the caller's retry reaches the
+    /// service again. Each drop is logged ("reply dropped"). 0 (the default): none; at most 1000.
+    pub drop_reply_per_mille: u32,
 }
 
 impl Default for Config {
@@ -41,6 +56,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             telemetry: TelemetryConfig::default(),
             metrics: MetricsConfig::default(),
+            faults: FaultsConfig::default(),
         }
     }
 }
@@ -159,8 +175,11 @@ pub struct FederationConfig {
     /// How often the certificate, key and CA bundles are re-read; a change is used for new
     /// connections without a restart.
     pub reload_interval_ms: u64,
-    /// An envelope issued further in the future than this (by the receiver's clock) is refused
-    /// as clock skew.
+    /// An envelope issued further from this gateway's clock than this, in the future or in the
+    /// past, is refused as clock skew (`FAILED_PRECONDITION`, "clock skew: …", naming both
+    /// clocks). Within it, a party's envelopes are judged by that party's own clock (their
+    /// expiry and the time left to their calls), so parties whose clocks differ by less work
+    /// as if they agreed.
     pub max_clock_skew_ms: u64,
     /// The longest an envelope may live (expiry minus issue time).
     pub max_envelope_lifetime_ms: u64,
@@ -174,7 +193,7 @@ impl Default for FederationConfig {
             cert: PathBuf::new(),
             key: PathBuf::new(),
             reload_interval_ms: 5_000,
-            max_clock_skew_ms: 30_000,
+            max_clock_skew_ms: 120_000,
             max_envelope_lifetime_ms: 600_000,
         }
     }

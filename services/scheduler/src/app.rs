@@ -50,6 +50,12 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Denied(#[from] access::Denied),
+    /// The queue is full: try again after `retry_after_ms`.
+    #[error("{message}")]
+    QueueFull {
+        message: String,
+        retry_after_ms: u64,
+    },
 }
 
 impl ServiceError for Error {
@@ -63,6 +69,7 @@ impl ServiceError for Error {
             Error::Store(e) if e.is_unavailable() => Code::Unavailable,
             Error::Store(_) => Code::Internal,
             Error::Denied(e) => e.code(),
+            Error::QueueFull { .. } => Code::ResourceExhausted,
         }
     }
 }

@@ -74,6 +74,9 @@ pub struct Scheduling {
     pub create_retry_ms: u64,
     /// Parsed job specs kept in memory (jobs in play); past this the cache starts afresh.
     pub spec_cache_size: usize,
+    /// Submissions beyond this many waiting jobs are refused `RESOURCE_EXHAUSTED`, with the
+    /// `retry-after-ms` metadata saying when to try again (`queue_retry_ms`).
+    pub max_waiting_jobs: u32,
 }
 
 impl Default for Scheduling {
@@ -89,6 +92,7 @@ impl Default for Scheduling {
             party_unreachable_timeout_s: 300,
             create_retry_ms: 20_000,
             spec_cache_size: 10_000,
+            max_waiting_jobs: 10_000,
         }
     }
 }

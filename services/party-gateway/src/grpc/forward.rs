@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::policy::{self, Membership};
 use super::replay::{Admission, ReplayGuard};
-use crate::config::{Config, ForwardConfig};
+use crate::config::{Config, FaultsConfig, ForwardConfig};
 use crate::error::{Error, Refusal};
 use crate::limits::MAX_MESSAGE;
 
@@ -65,6 +65,8 @@ pub struct Router {
     membership: Membership,
     /// The testing switch's duplicate deliveries, waited for at shutdown.
     background: TaskTracker,
+    /// Injected faults (tests only).
+    faults: FaultsConfig,
 }
 
 impl Router {
@@ -76,6 +78,18 @@ impl Router {
         background: TaskTracker,
     ) -> Result<Self, Error> {
         fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
+        if config.faults.drop_reply_per_mille > 1000 {
+            return Err(Error::Config(format!(
+                "faults.drop_reply_per_mille is {}: a share per thousand, at most 1000",
+                config.faults.drop_reply_per_mille
+            )));
+        }
+        if config.faults.drop_reply_per_mille > 0 {
+            tracing::warn!(
+                per_mille = config.faults.drop_reply_per_mille,
+                "TESTING ONLY: faults.drop_reply_per_mille drops the replies of calls from other parties"
+            );
+        }
         let chan = |addr: &str| {
             fedflow_rpc::channel(addr).map_err(|e| Error::Config(format!("address {addr:?}: {e}")))
         };
@@ -123,6 +137,7 @@ impl Router {
             ),
             membership: Membership::new(job_controller),
             background,
+            faults: config.faults.clone(),
         })
     }
 
@@ -150,7 +165,9 @@ impl Router {
         if envelope.dest_party_id == self.party_id {
             let caller = self.party_id.clone();
             let span = self.hop_span(Hop::Deliver, &envelope);
-            self.deliver_local(&envelope, &caller)
+            // This party's own envelope: its times are by this clock.
+            let deadline_ms = envelope.deadline_unix_ms;
+            self.deliver_local(&envelope, &caller, deadline_ms)
                 .instrument(span)
                 .await
         } else {
@@ -232,7 +249,8 @@ impl Router {
             .into());
         }
         let now = fedflow_rpc::now_ms();
-        self.replay.check_times(&envelope, now)?;
+        // The deadline by this gateway's clock, whatever the sender's clock says.
+        let arrival = self.replay.check_times(&envelope, now)?;
         let call = policy::inspect(&envelope.service, &envelope.method, &envelope.payload)?;
         if call.job_id != envelope.job_id {
             return Err(Refusal::PermissionDenied(format!(
@@ -264,13 +282,39 @@ impl Router {
             Admission::Execute(ticket) => {
                 let span = self.hop_span(Hop::Deliver, &envelope);
                 let result = self
-                    .deliver_local(&envelope, &caller)
+                    .deliver_local(&envelope, &caller, arrival.deadline_ms)
                     .instrument(span)
                     .await;
+                if result.is_ok() && self.drops_reply(&envelope.method) {
+                    tracing::warn!(
+                        from = %caller,
+                        service = %envelope.service,
+                        method = %envelope.method,
+                        request_id = %envelope.request_id,
+                        "reply dropped (faults.drop_reply_per_mille): the call was applied"
+                    );
+                    // Forgotten, so the retry reaches the service again.
+                    ticket.finish::<()>(&Err(()));
+                    return Err(Refusal::Unavailable(format!(
+                        "the reply of {}/{} (request {}) was dropped after the call was applied (faults.drop_reply_per_mille, a testing fault)",
+                        envelope.service, envelope.method, envelope.request_id
+                    ))
+                    .into());
+                }
                 ticket.finish(&result);
                 result
             }
         }
+    }
+
+    /// Whether the testing fault drops the reply of this call (a mutating one).
+    fn drops_reply(&self, method: &str) -> bool {
+        let per_mille = self.faults.drop_reply_per_mille;
+        per_mille > 0
+            && !["Get", "List", "Probe"]
+                .iter()
+                .any(|read| method.starts_with(read))
+            && rand::rng().random_range(0..1000) < per_mille
     }
 
     fn check_ids(&self, envelope: &pb::Envelope) -> Result<(), Refusal> {
@@ -287,9 +331,15 @@ impl Router {
         Ok(())
     }
 
-    /// Calls the local service the envelope names, on behalf of `caller`, once.
-    async fn deliver_local(&self, envelope: &pb::Envelope, caller: &str) -> Result<Bytes, Failure> {
-        let timeout = self.timeout_of(envelope)?;
+    /// Calls the local service the envelope names, on behalf of `caller`, once, by
+    /// `deadline_ms` (this gateway's clock).
+    async fn deliver_local(
+        &self,
+        envelope: &pb::Envelope,
+        caller: &str,
+        deadline_ms: i64,
+    ) -> Result<Bytes, Failure> {
+        let timeout = self.timeout_of(deadline_ms)?;
         let channel = self.local.get(envelope.service.as_str()).ok_or_else(|| {
             Refusal::PermissionDenied(format!(
                 "service {:?} is not reachable through the gateway",
@@ -338,7 +388,8 @@ impl Router {
 
     /// Passes the envelope to the destination party's gateway, once.
     async fn to_remote(&self, mut envelope: pb::Envelope) -> Result<Bytes, Failure> {
-        let timeout = self.timeout_of(&envelope)?;
+        // Issued by this party's own service: its deadline is by this clock.
+        let timeout = self.timeout_of(envelope.deadline_unix_ms)?;
         let mut client = self
             .remote
             .get(&envelope.dest_party_id)
@@ -367,11 +418,12 @@ impl Router {
         }
     }
 
-    fn timeout_of(&self, envelope: &pb::Envelope) -> Result<Duration, Refusal> {
-        if envelope.deadline_unix_ms == 0 {
+    /// The time left until `deadline_ms` (unix ms by this gateway's clock; 0: none given).
+    fn timeout_of(&self, deadline_ms: i64) -> Result<Duration, Refusal> {
+        if deadline_ms == 0 {
             return Ok(Duration::from_millis(self.forward.default_timeout_ms));
         }
-        let left = envelope.deadline_unix_ms - fedflow_rpc::now_ms();
+        let left = deadline_ms - fedflow_rpc::now_ms();
         if left <= 0 {
             return Err(Refusal::DeadlineExceeded(
                 "the envelope's deadline has passed".into(),

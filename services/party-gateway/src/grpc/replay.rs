@@ -1,10 +1,19 @@
 //! Replay protection for envelopes from other parties. Every envelope carries a request id, an
-//! issue time and an expiry. The receiver refuses an expired envelope, one issued further in
-//! the future than its clock-skew tolerance (a distinct error: the clocks disagree), one that
-//! lives longer than allowed, and a request id the same party already used for a different
-//! call. The same call again (a retry, or a captured copy) is answered with the first answer
-//! and is not executed again, as long as the first envelope could still be valid; after that
-//! it is expired.
+//! issue time and an expiry, both by the sender's clock. The receiver refuses an envelope
+//! issued further from its own clock, ahead or behind, than its clock-skew tolerance (a
+//! distinct error naming both clocks: they disagree), one that lives longer than allowed, one
+//! that expired, and a request id the same party already used for a different call. The same
+//! call again (a retry, or a captured copy) is answered with the first answer and is not
+//! executed again, as long as the first envelope could still be valid; after that it is
+//! refused.
+//!
+//! Clocks of different parties differ. Expiry is judged by the sender's clock: the receiver
+//! keeps, per sending party, an estimate of how far that party's clock is ahead of its own
+//! (the largest `issued_at − now` of its recent envelopes: transit only lowers it), and an
+//! envelope expired when its deadline, moved onto this clock by that offset, has passed. So an
+//! envelope from a party 90 s behind is as fresh as one from a party in step, and a captured
+//! envelope replayed after its expiry is refused either way. The time left to a call it
+//! carries is that local deadline minus now, never more than the envelope's own lifetime.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,10 +27,15 @@ use crate::error::Refusal;
 /// executed again, which the services' request-id idempotency makes harmless.
 const MAX_KEPT_ANSWER: usize = 64 << 10;
 
+/// The offset of a party's clock is the largest seen over the last one or two windows of this
+/// length: a party whose clock steps back is judged by its new clock within two windows.
+const CLOCK_WINDOW_MS: i64 = 60_000;
+
 pub struct ReplayGuard {
     max_skew_ms: i64,
     max_lifetime_ms: i64,
     seen: Mutex<Seen>,
+    clocks: Mutex<HashMap<String, PeerClock>>,
 }
 
 struct Seen {
@@ -39,6 +53,39 @@ struct Call {
 enum State {
     Running,
     Answered(Option<Bytes>),
+}
+
+/// How far one party's clock is ahead of this gateway's (negative: behind), as its envelopes
+/// show: the largest `issued_at − now` in the current window and in the one before.
+struct PeerClock {
+    window_start_ms: i64,
+    current: i64,
+    previous: Option<i64>,
+}
+
+impl PeerClock {
+    fn observe(&mut self, sample: i64, now_ms: i64) -> i64 {
+        let age = now_ms - self.window_start_ms;
+        if !(0..CLOCK_WINDOW_MS).contains(&age) {
+            self.previous = (0..2 * CLOCK_WINDOW_MS)
+                .contains(&age)
+                .then_some(self.current);
+            self.current = sample;
+            self.window_start_ms = now_ms;
+        } else {
+            self.current = self.current.max(sample);
+        }
+        self.previous.map_or(self.current, |p| p.max(self.current))
+    }
+}
+
+/// An envelope that passed [`ReplayGuard::check_times`], in this gateway's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// How far the sender's clock is ahead of this gateway's (negative: behind), estimated.
+    pub offset_ms: i64,
+    /// The envelope's deadline by this gateway's clock.
+    pub deadline_ms: i64,
 }
 
 /// What to do with an envelope that passed the checks.
@@ -98,11 +145,14 @@ impl ReplayGuard {
                 calls: HashMap::new(),
                 prune_at: 1024,
             }),
+            clocks: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The checks on the envelope's own times, at `now_ms` by this gateway's clock.
-    pub fn check_times(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<(), Refusal> {
+    /// The checks on the envelope's own times, at `now_ms` by this gateway's clock; the
+    /// envelope's deadline on this clock when it passes. Call it for authenticated senders only:
+    /// their envelopes teach it how far their clock is off.
+    pub fn check_times(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<Arrival, Refusal> {
         let from = &envelope.src_party_id;
         if envelope.request_id.is_empty() {
             return Err(Refusal::InvalidArgument(format!(
@@ -116,10 +166,18 @@ impl ReplayGuard {
             )));
         }
         let ahead = envelope.issued_at_unix_ms - now_ms;
-        if ahead > self.max_skew_ms {
+        if ahead.abs() > self.max_skew_ms {
+            let (by, way) = if ahead > 0 {
+                (ahead, "ahead of")
+            } else {
+                (-ahead, "behind")
+            };
             return Err(Refusal::FailedPrecondition(format!(
-                "clock skew: envelope {} from party {from} was issued {ahead} ms in the future by this gateway's clock (tolerance {} ms); check the clocks (NTP) of both parties",
-                envelope.request_id, self.max_skew_ms
+                "clock skew: envelope {} from party {from} was issued at {} (unix ms) by party {from}'s clock, {by} ms {way} this gateway's clock ({now_ms} unix ms, party {}); the tolerance is {} ms either way; check the clocks (NTP) of both parties",
+                envelope.request_id,
+                envelope.issued_at_unix_ms,
+                envelope.dest_party_id,
+                self.max_skew_ms
             )));
         }
         let lifetime = envelope.deadline_unix_ms - envelope.issued_at_unix_ms;
@@ -129,14 +187,35 @@ impl ReplayGuard {
                 envelope.request_id, self.max_lifetime_ms
             )));
         }
-        let late = now_ms - envelope.deadline_unix_ms;
+        let offset_ms = {
+            let mut clocks = self.clocks.lock().unwrap_or_else(|p| p.into_inner());
+            match clocks.get_mut(from.as_str()) {
+                Some(clock) => clock.observe(ahead, now_ms),
+                None => {
+                    clocks.insert(
+                        from.clone(),
+                        PeerClock {
+                            window_start_ms: now_ms,
+                            current: ahead,
+                            previous: None,
+                        },
+                    );
+                    ahead
+                }
+            }
+        };
+        let deadline_ms = envelope.deadline_unix_ms - offset_ms;
+        let late = now_ms - deadline_ms;
         if late > 0 {
             return Err(Refusal::DeadlineExceeded(format!(
-                "envelope {} from party {from} expired {late} ms ago by this gateway's clock; not executed (if this keeps happening, compare the two parties' clocks)",
-                envelope.request_id
+                "envelope {} from party {from} expired {late} ms ago (its deadline {} by party {from}'s clock, which is about {offset_ms} ms ahead of this gateway's); not executed",
+                envelope.request_id, envelope.deadline_unix_ms
             )));
         }
-        Ok(())
+        Ok(Arrival {
+            offset_ms,
+            deadline_ms,
+        })
     }
 
     /// Records the call, or answers a repeat of it. `Err` for a request id already used for
@@ -144,7 +223,9 @@ impl ReplayGuard {
     pub fn admit(&self, envelope: &pb::Envelope, now_ms: i64) -> Result<Admission<'_>, Refusal> {
         let key = format!("{}\u{0}{}", envelope.src_party_id, envelope.request_id);
         let digest = digest(envelope);
-        let keep_until_ms = envelope.deadline_unix_ms.saturating_add(self.max_skew_ms);
+        // A copy that arrives later is refused by `check_times` as issued too long ago
+        // (`issued_at` and this clock are compared directly there, whatever the estimate).
+        let keep_until_ms = envelope.issued_at_unix_ms.saturating_add(self.max_skew_ms);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.calls.len() >= seen.prune_at {
             seen.calls.retain(|_, call| call.keep_until_ms >= now_ms);
@@ -267,22 +348,95 @@ mod tests {
     }
 
     #[test]
-    fn expired_future_and_long_lived_envelopes_are_refused_distinctly() {
-        let guard = ReplayGuard::new(1_000, 10_000);
+    fn expired_skewed_and_long_lived_envelopes_are_refused_distinctly() {
+        let guard = ReplayGuard::new(10_000, 60_000);
         let now = 1_000_000;
         let e = envelope("r", b"a", now);
+        let arrival = guard.check_times(&e, now).expect("fresh");
+        assert_eq!(
+            arrival,
+            Arrival {
+                offset_ms: 0,
+                deadline_ms: now + 1_000
+            }
+        );
         let expired = guard.check_times(&e, now + 1_001).expect_err("expired");
         assert_eq!(expired.code(), Code::DeadlineExceeded);
-        let future = envelope("r", b"a", now + 5_000);
-        let skew = guard.check_times(&future, now).expect_err("skew");
-        assert_eq!(skew.code(), Code::FailedPrecondition);
-        assert!(skew.to_string().contains("clock skew"), "{skew}");
+        for (issued, way) in [(now + 10_001, "ahead of"), (now - 10_001, "behind")] {
+            let skewed = envelope("r", b"a", issued);
+            let refused = guard.check_times(&skewed, now).expect_err("skew");
+            assert_eq!(refused.code(), Code::FailedPrecondition);
+            let text = refused.to_string();
+            assert!(text.starts_with("clock skew"), "{text}");
+            assert!(text.contains(&format!("10001 ms {way}")), "{text}");
+            assert!(text.contains(&issued.to_string()), "{text}");
+            assert!(text.contains(&now.to_string()), "{text}");
+        }
         let mut long = envelope("r", b"a", now);
-        long.deadline_unix_ms = now + 20_000;
+        long.deadline_unix_ms = now + 60_001;
         let lived = guard.check_times(&long, now).expect_err("too long");
         assert_eq!(lived.code(), Code::InvalidArgument);
         guard
-            .check_times(&envelope("r", b"a", now + 500), now)
+            .check_times(&envelope("r", b"a", now + 9_000), now)
             .expect("within tolerance");
+    }
+
+    #[test]
+    fn a_party_whose_clock_is_off_within_tolerance_is_judged_by_its_own_clock() {
+        let guard = ReplayGuard::new(20_000, 60_000);
+        let now = 1_000_000;
+        // Party 10000's clock is 9 s behind: its envelopes look 9 s old here.
+        let behind = envelope("r1", b"a", now - 9_000);
+        let arrival = guard.check_times(&behind, now).expect("fresh by its clock");
+        assert_eq!(arrival.offset_ms, -9_000);
+        assert_eq!(arrival.deadline_ms, now + 1_000, "its full second left");
+        // 50 ms of transit on the next one does not move the estimate.
+        let next = envelope("r2", b"a", now - 9_000 + 500);
+        let arrival = guard.check_times(&next, now + 550).expect("fresh");
+        assert_eq!(arrival.offset_ms, -9_000);
+        assert_eq!(arrival.deadline_ms, now + 1_500);
+        // A copy of the first after its expiry by the sender's clock is refused.
+        let late = guard
+            .check_times(&behind, now + 1_001)
+            .expect_err("expired");
+        assert_eq!(late.code(), Code::DeadlineExceeded);
+        assert!(late.to_string().contains("-9000 ms ahead"), "{late}");
+        // Another party, in step, is judged by its own clock.
+        let mut other = envelope("r3", b"a", now);
+        other.src_party_id = "10001".into();
+        assert_eq!(guard.check_times(&other, now).expect("fresh").offset_ms, 0);
+        // The first envelope is remembered as long as a copy could pass: until the skew
+        // check refuses it as issued too long ago.
+        let Ok(Admission::Execute(ticket)) = guard.admit(&behind, now) else {
+            panic!("executes");
+        };
+        ticket.finish::<Refusal>(&Ok(Bytes::from_static(b"answer")));
+        let refused = guard
+            .check_times(&behind, now - 9_000 + 20_001)
+            .expect_err("issued too long ago");
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn a_party_clock_stepping_back_is_followed_within_two_windows() {
+        let guard = ReplayGuard::new(10_000, 60_000);
+        let mut now = 1_000_000;
+        let ahead = envelope("r1", b"a", now + 5_000);
+        assert_eq!(guard.check_times(&ahead, now).expect("ok").offset_ms, 5_000);
+        // The party's clock steps 8 s back: by the old estimate its fresh envelopes look
+        // expired, until the windows that saw the old clock have passed.
+        now += 1_000;
+        let stepped = envelope("r2", b"a", now - 3_000);
+        assert_eq!(
+            guard
+                .check_times(&stepped, now)
+                .expect_err("old estimate")
+                .code(),
+            Code::DeadlineExceeded
+        );
+        now += 2 * CLOCK_WINDOW_MS;
+        let stepped = envelope("r3", b"a", now - 3_000);
+        let arrival = guard.check_times(&stepped, now).expect("new clock");
+        assert_eq!(arrival.offset_ms, -3_000);
     }
 }

@@ -30,6 +30,22 @@ impl App {
         {
             return Ok(job.job_id);
         }
+        let max_waiting = self.inner.scheduling.max_waiting_jobs;
+        let waiting = self
+            .store()
+            .job_ids_in(JobStatus::Waiting, max_waiting)
+            .await?
+            .len();
+        if waiting >= max_waiting as usize {
+            let retry_after_ms = self.inner.scheduling.queue_retry_ms;
+            return Err(Error::QueueFull {
+                message: format!(
+                    "the queue of party {}'s scheduler is full ({waiting} waiting jobs, scheduling.max_waiting_jobs = {max_waiting}); submit again after {retry_after_ms} ms (metadata retry-after-ms)",
+                    self.inner.party_id
+                ),
+                retry_after_ms,
+            });
+        }
         let spec = dsl::parse(&dsl_text, &conf_text, &self.inner.limits)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if spec.initiator.party_id != self.inner.party_id {

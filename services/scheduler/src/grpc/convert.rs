@@ -20,9 +20,18 @@ use crate::events::Event;
 
 impl From<app::Error> for Status {
     fn from(e: app::Error) -> Status {
-        to_status(&e)
+        let mut status = to_status(&e);
+        if let app::Error::QueueFull { retry_after_ms, .. } = e {
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER_HEADER, retry_after_ms.into());
+        }
+        status
     }
 }
+
+/// The metadata of a `RESOURCE_EXHAUSTED` refusal saying after how many ms to try again.
+pub const RETRY_AFTER_HEADER: &str = "retry-after-ms";
 
 /// A request field that did not convert, as the app reports a bad argument.
 fn invalid(e: FieldError) -> app::Error {
