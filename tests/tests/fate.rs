@@ -406,7 +406,9 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         eprintln!("{}: {timing}", path.display());
         assert_eq!(timing["warm"], true, "{}: {timing}", path.display());
         assert!(
-            timing["start_to_computing_ms"].as_i64().is_some_and(|ms| ms >= 0),
+            timing["start_to_computing_ms"]
+                .as_i64()
+                .is_some_and(|ms| ms >= 0),
             "{}: {timing}",
             path.display()
         );
@@ -683,13 +685,24 @@ async fn a_stopped_job_leaves_no_interpreter_and_a_shut_down_party_no_pool() {
     .await;
     // It moved out of its own group into the worker's.
     for p in &running {
-        assert_ne!(p.pgrp, p.pid, "an assigned interpreter is in its worker's group: {p:?}");
+        assert_ne!(
+            p.pgrp, p.pid,
+            "an assigned interpreter is in its worker's group: {p:?}"
+        );
     }
     let taken: Vec<u32> = ["9999", "10000"]
         .iter()
         .flat_map(|p| pool_processes(&fed, p))
-        .filter(|p| p.cwd.starts_with(fed.dir.path().canonicalize().expect("dir").join("9999/jobs").join(&job_id))
-            || p.pgrp != p.pid)
+        .filter(|p| {
+            p.cwd.starts_with(
+                fed.dir
+                    .path()
+                    .canonicalize()
+                    .expect("dir")
+                    .join("9999/jobs")
+                    .join(&job_id),
+            ) || p.pgrp != p.pid
+        })
         .map(|p| p.pid)
         .collect();
     cli_ok(&fed, "9999", &["job", "stop", "-j", &job_id]);
@@ -699,7 +712,12 @@ async fn a_stopped_job_leaves_no_interpreter_and_a_shut_down_party_no_pool() {
         Duration::from_secs(120),
     )
     .await;
-    assert_eq!(job_status(job.status), JobStatus::Canceled, "{}", job.reason);
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Canceled,
+        "{}",
+        job.reason
+    );
     no_process_of(&job_id, Duration::from_secs(30)).await;
     // No interpreter of the job is left, and each pool holds only fresh, unassigned ones.
     for party in ["9999", "10000"] {
@@ -716,7 +734,9 @@ async fn a_stopped_job_leaves_no_interpreter_and_a_shut_down_party_no_pool() {
                 if stale.is_empty() && now.len() == 2 {
                     Ok(())
                 } else {
-                    Err(format!("pool processes {now:?}; stale {stale:?}; taken {taken:?}"))
+                    Err(format!(
+                        "pool processes {now:?}; stale {stale:?}; taken {taken:?}"
+                    ))
                 }
             },
         )
@@ -733,7 +753,10 @@ async fn a_stopped_job_leaves_no_interpreter_and_a_shut_down_party_no_pool() {
     }
     eprintln!("first pool {first:?}; taken by the job {taken:?}");
     // Shut down: no pool process of either party remains.
-    let pools: Vec<PathBuf> = ["9999", "10000"].iter().map(|p| pool_dir(&fed, p)).collect();
+    let pools: Vec<PathBuf> = ["9999", "10000"]
+        .iter()
+        .map(|p| pool_dir(&fed, p))
+        .collect();
     let dir = fed.dir.path().to_path_buf();
     fed.shutdown().await;
     eventually(

@@ -80,15 +80,13 @@ pub async fn run(
 ) -> Ran {
     let _ = std::fs::remove_file(&assignment.exit_path);
     match warm {
-        Some(w) if !WARM_USED.swap(true, Ordering::SeqCst) => {
-            match run_warm(w, assignment).await {
-                Ok(ran) => return ran,
-                Err(why) => eprintln!(
-                    "fedflow-worker: warm interpreter {} not used ({why}): starting pyfate cold",
-                    w.pid
-                ),
-            }
-        }
+        Some(w) if !WARM_USED.swap(true, Ordering::SeqCst) => match run_warm(w, assignment).await {
+            Ok(ran) => return ran,
+            Err(why) => eprintln!(
+                "fedflow-worker: warm interpreter {} not used ({why}): starting pyfate cold",
+                w.pid
+            ),
+        },
         Some(_) => {
             eprintln!("fedflow-worker: the warm interpreter is used: starting pyfate cold");
         }
@@ -134,10 +132,7 @@ pub async fn run_warm(w: &WarmInterpreter, assignment: &Assignment) -> Result<Ra
     if answer["ok"] != json!(true) {
         return Err(format!("refused: {}", answer["error"]));
     }
-    eprintln!(
-        "fedflow-worker: pyfate runs in warm interpreter {}",
-        w.pid
-    );
+    eprintln!("fedflow-worker: pyfate runs in warm interpreter {}", w.pid);
     // From here the work is the interpreter's: its end is the process's end.
     // A pidfd turns readable when its process ends; one blocking thread waits in poll(2).
     let waited = tokio::task::spawn_blocking(move || {
@@ -338,8 +333,9 @@ mod tests {
         assert!(ran.warm);
         assert!(ran.computing_ms.is_some_and(|t| t >= before), "{ran:?}");
         assert_eq!(ran.status.expect("an exit code").code(), Some(3));
-        let seen: Value = serde_json::from_slice(&std::fs::read(dir.join("seen.json")).expect("seen"))
-            .expect("json");
+        let seen: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("seen.json")).expect("seen"))
+                .expect("json");
         assert_eq!(
             seen["pgrp"].as_i64(),
             Some(i64::from(nix_free_pgrp())),
@@ -403,8 +399,9 @@ mod tests {
         assert!(!ran.warm);
         assert!(ran.status.expect("ran").success());
         assert!(ran.computing_ms.is_some());
-        let seen: Value = serde_json::from_slice(&std::fs::read(dir.join("seen.json")).expect("seen"))
-            .expect("json");
+        let seen: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("seen.json")).expect("seen"))
+                .expect("json");
         assert_eq!(seen["job"], "j1");
         let _ = std::fs::remove_dir_all(&dir);
     }

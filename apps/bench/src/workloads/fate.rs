@@ -136,7 +136,10 @@ async fn run_one(python: &str, warm_pool: usize, r: &mut Results) {
         ProcessOptions {
             log: "warn",
             env: vec![
-                ("FEDFLOW_TASK_CONTROLLER__FATE__PYTHON".into(), python.to_owned()),
+                (
+                    "FEDFLOW_TASK_CONTROLLER__FATE__PYTHON".into(),
+                    python.to_owned(),
+                ),
                 (
                     "FEDFLOW_TASK_CONTROLLER__FATE__WARM_POOL".into(),
                     warm_pool.to_string(),

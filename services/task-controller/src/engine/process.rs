@@ -198,7 +198,10 @@ impl Engine for ProcessEngine {
         if let Some(fate) = file.fate.as_mut() {
             fate.warm = Some(warm.clone());
         }
-        let pool = self.pool.as_ref().expect("a warm interpreter comes from the pool");
+        let pool = self
+            .pool
+            .as_ref()
+            .expect("a warm interpreter comes from the pool");
         match self.spawn(&dir, &file.to_json(), traceparent.as_deref()) {
             Ok((child, worker)) => {
                 tracing::debug!(task = %key, interpreter = warm.pid, worker = worker.pid, "warm interpreter given");
