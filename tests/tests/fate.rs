@@ -57,6 +57,12 @@ fn fate_python() -> Result<PathBuf, String> {
 
 /// The federation with pyfate on both parties, or None (printed) without pyfate.
 async fn start(test: &str) -> Option<TestFederation> {
+    start_warm(test, None).await
+}
+
+/// [`start`] with `warm_pool` warm interpreters per party (None: the default), all of them
+/// ready before the tables are uploaded.
+async fn start_warm(test: &str, warm_pool: Option<u32>) -> Option<TestFederation> {
     let python = match fate_python() {
         Ok(python) => python,
         Err(why) => {
@@ -66,8 +72,16 @@ async fn start(test: &str) -> Option<TestFederation> {
     };
     let fed = TestFederation::start_with(&["9999", "10000"], |o| {
         o.fate_python = python;
+        if let Some(n) = warm_pool {
+            o.fate_warm_pool = n;
+        }
     })
     .await;
+    if let Some(n) = warm_pool {
+        for party in ["9999", "10000"] {
+            pool_ready(&fed, party, n as usize).await;
+        }
+    }
     for (party, conf) in UPLOADS {
         cli_ok(&fed, party, &["data", "upload", "-c", conf]);
     }
@@ -237,9 +251,98 @@ async fn no_process_of(job_id: &str, within: Duration) {
     .await;
 }
 
+/// A party's warm pool directory.
+fn pool_dir(fed: &TestFederation, party: &str) -> PathBuf {
+    fed.dir
+        .path()
+        .canonicalize()
+        .expect("the federation's directory")
+        .join(party)
+        .join("fate-pool")
+}
+
+/// A live warm-pool process of `party`: pid, process group, working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolProcess {
+    pid: u32,
+    pgrp: u32,
+    cwd: PathBuf,
+}
+
+/// Every live process running `party`'s pool runner (only this test's: the path is under
+/// its own temporary directory).
+fn pool_processes(fed: &TestFederation, party: &str) -> Vec<PoolProcess> {
+    let runner = pool_dir(fed, party).join("fate_runner.py");
+    processes_mentioning(&runner.display().to_string())
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let pgrp = rest.split_whitespace().nth(2)?.parse().ok()?;
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+            Some(PoolProcess { pid, pgrp, cwd })
+        })
+        .collect()
+}
+
+/// Waits until `party`'s pool has `n` interpreters ready (each listens on its socket).
+async fn pool_ready(fed: &TestFederation, party: &str, n: usize) {
+    let dir = pool_dir(fed, party);
+    eventually(
+        &format!("{n} warm interpreters ready on {party}"),
+        Duration::from_secs(300),
+        || async {
+            let sockets = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().extension().is_some_and(|x| x == "sock"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if sockets >= n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{sockets} sockets in {}; pool processes {:?}",
+                    dir.display(),
+                    pool_processes(fed, party)
+                ))
+            }
+        },
+    )
+    .await;
+}
+
+/// `fate/timing.json` of every attempt of the job on every party, by task directory.
+fn timings(fed: &TestFederation, job_id: &str) -> Vec<(PathBuf, Value)> {
+    let mut found = Vec::new();
+    for party in ["9999", "10000"] {
+        let root = fed.dir.path().join(party).join("jobs").join(job_id);
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.ends_with("fate/timing.json") {
+                    let value = serde_json::from_slice(&std::fs::read(&path).unwrap_or_default())
+                        .unwrap_or(Value::Null);
+                    found.push((path, value));
+                } else if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() {
-    let Some(fed) = start("fates_lr_pipeline").await else {
+    // Four warm interpreters a party, all ready: every task of the job (four a party)
+    // starts warm; the AUC and KS are those pyfate gives when started cold.
+    let Some(fed) = start_warm("fates_lr_pipeline", Some(4)).await else {
         return;
     };
     let job_id = submit_dag(&fed, &repo().join("examples/fate-lr/train.yaml"));
@@ -293,6 +396,23 @@ async fn fates_lr_pipeline_gives_fates_auc_and_ks_and_psi_intersects_every_id() 
         "KS {ks}, pyfate gives 0.92762"
     );
     no_process_of(&job_id, Duration::from_secs(5)).await;
+    // Every task ran in a warm interpreter, and says how long StartTask took to computing.
+    let timed = timings(&fed, &job_id);
+    assert!(
+        timed.len() >= 8,
+        "four tasks on each party have timings: {timed:?}"
+    );
+    for (path, timing) in &timed {
+        eprintln!("{}: {timing}", path.display());
+        assert_eq!(timing["warm"], true, "{}: {timing}", path.display());
+        assert!(
+            timing["start_to_computing_ms"]
+                .as_i64()
+                .is_some_and(|ms| ms >= 0),
+            "{}: {timing}",
+            path.display()
+        );
+    }
 
     // The trained model, as FATE users list and export it.
     let models = cli_json(&fed, "9999", &["model", "list", "-j", &job_id]);
@@ -519,4 +639,140 @@ async fn psi_reads_each_partys_table_through_data_warehouse() {
     .await;
     psi_intersected_every_id(&fed, &job_id);
     fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_job_leaves_no_interpreter_and_a_shut_down_party_no_pool() {
+    let Some(fed) = start_warm("a_stopped_job_leaves_no_interpreter", Some(2)).await else {
+        return;
+    };
+    let first: Vec<u32> = ["9999", "10000"]
+        .iter()
+        .flat_map(|p| pool_processes(&fed, p))
+        .map(|p| p.pid)
+        .collect();
+    let job_id = submit_dag(&fed, &repo().join("examples/fate-lr/train.yaml"));
+    // The guest's LR computes in a warm interpreter: it works in the task's directory.
+    let lr_dir = fed
+        .dir
+        .path()
+        .canonicalize()
+        .expect("dir")
+        .join("9999/jobs")
+        .join(&job_id)
+        .join("guest/9999/lr_0/0");
+    let log = lr_dir.join("fate/logs/INFO");
+    let running = eventually(
+        "the guest's LR to compute an epoch in a warm interpreter",
+        Duration::from_secs(900),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lr: Vec<PoolProcess> = pool_processes(&fed, "9999")
+                .into_iter()
+                .filter(|p| p.cwd == lr_dir)
+                .collect();
+            if text.contains("set epoch 1") && !lr.is_empty() {
+                Ok(lr)
+            } else {
+                Err(format!(
+                    "epoch logged: {}; interpreters in {}: {lr:?}",
+                    text.contains("set epoch 1"),
+                    lr_dir.display()
+                ))
+            }
+        },
+    )
+    .await;
+    // It moved out of its own group into the worker's.
+    for p in &running {
+        assert_ne!(
+            p.pgrp, p.pid,
+            "an assigned interpreter is in its worker's group: {p:?}"
+        );
+    }
+    let taken: Vec<u32> = ["9999", "10000"]
+        .iter()
+        .flat_map(|p| pool_processes(&fed, p))
+        .filter(|p| {
+            p.cwd.starts_with(
+                fed.dir
+                    .path()
+                    .canonicalize()
+                    .expect("dir")
+                    .join("9999/jobs")
+                    .join(&job_id),
+            ) || p.pgrp != p.pid
+        })
+        .map(|p| p.pid)
+        .collect();
+    cli_ok(&fed, "9999", &["job", "stop", "-j", &job_id]);
+    let job = wait_ended(
+        &mut fed.scheduler("9999"),
+        &job_id,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        job_status(job.status),
+        JobStatus::Canceled,
+        "{}",
+        job.reason
+    );
+    no_process_of(&job_id, Duration::from_secs(30)).await;
+    // No interpreter of the job is left, and each pool holds only fresh, unassigned ones.
+    for party in ["9999", "10000"] {
+        let dir = pool_dir(&fed, party);
+        eventually(
+            &format!("{party}'s pool to hold only fresh, unassigned interpreters"),
+            Duration::from_secs(300),
+            || async {
+                let now = pool_processes(&fed, party);
+                let stale: Vec<&PoolProcess> = now
+                    .iter()
+                    .filter(|p| taken.contains(&p.pid) || p.pgrp != p.pid || p.cwd != dir)
+                    .collect();
+                if stale.is_empty() && now.len() == 2 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "pool processes {now:?}; stale {stale:?}; taken {taken:?}"
+                    ))
+                }
+            },
+        )
+        .await;
+    }
+    for p in &running {
+        assert!(
+            !Path::new(&format!("/proc/{}", p.pid)).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+                    .is_ok_and(|s| s.contains(") Z")),
+            "the LR's interpreter {} is gone",
+            p.pid
+        );
+    }
+    eprintln!("first pool {first:?}; taken by the job {taken:?}");
+    // Shut down: no pool process of either party remains.
+    let pools: Vec<PathBuf> = ["9999", "10000"]
+        .iter()
+        .map(|p| pool_dir(&fed, p))
+        .collect();
+    let dir = fed.dir.path().to_path_buf();
+    fed.shutdown().await;
+    eventually(
+        "no pool process after the shutdown",
+        Duration::from_secs(10),
+        || async {
+            let left: Vec<u32> = pools
+                .iter()
+                .flat_map(|d| processes_mentioning(&d.join("fate_runner.py").display().to_string()))
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?} (under {})", dir.display()))
+            }
+        },
+    )
+    .await;
 }

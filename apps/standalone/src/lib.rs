@@ -60,6 +60,8 @@ pub struct Options {
     /// The python of a venv holding pyfate, for every party (each keeps its FATE tables under
     /// its own data directory); empty: the parties run no FATE components.
     pub fate_python: PathBuf,
+    /// Warm pyfate interpreters per party (its task-controller's `[fate] warm_pool`).
+    pub fate_warm_pool: u32,
     /// One Prometheus endpoint per party, on its own port (off by default).
     pub metrics: bool,
     /// Serve each party's web board (its scheduler's `board.listen`) on a port of its own.
@@ -81,6 +83,7 @@ impl Options {
             tls_reload_interval_ms: 1_000,
             components_by_party: BTreeMap::new(),
             fate_python: PathBuf::new(),
+            fate_warm_pool: fedflow_task_controller::config::FateConfig::default().warm_pool,
             metrics: false,
             board: false,
         }
@@ -412,6 +415,7 @@ impl Federation {
                 fate: fedflow_task_controller::config::FateConfig {
                     python: options.fate_python.clone(),
                     data_dir: PathBuf::new(),
+                    warm_pool: options.fate_warm_pool,
                 },
                 ..Default::default()
             };

@@ -41,6 +41,10 @@ pub struct TaskFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<Program>,
     pub role: String,
+    /// When the task-controller took the `StartTask` that launched this attempt (unix ms):
+    /// the start of "StartTask → pyfate computing". Left out by older task-controllers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_task_ms: Option<i64>,
     /// The task-controller's address, where the worker reports and heartbeats.
     pub task_controller: String,
     /// The attempt's secret: a report or heartbeat without it changes nothing.
@@ -68,7 +72,28 @@ pub struct FateRuntime {
     pub python: String,
     /// pyfate's standalone data directory on this party (its tables).
     pub data_dir: String,
+    /// A warm interpreter of the task-controller's pool, given to this attempt alone: the
+    /// worker hands it its first pyfate process instead of starting one. Left out when the
+    /// pool is off or had none ready (the worker starts pyfate cold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmInterpreter>,
 }
+
+/// A pre-started python that has imported pyfate's modules and waits for one assignment on
+/// its unix socket ([`FATE_RUNNER`]'s `serve` mode). Its pid is trusted only with its start
+/// time (`/proc/<pid>/stat`), so a reused pid is never taken for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmInterpreter {
+    pub pid: u32,
+    pub start_time: u64,
+    /// The interpreter's unix socket.
+    pub socket: String,
+}
+
+/// The runner of pyfate processes, one script for both sides of its protocol: the worker runs
+/// it for a cold start (`run ASSIGNMENT.json`), the task-controller's warm pool starts it as
+/// `serve SOCKET PRELOAD`. Its header says the protocol.
+pub const FATE_RUNNER: &str = include_str!("fate_runner.py");
 
 /// A party of the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +172,7 @@ mod tests {
             party_id: "9999".into(),
             program: None,
             role: "guest".into(),
+            start_task_ms: None,
             task_controller: "127.0.0.1:9382".into(),
             token: "abc".into(),
             upstream: vec!["reader".into()],

@@ -1,6 +1,8 @@
 //! FATE 2.x components (pyfate), run as FATE-Flow runs them minus its overhead: one
 //! `python -m fate.components component execute --config … --execution-final-meta-path …`
-//! per party task, as this worker's child (in its process group, so a stop ends it), with a
+//! per party task, in this worker's process group (so a stop ends it): in a warm interpreter
+//! of the task-controller's pool when the task file names one, else as this worker's child
+//! (see [`crate::warm`]), with a
 //! task configuration built here from the task file: FATE's ids, standalone computing on this
 //! party's FATE data directory, `osx` federation at this party's gateway (the task's session,
 //! the task's parties), file loggers into the attempt's `fate/logs/`. The component
@@ -350,7 +352,9 @@ fn output_uri(def: &ArtifactDef, runtime: &FateRuntime, ids: &Ids, outputs_dir: 
     json!({"uri": uri, "type_name": type_name})
 }
 
-/// Runs `component execute` (or, with `import`, the import script that ends in it).
+/// Runs `component execute` of `component` (or, with `import`, the import script that ends in
+/// it) through fedflow's runner: in the attempt's warm interpreter if it has one (its first
+/// pyfate process only), else cold as this worker's child.
 async fn execute(
     runtime: &FateRuntime,
     task_dir: &Path,
@@ -359,39 +363,92 @@ async fn execute(
     result_path: &Path,
     import: Option<&Path>,
 ) -> Result<std::process::ExitStatus, String> {
-    let mut command = tokio::process::Command::new(&runtime.python);
-    match import {
+    let fate_dir = task_dir.join("fate");
+    let component = match import {
+        Some(_) => "dataframe_transformer".to_owned(),
+        None => FateTask::from_params(&config.parameters)
+            .map(|t| t.component)
+            .unwrap_or_default(),
+    };
+    let mut preload: Vec<String> = [
+        "fate.components.entrypoint.cli.component.__main__",
+        "fate.components.entrypoint.cli.component.execute_cli",
+        "fate.components.core",
+        "fate.arch",
+        "fate.arch.computing.backends.standalone",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if !component.is_empty() {
+        preload.push(format!("fate.components.components.{component}"));
+    }
+    let (kind, target, argv, exit_path) = match import {
         Some(spec) => {
-            let script = task_dir.join("fate").join("fate_import.py");
+            let script = fate_dir.join("fate_import.py");
             std::fs::write(&script, IMPORT_SCRIPT)
                 .map_err(|e| format!("write {}: {e}", script.display()))?;
-            command.arg(script).arg(spec);
+            (
+                "script",
+                script.display().to_string(),
+                vec![spec.display().to_string()],
+                fate_dir.join("import_exit.json"),
+            )
         }
-        None => {
-            command
-                .args(["-m", "fate.components", "component", "execute", "--config"])
-                .arg(config_path)
-                .arg("--execution-final-meta-path")
-                .arg(result_path);
-        }
-    }
+        None => (
+            "module",
+            "fate.components".to_owned(),
+            vec![
+                "component".into(),
+                "execute".into(),
+                "--config".into(),
+                config_path.display().to_string(),
+                "--execution-final-meta-path".into(),
+                result_path.display().to_string(),
+            ],
+            fate_dir.join("execute_exit.json"),
+        ),
+    };
+    let assignment = crate::warm::Assignment {
+        kind,
+        target,
+        argv,
+        cwd: task_dir.to_path_buf(),
+        env: BTreeMap::from([("FATE_JOB_ID".to_owned(), config.job_id.clone())]),
+        unset: vec!["FEDFLOW_COMPONENT_CONFIG".into()],
+        preload,
+        exit_path,
+    };
     let started = std::time::Instant::now();
-    let status = command
-        .env("FATE_JOB_ID", &config.job_id)
-        .env_remove("FEDFLOW_COMPONENT_CONFIG")
-        .current_dir(task_dir)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .status()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", runtime.python));
-    record_process_time(task_dir, started.elapsed());
-    status
+    let ran = crate::warm::run(
+        &runtime.python,
+        runtime.warm.as_ref(),
+        &fate_dir,
+        &assignment,
+    )
+    .await;
+    record_process_time(
+        task_dir,
+        started.elapsed(),
+        ran.warm,
+        ran.computing_ms,
+        config.start_task_ms,
+    );
+    ran.status
 }
 
 /// Adds a pyfate process's wall time to the attempt's `fate/timing.json`
-/// (`{"pyfate_ms": ..., "processes": ...}`): what the benchmark sets beside the task's time.
-fn record_process_time(task_dir: &Path, took: std::time::Duration) {
+/// (`{"pyfate_ms", "processes", "warm", "start_to_computing_ms"}`): what the benchmark sets
+/// beside the task's time. `warm` and `start_to_computing_ms` (`StartTask` at the
+/// task-controller → the component's code begins, after pyfate's imports) are the first
+/// process's: when the task began computing.
+fn record_process_time(
+    task_dir: &Path,
+    took: std::time::Duration,
+    warm: bool,
+    computing_ms: Option<i64>,
+    start_task_ms: Option<i64>,
+) {
     let path = task_dir.join("fate").join("timing.json");
     let mut timing: Value = std::fs::read(&path)
         .ok()
@@ -399,10 +456,18 @@ fn record_process_time(task_dir: &Path, took: std::time::Duration) {
         .unwrap_or(json!({"pyfate_ms": 0.0, "processes": 0}));
     let ms = timing["pyfate_ms"].as_f64().unwrap_or(0.0) + took.as_secs_f64() * 1e3;
     let n = timing["processes"].as_u64().unwrap_or(0) + 1;
-    timing = json!({"pyfate_ms": ms, "processes": n});
+    timing["pyfate_ms"] = json!(ms);
+    timing["processes"] = json!(n);
+    if n == 1 {
+        timing["warm"] = json!(warm);
+        if let (Some(computing), Some(start)) = (computing_ms, start_task_ms) {
+            timing["start_to_computing_ms"] = json!(computing - start);
+        }
+    }
     eprintln!(
-        "fedflow-worker: pyfate process ran {:.0} ms",
-        took.as_secs_f64() * 1e3
+        "fedflow-worker: pyfate process ran {:.0} ms ({})",
+        took.as_secs_f64() * 1e3,
+        if warm { "warm" } else { "cold" }
     );
     if let Err(e) = std::fs::write(&path, timing.to_string()) {
         eprintln!("fedflow-worker: cannot write {}: {e}", path.display());

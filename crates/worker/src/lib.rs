@@ -17,6 +17,7 @@ pub mod external;
 pub mod fate;
 pub mod gather;
 pub mod train;
+pub mod warm;
 
 use fedflow_core::task_file::OutputArtifact;
 use serde_json::{Map, Value, json};

@@ -37,8 +37,9 @@ pub struct Config {
 }
 
 /// This party's FATE provider: the python of a venv holding pyfate 2.2
-/// (`scripts/setup-fate.sh` makes one) and pyfate's standalone data directory.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// (`scripts/setup-fate.sh` makes one), pyfate's standalone data directory and the pool of
+/// warm interpreters.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FateConfig {
     /// An absolute path; empty: this party runs no FATE components (a DAG naming one is
@@ -46,6 +47,23 @@ pub struct FateConfig {
     pub python: PathBuf,
     /// pyfate's tables (its standalone computing); empty: `<data_dir>/fate`.
     pub data_dir: PathBuf,
+    /// How many pre-started pythons, with pyfate's modules (torch, sklearn, fate) already
+    /// imported, wait for a FATE task here (see `engine::pool`); 0: every pyfate process
+    /// starts cold (3-10 s of imports). Only with `python` set. Each costs about 430 MB of
+    /// private memory plus the shared libraries' pages, so the default is 1: a task starts
+    /// warm, the next waits for the refill or starts cold, and `fedflow standalone` (three
+    /// parties on one machine) holds three.
+    pub warm_pool: u32,
+}
+
+impl Default for FateConfig {
+    fn default() -> Self {
+        FateConfig {
+            python: PathBuf::new(),
+            data_dir: PathBuf::new(),
+            warm_pool: 1,
+        }
+    }
 }
 
 /// One registered component: an executable with fixed arguments and environment, and the

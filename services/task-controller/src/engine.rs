@@ -5,6 +5,7 @@
 //! measure the control plane alone. An engine decides nothing about statuses: it reports what
 //! happened and the app asks the domain what follows.
 
+pub mod pool;
 mod process;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use fedflow_core::TaskStatus;
 use fedflow_core::task_file::TaskFile;
 
+pub use pool::WarmPool;
 pub use process::{ProcStat, ProcessEngine, find_worker, group_alive, is_alive, kill, proc_stat};
 
 use crate::domain::TaskKey;
@@ -72,6 +74,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Stops a worker and everything it started: SIGTERM, SIGKILL after `grace`, then waits
     /// until nothing of it is left. True when confirmed gone.
     async fn kill(&self, worker: WorkerProcess, grace: Duration) -> bool;
+
+    /// The worker has exited (reaped): whatever the engine gave its attempt and it did not
+    /// take (a warm interpreter) is let go.
+    fn ended(&self, _worker: WorkerProcess) {}
 }
 
 /// BENCHMARK ONLY: every attempt succeeds the moment it is launched, with an empty JSON

@@ -82,13 +82,43 @@ fn fate_runtime(
         fedflow_core::task_file::FateRuntime {
             python: fate.python.display().to_string(),
             data_dir: dir.display().to_string(),
+            warm: None,
         },
         version,
     )))
 }
 
+/// This party's warm pool (`[fate] warm_pool` interpreters under `<data_dir>/fate-pool`), with
+/// the process engine and a FATE runtime; a pool that cannot be made is left off (warned):
+/// FATE tasks then start cold.
+fn warm_pool(
+    config: &Config,
+    fate: Option<&fedflow_core::task_file::FateRuntime>,
+) -> Option<engine::WarmPool> {
+    let fate = fate?;
+    if config.fate.warm_pool == 0 || config.worker.engine != config::EngineKind::Process {
+        return None;
+    }
+    match engine::WarmPool::new(
+        std::path::PathBuf::from(&fate.python),
+        config.data_dir.join("fate-pool"),
+        config.fate.warm_pool as usize,
+        engine::pool::PRELOAD,
+    ) {
+        Ok(pool) => {
+            tracing::info!(size = config.fate.warm_pool, dir = %pool.dir().display(), "warm pyfate pool");
+            Some(pool)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no warm pyfate pool: FATE tasks start cold");
+            None
+        }
+    }
+}
+
 /// Serves the task-controller on `listener` until `shutdown` is cancelled. Running workers are
-/// left running at shutdown (a restarted task-controller finds them again).
+/// left running at shutdown (a restarted task-controller finds them again); the warm pool's
+/// unassigned interpreters are killed.
 ///
 /// Shutdown runs in one order: the server stops accepting and drains its in-flight calls, then
 /// the background loops (worker monitor, fencing, outbox delivery) are cancelled and joined,
@@ -161,11 +191,17 @@ pub async fn run_with_metrics(
         Duration::from_millis(config.gateway_call_timeout_ms),
     )
     .map_err(|e| Error::Config(format!("gateway: {e}")))?;
+    let fate = fate_runtime(&config)?;
+    let pool = warm_pool(&config, fate.as_ref().map(|(runtime, _)| runtime));
     let engine: Arc<dyn engine::Engine> = match config.worker.engine {
-        config::EngineKind::Process => Arc::new(engine::ProcessEngine::new(
-            config.data_dir.clone(),
-            config.worker.resolve_bin(),
-        )),
+        config::EngineKind::Process => {
+            let process =
+                engine::ProcessEngine::new(config.data_dir.clone(), config.worker.resolve_bin());
+            Arc::new(match &pool {
+                Some(pool) => process.with_pool(pool.clone()),
+                None => process,
+            })
+        }
         config::EngineKind::Instant => Arc::new(engine::InstantEngine),
     };
     let timing = app::Timing {
@@ -176,7 +212,6 @@ pub async fn run_with_metrics(
             .then(|| Duration::from_secs(config.fencing.party_unreachable_timeout_s)),
         fence_probe_interval: Duration::from_millis(config.fencing.probe_interval_ms),
     };
-    let fate = fate_runtime(&config)?;
     let app = app::App::new(
         config.party_id.clone(),
         store,
@@ -220,6 +255,9 @@ pub async fn run_with_metrics(
         let (app, stop) = (app.clone(), loops.clone());
         async move { app.run_outbox(stop).await }
     });
+    if let Some(pool) = &pool {
+        background.spawn(pool.clone().run());
+    }
     background.close();
     let sessions = grpc::sessions::service(app.clone());
     let (task_controller, worker, data) = grpc::services(app);
@@ -254,6 +292,9 @@ pub async fn run_with_metrics(
     )
     .await;
     loops.cancel();
+    if let Some(pool) = &pool {
+        pool.shutdown().await;
+    }
     let drain = Duration::from_millis(config.grpc.drain_timeout_ms);
     if tokio::time::timeout(drain, background.wait())
         .await

@@ -27,6 +27,7 @@ impl App {
     /// Launches the attempt's worker (or passes a `need_run: false` task); returns the party
     /// status after the call.
     pub async fn start_task(&self, key: ids::TaskKey) -> Result<TaskStatus, Error> {
+        let arrived = now_ms();
         let key = TaskKey::from(key);
         self.check_party(&key.party_id)?;
         let task = self.row(&key).await?;
@@ -41,14 +42,14 @@ impl App {
                 if !self.inner.store.claim_start(&key, &token, now_ms()).await? {
                     return Ok(self.row(&key).await?.party_status);
                 }
-                self.launch(&claimed(&task, &token)).await
+                self.launch_at(&claimed(&task, &token), arrived).await
             }
         }
     }
 
     /// What the attempt's worker is told; the error (an input that cannot be resolved) is the
     /// attempt's failure reason.
-    async fn task_file(&self, task: &Task) -> Result<TaskFile, String> {
+    async fn task_file(&self, task: &Task, start_task_ms: i64) -> Result<TaskFile, String> {
         // Checked to be an object when the row was created.
         let parameters = serde_json::from_str(&task.parameters).unwrap_or_default();
         let inputs = self.resolve_inputs(task, &parameters).await?;
@@ -79,6 +80,7 @@ impl App {
             party_id: task.key.party_id.clone(),
             program: self.program(&task.module),
             role: task.key.role.clone(),
+            start_task_ms: Some(start_task_ms),
             task_controller: self.inner.advertise.clone(),
             token: task.token.clone(),
             upstream: task.upstream.clone(),
@@ -89,8 +91,13 @@ impl App {
     /// Launches the worker of the claimed attempt `task` (running, with its token) and
     /// records it; returns the party status after.
     pub(super) async fn launch(&self, task: &Task) -> Result<TaskStatus, Error> {
+        self.launch_at(task, now_ms()).await
+    }
+
+    /// [`App::launch`] for a `StartTask` that arrived at `start_task_ms` (unix ms).
+    async fn launch_at(&self, task: &Task, start_task_ms: i64) -> Result<TaskStatus, Error> {
         let key = &task.key;
-        let file = match self.task_file(task).await {
+        let file = match self.task_file(task, start_task_ms).await {
             Ok(file) => file,
             Err(why) => {
                 tracing::info!(task = %key, reason = %why, "inputs not resolved");
@@ -117,6 +124,7 @@ impl App {
                             .kill(worker, self.inner.timing.kill_grace)
                             .await;
                         let _ = child.wait().await;
+                        self.inner.engine.ended(worker);
                         recorded?;
                     }
                     Launched::Watch => {
@@ -124,7 +132,7 @@ impl App {
                         tracing::debug!(task = %key, pid = worker.pid, "worker started");
                         let app = self.clone();
                         let task = task.clone();
-                        tokio::spawn(async move { app.watch(child, task).await });
+                        tokio::spawn(async move { app.watch(child, worker, task).await });
                     }
                 }
                 Ok(TaskStatus::Running)
@@ -152,8 +160,10 @@ impl App {
     }
 
     /// Reaps a worker; one that exits while its attempt still runs failed without a word.
-    async fn watch(&self, mut child: tokio::process::Child, launched: Task) {
-        let exit = match child.wait().await {
+    async fn watch(&self, mut child: tokio::process::Child, worker: WorkerProcess, launched: Task) {
+        let waited = child.wait().await;
+        self.inner.engine.ended(worker);
+        let exit = match waited {
             Ok(status) => match (
                 status.code(),
                 std::os::unix::process::ExitStatusExt::signal(&status),

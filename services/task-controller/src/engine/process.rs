@@ -7,6 +7,9 @@
 //! in the root could point anywhere: nothing is created or written through it). A pid is only ever
 //! trusted together with its start time (from `/proc/<pid>/stat`), so a reused pid is never
 //! taken for the worker.
+//!
+//! With a warm pool ([`super::pool`]), a FATE attempt's task file names one warm interpreter,
+//! taken from the pool just before the worker starts; the worker hands it its pyfate process.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,17 +19,30 @@ use fedflow_core::task_file::TaskFile;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use super::pool::WarmPool;
 use super::{Engine, Error, Launch, WorkerProcess};
 use crate::domain::TaskKey;
 
 pub struct ProcessEngine {
     root: PathBuf,
     worker_bin: PathBuf,
+    /// Warm interpreters for FATE attempts; none: pyfate always starts cold.
+    pool: Option<WarmPool>,
 }
 
 impl ProcessEngine {
     pub fn new(root: PathBuf, worker_bin: PathBuf) -> Self {
-        ProcessEngine { root, worker_bin }
+        ProcessEngine {
+            root,
+            worker_bin,
+            pool: None,
+        }
+    }
+
+    /// FATE attempts get a warm interpreter from `pool` when it has one ready.
+    pub fn with_pool(mut self, pool: WarmPool) -> Self {
+        self.pool = Some(pool);
+        self
     }
 
     /// `<root>/jobs/<job>/<role>/<party>/<component>/<version>`, created one level at a time
@@ -170,8 +186,33 @@ impl Engine for ProcessEngine {
         // The launch is a span in the job's trace; the worker's calls carry its context.
         let span = launch_span(key, file);
         let traceparent = fedflow_telemetry::context::traceparent(&span);
-        let (child, worker) = self.spawn(&dir, &file.to_json(), traceparent.as_deref())?;
-        Ok(Launch::Process { child, worker })
+        let warm = match (&self.pool, &file.fate) {
+            (Some(pool), Some(_)) => pool.take(),
+            _ => None,
+        };
+        let Some(warm) = warm else {
+            let (child, worker) = self.spawn(&dir, &file.to_json(), traceparent.as_deref())?;
+            return Ok(Launch::Process { child, worker });
+        };
+        let mut file = file.clone();
+        if let Some(fate) = file.fate.as_mut() {
+            fate.warm = Some(warm.clone());
+        }
+        let pool = self
+            .pool
+            .as_ref()
+            .expect("a warm interpreter comes from the pool");
+        match self.spawn(&dir, &file.to_json(), traceparent.as_deref()) {
+            Ok((child, worker)) => {
+                tracing::debug!(task = %key, interpreter = warm.pid, worker = worker.pid, "warm interpreter given");
+                pool.given_to(&warm, worker.pid);
+                Ok(Launch::Process { child, worker })
+            }
+            Err(e) => {
+                pool.release(&warm);
+                Err(e)
+            }
+        }
     }
 
     fn find_worker(&self, key: &TaskKey) -> Option<WorkerProcess> {
@@ -183,7 +224,15 @@ impl Engine for ProcessEngine {
     }
 
     async fn kill(&self, worker: WorkerProcess, grace: Duration) -> bool {
-        kill(worker, grace).await
+        let gone = kill(worker, grace).await;
+        self.ended(worker);
+        gone
+    }
+
+    fn ended(&self, worker: WorkerProcess) {
+        if let Some(pool) = &self.pool {
+            pool.worker_ended(worker.pid);
+        }
     }
 }
 
