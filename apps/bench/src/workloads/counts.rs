@@ -17,6 +17,8 @@ pub(super) struct Counts {
     /// The party calls by method.
     pub(super) by_method: BTreeMap<String, f64>,
     pub(super) statements: f64,
+    /// The statements by store (`scheduler`, `job_controller`, `task_controller`).
+    pub(super) by_store: BTreeMap<String, f64>,
 }
 
 impl Counts {
@@ -45,6 +47,17 @@ impl Counts {
                 .filter(|(_, v)| *v > 0.0)
                 .collect(),
             statements: (self.statements - before.statements - idle * elapsed.as_secs_f64()) / n,
+            // Idle statements not taken off: these say where a job's statements go.
+            by_store: self
+                .by_store
+                .iter()
+                .map(|(m, v)| {
+                    (
+                        m.clone(),
+                        (v - before.by_store.get(m).copied().unwrap_or(0.0)) / n,
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -59,6 +72,10 @@ impl Counts {
         }
         r.values
             .insert(format!("{key}.statements_per_job"), self.statements);
+        for (store, n) in &self.by_store {
+            r.values
+                .insert(format!("{key}.statements_per_job_with_idle.{store}"), *n);
+        }
     }
 }
 
@@ -101,6 +118,9 @@ pub(super) async fn read(fed: &ProcessFederation) -> Counts {
             for (method, n) in parsed.by_method {
                 *counts.by_method.entry(method).or_default() += n;
             }
+            for (store, n) in parsed.by_store {
+                *counts.by_store.entry(store).or_default() += n;
+            }
         }
     }
     counts
@@ -139,8 +159,12 @@ fn parse(text: &str) -> Counts {
                 .and_then(|rest| rest.split('"').next())
                 .unwrap_or("other");
             *counts.by_method.entry(method.to_owned()).or_default() += value;
-        } else if name.ends_with("_store_statements_total") {
+        } else if let Some(store) = name
+            .strip_suffix("_store_statements_total")
+            .map(|n| n.trim_start_matches("fedflow_"))
+        {
             counts.statements += value;
+            *counts.by_store.entry(store.to_owned()).or_default() += value;
         }
     }
     counts
