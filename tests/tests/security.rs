@@ -401,6 +401,7 @@ fn cases() -> Vec<Case> {
                     version: 0,
                     status: TaskStatus::Success as i32,
                     request_id: fedflow_rpc::new_request_id(),
+                    more: Vec::new(),
                 })
             },
         },

@@ -63,6 +63,8 @@ pub struct Results {
     pub values: BTreeMap<String, f64>,
     /// The rows of the table: figure, target, fedflow's value (text), FATE-Flow's, met?
     pub rows: Vec<(String, String, String, String, Option<bool>)>,
+    /// The control-plane targets, printed after the table: figure, target, value, met?
+    pub control: Vec<(String, String, String, Option<bool>)>,
 }
 
 impl Results {
@@ -88,6 +90,9 @@ impl Results {
             "values": self.values,
             "table": self.rows.iter().map(|(f, t, v, fate, met)| json!({
                 "figure": f, "target": t, "fedflow": v, "fate_flow": fate, "met": met,
+            })).collect::<Vec<_>>(),
+            "control": self.control.iter().map(|(f, t, v, met)| json!({
+                "figure": f, "target": t, "fedflow": v, "met": met,
             })).collect::<Vec<_>>(),
         })
     }
@@ -121,6 +126,22 @@ pub fn print_table(results: &Results) {
             None => "-",
         };
         println!("| {figure:<52} | {target:<24} | {value:<30} | {fate:<28} | {met:<3} |");
+    }
+    if results.control.is_empty() {
+        return;
+    }
+    println!("\n== control-plane targets");
+    println!(
+        "| {:<56} | {:<16} | {:<44} | met |",
+        "figure", "target", "fedflow"
+    );
+    for (figure, target, value, met) in &results.control {
+        let met = match met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "-",
+        };
+        println!("| {figure:<56} | {target:<16} | {value:<44} | {met} |");
     }
 }
 

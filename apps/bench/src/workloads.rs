@@ -2,6 +2,7 @@
 //! and scale (a deep queue, an 8-party job), one module each, and the table that sets their
 //! figures beside the targets and FATE-Flow's.
 
+mod counts;
 mod dataplane;
 mod fate;
 mod floor;
@@ -80,6 +81,7 @@ pub async fn run(args: &Args) -> Results {
         fate::run(args, &mut r).await;
     }
     table(&mut r, args);
+    control_table(&mut r);
     // Only when asked for, after the default rows (which it leaves as they are).
     if args.only.iter().any(|p| p == "joblist") {
         joblist::run(args, &mut r).await;
@@ -189,6 +191,94 @@ fn table(r: &mut Results, args: &Args) {
     );
     if args.runs("dataplane") {
         dataplane_rows(r);
+    }
+}
+
+/// The control plane's targets, each beside its figure (NaN where its part did not run), and
+/// what each job cost in party calls and store statements.
+fn control_table(r: &mut Results) {
+    let value = |r: &Results, k: &str| r.values.get(k).copied().unwrap_or(f64::NAN);
+    let p50 = |r: &mut Results, k: &'static str| r.samples(k).quantile(0.5);
+    let row = |r: &mut Results, figure: &str, target: &str, text: String, met: Option<bool>| {
+        r.control.push((figure.into(), target.into(), text, met));
+    };
+    let instant = value(r, "throughput.instant.jobs_per_s");
+    row(
+        r,
+        "throughput, benchmark engine",
+        ">= 200 jobs/s",
+        format!("{instant:.1} jobs/s"),
+        Some(instant >= 200.0),
+    );
+    let process = value(r, "throughput.process.round1.jobs_per_s");
+    row(
+        r,
+        "throughput, process workers (round 1)",
+        ">= 40 jobs/s",
+        format!("{process:.1} jobs/s"),
+        Some(process >= 40.0),
+    );
+    let cpu = value(r, "throughput.instant.cpu_seconds_per_job") * 1000.0;
+    let cpu_process = value(r, "footprint.cpu_seconds_per_job.round1") * 1000.0;
+    row(
+        r,
+        "service CPU per 3-party 3-task job (benchmark engine)",
+        "<= 10 ms",
+        format!("{cpu:.1} ms (process workers: {cpu_process:.1} ms)"),
+        Some(cpu <= 10.0),
+    );
+    let first = r.samples("latency.submit_to_first_running_all").clone();
+    let (f50, f99) = (first.quantile(0.5), first.quantile(0.99));
+    row(
+        r,
+        "submit -> first task running on all 3 parties, p50 / p99",
+        "<= 15 / <= 50 ms",
+        format!("{f50:.1} / {f99:.1} ms"),
+        Some(f50 <= 15.0 && f99 <= 50.0),
+    );
+    let edge = p50(r, "latency.dag_edge");
+    row(
+        r,
+        "DAG edge, p50",
+        "<= 8 ms",
+        format!("{edge:.1} ms"),
+        Some(edge <= 8.0),
+    );
+    let o3 = p50(r, "scale.3_party_of_32.scheduling_overhead");
+    let o32 = p50(r, "scale.32_party.scheduling_overhead");
+    row(
+        r,
+        "32-party vs 3-party scheduling overhead per job, p50",
+        "<= 4x",
+        format!("{:.1}x ({o32:.1} vs {o3:.1} ms)", o32 / o3),
+        Some(o32 / o3 <= 4.0),
+    );
+    let c3 = value(r, "scale.3_party_of_32.cpu_seconds_per_job") * 1000.0;
+    let c32 = value(r, "scale.32_party.cpu_seconds_per_job") * 1000.0;
+    row(
+        r,
+        "32-party vs 3-party service CPU per job",
+        "-",
+        format!("{:.1}x ({c32:.1} vs {c3:.1} ms)", c32 / c3),
+        None,
+    );
+    for (key, figure) in [
+        ("throughput.instant", "3-party 3-task job (burst)"),
+        (
+            "scale.3_party_of_32",
+            "3-party 3-task job (32-party federation)",
+        ),
+        ("scale.32_party", "32-party 3-task job"),
+    ] {
+        let calls = value(r, &format!("{key}.party_calls_per_job"));
+        let statements = value(r, &format!("{key}.statements_per_job"));
+        row(
+            r,
+            &format!("party calls / SQL statements per {figure}"),
+            "-",
+            format!("{calls:.1} calls, {statements:.1} statements"),
+            None,
+        );
     }
 }
 

@@ -80,6 +80,12 @@ pub fn task_status(
     format!("{job_id}:task-status:{component}:{version}:{party}:{status}")
 }
 
+/// `UpdateTaskStatus` of every ended task version of the job's run `epoch` to `party`, sent
+/// once when that run ended.
+pub fn task_statuses(job_id: &str, epoch: i64, party: &str) -> String {
+    format!("{job_id}:{epoch}:task-statuses:{party}")
+}
+
 /// `ReportTaskStatus` of `who`'s status of one task version to the job's scheduler.
 pub fn report(
     job_id: &str,

@@ -35,7 +35,13 @@ pub(crate) use fedflow_core::clock::now_ms;
 pub struct Db {
     conn: DatabaseConnection,
     backend: DbBackend,
+    /// Statements sent to the database (each query and execute, and each transaction's begin
+    /// and commit), for the services' metrics: what a job costs in round trips to the store.
+    statements: Counter,
 }
+
+/// The counter of statements a [`Db`] (and its clones) sent.
+pub use fedflow_telemetry::metrics::Counter;
 
 /// The SQLite URL of a file, created if missing.
 pub fn sqlite_url(path: &std::path::Path) -> String {
@@ -103,7 +109,11 @@ impl Db {
         let conn =
             sea_orm::Database::connect(Self::options(url, max_connections, synchronous)).await?;
         tracing::debug!(backend = ?backend, "database ready");
-        Ok(Db { conn, backend })
+        Ok(Db {
+            conn,
+            backend,
+            statements: Counter::default(),
+        })
     }
 
     fn options(url: &str, max_connections: u32, synchronous: SqliteSynchronous) -> ConnectOptions {
@@ -141,20 +151,46 @@ impl Db {
             .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
         let conn = sea_orm::Database::connect(options).await?;
         let backend = conn.get_database_backend();
-        Ok(Db { conn, backend })
+        Ok(Db {
+            conn,
+            backend,
+            statements: Counter::default(),
+        })
     }
 
     pub fn backend(&self) -> DbBackend {
         self.backend
     }
 
+    /// The statements this database (and every clone of it) sent so far, as a counter to
+    /// register in a service's metrics.
+    pub fn statements(&self) -> Counter {
+        self.statements.clone()
+    }
+
+    /// Registers [`Db::statements`] as `<prefix>_store_statements_total` (e.g.
+    /// `fedflow_scheduler`).
+    pub fn register_statements(
+        &self,
+        registry: &fedflow_telemetry::metrics::Metrics,
+        prefix: &str,
+    ) {
+        registry.register(
+            &format!("{prefix}_store_statements"),
+            "Statements sent to the service's store (queries, executes, begins and commits).",
+            self.statements(),
+        );
+    }
+
     /// Runs a statement; returns the number of rows it changed.
     pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+        self.statements.inc();
         let result = self.conn.execute_raw(self.stmt(sql, values)).await?;
         Ok(result.rows_affected())
     }
 
     pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
+        self.statements.inc();
         self.conn.query_all_raw(self.stmt(sql, values)).await
     }
 
@@ -163,6 +199,7 @@ impl Db {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Option<QueryResult>, DbErr> {
+        self.statements.inc();
         self.conn.query_one_raw(self.stmt(sql, values)).await
     }
 
@@ -197,10 +234,12 @@ impl Db {
                 .then_some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
+        self.statements.inc();
         let tx = self.conn.begin_with_options(options).await?;
         Ok(Tx {
             tx,
             backend: self.backend,
+            statements: self.statements.clone(),
         })
     }
 
@@ -218,10 +257,12 @@ impl Db {
 pub struct Tx {
     tx: DatabaseTransaction,
     backend: DbBackend,
+    statements: Counter,
 }
 
 impl Tx {
     pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+        self.statements.inc();
         let result = self
             .tx
             .execute_raw(statement(self.backend, sql, values))
@@ -230,6 +271,7 @@ impl Tx {
     }
 
     pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
+        self.statements.inc();
         self.tx
             .query_all_raw(statement(self.backend, sql, values))
             .await
@@ -240,12 +282,14 @@ impl Tx {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Option<QueryResult>, DbErr> {
+        self.statements.inc();
         self.tx
             .query_one_raw(statement(self.backend, sql, values))
             .await
     }
 
     pub async fn commit(self) -> Result<(), DbErr> {
+        self.statements.inc();
         self.tx.commit().await
     }
 
@@ -259,6 +303,7 @@ impl Tx {
     /// PostgreSQL this takes a SHARE ROW EXCLUSIVE lock on the table.
     pub async fn lock_for_update(&self, table: &str) -> Result<(), DbErr> {
         if self.backend == DbBackend::Postgres {
+            self.statements.inc();
             self.tx
                 .execute_unprepared(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
                 .await?;

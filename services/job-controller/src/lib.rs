@@ -47,6 +47,7 @@ pub async fn run_with_metrics(
     fedflow_core::ids::party_id(&config.party_id).map_err(|e| Error::Config(e.to_string()))?;
     let store =
         store::Store::connect(&config.database.url, config.database.max_connections).await?;
+    store.register_statements(&registry, "fedflow_job_controller");
     if fedflow_telemetry::context::exporting() {
         // The jobs' traces, as recorded at creation: this party's later spans join them.
         for (job_id, traceparent) in store

@@ -24,6 +24,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// Counts this store's statements in `registry` (`<prefix>_store_statements_total`).
+    pub fn register_statements(
+        &self,
+        registry: &fedflow_telemetry::metrics::Metrics,
+        prefix: &str,
+    ) {
+        self.db.register_statements(registry, prefix);
+    }
+
     /// The store at `url`, migrated, with a pool of `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, Error> {
         let db = Db::connect(

@@ -96,6 +96,7 @@ pub async fn run_with_metrics(
     }
     let store =
         store::Store::connect(&config.database.url, config.database.max_connections).await?;
+    store.register_statements(&registry, "fedflow_scheduler");
     let client = fedflow_rpc::party::PartyClient::new(
         &config.gateway,
         &config.party_id,

@@ -139,6 +139,17 @@ impl Remote {
         calls::update_task_status(job_id, party, component, version, status).command()
     }
 
+    /// The command that tells `party` the federated statuses of several task versions at once
+    /// (component, version, status), the end sync of the job's run `epoch`; `None` for none.
+    pub fn task_statuses_command(
+        job_id: &str,
+        epoch: i64,
+        party: &str,
+        statuses: &[(&str, i32, TaskStatus)],
+    ) -> Option<fedflow_store::Command> {
+        calls::update_task_statuses(job_id, epoch, party, statuses).map(|c| c.command())
+    }
+
     /// The same call as [`Remote::job_status_command`], sent now.
     pub async fn update_job_status(
         &self,

@@ -38,6 +38,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// Counts this store's statements in `registry` (`<prefix>_store_statements_total`).
+    pub fn register_statements(
+        &self,
+        registry: &fedflow_telemetry::metrics::Metrics,
+        prefix: &str,
+    ) {
+        self.db.register_statements(registry, prefix);
+    }
+
     /// The sender of this store's outbox.
     pub fn outbox(&self) -> Outbox {
         Outbox::new(self.db.clone(), OUTBOX)
@@ -476,39 +485,72 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<bool, Error> {
-        let n = self
-            .db
-            .exec_audited(
-                AUDIT,
-                "UPDATE scheduler_task_parties SET status = ?, reason = ?, update_ms = ?
-                 WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND party_id = ?
-                   AND status = ?",
-                vec![
-                    to.as_str().into(),
-                    reason.into(),
-                    now.into(),
-                    row.job_id.clone().into(),
-                    row.component.clone().into(),
-                    i64::from(row.version).into(),
-                    row.who.role.clone().into(),
-                    row.who.party_id.clone().into(),
-                    row.status.as_str().into(),
-                ],
-                Transition::new(
-                    "party-task",
-                    format!(
-                        "{}/{}/{}/{}/{}",
-                        row.job_id, row.component, row.version, row.who.role, row.who.party_id
-                    ),
-                    row.status.as_str(),
-                    to.as_str(),
-                    reason,
-                    now,
-                ),
-            )
-            .await?;
+        let (sql, values, transition) = party_status_update(row, to, reason, now);
+        let n = self.db.exec_audited(AUDIT, sql, values, transition).await?;
         Ok(n == 1)
     }
+
+    /// [`Store::cas_party_status`] of several rows (each to its status, no reason) in one
+    /// transaction: each compare-and-set stands on its own (one that finds its row moved
+    /// changes nothing and does not stop the others). Returns whether each changed its row.
+    pub async fn cas_party_statuses(
+        &self,
+        changes: &[(&TaskParty, TaskStatus)],
+        now: i64,
+    ) -> Result<Vec<bool>, Error> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin().await?;
+        let mut changed = Vec::with_capacity(changes.len());
+        for (row, to) in changes {
+            let (sql, values, transition) = party_status_update(row, *to, "", now);
+            let n = tx.exec(sql, values).await?;
+            if n > 0 {
+                tx.record(AUDIT, &transition).await?;
+            }
+            changed.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+}
+
+/// The compare-and-set of one party's status of a task version: its statement, values and
+/// audit entry.
+fn party_status_update(
+    row: &TaskParty,
+    to: TaskStatus,
+    reason: &str,
+    now: i64,
+) -> (&'static str, Vec<SqlValue>, Transition) {
+    (
+        "UPDATE scheduler_task_parties SET status = ?, reason = ?, update_ms = ?
+         WHERE job_id = ? AND component = ? AND version = ? AND role = ? AND party_id = ?
+           AND status = ?",
+        vec![
+            to.as_str().into(),
+            reason.into(),
+            now.into(),
+            row.job_id.clone().into(),
+            row.component.clone().into(),
+            i64::from(row.version).into(),
+            row.who.role.clone().into(),
+            row.who.party_id.clone().into(),
+            row.status.as_str().into(),
+        ],
+        Transition::new(
+            "party-task",
+            format!(
+                "{}/{}/{}/{}/{}",
+                row.job_id, row.component, row.version, row.who.role, row.who.party_id
+            ),
+            row.status.as_str(),
+            to.as_str(),
+            reason,
+            now,
+        ),
+    )
 }
 
 async fn insert_tasks(

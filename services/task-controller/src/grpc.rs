@@ -101,10 +101,7 @@ impl pb::task_controller_server::TaskController for TaskController {
     ) -> Result<Response<pb::UpdateTaskStatusResponse>, Status> {
         self.authorize(&request, &request.get_ref().job_id).await?;
         let u = UpdateTaskStatus::try_from(request.into_inner())?;
-        let updated = self
-            .app
-            .update_task_status(&u.job_id, &u.component, u.version, u.status)
-            .await?;
+        let updated = self.app.update_task_status(&u.job_id, &u.updates).await?;
         Ok(Response::new(pb::UpdateTaskStatusResponse { updated }))
     }
 

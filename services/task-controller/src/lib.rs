@@ -165,6 +165,7 @@ pub async fn run_with_metrics(
         .map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let store =
         store::Store::connect(&config.database.url, config.database.max_connections).await?;
+    store.register_statements(&registry, "fedflow_task_controller");
     if fedflow_telemetry::context::exporting() {
         // The jobs' traces, as recorded at creation: this party's later spans join them.
         for (job_id, traceparent) in store

@@ -31,6 +31,15 @@ pub struct Store {
 }
 
 impl Store {
+    /// Counts this store's statements in `registry` (`<prefix>_store_statements_total`).
+    pub fn register_statements(
+        &self,
+        registry: &fedflow_telemetry::metrics::Metrics,
+        prefix: &str,
+    ) {
+        self.db.register_statements(registry, prefix);
+    }
+
     /// The sender of this store's outbox.
     pub fn outbox(&self) -> Outbox {
         Outbox::new(self.db.clone(), OUTBOX)

@@ -477,3 +477,72 @@ async fn a_start_removes_unfinished_uploads_and_table_files_no_row_names() {
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_update_records_the_federated_status_of_several_tasks_and_a_bad_entry_changes_none() {
+    let h = Harness::start(|c| c.worker.engine = EngineKind::Instant).await;
+    for component in ["a", "b"] {
+        h.create(component, "Sleep", serde_json::json!({"seconds": 0}))
+            .await;
+        assert_eq!(h.start_task(component).await, TaskStatus::Running);
+        h.gateway.report_of(component, TaskStatus::Success).await;
+    }
+    let federated = || async {
+        let mut tasks =
+            h.tc.clone()
+                .list_tasks(pb::ListTasksRequest { job_id: JOB.into() })
+                .await
+                .expect("ListTasks")
+                .into_inner()
+                .tasks;
+        tasks.sort_by(|x, y| x.component.cmp(&y.component));
+        tasks
+            .iter()
+            .map(|t| (t.component.clone(), t.status))
+            .collect::<Vec<_>>()
+    };
+    let before = federated().await;
+    assert!(
+        before.iter().all(|(_, s)| *s != TaskStatus::Success as i32),
+        "not yet told: {before:?}"
+    );
+    let update = |more_component: &str| pb::UpdateTaskStatusRequest {
+        job_id: JOB.into(),
+        component: "a".into(),
+        version: 0,
+        status: TaskStatus::Success as i32,
+        request_id: fedflow_rpc::new_request_id(),
+        more: vec![pb::TaskStatusUpdate {
+            component: more_component.into(),
+            version: 0,
+            status: TaskStatus::Success as i32,
+        }],
+    };
+    let refused =
+        h.tc.clone()
+            .update_task_status(update("not a component!"))
+            .await
+            .expect_err("a bad component in more is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("more[0].component"),
+        "{refused:?}"
+    );
+    assert_eq!(federated().await, before, "the refusal changed nothing");
+    let updated =
+        h.tc.clone()
+            .update_task_status(update("b"))
+            .await
+            .expect("UpdateTaskStatus")
+            .into_inner()
+            .updated;
+    assert_eq!(updated, 2, "both rows, in one call");
+    assert_eq!(
+        federated().await,
+        vec![
+            ("a".to_owned(), TaskStatus::Success as i32),
+            ("b".to_owned(), TaskStatus::Success as i32)
+        ]
+    );
+    h.stop().await;
+}

@@ -270,8 +270,42 @@ pub fn update_task_status(
             version,
             status: task_status_to_pb(status) as i32,
             request_id: id,
+            more: Vec::new(),
         },
     )
+}
+
+/// Tells `party` the federated statuses of several task versions of a job at once (for display
+/// there): the job's end sync of every task, in the run that entered the queue at `epoch`. The
+/// first of `statuses` fills the request's own fields (what a party that does not read `more`
+/// records); `None` when there is none.
+pub fn update_task_statuses(
+    job_id: &str,
+    epoch: i64,
+    party: &str,
+    statuses: &[(&str, i32, TaskStatus)],
+) -> Option<Call<tc::UpdateTaskStatusRequest>> {
+    let ((component, version, status), rest) = statuses.split_first()?;
+    let id = request_id::task_statuses(job_id, epoch, party);
+    Some(to(
+        party,
+        id.clone(),
+        tc::UpdateTaskStatusRequest {
+            job_id: job_id.to_owned(),
+            component: (*component).to_owned(),
+            version: *version,
+            status: task_status_to_pb(*status) as i32,
+            request_id: id,
+            more: rest
+                .iter()
+                .map(|(component, version, status)| tc::TaskStatusUpdate {
+                    component: (*component).to_owned(),
+                    version: *version,
+                    status: task_status_to_pb(*status) as i32,
+                })
+                .collect(),
+        },
+    ))
 }
 
 /// `party`'s task rows of the job.

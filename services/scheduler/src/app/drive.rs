@@ -140,6 +140,9 @@ impl App {
             let decisions = plan::plan(&job, &spec, &latest, &parties, &limits, now_ms());
             let mut again = plan::unsettled(&decisions);
             let mut starts = Vec::new();
+            // Whether the job has ended: a task's end is then announced at once (the job's end
+            // announced those before it).
+            let mut job_ended = job.status.is_end();
             for decision in decisions {
                 match decision {
                     Decision::SetTask {
@@ -152,7 +155,10 @@ impl App {
                             continue;
                         };
                         debug_assert_eq!(row.status, from);
-                        if !self.set_task_status(&spec, row, to, &reason).await? {
+                        if !self
+                            .set_task_status(&spec, row, to, &reason, job_ended)
+                            .await?
+                        {
                             // Moved meanwhile: what follows was planned on a stale read.
                             again = true;
                             break;
@@ -202,6 +208,7 @@ impl App {
                     }
                     Decision::EndJob { status, reason } => {
                         self.end_job(&job, status, &reason).await?;
+                        job_ended = true;
                     }
                     Decision::WakeAt(at) => self.inner.timers.wake_at(job_id, at),
                 }
@@ -217,14 +224,16 @@ impl App {
         Ok(())
     }
 
-    /// Moves a task version's federated status with a compare-and-set; announces an end to
-    /// every party and publishes the change. False when the row had moved.
+    /// Moves a task version's federated status with a compare-and-set and publishes the
+    /// change; an end is announced to every party now if the job has ended (`job_ended`), else
+    /// with the job's end. False when the row had moved.
     async fn set_task_status(
         &self,
         spec: &JobSpec,
         task: &Task,
         to: TaskStatus,
         reason: &str,
+        job_ended: bool,
     ) -> Result<bool, Error> {
         if !self
             .store()
@@ -233,7 +242,7 @@ impl App {
         {
             return Ok(false);
         }
-        if to.is_end() {
+        if to.is_end() && job_ended {
             self.announce_task_status(spec, task, to);
         }
         tracing::debug!(job = %task.job_id, component = %task.component, version = task.version, from = %task.status, %to, "task status");
@@ -339,13 +348,39 @@ impl App {
         };
         // Every party's row as it is now, in one read: the answers are recorded against it.
         let rows = self.store().task_parties(&first.job_id).await?;
+        // The plain answers (a party's next status, one step on from its row: `running`, as a
+        // rule) are recorded together, in one transaction; the rest one by one.
+        let mut plain = Vec::new();
         for (task, who, result) in answers {
             let Some(row) = rows.iter().find(|p| {
                 p.component == task.component && p.version == task.version && p.who == *who
             }) else {
                 continue;
             };
-            self.record_start(row, result).await?;
+            match result {
+                Ok(status)
+                    if status != TaskStatus::Waiting
+                        && row.status.apply(status) == Ok(Transition::Changed)
+                        && !(row.status == TaskStatus::Waiting && status.is_end()) =>
+                {
+                    plain.push((row, status));
+                }
+                result => self.record_start(row, result).await?,
+            }
+        }
+        let changed = self.store().cas_party_statuses(&plain, now_ms()).await?;
+        for ((row, to), changed) in plain.into_iter().zip(changed) {
+            if changed {
+                self.publish(Event::Task {
+                    job_id: row.job_id.clone(),
+                    time_ms: now_ms(),
+                    component: row.component.clone(),
+                    version: row.version,
+                    who: Some(row.who.clone()),
+                    status: to,
+                    reason: String::new(),
+                });
+            }
         }
         Ok(())
     }

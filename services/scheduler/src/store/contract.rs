@@ -703,3 +703,56 @@ async fn a_party_in_two_roles_is_listed_once_per_job() {
         assert_eq!(all_pages(&store, &hosts, 2).await, ["j3", "j2", "j1"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn party_statuses_set_together_each_move_only_from_the_status_read_before() {
+    for store in stores("scheduler_party_cas_batch").await {
+        let mut guest = party("j1", 0);
+        guest.who = Participant {
+            role: "guest".into(),
+            party_id: "9999".into(),
+        };
+        let host = party("j1", 0);
+        store
+            .insert_job(
+                &job("j1", None),
+                &[],
+                &[task("j1", 0)],
+                &[host.clone(), guest.clone()],
+            )
+            .await
+            .expect("insert");
+        // The host's row moves on first: the batch read it before, so its change is stale.
+        assert!(
+            store
+                .cas_party_status(&host, TaskStatus::Failed, "boom", 2)
+                .await
+                .expect("cas")
+        );
+        let changed = store
+            .cas_party_statuses(
+                &[(&host, TaskStatus::Running), (&guest, TaskStatus::Running)],
+                3,
+            )
+            .await
+            .expect("batch");
+        assert_eq!(changed, vec![false, true]);
+        let status = |who: Participant| {
+            let store = &store;
+            async move {
+                let row = store
+                    .task_party("j1", "a", 0, &who)
+                    .await
+                    .expect("read")
+                    .expect("row");
+                (row.status, row.update_ms)
+            }
+        };
+        assert_eq!(status(host.who.clone()).await, (TaskStatus::Failed, 2));
+        assert_eq!(status(guest.who.clone()).await, (TaskStatus::Running, 3));
+        assert_eq!(
+            store.cas_party_statuses(&[], 4).await.expect("nothing"),
+            Vec::<bool>::new()
+        );
+    }
+}

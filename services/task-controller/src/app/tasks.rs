@@ -84,27 +84,28 @@ impl App {
         Ok(created)
     }
 
-    /// Records the federated status the scheduler decided, on every role's row here.
+    /// Records the federated statuses the scheduler decided (component, version, status), on
+    /// every role's row here, against one read of the job's rows.
     pub async fn update_task_status(
         &self,
         job_id: &JobId,
-        component: &ComponentName,
-        version: i32,
-        to: TaskStatus,
+        updates: &[(ComponentName, i32, TaskStatus)],
     ) -> Result<u32, Error> {
         let tasks = self.inner.store.job_tasks(job_id.as_str()).await?;
         let mut updated = 0;
-        for task in tasks
-            .iter()
-            .filter(|t| domain::syncs(t, component.as_str(), version, to))
-        {
-            if self
-                .inner
-                .store
-                .cas_status(&task.key, task.status, to, now_ms())
-                .await?
+        for (component, version, to) in updates {
+            for task in tasks
+                .iter()
+                .filter(|t| domain::syncs(t, component.as_str(), *version, *to))
             {
-                updated += 1;
+                if self
+                    .inner
+                    .store
+                    .cas_status(&task.key, task.status, *to, now_ms())
+                    .await?
+                {
+                    updated += 1;
+                }
             }
         }
         Ok(updated)

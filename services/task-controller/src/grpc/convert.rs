@@ -130,24 +130,32 @@ impl TryFrom<pb::StopTasksRequest> for StopTasks {
     }
 }
 
-/// `UpdateTaskStatus`: (job, component, version, federated status).
+/// `UpdateTaskStatus`: the job and its task versions' federated statuses (the request's own
+/// fields first, then `more`).
 pub struct UpdateTaskStatus {
     pub job_id: JobId,
-    pub component: ComponentName,
-    pub version: i32,
-    pub status: TaskStatus,
+    pub updates: Vec<(ComponentName, i32, TaskStatus)>,
 }
 
 impl TryFrom<pb::UpdateTaskStatusRequest> for UpdateTaskStatus {
     type Error = Error;
 
     fn try_from(r: pb::UpdateTaskStatusRequest) -> Result<Self, Error> {
-        let status = status_of(r.status, "status")?;
+        let mut updates = vec![(
+            ids::field("component", r.component)?,
+            r.version,
+            status_of(r.status, "status")?,
+        )];
+        for (i, u) in r.more.into_iter().enumerate() {
+            updates.push((
+                ids::field(format!("more[{i}].component"), u.component)?,
+                u.version,
+                status_of(u.status, &format!("more[{i}].status"))?,
+            ));
+        }
         Ok(UpdateTaskStatus {
             job_id: job_id(r.job_id)?,
-            component: ids::field("component", r.component)?,
-            version: r.version,
-            status,
+            updates,
         })
     }
 }
