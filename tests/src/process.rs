@@ -82,7 +82,6 @@ impl ProcessOptions {
     }
 }
 
-
 /// The environment that runs a process under libfaketime with its wall clock moved by
 /// `offset` (`"+90s"`, `"-10m"`: faketime's syntax) while its monotonic clock stays true (the
 /// runtime's timers), or why it cannot: the library is not installed (Debian's `faketime`
