@@ -376,3 +376,63 @@ fn unassigned(w: &WarmInterpreter) -> bool {
         start_time: w.start_time,
     }) && proc_stat(w.pid).is_some_and(|s| i64::from(s.pgrp) == i64::from(w.pid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls `what` until it holds (at most 30 s).
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_interpreter_is_replaced_killed_if_never_used_and_shutdown_leaves_none() {
+        let python = PathBuf::from("/usr/bin/python3");
+        if !python.is_file() {
+            assert!(
+                std::env::var_os("FEDFLOW_REQUIRE_TOOLS").is_none(),
+                "FEDFLOW_REQUIRE_TOOLS is set and there is no python3"
+            );
+            eprintln!("SKIPPED: no /usr/bin/python3");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("fedflow-pool-{}", std::process::id()));
+        let pool = WarmPool::new(python, dir.clone(), 1, &["json"]).expect("pool");
+        let refill = tokio::spawn(pool.clone().run());
+        until("one ready", || pool.census().ready.len() == 1).await;
+        let first = pool.take().expect("a ready interpreter");
+        assert!(pool.take().is_none(), "one interpreter is given once");
+        // Its attempt's worker (a pid that is no interpreter) ends without taking it: killed.
+        pool.given_to(&first, 1);
+        until("a replacement ready", || {
+            pool.census().ready.iter().any(|p| *p != first.pid)
+        })
+        .await;
+        pool.worker_ended(1);
+        until("the untaken interpreter gone", || {
+            !pool.census().children.contains(&first.pid)
+        })
+        .await;
+        let census = pool.census();
+        assert_eq!(census.ready.len(), 1, "{census:?}");
+        assert!(census.given.is_empty(), "{census:?}");
+        let fresh = census.ready[0];
+        pool.shutdown().await;
+        until("shutdown reaps every interpreter", || {
+            pool.census().children.is_empty()
+        })
+        .await;
+        assert!(
+            !std::path::Path::new(&format!("/proc/{fresh}")).exists()
+                || proc_stat(fresh).is_some_and(|s| s.state == 'Z'),
+            "the unassigned interpreter {fresh} was killed"
+        );
+        refill.await.expect("the refill loop ends");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
