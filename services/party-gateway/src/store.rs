@@ -92,7 +92,6 @@ pub struct NewMessage {
 /// The head of a queue.
 #[derive(Debug, Clone)]
 pub struct Head {
-    pub seq: i64,
     pub payload: Bytes,
 }
 
@@ -197,10 +196,7 @@ impl Store {
             let row = read_row(&row)?;
             match fetch(&self.segments_dir, &self.cache, &row, None).await {
                 Ok(payload) => {
-                    return Ok(Some(Head {
-                        seq: row.seq,
-                        payload,
-                    }));
+                    return Ok(Some(Head { payload }));
                 }
                 // Popped (and its segment drained) since the row was read: look again.
                 Err(ReadError::Gone(_)) => continue,
@@ -697,12 +693,7 @@ fn answer(write: Write, result: Result<Outcome, SharedError>) {
         (Write::Pop(_, _, tx), Ok(Outcome::Popped(popped))) => {
             let _ = tx.send(
                 popped
-                    .map(|p| {
-                        p.map(|p| Head {
-                            seq: p.seq,
-                            payload: p.payload,
-                        })
-                    })
+                    .map(|p| p.map(|p| Head { payload: p.payload }))
                     .map_err(StoreError::Corrupt),
             );
         }
