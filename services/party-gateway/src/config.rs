@@ -110,7 +110,8 @@ pub struct TransferConfig {
     /// Where this party's components push and pop (`host:port`, plaintext; bind it to the
     /// party's private network only).
     pub listen: String,
-    /// The message store lives in `<data_dir>/party-gateway-messages.db`.
+    /// The message store lives in `<data_dir>/party-gateway-messages.db`, the payloads in
+    /// segment files under `<data_dir>/segments`.
     pub data_dir: PathBuf,
     /// The largest payload a push may carry, in bytes.
     pub max_message_bytes: u64,
@@ -130,6 +131,12 @@ pub struct TransferConfig {
     /// How long a push to another party's gateway is retried (same message id) before it is
     /// refused `UNAVAILABLE` (ms).
     pub deliver_timeout_ms: u64,
+    /// A payload segment file takes appends until it holds this many bytes; it is deleted
+    /// once every message in it was popped or dropped.
+    pub segment_bytes: u64,
+    /// Payloads of stored, unpopped messages kept in memory so that their pop reads nothing
+    /// back, at most (bytes; never more than a quarter of `gateway_quota_bytes`).
+    pub pop_cache_bytes: u64,
 }
 
 impl Default for TransferConfig {
@@ -145,6 +152,8 @@ impl Default for TransferConfig {
             session_cache_ms: 2_000,
             sweep_interval_ms: 30_000,
             deliver_timeout_ms: 30_000,
+            segment_bytes: 64 << 20,
+            pop_cache_bytes: 64 << 20,
         }
     }
 }

@@ -228,7 +228,12 @@ async fn broker(
     std::fs::create_dir_all(&t.data_dir)
         .map_err(|e| Error::Config(format!("transfer.data_dir {}: {e}", t.data_dir.display())))?;
     let url = fedflow_store::sqlite_url(&t.data_dir.join("party-gateway-messages.db"));
-    let store = store::Store::open(&url)
+    let options = store::Options {
+        segments_dir: t.data_dir.join("segments"),
+        segment_bytes: t.segment_bytes,
+        cache_bytes: t.pop_cache_bytes.min(t.gateway_quota_bytes / 4),
+    };
+    let store = store::Store::open(&url, options)
         .await
         .map_err(|e| Error::Config(format!("message store {url}: {e}")))?;
     let chan = |addr: &str| {

@@ -3,9 +3,10 @@
 //!
 //! A queue is (session, topic), FIFO, created by whichever of push or pop comes first. Pops
 //! are served here only; a push for another party crosses the federation link and is queued
-//! at the receiving party ([`Broker::deliver`]). Messages live in the store, not in memory
-//! (`crate::store`): a push is acknowledged once durable at the receiving party, a pop removes
-//! its message when it replies (a reply lost on the way is lost: see the README).
+//! at the receiving party ([`Broker::deliver`]). Messages live in the store (`crate::store`;
+//! memory holds only a bounded cache of payloads awaiting their pop): a push is acknowledged
+//! once durable at the receiving party, a pop removes its message when it replies (a reply
+//! lost on the way is lost: see the README).
 //!
 //! Default deny: a session must be a running attempt on this party (its task-controller says
 //! so); a remote push must come from a participant of the job, say so in its from-party, and

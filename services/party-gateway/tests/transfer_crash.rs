@@ -276,6 +276,132 @@ async fn a_receiver_killed_three_times_loses_duplicates_and_reorders_nothing() {
     shutdown.cancel();
 }
 
+/// The payload segments in B's data directory.
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir.join(B).join("segments")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect()
+}
+
+/// A large body that says which message it is all along its length.
+fn large_body(t: usize, i: usize) -> Vec<u8> {
+    let tag = format!("{t}/{i};");
+    tag.bytes().cycle().take(256 * 1024).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_with_payload_segments_on_disk_serves_each_message_once_in_order() {
+    const TOPICS: usize = 2;
+    const PER_TOPIC: usize = 20;
+    const POPPED_BEFORE: usize = 5;
+    let dir = TempDir::new();
+    pki(dir.path(), A);
+    pki(dir.path(), B);
+    let fa = Fakes::with_job(&[A, B]);
+    let fb = Fakes::with_job(&[A, B]);
+    let (fa_addr, fb_addr) = (fa.serve().await, fb.serve().await);
+    let (la, a_ports) = bind().await;
+    // Segments of 2 MiB: the 40 messages of 256 KiB span several, and some are drained.
+    let mut b = Receiver::new(
+        dir.path(),
+        fb_addr,
+        a_ports.federation,
+        "segment_bytes = 2097152\n",
+    );
+    let shutdown = CancellationToken::new();
+    sender(
+        dir.path(),
+        fa_addr,
+        la,
+        &a_ports,
+        b.ports.federation,
+        shutdown.clone(),
+    )
+    .await;
+    b.start().await;
+
+    let mut pushers = Vec::new();
+    for t in 0..TOPICS {
+        let a = Osx::new(a_ports.osx, A);
+        pushers.push(tokio::spawn(async move {
+            for i in 0..PER_TOPIC {
+                let out = a
+                    .push(
+                        SESSION,
+                        B,
+                        &format!("large-{t}"),
+                        message("m", &large_body(t, i)),
+                    )
+                    .await
+                    .unwrap_or_else(|s| panic!("push {t}/{i} refused: {s:?}"));
+                assert_eq!(out.code, OK, "push {t}/{i}: {out:?}");
+            }
+        }));
+    }
+    for pusher in pushers {
+        pusher.await.expect("a pusher panicked");
+    }
+    let popper = Osx::new(b.ports.osx, B);
+    let pop_in_order = |range: std::ops::Range<usize>| {
+        let popper = popper.clone();
+        async move {
+            for t in 0..TOPICS {
+                let topic = format!("large-{t}");
+                for i in range.clone() {
+                    let out = popper.pop(SESSION, &topic, 5_000).await.expect("pop on B");
+                    assert_eq!(out.code, OK, "{topic}: message {i} missing: {out:?}");
+                    assert!(
+                        body_of(&out.payload) == large_body(t, i),
+                        "{topic}: message {i} out of order, duplicated or damaged"
+                    );
+                }
+            }
+        }
+    };
+    pop_in_order(0..POPPED_BEFORE).await;
+    let before = segment_files(dir.path());
+    assert!(
+        before.len() >= 2,
+        "40 messages of 256 KiB in segments of 2 MiB, yet the segments are {before:?}"
+    );
+
+    b.kill();
+    b.start().await;
+    pop_in_order(POPPED_BEFORE..PER_TOPIC).await;
+    for t in 0..TOPICS {
+        let extra = popper
+            .pop(SESSION, &format!("large-{t}"), 50)
+            .await
+            .expect("pop on B");
+        assert_eq!(extra.code, TIMED_OUT, "large-{t}: a duplicate: {extra:?}");
+    }
+    eventually(
+        "every segment deleted once all its messages were popped",
+        Duration::from_secs(30),
+        || {
+            let left = segment_files(dir.path());
+            async move {
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("left: {left:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "{} segments on disk when B was killed; {} messages of 256 KiB popped once each, in order",
+        before.len(),
+        TOPICS * PER_TOPIC
+    );
+    shutdown.cancel();
+}
+
 /// VmRSS of a process, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
