@@ -116,8 +116,17 @@ fn tree(root: &Path) -> BTreeSet<PathBuf> {
 }
 
 /// A service database in a party's directory, or one of SQLite's side files
-/// (`-wal`, `-shm`, `-journal`): files the services write at any time.
+/// (`-wal`, `-shm`, `-journal`), or the gateway's payload segments: files the services write at
+/// any time.
 fn is_database(fed: &TestFederation, path: &Path) -> bool {
+    // The gateway's payload segments are part of its store (`<party>/segments/`).
+    if fed
+        .party_ids()
+        .iter()
+        .any(|p| path.starts_with(fed.dir.path().join(p).join("segments")))
+    {
+        return true;
+    }
     let in_party_dir = fed
         .party_ids()
         .iter()
