@@ -31,6 +31,11 @@ const MAX_KEPT_ANSWER: usize = 64 << 10;
 /// length: a party whose clock steps back is judged by its new clock within two windows.
 const CLOCK_WINDOW_MS: i64 = 60_000;
 
+/// An estimated offset smaller than this is taken as none: the estimate (the largest
+/// `issued_at − now`) reads every clock in step as behind by its shortest transit, and
+/// moving deadlines by that much would let a copy replayed just after its deadline through.
+const CLOCK_NOISE_MS: i64 = 1_000;
+
 pub struct ReplayGuard {
     max_skew_ms: i64,
     max_lifetime_ms: i64,
@@ -203,6 +208,11 @@ impl ReplayGuard {
                     ahead
                 }
             }
+        };
+        let offset_ms = if offset_ms.abs() < CLOCK_NOISE_MS {
+            0
+        } else {
+            offset_ms
         };
         let deadline_ms = envelope.deadline_unix_ms - offset_ms;
         let late = now_ms - deadline_ms;
