@@ -39,7 +39,7 @@ async fn start(
     let options = ProcessOptions {
         cores,
         engine,
-        log: "info",
+        log: "warn",
         ..ProcessOptions::default()
     };
     start_with(parties, options).await

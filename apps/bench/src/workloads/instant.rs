@@ -19,7 +19,7 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
     let options = ProcessOptions {
         cores: 1_000_000,
         engine: "instant",
-        log: "info",
+        log: "warn",
         // Every service serves its metrics (read twice: before and after) to count the party
         // calls and statements.
         observe: true,

@@ -58,7 +58,7 @@ async fn thirty_two(args: &Args, r: &mut Results) {
     let options = ProcessOptions {
         cores: 1_000_000,
         engine: "instant",
-        log: "info",
+        log: "warn",
         observe: true,
         ..ProcessOptions::default()
     };

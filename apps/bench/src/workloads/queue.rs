@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use fedflow_tests::process::ProcessOptions;
 use fedflow_tests::{processes_mentioning, signal};
 use futures::StreamExt;
 use serde_json::json;
 
 use super::jobs::{chain3, conf3, submit};
-use super::{PARTIES3, start};
+use super::{PARTIES3, start_with};
 use crate::Args;
 use crate::measure::Results;
 
@@ -18,8 +19,22 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
         "fedflow-bench: submit latency with {} jobs queued",
         args.queued_jobs
     );
-    let (fed, observer, mut client) = start(&PARTIES3, "process", 1).await;
     let probes = args.latency_jobs.clamp(3, 200);
+    // The scheduler's admission bound (`scheduling.max_waiting_jobs`, 10,000 by default) is
+    // raised above the queue this workload builds, so what is measured is a deep queue, not
+    // the refusal of a full one.
+    let room = (args.queued_jobs + 2 * probes + 100).to_string();
+    let options = ProcessOptions {
+        cores: 1,
+        engine: "process",
+        log: "warn",
+        env: vec![(
+            "FEDFLOW_SCHEDULER__SCHEDULING__MAX_WAITING_JOBS".to_owned(),
+            room,
+        )],
+        ..ProcessOptions::default()
+    };
+    let (fed, observer, mut client) = start_with(&PARTIES3, options).await;
     for _ in 0..probes {
         let start = Instant::now();
         let job = submit(&mut client, &chain3(), &conf3()).await;
