@@ -124,19 +124,10 @@ impl Db {
             .connect_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(move |o| {
-                let o = o
-                    .journal_mode(SqliteJournalMode::Wal)
+                o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(synchronous)
                     .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(true);
-                // A durable store holds large values (the data plane's messages): bigger
-                // pages mean a fraction of the overflow pages per value. Takes effect when
-                // the file is created; an existing file keeps its page size.
-                if matches!(synchronous, SqliteSynchronous::Full) {
-                    o.page_size(65_536)
-                } else {
-                    o
-                }
+                    .foreign_keys(true)
             });
         options
     }
