@@ -56,6 +56,12 @@ impl Metrics {
         }
     }
 
+    /// How many of this scheduler's jobs are in `status` now: the table's count at start-up,
+    /// kept by every stored job and every status change since.
+    pub fn jobs_in(&self, status: JobStatus) -> i64 {
+        self.gauge(status).get()
+    }
+
     /// A job row was stored in `status`.
     pub fn created(&self, status: JobStatus) {
         self.gauge(status).inc();

@@ -30,13 +30,11 @@ impl App {
         {
             return Ok(job.job_id);
         }
+        // The count kept in memory (the jobs-by-status gauge), not a read of the queue:
+        // admission must not cost more as the queue grows.
         let max_waiting = self.inner.scheduling.max_waiting_jobs;
-        let waiting = self
-            .store()
-            .job_ids_in(JobStatus::Waiting, max_waiting)
-            .await?
-            .len();
-        if waiting >= max_waiting as usize {
+        let waiting = self.inner.metrics.jobs_in(JobStatus::Waiting).max(0);
+        if waiting >= i64::from(max_waiting) {
             let retry_after_ms = self.inner.scheduling.queue_retry_ms;
             return Err(Error::QueueFull {
                 message: format!(
