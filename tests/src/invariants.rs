@@ -60,11 +60,27 @@ pub async fn outboxes_drained(root: &Path, parties: &[&str], jobs: &[String], wi
     .await;
 }
 
+/// The file of a federation's directory that holds the URL template of its services'
+/// databases when they are not SQLite files in each party's directory (see
+/// [`crate::process::ProcessOptions::database_url_template`]).
+pub const DATABASES: &str = "databases.url";
+
+/// The URL of `service`'s (`scheduler`, `job-controller`, `task-controller`) database of
+/// `party` by `template` (`{party}`, `{service}` with `_` for `-`).
+pub fn database_url(template: &str, party: &str, service: &str) -> String {
+    template
+        .replace("{party}", party)
+        .replace("{service}", &service.replace('-', "_"))
+}
+
 async fn open(root: &Path, party: &str, service: &str) -> Db {
-    let path = root.join(party).join(format!("{service}.db"));
-    Db::open_existing(&fedflow_store::sqlite_url(&path))
+    let url = match std::fs::read_to_string(root.join(DATABASES)) {
+        Ok(template) => database_url(template.trim(), party, service),
+        _ => fedflow_store::sqlite_url(&root.join(party).join(format!("{service}.db"))),
+    };
+    Db::open_existing(&url)
         .await
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+        .unwrap_or_else(|e| panic!("open {url}: {e}"))
 }
 
 /// `SELECT column FROM from` with `job` bound to its one `?` (`from` names the table and

@@ -70,6 +70,15 @@ pub struct ProcessOptions {
     /// Extra environment for the services of one party only (party id → variables), after
     /// `env`: a fault of that party's host, say (see [`faketime`]).
     pub party_env: BTreeMap<String, Vec<(String, String)>>,
+    /// Parties whose directory (stores, segments, task directories, configs and logs) lives
+    /// elsewhere, on a small filesystem say: party id → an existing directory, which
+    /// `<dir>/<party>` then links to.
+    pub party_dirs: BTreeMap<String, PathBuf>,
+    /// The scheduler's, job-controller's and task-controller's databases by URL instead of
+    /// SQLite files in the party's directory: a template with `{party}` and `{service}`
+    /// (`scheduler`, `job_controller`, `task_controller`), as `fedflow standalone` takes it.
+    /// Written to `<dir>/databases.url`, where the invariants find it.
+    pub database_url_template: Option<String>,
 }
 
 impl ProcessOptions {
@@ -122,6 +131,8 @@ impl Default for ProcessOptions {
             observe: false,
             binaries: BTreeMap::new(),
             party_env: BTreeMap::new(),
+            party_dirs: BTreeMap::new(),
+            database_url_template: None,
         }
     }
 }
@@ -270,10 +281,24 @@ impl ProcessFederation {
             .collect();
         let mut children = Vec::new();
         let mut launches = Vec::new();
+        if let Some(template) = &options.database_url_template {
+            std::fs::write(dir.path().join(crate::invariants::DATABASES), template)
+                .expect("write the databases' URL template");
+        }
         for party in &parties {
             let pdir = dir.path().join(&party.party_id);
-            std::fs::create_dir_all(&pdir).expect("party directory");
-            let db = |service: &str| format!("sqlite://{}/{service}.db?mode=rwc", pdir.display());
+            match options.party_dirs.get(&party.party_id) {
+                Some(elsewhere) => {
+                    std::os::unix::fs::symlink(elsewhere, &pdir).expect("link the party directory")
+                }
+                None => std::fs::create_dir_all(&pdir).expect("party directory"),
+            }
+            let db = |service: &str| match &options.database_url_template {
+                Some(template) => {
+                    crate::invariants::database_url(template, &party.party_id, service)
+                }
+                None => format!("sqlite://{}/{service}.db?mode=rwc", pdir.display()),
+            };
             let configs = [
                 (
                     "fedflow-party-gateway",

@@ -257,15 +257,17 @@ impl Tx {
         let result = self
             .tx
             .execute_raw(statement(self.backend, sql, values))
-            .await?;
-        Ok(result.rows_affected())
+            .await;
+        Ok(self.kept_open(result).await?.rows_affected())
     }
 
     pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, DbErr> {
         self.statements.inc();
-        self.tx
+        let result = self
+            .tx
             .query_all_raw(statement(self.backend, sql, values))
-            .await
+            .await;
+        self.kept_open(result).await
     }
 
     pub async fn query_one(
@@ -274,14 +276,48 @@ impl Tx {
         values: Vec<Value>,
     ) -> Result<Option<QueryResult>, DbErr> {
         self.statements.inc();
-        self.tx
+        let result = self
+            .tx
             .query_one_raw(statement(self.backend, sql, values))
-            .await
+            .await;
+        self.kept_open(result).await
+    }
+
+    /// SQLite may roll a whole transaction back by itself when a statement or its COMMIT
+    /// fails (a full disk, an I/O error) without the driver knowing: it would go on counting
+    /// the connection as in a transaction, begin the next ones on it as SAVEPOINTs in no
+    /// transaction (deferred), and one of those rolled back (`ROLLBACK TO` leaves it open)
+    /// would hold the write lock for good, every other writer waiting out its busy timeout.
+    /// So after a failure an empty transaction is begun: when SQLite kept the transaction
+    /// this `BEGIN` fails and changes nothing; when it rolled it back, this is what the
+    /// driver's ROLLBACK ends.
+    async fn kept_open<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
+        if result.is_err() && self.backend == DbBackend::Sqlite {
+            let _ = self.tx.execute_unprepared("BEGIN").await;
+        }
+        result
     }
 
     pub async fn commit(self) -> Result<(), DbErr> {
         self.statements.inc();
-        self.tx.commit().await
+        if self.backend != DbBackend::Sqlite {
+            return self.tx.commit().await;
+        }
+        // COMMIT is sent as a statement, so that the transaction stays the driver's to end
+        // whatever COMMIT did (see `kept_open`): committed, an empty transaction is begun
+        // for the driver's own COMMIT; failed, the driver rolls back what is left.
+        match self.tx.execute_unprepared("COMMIT").await {
+            Ok(_) => {
+                let _ = self.tx.execute_unprepared("BEGIN").await;
+                let _ = self.tx.commit().await;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.tx.execute_unprepared("BEGIN").await;
+                let _ = self.tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     /// Records `transition` in the audit table `table` within this transaction.
@@ -364,6 +400,11 @@ impl StoreError {
         matches!(self, StoreError::Db(e) if is_unavailable(e))
     }
 
+    /// The disk under the store is full (see [`is_disk_full`]).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Db(e) if is_disk_full(e))
+    }
+
     /// A duplicate insert (see [`is_unique_violation`]).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Db(e) if is_unique_violation(e))
@@ -383,12 +424,31 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     )
 }
 
-/// Whether `err` means the database cannot be used right now (locked by another writer past
-/// the busy timeout, no connection to be had, the server gone) rather than that the request
-/// was wrong: worth trying again, and answered `UNAVAILABLE`.
+/// Whether `err` means the database cannot be used right now rather than that the request
+/// was wrong: worth trying again, and answered `UNAVAILABLE` (with the database's own words as
+/// the reason). That is: locked by another writer past the busy timeout; no connection to be
+/// had, or the one in use lost (the server restarting or gone: connection refused or reset,
+/// terminated by an administrator, starting up or shutting down); or the disk under it full
+/// (see [`is_disk_full`]), which clears by itself when space returns.
 pub fn is_unavailable(err: &DbErr) -> bool {
-    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+    if matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) || is_disk_full(err) {
         return true;
+    }
+    if let Some(e) = sqlx_error(err) {
+        use sea_orm::sqlx::Error as E;
+        match e {
+            E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => return true,
+            E::Database(db) => {
+                // PostgreSQL's SQLSTATE: class 08 (connection exception), 57P01-57P03
+                // (terminated by an administrator, crash shutdown, cannot connect now).
+                if let Some(code) = db.code()
+                    && (code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03"))
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
     }
     let message = err.to_string();
     [
@@ -398,9 +458,46 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         "pool timed out",
         "Connection refused",
         "connection closed",
+        "error communicating with database",
+        "terminating connection",
+        "the database system is",
     ]
     .iter()
     .any(|needle| message.contains(needle))
+}
+
+/// Whether `err` means the disk under the database (or a file the store writes beside it) is
+/// full: SQLite's `SQLITE_FULL` ("database or disk is full"), PostgreSQL's `53100`
+/// (`disk_full`), an `ENOSPC` from a write, or SQLite failing to grow its shared-memory
+/// file. The write was rolled back; nothing stored is damaged.
+pub fn is_disk_full(err: &DbErr) -> bool {
+    if let Some(sea_orm::sqlx::Error::Database(db)) = sqlx_error(err)
+        && let Some(code) = db.code()
+    {
+        // SQLite's extended result codes: SQLITE_FULL (13), SQLITE_IOERR_SHMSIZE (4874).
+        if matches!(&*code, "13" | "4874" | "53100") {
+            return true;
+        }
+    }
+    let message = err.to_string();
+    [
+        "database or disk is full",
+        "No space left on device",
+        "os error 28",
+        "could not extend file",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
+}
+
+/// The driver's error under `err`, if it came from one.
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match err {
+        DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => Some(e),
+        _ => None,
+    }
 }
 
 /// The migration that creates the audit table `<prefix>_audit` (see [`audit`]).

@@ -63,15 +63,19 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Guard {
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    // A line that cannot be written (stderr on a full disk) is lost, not reported on the
+    // same stderr: that report would panic the thread that logged.
     let json = config.log_json.then(|| {
         tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::io::stderr)
+            .log_internal_errors(false)
     });
     let text = (!config.log_json).then(|| {
         tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_writer(std::io::stderr)
+            .log_internal_errors(false)
     });
     let _ = tracing_subscriber::registry()
         .with(filter)

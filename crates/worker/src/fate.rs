@@ -84,7 +84,7 @@ pub async fn run(task_dir: &Path, config: &TaskFile) -> Outcome {
                         Some(sink)
                     }
                     Err(e) => {
-                        eprintln!(
+                        crate::note!(
                             "fedflow-worker: no live metrics ({e}); pyfate writes them at its end"
                         );
                         None
@@ -464,13 +464,13 @@ fn record_process_time(
             timing["start_to_computing_ms"] = json!(computing - start);
         }
     }
-    eprintln!(
+    crate::note!(
         "fedflow-worker: pyfate process ran {:.0} ms ({})",
         took.as_secs_f64() * 1e3,
         if warm { "warm" } else { "cold" }
     );
     if let Err(e) = std::fs::write(&path, timing.to_string()) {
-        eprintln!("fedflow-worker: cannot write {}: {e}", path.display());
+        crate::note!("fedflow-worker: cannot write {}: {e}", path.display());
     }
 }
 
@@ -499,7 +499,7 @@ fn finish(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             if !exceptions.is_empty() {
-                eprintln!("fedflow-worker: pyfate's exception:\n{exceptions}");
+                crate::note!("fedflow-worker: pyfate's exception:\n{exceptions}");
             }
             Outcome::Failed(reason(exceptions).unwrap_or_else(|| {
                 format!("pyfate ended with {status} and no exception in its final meta")
@@ -850,7 +850,7 @@ fn cleanup(runtime: &FateRuntime, ids: &Ids) {
     if dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&dir)
     {
-        eprintln!(
+        crate::note!(
             "fedflow-worker: cannot delete the temporary tables {}: {e}",
             dir.display()
         );
@@ -900,7 +900,7 @@ mod metrics {
                     let (file, records) = (file.clone(), records.clone());
                     tokio::spawn(async move {
                         if let Err(e) = serve(stream, &file, &records).await {
-                            eprintln!("fedflow-worker: a metric POST failed: {e}");
+                            crate::note!("fedflow-worker: a metric POST failed: {e}");
                         }
                     });
                 }

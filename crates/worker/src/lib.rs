@@ -12,6 +12,17 @@
 //! the executable this party registered for it ([`external`]); `fate:<component>` runs FATE's
 //! own component with this party's pyfate ([`fate`]).
 
+/// `eprintln!` that never panics: the worker's stderr is its task directory's `worker.log`,
+/// and a full disk must not turn a line of log into a crash (a lost worker) while the
+/// task-controller could still take its report.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod data;
 pub mod external;
 pub mod fate;

@@ -77,18 +77,18 @@ async fn main() -> ExitCode {
     {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("fedflow-worker: cannot read task.json: {e}");
+            fedflow_worker::note!("fedflow-worker: cannot read task.json: {e}");
             return ExitCode::from(64);
         }
     };
     let channel = match fedflow_rpc::channel(&config.task_controller) {
         Ok(channel) => channel,
         Err(e) => {
-            eprintln!("fedflow-worker: task_controller address: {e}");
+            fedflow_worker::note!("fedflow-worker: task_controller address: {e}");
             return ExitCode::from(64);
         }
     };
-    eprintln!(
+    fedflow_worker::note!(
         "fedflow-worker: job {} component {} v{} as {} {} running {}",
         config.job_id,
         config.component,
@@ -112,7 +112,7 @@ async fn main() -> ExitCode {
             if !output.is_empty()
                 && let Err(e) = std::fs::write(args.task_dir.join("output.json"), &output)
             {
-                eprintln!("fedflow-worker: cannot write output.json: {e}");
+                fedflow_worker::note!("fedflow-worker: cannot write output.json: {e}");
             }
             report(
                 &worker,
@@ -123,7 +123,7 @@ async fn main() -> ExitCode {
                 Vec::new(),
             )
             .await;
-            eprintln!("fedflow-worker: success");
+            fedflow_worker::note!("fedflow-worker: success");
             ExitCode::SUCCESS
         }
         Outcome::Produced(outputs) => {
@@ -140,17 +140,19 @@ async fn main() -> ExitCode {
             let output = serde_json::json!({ "outputs": overview }).to_string();
             let listed = serde_json::to_vec(&outputs).unwrap_or_default();
             if let Err(e) = std::fs::write(args.task_dir.join("outputs.json"), listed) {
-                eprintln!("fedflow-worker: cannot write outputs.json: {e}");
+                fedflow_worker::note!("fedflow-worker: cannot write outputs.json: {e}");
             }
             for o in &outputs {
-                eprintln!(
+                fedflow_worker::note!(
                     "fedflow-worker: output {} ({}, {})",
-                    o.output_key, o.kind, o.file
+                    o.output_key,
+                    o.kind,
+                    o.file
                 );
             }
             let outputs = outputs.into_iter().map(output_to_pb).collect();
             report(&worker, &config, TaskStatus::Success, "", &output, outputs).await;
-            eprintln!("fedflow-worker: success");
+            fedflow_worker::note!("fedflow-worker: success");
             ExitCode::SUCCESS
         }
         Outcome::Failed(message) => {
@@ -163,7 +165,7 @@ async fn main() -> ExitCode {
                 Vec::new(),
             )
             .await;
-            eprintln!("fedflow-worker: failed: {message}");
+            fedflow_worker::note!("fedflow-worker: failed: {message}");
             ExitCode::from(1)
         }
     };
@@ -283,9 +285,9 @@ async fn report(
     match sent {
         Ok(_) => {}
         Err(e) if Retry::Transient.allows(&e) => {
-            eprintln!("fedflow-worker: report {status} not delivered");
+            fedflow_worker::note!("fedflow-worker: report {status} not delivered");
         }
-        Err(e) => eprintln!("fedflow-worker: report {status} refused: {}", e.message),
+        Err(e) => fedflow_worker::note!("fedflow-worker: report {status} refused: {}", e.message),
     }
 }
 
@@ -298,7 +300,7 @@ async fn heartbeat(worker: Client, config: TaskFile) {
         if let Ok(reply) = worker.clone().heartbeat(request.clone()).await
             && reply.into_inner().stop
         {
-            eprintln!("fedflow-worker: the task-controller stopped this attempt");
+            fedflow_worker::note!("fedflow-worker: the task-controller stopped this attempt");
             std::process::exit(3);
         }
     }

@@ -82,15 +82,15 @@ pub async fn run(
     match warm {
         Some(w) if !WARM_USED.swap(true, Ordering::SeqCst) => match run_warm(w, assignment).await {
             Ok(ran) => return ran,
-            Err(why) => eprintln!(
+            Err(why) => crate::note!(
                 "fedflow-worker: warm interpreter {} not used ({why}): starting pyfate cold",
                 w.pid
             ),
         },
         Some(_) => {
-            eprintln!("fedflow-worker: the warm interpreter is used: starting pyfate cold");
+            crate::note!("fedflow-worker: the warm interpreter is used: starting pyfate cold");
         }
-        None => eprintln!("fedflow-worker: no warm interpreter given: starting pyfate cold"),
+        None => crate::note!("fedflow-worker: no warm interpreter given: starting pyfate cold"),
     }
     run_cold(python, dir, assignment).await
 }
@@ -132,7 +132,7 @@ pub async fn run_warm(w: &WarmInterpreter, assignment: &Assignment) -> Result<Ra
     if answer["ok"] != json!(true) {
         return Err(format!("refused: {}", answer["error"]));
     }
-    eprintln!("fedflow-worker: pyfate runs in warm interpreter {}", w.pid);
+    crate::note!("fedflow-worker: pyfate runs in warm interpreter {}", w.pid);
     // From here the work is the interpreter's: its end is the process's end.
     // A pidfd turns readable when its process ends; one blocking thread waits in poll(2).
     let waited = tokio::task::spawn_blocking(move || {

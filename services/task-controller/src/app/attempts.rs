@@ -115,6 +115,20 @@ impl App {
                     .store
                     .set_worker(key, worker.pid, worker.start_time, &task.token)
                     .await;
+                if let Err(e) = &recorded
+                    && e.is_unavailable()
+                {
+                    // The store cannot take it now (a full disk, a database restarting), but
+                    // the worker runs, heartbeats and reports all the same: it is watched, and
+                    // recorded once the store takes it (a restart before then adopts it).
+                    tracing::warn!(task = %key, pid = worker.pid, error = %e, "worker started, not yet recorded");
+                    self.touch(key);
+                    let (app, unrecorded) = (self.clone(), task.clone());
+                    tokio::spawn(async move { app.record_later(worker, &unrecorded).await });
+                    let (app, launched) = (self.clone(), task.clone());
+                    tokio::spawn(async move { app.watch(child, worker, launched).await });
+                    return Ok(TaskStatus::Running);
+                }
                 match attempt::launched(matches!(recorded, Ok(true))) {
                     Launched::Stop => {
                         // The outcome, with its reason, reaches the scheduler as this party's
@@ -155,6 +169,38 @@ impl App {
                 self.apply(task, &attempt::not_launched(&e.to_string()))
                     .await?;
                 Ok(TaskStatus::Failed)
+            }
+        }
+    }
+
+    /// Records a started worker the store could not take at its launch, trying again on the
+    /// outbox's schedule while the store is unavailable; stops the worker if its attempt
+    /// ended meanwhile.
+    async fn record_later(&self, worker: WorkerProcess, task: &Task) {
+        for attempt in 0.. {
+            tokio::time::sleep(fedflow_rpc::retry::outbox().nth(attempt)).await;
+            match self
+                .inner
+                .store
+                .set_worker(&task.key, worker.pid, worker.start_time, &task.token)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(task = %task.key, pid = worker.pid, "worker recorded");
+                    return;
+                }
+                Ok(false) => {
+                    self.inner
+                        .engine
+                        .kill(worker, self.inner.timing.kill_grace)
+                        .await;
+                    return;
+                }
+                Err(e) if e.is_unavailable() => {}
+                Err(e) => {
+                    tracing::warn!(task = %task.key, error = %e, "could not record a worker");
+                    return;
+                }
             }
         }
     }
