@@ -161,13 +161,13 @@ fn unavailable() -> Option<String> {
         })
         .unwrap_or_default();
     if uid != "0" {
-        return Some(format!("not root (uid {uid}): network namespaces need root"));
+        return Some(format!(
+            "not root (uid {uid}): network namespaces need root"
+        ));
     }
     for (tool, args) in [("ip", ["-V"]), ("nft", ["--version"])] {
         if let Err(e) = run(tool, &args) {
-            return Some(format!(
-                "{e} (apt-get install iproute2 nftables)"
-            ));
+            return Some(format!("{e} (apt-get install iproute2 nftables)"));
         }
     }
     None
@@ -215,8 +215,18 @@ impl Network {
                 ip(&["netns", "add", ns])?;
                 let router_end = format!("p{i}");
                 ip(&[
-                    "link", "add", "veth0", "netns", ns, "type", "veth", "peer", "name",
-                    &router_end, "netns", &network.router,
+                    "link",
+                    "add",
+                    "veth0",
+                    "netns",
+                    ns,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &router_end,
+                    "netns",
+                    &network.router,
                 ])?;
                 let (mine, gateway) = (format!("10.201.{i}.2/24"), format!("10.201.{i}.1"));
                 ip(&["-n", ns, "addr", "add", &mine, "dev", "veth0"])?;
@@ -464,7 +474,12 @@ impl Proxy {
                     proxy.shaping.clone(),
                     proxy.from.clone(),
                 );
-                let back = pipe(up_read, client_write, proxy.shaping.clone(), proxy.to.clone());
+                let back = pipe(
+                    up_read,
+                    client_write,
+                    proxy.shaping.clone(),
+                    proxy.to.clone(),
+                );
                 let _ = tokio::join!(out, back);
             });
         }

@@ -220,14 +220,14 @@ fn spawn(
         None => Command::new(program),
     }
     .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", rust_log)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log_file))
-        .stderr(Stdio::from(err_file))
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
+    .arg(config)
+    .env("RUST_LOG", rust_log)
+    .envs(env.iter().copied())
+    .stdin(Stdio::null())
+    .stdout(Stdio::from(log_file))
+    .stderr(Stdio::from(err_file))
+    .spawn()
+    .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
 }
 
 impl ProcessFederation {

@@ -8,7 +8,7 @@
 //!   as a clean partition's do (`partitions.rs`), and every party agrees once the network heals.
 //! - S10, a slow and lossy party: what the host sends waits 2 s ± 1 s and 5 % of its packets
 //!   are lost; the same jobs as over the clean network all succeed, only slower, with the
-//!   services' default deadlines. `FEDFLOW_LONG_TESTS=1` runs 100 jobs instead of 10.
+//!   services' default deadlines. `FEDFLOW_LONG_TESTS=1` runs 100 jobs instead of 5.
 //!
 //! These tests need root, `ip` (iproute2) and `nft` (nftables); without them each prints why
 //! and returns, or fails when `FEDFLOW_REQUIRE_TOOLS` is set.
@@ -61,7 +61,10 @@ async fn partition_federation() -> Option<(ProcessFederation, Arc<Network>)> {
                 "FEDFLOW_SCHEDULER__SCHEDULING__REPAIR_INTERVAL_MS",
                 "300".into(),
             ),
-            ("FEDFLOW_SCHEDULER__SCHEDULING__CALL_TIMEOUT_MS", "1000".into()),
+            (
+                "FEDFLOW_SCHEDULER__SCHEDULING__CALL_TIMEOUT_MS",
+                "1000".into(),
+            ),
             (
                 "FEDFLOW_SCHEDULER__SCHEDULING__PARTY_UNREACHABLE_TIMEOUT_S",
                 unreachable.clone(),
@@ -97,7 +100,8 @@ async fn submit_sleepers(
         json!({"common": {"first": {"seconds": seconds}, "second": {"seconds": 0.2}}}),
     );
     let role = if initiator == "9999" { "guest" } else { "host" };
-    conf["initiator"] = json!({"role": role, "party_id": initiator.parse::<u64>().expect("a number")});
+    conf["initiator"] =
+        json!({"role": role, "party_id": initiator.parse::<u64>().expect("a number")});
     submit_many(&mut scheduler, &dsl, &conf, n).await
 }
 
@@ -133,7 +137,12 @@ async fn agreed(fed: &ProcessFederation, initiator: &str, jobs: &[String], want:
 }
 
 /// Waits until each job ended Failed at its scheduler with a reason naming `party` unreachable.
-async fn failed_unreachable(fed: &ProcessFederation, initiator: &str, jobs: &[String], party: &str) {
+async fn failed_unreachable(
+    fed: &ProcessFederation,
+    initiator: &str,
+    jobs: &[String],
+    party: &str,
+) {
     let mut scheduler = fed.scheduler(initiator);
     for job in jobs {
         let ended = wait_ended(&mut scheduler, job, Duration::from_secs(UNREACHABLE_S + 30)).await;
@@ -243,7 +252,13 @@ fn s10_jobs(n: usize) -> Vec<(Value, Value)> {
         conf3(json!({"common": {"task_cores": 1}}), json!({})),
     );
     (0..n)
-        .map(|i| if i % 5 == 0 { gather_job() } else { diamond.clone() })
+        .map(|i| {
+            if i % 5 == 0 {
+                gather_job()
+            } else {
+                diamond.clone()
+            }
+        })
         .collect()
 }
 
@@ -278,7 +293,7 @@ async fn s10_a_slow_lossy_host_link_slows_jobs_down_but_fails_none() {
     let n = if std::env::var_os("FEDFLOW_LONG_TESTS").is_some() {
         100
     } else {
-        10
+        5
     };
     let jobs = s10_jobs(n);
     let (clean_ids, clean) = run_batch(&fed, &jobs).await;
