@@ -17,7 +17,11 @@
 //! - Loss is nftables in the router namespace: a share of the packets that come in from the
 //!   party's veth is dropped (again what the party sends).
 //! - Cuts ([`Network::cut_one_way`], [`Network::cut`]) are nftables conntrack rules in the
-//!   router's forward chain, so use them with [`Routing::Direct`] (no proxy in the path).
+//!   router's forward chain, so use them with [`Routing::Direct`] (no proxy in the path). The
+//!   router tracks connections from the start (a `ct` rule is loaded with the table): the
+//!   kernel only tracks in a namespace once a rule needs it, and a connection picked up
+//!   mid-stream may take the answering side for its originator, which a one-way cut would
+//!   then miss.
 //!
 //! The test process reaches a party's services by creating its sockets inside that party's
 //! namespace ([`Network::channel`]): a socket belongs to the namespace of the thread that makes
@@ -248,6 +252,7 @@ impl Network {
                 &network.router,
                 &format!(
                     "table inet {TABLE} {{\n\
+                     chain track {{ type filter hook prerouting priority -300; ct state new counter; }}\n\
                      chain cuts {{ type filter hook forward priority 0; policy accept; }}\n\
                      chain loss {{ type filter hook prerouting priority 0; policy accept; }}\n\
                      }}\n"
