@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 pub mod invariants;
+pub mod netns;
 pub mod party;
 pub mod process;
 
@@ -490,7 +491,12 @@ pub fn diamond_dsl() -> Value {
 
 /// Health check of a gRPC server: SERVING?
 pub async fn serving(addr: &str) -> Result<(), String> {
-    let mut client = tonic_health::pb::health_client::HealthClient::new(channel(addr));
+    serving_on(channel(addr)).await
+}
+
+/// Health check of the gRPC server `channel` leads to: SERVING?
+pub async fn serving_on(channel: Channel) -> Result<(), String> {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     let reply = client
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),

@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fedflow_core::JobStatus;
 use fedflow_proto::scheduler::v1 as sc;
 use tonic::transport::Channel;
 
-use crate::{TempDir, bin, channel, eventually, serving};
+use crate::netns::Network;
+use crate::{TempDir, bin, channel, eventually, serving_on};
 
 pub struct ProcParty {
     pub party_id: String,
@@ -36,11 +38,14 @@ pub struct ProcessFederation {
     /// How each child was started, to start it again.
     launches: Vec<Launch>,
     log_level: &'static str,
+    /// The namespaces the parties run in (deleted after the services are killed).
+    pub network: Option<Arc<Network>>,
 }
 
 /// How one service process was started: its config file, log file and environment.
 #[derive(Debug, Clone)]
 struct Launch {
+    party: String,
     program: PathBuf,
     config: std::path::PathBuf,
     log: std::path::PathBuf,
@@ -79,6 +84,10 @@ pub struct ProcessOptions {
     /// (`scheduler`, `job_controller`, `task_controller`), as `fedflow standalone` takes it.
     /// Written to `<dir>/databases.url`, where the invariants find it.
     pub database_url_template: Option<String>,
+    /// Each party in a network namespace of its own (see [`crate::netns`]): services on the
+    /// namespace's 127.0.0.1, the federation listener on the party's address there, and the
+    /// gateways' routes as the network says.
+    pub network: Option<Arc<Network>>,
 }
 
 impl ProcessOptions {
@@ -133,6 +142,7 @@ impl Default for ProcessOptions {
             party_env: BTreeMap::new(),
             party_dirs: BTreeMap::new(),
             database_url_template: None,
+            network: None,
         }
     }
 }
@@ -201,23 +211,34 @@ fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
     panic!("no free port in 127.0.0.1:{PORTS:?}");
 }
 
-fn spawn(program: &Path, config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Child {
+fn spawn(
+    network: Option<&Network>,
+    party: &str,
+    program: &Path,
+    config: &Path,
+    log: &Path,
+    rust_log: &str,
+    env: &[(&str, &str)],
+) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("open a log file");
     let err_file = log_file.try_clone().expect("clone the log file");
-    Command::new(program)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", rust_log)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log_file))
-        .stderr(Stdio::from(err_file))
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
+    match network {
+        Some(network) => network.command(party, program),
+        None => Command::new(program),
+    }
+    .arg("--config")
+    .arg(config)
+    .env("RUST_LOG", rust_log)
+    .envs(env.iter().copied())
+    .stdin(Stdio::null())
+    .stdout(Stdio::from(log_file))
+    .stderr(Stdio::from(err_file))
+    .spawn()
+    .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
 }
 
 impl ProcessFederation {
@@ -236,7 +257,15 @@ impl ProcessFederation {
                 job_controller: free_port(&mut held),
                 task_controller: free_port(&mut held),
                 gateway: free_port(&mut held),
-                federation: free_port(&mut held),
+                federation: match &options.network {
+                    // The port is surely free in the party's own namespace.
+                    Some(network) => {
+                        let port = free_port(&mut held);
+                        let port = port.rsplit_once(':').expect("host:port").1;
+                        format!("{}:{port}", network.address(id))
+                    }
+                    None => free_port(&mut held),
+                },
                 osx: free_port(&mut held),
                 metrics: if options.observe {
                     SERVICES
@@ -264,21 +293,26 @@ impl ProcessFederation {
                     .expect("make a party's PKI");
             }
         }
-        let routes: String = parties
-            .iter()
-            .map(|p| {
-                if options.insecure {
-                    format!("\"{}\" = \"{}\"\n", p.party_id, p.federation)
-                } else {
-                    format!(
-                        "\"{}\" = {{ address = \"{}\", ca = \"{}\" }}\n",
-                        p.party_id,
-                        p.federation,
-                        pki(&p.party_id).ca_cert().display()
-                    )
-                }
-            })
-            .collect();
+        let routes = |from: &str| -> String {
+            parties
+                .iter()
+                .map(|p| {
+                    let address = match &options.network {
+                        Some(network) => network.route(from, &p.party_id, &p.federation),
+                        None => p.federation.clone(),
+                    };
+                    if options.insecure {
+                        format!("\"{}\" = \"{address}\"\n", p.party_id)
+                    } else {
+                        format!(
+                            "\"{}\" = {{ address = \"{address}\", ca = \"{}\" }}\n",
+                            p.party_id,
+                            pki(&p.party_id).ca_cert().display()
+                        )
+                    }
+                })
+                .collect()
+        };
         let mut children = Vec::new();
         let mut launches = Vec::new();
         if let Some(template) = &options.database_url_template {
@@ -321,6 +355,7 @@ impl ProcessFederation {
                         s = party.scheduler,
                         j = party.job_controller,
                         t = party.task_controller,
+                        routes = routes(&party.party_id),
                     ),
                 ),
                 (
@@ -396,9 +431,18 @@ impl ProcessFederation {
                     .collect();
                 env.extend(observed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 let program = options.program(&party.party_id, name);
-                let child = spawn(&program, &config, &log, options.log, &env);
+                let child = spawn(
+                    options.network.as_deref(),
+                    &party.party_id,
+                    &program,
+                    &config,
+                    &log,
+                    options.log,
+                    &env,
+                );
                 children.push((format!("{} {name}", party.party_id), child));
                 launches.push(Launch {
+                    party: party.party_id.clone(),
                     program,
                     config,
                     log,
@@ -415,6 +459,7 @@ impl ProcessFederation {
             children,
             launches,
             log_level: options.log,
+            network: options.network.clone(),
         };
         for party in &federation.parties {
             for addr in [
@@ -426,12 +471,20 @@ impl ProcessFederation {
                 eventually(
                     &format!("party {} service at {addr} to serve", party.party_id),
                     Duration::from_secs(30),
-                    || serving(addr),
+                    || serving_on(federation.channel(&party.party_id, addr)),
                 )
                 .await;
             }
         }
         federation
+    }
+
+    /// A channel to `addr` of `party`'s services (inside its namespace, if it has one).
+    pub fn channel(&self, party: &str, addr: &str) -> Channel {
+        match &self.network {
+            Some(network) => network.channel(party, addr),
+            None => channel(addr),
+        }
     }
 
     pub fn party(&self, id: &str) -> &ProcParty {
@@ -443,7 +496,9 @@ impl ProcessFederation {
 
     /// A client of one party's scheduler.
     pub fn scheduler(&self, party: &str) -> sc::scheduler_client::SchedulerClient<Channel> {
-        sc::scheduler_client::SchedulerClient::new(channel(&self.party(party).scheduler))
+        sc::scheduler_client::SchedulerClient::new(
+            self.channel(party, &self.party(party).scheduler),
+        )
     }
 
     /// Checks [`crate::invariants`] over every party's databases for `jobs`, scheduled by
@@ -491,6 +546,8 @@ impl ProcessFederation {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         self.children[i].1 = spawn(
+            self.network.as_deref(),
+            &launch.party,
             &launch.program,
             &launch.config,
             &launch.log,
@@ -507,7 +564,7 @@ impl ProcessFederation {
         eventually(
             &format!("{party} {service} to serve again at {addr}"),
             Duration::from_secs(30),
-            || serving(&addr),
+            || serving_on(self.channel(party, &addr)),
         )
         .await;
     }
