@@ -190,9 +190,6 @@ async fn s9_a_short_one_way_cut_from_guest_to_host_is_ridden_out() {
 /// partition, and once the network heals every party agrees. (While the host only sends, the
 /// scheduler has no call to miss: a job whose host tasks run on, reporting, is not failed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails: on healing, the host's gateway closes the guest's old HTTP/2 connection \
-            (too many reset streams: ENHANCE_YOUR_CALM), the guest's outbox takes the \
-            RESOURCE_EXHAUSTED it gets for a final refusal and drops the host's job status"]
 async fn s9_a_long_one_way_cut_from_guest_to_host_fails_the_jobs_and_every_party_agrees() {
     let Some((fed, network)) = partition_federation().await else {
         return;

@@ -79,11 +79,27 @@ impl std::error::Error for RemoteError {}
 
 impl From<Status> for RemoteError {
     fn from(status: Status) -> Self {
+        let code = if is_transport_failure(&status) {
+            tonic::Code::Unavailable
+        } else {
+            status.code()
+        };
         RemoteError {
-            code: status.code(),
+            code,
             message: status.message().to_owned(),
         }
     }
+}
+
+/// Whether `status` was made by the HTTP/2 connection it was sent on rather than answered by
+/// the service called: tonic turns a connection's protocol errors into a status whose message
+/// starts `h2 protocol error` (a peer closing the connection with `ENHANCE_YOUR_CALM`, after
+/// many streams reset by calls that timed out during a partition, becomes
+/// `RESOURCE_EXHAUSTED`). Nothing about the call was refused, so it is as transient as a
+/// connection that could not be opened: [`RemoteError`] takes it as `UNAVAILABLE`. A gateway
+/// that relays such a status keeps its message, so the caller behind it sees the same.
+pub fn is_transport_failure(status: &Status) -> bool {
+    status.code() != tonic::Code::Ok && status.message().starts_with("h2 protocol error")
 }
 
 impl RemoteError {
@@ -139,5 +155,30 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         C::Unavailable => "UNAVAILABLE",
         C::DataLoss => "DATA_LOSS",
         C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_made_by_the_connection_is_transient_and_a_refusal_is_not() {
+        // As tonic reports a GOAWAY with ENHANCE_YOUR_CALM.
+        let reset = Status::resource_exhausted(
+            "h2 protocol error: error received from peer: ENHANCE_YOUR_CALM",
+        );
+        assert!(is_transport_failure(&reset));
+        let e = RemoteError::from(reset);
+        assert_eq!(e.code, tonic::Code::Unavailable);
+        assert!(e.is_transient(), "{e}");
+        assert!(e.message.contains("ENHANCE_YOUR_CALM"), "{e}");
+
+        let full = Status::resource_exhausted("the queue is full; submit again after 1000 ms");
+        assert!(!is_transport_failure(&full));
+        let e = RemoteError::from(full);
+        assert_eq!(e.code, tonic::Code::ResourceExhausted);
+        assert!(!e.is_transient(), "{e}");
+        assert!(!is_transport_failure(&Status::ok("h2 protocol error")));
     }
 }

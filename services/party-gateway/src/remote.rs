@@ -255,13 +255,7 @@ impl Peers {
                 Err(DeliverError::Full(s.message().to_owned()))
             }
             Err(s) => {
-                let transient = matches!(
-                    s.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
-                        | tonic::Code::Unknown
-                        | tonic::Code::Cancelled
-                );
+                let transient = fedflow_rpc::error::RemoteError::from(s.clone()).is_transient();
                 if transient {
                     Err(DeliverError::Transient(s.message().to_owned()))
                 } else {

@@ -406,7 +406,10 @@ impl Router {
         request.set_timeout(timeout);
         match client.forward(request).await {
             Ok(reply) => Ok(reply.into_inner().payload),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    || fedflow_rpc::error::is_transport_failure(&status) =>
+            {
                 Err(Refusal::Unavailable(format!(
                     "party {dest} unreachable from party {}: {}",
                     self.party_id,
