@@ -34,9 +34,26 @@ pub struct Args {
     /// Run only these parts (latency, throughput, instant, queue, parties, dataplane, parse);
     /// default all. `fate` (the FATE demo job; needs FEDFLOW_FATE_PYTHON) and `joblist`
     /// (ListJobs among 100,000 stored jobs) and `observe` (the cost of metrics and the
-    /// board: the same jobs with them off and on) run only when named.
+    /// board: the same jobs with them off and on) and `soak` (S29: jobs paced over an hour
+    /// with faults injected, memory, descriptors and stores sampled) run only when named.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Soak: how long the jobs are paced over, in seconds.
+    #[arg(long, env = "FEDFLOW_SOAK_SECS", default_value_t = 3600)]
+    pub soak_secs: u64,
+    /// Soak: how many jobs, submitted evenly over `--soak-secs`.
+    #[arg(long, env = "FEDFLOW_SOAK_JOBS", default_value_t = 10_000)]
+    pub soak_jobs: usize,
+    /// Soak: seconds between samples (default 60, or 10 for runs under 30 minutes).
+    #[arg(long, env = "FEDFLOW_SOAK_SAMPLE_SECS")]
+    pub soak_sample_secs: Option<u64>,
+    /// Soak: the share of jobs given a fault, in percent.
+    #[arg(long, env = "FEDFLOW_SOAK_FAULT_PERCENT", default_value_t = 10)]
+    pub soak_fault_percent: u32,
+    /// Soak: every gateway also drops this many replies per thousand of the calls other
+    /// parties make (`faults.drop_reply_per_mille`), so they are delivered again; 0: none.
+    #[arg(long, env = "FEDFLOW_SOAK_DROP_REPLY_PER_MILLE", default_value_t = 0)]
+    pub soak_drop_reply_per_mille: u32,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-results.json")]
     pub json: PathBuf,

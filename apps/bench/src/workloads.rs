@@ -15,6 +15,7 @@ mod observe;
 mod observer;
 mod parties;
 mod queue;
+mod soak;
 
 use fedflow_proto::scheduler::v1 as pb;
 use fedflow_tests::channel;
@@ -80,8 +81,12 @@ pub async fn run(args: &Args) -> Results {
     if args.only.iter().any(|p| p == "fate") {
         fate::run(args, &mut r).await;
     }
-    table(&mut r, args);
-    control_table(&mut r);
+    // A soak run alone prints its own table, not the default ones (they would be all NaN).
+    let soak_only = args.only.iter().all(|p| p == "soak") && !args.only.is_empty();
+    if !soak_only {
+        table(&mut r, args);
+        control_table(&mut r);
+    }
     // Only when asked for, after the default rows (which it leaves as they are).
     if args.only.iter().any(|p| p == "joblist") {
         joblist::run(args, &mut r).await;
@@ -89,6 +94,10 @@ pub async fn run(args: &Args) -> Results {
     // Only when asked for: two more federations, one serving metrics and boards.
     if args.only.iter().any(|p| p == "observe") {
         observe::run(args, &mut r).await;
+    }
+    // Only when asked for: it takes an hour by default.
+    if args.only.iter().any(|p| p == "soak") {
+        soak::run(args, &mut r).await;
     }
     r
 }
