@@ -40,6 +40,8 @@ pub struct ProcessFederation {
     log_level: &'static str,
     /// The namespaces the parties run in (deleted after the services are killed).
     pub network: Option<Arc<Network>>,
+    /// Its ports, claimed for as long as it lives (see [`claim`]).
+    _claims: Vec<std::fs::File>,
 }
 
 /// How one service process was started: its config file, log file and environment.
@@ -179,11 +181,43 @@ fn env_prefix(binary: &str) -> String {
 /// the ports `docker-compose.yml` publishes.
 const PORTS: std::ops::Range<u16> = 21_000..29_000;
 
-/// Reserves a port of [`PORTS`]: the listener is kept (in `held`) until every port of the
-/// federation is chosen, so no two services are given the same one; federations started at
-/// once (in other test processes) each start at a different pseudo-random place and skip what is
-/// bound.
-fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
+/// The ports a federation is being given: each one's listener (kept until every port is
+/// chosen, so no two services are given the same one) and its claim (kept for the
+/// federation's life).
+#[derive(Default)]
+struct Ports {
+    listeners: Vec<std::net::TcpListener>,
+    claims: Vec<std::fs::File>,
+}
+
+impl Ports {
+    /// Lets the listeners go (just before the services bind their ports); the claims stay.
+    fn release(self) -> Vec<std::fs::File> {
+        self.claims
+    }
+}
+
+/// Claims `port` for this federation across test processes: an advisory lock on
+/// `<tmp>/fedflow-test-ports/<port>`. A bind check alone would hand another test the port of a
+/// service that is down for a restart (its federation then restarts it on a port another
+/// federation's service holds). The lock goes with its file or its process, so a killed test
+/// leaves nothing claimed. None: claimed by someone else.
+fn claim(port: u16) -> Option<std::fs::File> {
+    let dir = std::env::temp_dir().join("fedflow-test-ports");
+    std::fs::create_dir_all(&dir).expect("the test port claims' directory");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+        .expect("a test port's claim file");
+    file.try_lock().ok().map(|()| file)
+}
+
+/// Reserves a port of [`PORTS`] that no other federation (of this or another test process)
+/// holds or has claimed; federations started at once (in other test processes) each start at a
+/// different pseudo-random place.
+fn free_port(held: &mut Ports) -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -202,9 +236,13 @@ fn free_port(held: &mut Vec<std::net::TcpListener>) -> String {
     for _ in 0..span {
         let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
         let port = PORTS.start + offset as u16;
+        let Some(claimed) = claim(port) else {
+            continue;
+        };
         if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             let addr = listener.local_addr().expect("local address").to_string();
-            held.push(listener);
+            held.listeners.push(listener);
+            held.claims.push(claimed);
             return addr;
         }
     }
@@ -248,7 +286,7 @@ impl ProcessFederation {
 
     pub async fn start_with(party_ids: &[&str], options: ProcessOptions) -> ProcessFederation {
         let dir = TempDir::new("fedflow-proc");
-        let mut held = Vec::new();
+        let mut held = Ports::default();
         let parties: Vec<ProcParty> = party_ids
             .iter()
             .map(|id| ProcParty {
@@ -278,8 +316,8 @@ impl ProcessFederation {
                 board: options.observe.then(|| free_port(&mut held)),
             })
             .collect();
-        // Released just before the services bind them.
-        drop(held);
+        // Released just before the services bind them; claimed while the federation lives.
+        let claims = held.release();
         let pki = |party: &str| fedflow_tls::pki::Layout::new(dir.path().join("pki").join(party));
         if !options.insecure {
             for party in &parties {
@@ -460,6 +498,7 @@ impl ProcessFederation {
             launches,
             log_level: options.log,
             network: options.network.clone(),
+            _claims: claims,
         };
         for party in &federation.parties {
             for addr in [
