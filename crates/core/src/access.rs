@@ -100,7 +100,10 @@ pub struct KnownJobs {
     jobs: Mutex<HashMap<String, Arc<JobParties>>>,
 }
 
-const MAX_KNOWN_JOBS: usize = 100_000;
+/// How many jobs' parties a [`KnownJobs`] keeps before it starts over: far more than the jobs
+/// in play at once, few enough (half a KiB or so each) that a service running for months
+/// holds a few MiB of them, not one entry for every job it ever saw (every service has one).
+const MAX_KNOWN_JOBS: usize = 4_096;
 
 impl KnownJobs {
     pub fn get(&self, job_id: &str) -> Option<Arc<JobParties>> {

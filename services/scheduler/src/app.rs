@@ -36,6 +36,11 @@ use crate::events::Event;
 use crate::remote::Remote;
 use crate::store::{self, Job, Store};
 
+/// How many jobs' participants are kept parsed before the cache starts afresh: more than a
+/// listing's largest page, few enough (about half a KiB each) that a long-running scheduler
+/// holding them for every job it ever showed stays small.
+const PARTICIPANTS_CACHED: usize = 2_048;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -91,7 +96,8 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Parsed specs of the jobs in play, by job id: parsed once, served to every use case.
     specs: Mutex<HashMap<String, Arc<JobSpec>>>,
-    /// The participants of every job shown (ended ones too, for listings): parsed once.
+    /// The participants of the jobs shown lately (ended ones too, for listings): parsed once,
+    /// at most [`PARTICIPANTS_CACHED`] of them.
     participants: Mutex<HashMap<String, Arc<Vec<Participant>>>>,
     outbox: fedflow_store::Outbox,
     /// The parties of jobs other parties asked about, read once per job.
@@ -246,7 +252,7 @@ impl App {
         }
         let participants = Arc::new(self.spec(job)?.participants());
         let mut cache = self.inner.participants.lock();
-        if cache.len() > self.inner.scheduling.spec_cache_size {
+        if cache.len() >= PARTICIPANTS_CACHED {
             cache.clear();
         }
         cache.insert(job.job_id.clone(), participants.clone());
