@@ -128,6 +128,12 @@ impl Db {
                     .synchronous(synchronous)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
+            })
+            .map_sqlx_sqlite_pool_opts(|o| {
+                // A file needs no ping before each use; a connection the driver still counts
+                // in a transaction when it comes back to the pool is closed instead.
+                o.test_before_acquire(false)
+                    .after_release(|conn, _| Box::pin(ended_transaction(conn)))
             });
         options
     }
@@ -244,6 +250,33 @@ impl Db {
     }
 }
 
+/// Whether a SQLite connection coming back to the pool is out of every transaction, after the
+/// rollback its dropped transaction queued (run by the ping, which follows it). SQLite may
+/// roll a transaction back by itself when a statement or its COMMIT fails (a full disk, an I/O
+/// error) without the driver knowing: the driver's own ROLLBACK then fails, and it goes on
+/// counting the connection as in a transaction, so that it would begin the next ones on it as
+/// SAVEPOINTs in no transaction, and one of those rolled back (`ROLLBACK TO` leaves it open)
+/// would hold the write lock for good. Such a connection is closed (false), never reused.
+async fn ended_transaction(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::{Connection, Database, Sqlite};
+    use sqlx_core::transaction::TransactionManager;
+    type Manager = <Sqlite as Database>::TransactionManager;
+    if Manager::get_transaction_depth(conn) == 0 {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    let depth = Manager::get_transaction_depth(conn);
+    if depth > 0 {
+        tracing::warn!(
+            depth,
+            "a store connection came back still counted in a transaction: closed"
+        );
+    }
+    Ok(depth == 0)
+}
+
 /// A write transaction; dropped without [`Tx::commit`] it rolls back.
 pub struct Tx {
     tx: DatabaseTransaction,
@@ -283,14 +316,11 @@ impl Tx {
         self.kept_open(result).await
     }
 
-    /// SQLite may roll a whole transaction back by itself when a statement or its COMMIT
-    /// fails (a full disk, an I/O error) without the driver knowing: it would go on counting
-    /// the connection as in a transaction, begin the next ones on it as SAVEPOINTs in no
-    /// transaction (deferred), and one of those rolled back (`ROLLBACK TO` leaves it open)
-    /// would hold the write lock for good, every other writer waiting out its busy timeout.
-    /// So after a failure an empty transaction is begun: when SQLite kept the transaction
-    /// this `BEGIN` fails and changes nothing; when it rolled it back, this is what the
-    /// driver's ROLLBACK ends.
+    /// SQLite may roll a whole transaction back by itself when a statement fails (a full disk,
+    /// an I/O error) without the driver knowing (see [`ended_transaction`]). So after a
+    /// failure an empty transaction is begun: when SQLite kept the transaction this `BEGIN`
+    /// fails and changes nothing; when it rolled it back, this is what the driver's ROLLBACK
+    /// ends, and later statements of this transaction cannot run outside one.
     async fn kept_open<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
         if result.is_err() && self.backend == DbBackend::Sqlite {
             let _ = self.tx.execute_unprepared("BEGIN").await;
@@ -298,26 +328,11 @@ impl Tx {
         result
     }
 
+    /// Commits. On SQLite, a COMMIT that fails leaves the connection to
+    /// [`ended_transaction`] when it comes back to the pool.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.statements.inc();
-        if self.backend != DbBackend::Sqlite {
-            return self.tx.commit().await;
-        }
-        // COMMIT is sent as a statement, so that the transaction stays the driver's to end
-        // whatever COMMIT did (see `kept_open`): committed, an empty transaction is begun
-        // for the driver's own COMMIT; failed, the driver rolls back what is left.
-        match self.tx.execute_unprepared("COMMIT").await {
-            Ok(_) => {
-                let _ = self.tx.execute_unprepared("BEGIN").await;
-                let _ = self.tx.commit().await;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.tx.execute_unprepared("BEGIN").await;
-                let _ = self.tx.rollback().await;
-                Err(e)
-            }
-        }
+        self.tx.commit().await
     }
 
     /// Records `transition` in the audit table `table` within this transaction.
@@ -363,11 +378,17 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 }
 
 /// The error of a service's store: the database failed, or a row holds a value the service
-/// could not have written (reported, never guessed).
+/// could not have written (reported, never guessed), or the store cannot be used right now
+/// for a reason already put in words (one failure answered to several callers, say).
 #[derive(Debug)]
 pub enum StoreError {
     Db(DbErr),
     Corrupt(String),
+    /// Worth trying again (see [`is_unavailable`]): the reason, and whether it is a full disk.
+    Unavailable {
+        reason: String,
+        disk_full: bool,
+    },
 }
 
 impl From<DbErr> for StoreError {
@@ -381,6 +402,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Db(e) => std::fmt::Display::fmt(e, f),
             StoreError::Corrupt(what) => write!(f, "corrupt row: {what}"),
+            StoreError::Unavailable { reason, .. } => f.write_str(reason),
         }
     }
 }
@@ -389,7 +411,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Db(e) => std::error::Error::source(e),
-            StoreError::Corrupt(_) => None,
+            StoreError::Corrupt(_) | StoreError::Unavailable { .. } => None,
         }
     }
 }
@@ -397,12 +419,20 @@ impl std::error::Error for StoreError {
 impl StoreError {
     /// The database cannot be used right now (see [`is_unavailable`]).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Db(e) if is_unavailable(e))
+        match self {
+            StoreError::Db(e) => is_unavailable(e),
+            StoreError::Unavailable { .. } => true,
+            StoreError::Corrupt(_) => false,
+        }
     }
 
     /// The disk under the store is full (see [`is_disk_full`]).
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Db(e) if is_disk_full(e))
+        match self {
+            StoreError::Db(e) => is_disk_full(e),
+            StoreError::Unavailable { disk_full, .. } => *disk_full,
+            StoreError::Corrupt(_) => false,
+        }
     }
 
     /// A duplicate insert (see [`is_unique_violation`]).
@@ -616,4 +646,85 @@ async fn record(tx: &Tx, table: &'static str, t: &Transition) -> Result<(), DbEr
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[Migration] = &[Migration {
+        name: "m0001_blobs",
+        statements: &["CREATE TABLE blobs (v BLOB NOT NULL)"],
+    }];
+
+    async fn count(db: &Db) -> i64 {
+        let rows = db
+            .query("SELECT COUNT(*) AS n FROM blobs", vec![])
+            .await
+            .expect("count");
+        get(&rows[0], "n").expect("n")
+    }
+
+    /// A transaction that fails for want of space (`SQLITE_FULL`, forced with
+    /// `max_page_count` on the pool's one connection) is refused as a full disk, leaves
+    /// nothing behind and no lock held: once there is room again the same pool and another
+    /// one both write at once.
+    #[tokio::test]
+    async fn a_transaction_failed_on_a_full_database_leaves_the_store_usable() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = sqlite_url(&dir.path().join("full.db"));
+        let db = Db::connect(&url, 1, "full_migrations", TABLE)
+            .await
+            .expect("connect");
+        let pages: i64 = get(
+            &db.query("PRAGMA page_count", vec![]).await.expect("pages")[0],
+            "page_count",
+        )
+        .expect("page_count");
+        db.exec(&format!("PRAGMA max_page_count = {}", pages + 4), vec![])
+            .await
+            .expect("cap the database");
+        for round in 0..3 {
+            let tx = db.begin().await.expect("begin");
+            tx.exec("INSERT INTO blobs VALUES (zeroblob(100))", vec![])
+                .await
+                .expect("a small row fits");
+            let failed = tx
+                .exec("INSERT INTO blobs VALUES (zeroblob(1000000))", vec![])
+                .await
+                .expect_err("a megabyte does not fit in four pages");
+            assert!(is_disk_full(&failed), "round {round}: {failed}");
+            assert!(is_unavailable(&failed), "round {round}: {failed}");
+            drop(tx);
+        }
+        let within = Duration::from_secs(10);
+        assert_eq!(count(&db).await, 0, "a failed transaction left rows");
+        db.exec("PRAGMA max_page_count = 1073741823", vec![])
+            .await
+            .expect("room again");
+        let tx = tokio::time::timeout(within, db.begin())
+            .await
+            .expect("a transaction begins at once")
+            .expect("begin");
+        tx.exec("INSERT INTO blobs VALUES (zeroblob(1000000))", vec![])
+            .await
+            .expect("the megabyte fits now");
+        tokio::time::timeout(within, tx.commit())
+            .await
+            .expect("the commit does not wait for a lock")
+            .expect("commit");
+        let other = Db::connect(&url, 1, "full_migrations", TABLE)
+            .await
+            .expect("a second pool");
+        let tx = tokio::time::timeout(within, other.begin())
+            .await
+            .expect("no write lock is left held")
+            .expect("begin");
+        tx.exec("INSERT INTO blobs VALUES (zeroblob(10))", vec![])
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        assert_eq!(count(&db).await, 2);
+        assert_eq!(count(&other).await, 2);
+    }
 }
