@@ -422,10 +422,19 @@ async fn writer(
         let locations = match locations {
             Ok(locations) => locations,
             Err(e) => {
-                let e = SharedError::io(format!(
+                let full = e.kind() == std::io::ErrorKind::StorageFull;
+                let message = format!(
                     "cannot write payloads to a segment in {}: {e}",
                     dir.display()
-                ));
+                );
+                let e = if full {
+                    SharedError {
+                        failure: Failure::Unavailable { disk_full: true },
+                        message,
+                    }
+                } else {
+                    SharedError::io(message)
+                };
                 tracing::warn!(error = %e, writes = writes.len(), "message store write failed");
                 for write in writes {
                     answer(write, Err(e.clone()));
@@ -608,8 +617,8 @@ fn signed(value: u64) -> i64 {
 /// Why a failed transaction failed, for every write of its batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
-    /// The database is busy: try again.
-    Unavailable,
+    /// The database cannot be used right now (busy, its disk full): try again.
+    Unavailable { disk_full: bool },
     /// A row or a segment holds what this store could not have written.
     Corrupt,
     /// The disk refused a write.
@@ -649,7 +658,9 @@ impl From<fedflow_store::Error> for SharedError {
     fn from(e: fedflow_store::Error) -> SharedError {
         SharedError {
             failure: if fedflow_store::is_unavailable(&e) {
-                Failure::Unavailable
+                Failure::Unavailable {
+                    disk_full: fedflow_store::is_disk_full(&e),
+                }
             } else {
                 Failure::Io
             },
@@ -661,9 +672,11 @@ impl From<fedflow_store::Error> for SharedError {
 impl From<StoreError> for SharedError {
     fn from(e: StoreError) -> SharedError {
         let failure = match &e {
-            _ if e.is_unavailable() => Failure::Unavailable,
+            _ if e.is_unavailable() => Failure::Unavailable {
+                disk_full: e.is_disk_full(),
+            },
             StoreError::Corrupt(_) => Failure::Corrupt,
-            StoreError::Db(_) => Failure::Io,
+            StoreError::Db(_) | StoreError::Unavailable { .. } => Failure::Io,
         };
         SharedError {
             failure,
@@ -675,10 +688,10 @@ impl From<StoreError> for SharedError {
 impl SharedError {
     fn clone_error(&self) -> StoreError {
         match self.failure {
-            Failure::Unavailable => StoreError::Db(fedflow_store::Error::Custom(format!(
-                "database is locked: {}",
-                self.message
-            ))),
+            Failure::Unavailable { disk_full } => StoreError::Unavailable {
+                reason: self.message.clone(),
+                disk_full,
+            },
             Failure::Corrupt => StoreError::Corrupt(self.message.clone()),
             Failure::Io => io_error(self.message.clone()),
         }

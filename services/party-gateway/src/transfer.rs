@@ -520,7 +520,7 @@ impl Broker {
                 Err(DeliverError::Transient(reason)) => {
                     if tokio::time::Instant::now() + pause >= deadline {
                         return Err(Error::Unavailable(format!(
-                            "party {party} unreachable from party {} for {} ms: {reason}",
+                            "party {party}'s gateway did not take the message from party {} within {} ms (tried again with the same message id); the last failure: {reason}",
                             self.party_id, self.limits.deliver_timeout_ms
                         )));
                     }
