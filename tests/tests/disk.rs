@@ -4,9 +4,10 @@
 //! - The initiator's directory (its SQLite stores, the gateway's segments, task directories,
 //!   logs) is a small tmpfs, filled by a file written until `ENOSPC` while jobs run. The calls
 //!   that need the disk are refused `UNAVAILABLE` saying the disk is full, nothing crashes or
-//!   ends wrongly, and once the file is deleted the party carries on by itself (same
-//!   processes): the held jobs and new ones succeed, the stores pass `PRAGMA
-//!   integrity_check`.
+//!   ends wrongly; a data-plane push from the host's component to the full guest's is refused
+//!   the same way and nothing of it is queued. Once the file is deleted the party carries on by
+//!   itself (same processes): the push tried again goes through and is popped once, the held
+//!   jobs and new ones succeed, the stores pass `PRAGMA integrity_check`.
 //! - Every service of three parties on databases of a private PostgreSQL server (`initdb` +
 //!   `pg_ctl` as `postgres`), restarted twice (`-m fast`) while jobs are submitted steadily:
 //!   the services reconnect by themselves and every job whose submit was answered OK ends
@@ -190,6 +191,43 @@ fn sleeper(release: &Path) -> (Value, Value) {
     )
 }
 
+/// The federation session of `job`'s `nap` task (the version its guest runs).
+async fn probe_session(fed: &ProcessFederation, job: &str) -> String {
+    let client =
+        fedflow_proto::taskcontroller::v1::task_controller_client::TaskControllerClient::new(
+            channel(&fed.party("9999").task_controller),
+        );
+    let version = eventually(
+        &format!("job {job}'s task on the guest"),
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            async move {
+                tasks_of(&mut client, job)
+                    .await?
+                    .iter()
+                    .find(|t| t.component == "nap")
+                    .map(|t| t.version)
+                    .ok_or_else(|| "no nap task yet".to_owned())
+            }
+        },
+    )
+    .await;
+    fedflow_core::session::id(job, "nap", version)
+}
+
+/// Whether a data-plane push was refused as the gateways refuse one into a full disk:
+/// `UNAVAILABLE` (as a status or FATE's code `E0000000607`), saying the disk is full.
+fn push_refused_disk_full(e: &fedflow_osx::Error) -> bool {
+    match e {
+        fedflow_osx::Error::Transport { status, .. } => disk_full_refusal(status),
+        fedflow_osx::Error::Refused { code, message, .. } => {
+            code == "E0000000607" && says_disk_full(message)
+        }
+        _ => false,
+    }
+}
+
 /// Whether a status says the disk is full, with a reason.
 fn disk_full_refusal(status: &tonic::Status) -> bool {
     matches!(
@@ -272,7 +310,15 @@ async fn a_full_disk_is_refused_with_its_reason_and_recovered_from_by_itself() {
     let mut scheduler = fed.scheduler("9999");
     let release = fed.dir.path().join("release");
     let (nap, nap_conf) = sleeper(&release);
-    let held = submit_many(&mut scheduler, &nap, &nap_conf, 3).await;
+    let mut held = submit_many(&mut scheduler, &nap, &nap_conf, 3).await;
+    // One more, released on its own once the disk recovered: its session takes the data plane's
+    // pushes across the full disk.
+    let probe_release = fed.dir.path().join("release-probe");
+    let (probe_nap, probe_conf) = sleeper(&probe_release);
+    let probe = submit(&mut scheduler, &probe_nap, &probe_conf)
+        .await
+        .expect("the data-plane probe job accepted");
+    held.push(probe.clone());
     for job in &held {
         eventually(
             &format!("job {job} running"),
@@ -351,6 +397,30 @@ async fn a_full_disk_is_refused_with_its_reason_and_recovered_from_by_itself() {
                 .unwrap_or_else(|e| panic!("{party} {addr} not serving on a full disk: {e}"));
         }
     }
+    // The data plane on the full disk: a push from the host's component to the guest's is
+    // refused saying the disk is full (`UNAVAILABLE`, which pyfate retries) and nothing is
+    // queued; every gateway keeps serving.
+    let probe_session = probe_session(&fed, &probe).await;
+    let host = fedflow_osx::Federation::new(
+        &fed.party("10000").osx,
+        &probe_session,
+        fedflow_osx::Party::new("host", "10000"),
+    )
+    .expect("the host's data plane");
+    let guest_party = fedflow_osx::Party::new("guest", "9999");
+    let guest =
+        fedflow_osx::Federation::new(&fed.party("9999").osx, &probe_session, guest_party.clone())
+            .expect("the guest's data plane");
+    let refused_body = vec![1u8; 256 * 1024];
+    let refused = host
+        .push(&guest_party, "probe", "0", &refused_body)
+        .await
+        .expect_err("a push into the full disk");
+    assert!(
+        push_refused_disk_full(&refused),
+        "a push to a party whose disk is full was refused without saying so: {refused}"
+    );
+    eprintln!("full disk: a data-plane push refused: {refused}");
     // The held jobs' workers finish while the disk is full: the other parties take their
     // reports; whatever the full party cannot store waits (the workers' reports and the
     // outboxes retry an `UNAVAILABLE`), nothing ends wrongly.
@@ -360,7 +430,7 @@ async fn a_full_disk_is_refused_with_its_reason_and_recovered_from_by_itself() {
             fedflow_proto::taskcontroller::v1::task_controller_client::TaskControllerClient::new(
                 channel(&fed.party(party).task_controller),
             );
-        for job in &held {
+        for job in held.iter().filter(|job| **job != probe) {
             eventually(
                 &format!("job {job}'s task done on party {party}"),
                 Duration::from_secs(30),
@@ -399,6 +469,49 @@ async fn a_full_disk_is_refused_with_its_reason_and_recovered_from_by_itself() {
     let freed = filler.remove();
     eprintln!("full disk: {} MiB freed", freed >> 20);
     let started = Instant::now();
+    // The push pyfate would retry goes through now, and the guest pops it once: the refused
+    // one was never queued.
+    let body = vec![2u8; 256 * 1024];
+    eventually(
+        "a data-plane push accepted again",
+        Duration::from_secs(30),
+        || {
+            let (host, guest_party, body) = (host.clone(), guest_party.clone(), body.clone());
+            async move {
+                host.push(&guest_party, "probe", "1", &body)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
+    let popped = guest
+        .pop(
+            &fedflow_osx::Party::new("host", "10000"),
+            "probe",
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the guest pops the push made after the disk recovered");
+    assert_eq!(
+        (popped.head.correlation_id.as_str(), popped.body.as_ref()),
+        ("1", body.as_slice()),
+        "the guest popped another message than the one accepted"
+    );
+    match guest
+        .pop(
+            &fedflow_osx::Party::new("host", "10000"),
+            "probe",
+            Duration::from_millis(300),
+        )
+        .await
+    {
+        Err(fedflow_osx::Error::Timeout { .. }) => {}
+        other => panic!(
+            "a second message on the probe's topic (the refused push was queued?): {other:?}"
+        ),
+    }
+    std::fs::write(&probe_release, b"").expect("write the probe's release file");
     let held_end = ended(&mut scheduler, &held, Duration::from_secs(60)).await;
     assert_succeeded(&held_end, "a job held across the full disk");
     let after = eventually("a submit accepted again", Duration::from_secs(30), || {
