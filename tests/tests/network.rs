@@ -8,15 +8,23 @@
 //!   as a clean partition's do (`partitions.rs`), and every party agrees once the network heals.
 //! - S10, a slow and lossy party: what the host sends waits 2 s ± 1 s and 5 % of its packets
 //!   are lost; the same jobs as over the clean network all succeed, only slower, with the
-//!   services' default deadlines. `FEDFLOW_LONG_TESTS=1` runs 100 jobs instead of 5.
+//!   services' default deadlines. `FEDFLOW_LONG_TESTS=1` runs 100 jobs instead of 5. With
+//!   them runs FATE's psi (pyfate 2.2, guest and host only) on the breast tables uploaded to
+//!   both, which must intersect all 569 ids both times. It needs the python
+//!   `FEDFLOW_FATE_PYTHON` names (`scripts/setup-fate.sh` makes one); without it the psi job
+//!   is left out, saying why.
 //!
 //! These tests need root, `ip` (iproute2) and `nft` (nftables); without them each prints why
-//! and returns, or fails when `FEDFLOW_REQUIRE_TOOLS` is set.
+//! and returns, or fails when `FEDFLOW_REQUIRE_TOOLS` is set (as S10 then does without pyfate).
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedflow_core::JobStatus;
+use fedflow_proto::scheduler::v1 as sc;
+use fedflow_proto::taskcontroller::v1 as tc;
 use fedflow_tests::netns::{Link, Network, Routing, network_or_skip};
 use fedflow_tests::process::{ProcessFederation, ProcessOptions};
 use fedflow_tests::*;
@@ -37,13 +45,27 @@ async fn federation(
     routing: Routing,
     extra: Vec<(String, String)>,
 ) -> Option<(ProcessFederation, Arc<Network>)> {
+    federation_with(
+        routing,
+        ProcessOptions {
+            env: extra,
+            ..ProcessOptions::default()
+        },
+    )
+    .await
+}
+
+/// [`federation`] started with `options` (its network set here).
+async fn federation_with(
+    routing: Routing,
+    options: ProcessOptions,
+) -> Option<(ProcessFederation, Arc<Network>)> {
     let network = network_or_skip(&PARTIES, routing)?;
     let fed = ProcessFederation::start_with(
         &PARTIES,
         ProcessOptions {
-            env: extra,
             network: Some(network.clone()),
-            ..ProcessOptions::default()
+            ..options
         },
     )
     .await;
@@ -296,41 +318,247 @@ fn s10_jobs(n: usize) -> Vec<(Value, Value)> {
         .collect()
 }
 
-/// Submits every job through the guest and waits until all ended; returns the ids and how long
-/// it took from the first submission to the last end.
-async fn run_batch(fed: &ProcessFederation, jobs: &[(Value, Value)]) -> (Vec<String>, Duration) {
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// pyfate 2.2's python for S10's psi job (`FEDFLOW_FATE_PYTHON`), or None, printing why the
+/// job is left out (a failure when `FEDFLOW_REQUIRE_TOOLS` is set).
+fn fate_python() -> Option<PathBuf> {
+    let why = match std::env::var_os("FEDFLOW_FATE_PYTHON").filter(|p| !p.is_empty()) {
+        None => "FEDFLOW_FATE_PYTHON (the python of a venv with pyfate 2.2) is not set".to_owned(),
+        Some(python) => {
+            let python = PathBuf::from(python);
+            if python.is_file() {
+                return Some(python);
+            }
+            format!("FEDFLOW_FATE_PYTHON={} is not a file", python.display())
+        }
+    };
+    assert!(
+        std::env::var_os("FEDFLOW_REQUIRE_TOOLS").is_none(),
+        "FEDFLOW_REQUIRE_TOOLS is set but S10's FATE psi job cannot run: {why}"
+    );
+    eprintln!("S10: FATE psi left out: {why}");
+    None
+}
+
+/// The FATE provider on guest 9999 and host 10000 (the arbiter runs no FATE component). No
+/// warm interpreters: each psi task starts pyfate cold (seconds of imports), and no idle
+/// interpreter (about 430 MB each) waits through the other jobs.
+fn fate_party_env(python: &Path) -> BTreeMap<String, Vec<(String, String)>> {
+    ["9999", "10000"]
+        .into_iter()
+        .map(|party| {
+            (
+                party.to_owned(),
+                env(&[
+                    (
+                        "FEDFLOW_TASK_CONTROLLER__FATE__PYTHON",
+                        python.display().to_string(),
+                    ),
+                    ("FEDFLOW_TASK_CONTROLLER__FATE__WARM_POOL", "0".into()),
+                ]),
+            )
+        })
+        .collect()
+}
+
+/// FATE-Flow upload confs for the breast data, by party (as `fate.rs` uploads them).
+const UPLOADS: [(&str, &str); 2] = [
+    ("9999", "examples/fate-lr/upload_guest.json"),
+    ("10000", "examples/fate-lr/upload_host.json"),
+];
+
+/// Uploads the table a FATE-Flow upload conf describes through `party`'s scheduler
+/// (`Data.UploadTable`, what `fedflow data upload -c` calls): the spec, then the file's bytes.
+async fn upload(fed: &ProcessFederation, party: &str, conf: &str) -> tc::Table {
+    let conf: Value = serde_json::from_slice(
+        &std::fs::read(repo().join(conf)).unwrap_or_else(|e| panic!("read {conf}: {e}")),
+    )
+    .unwrap_or_else(|e| panic!("{conf} is not JSON: {e}"));
+    let text = |key: &str| {
+        conf[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {conf}"))
+            .to_owned()
+    };
+    let file = repo().join(text("file"));
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let spec = tc::UploadSpec {
+        namespace: text("namespace"),
+        name: text("name"),
+        head: conf["head"].as_bool().unwrap_or(true),
+        partitions: conf["partitions"].as_i64().map_or(1, |p| p as i32),
+        extend_sid: conf["extend_sid"].as_bool().unwrap_or(false),
+        drop: false,
+        meta_json: conf["meta"].to_string(),
+        file: file.display().to_string(),
+        file_size: bytes.len() as u64,
+    };
+    let parts: Vec<sc::UploadTableRequest> =
+        std::iter::once(sc::upload_table_request::Part::Spec(spec))
+            .chain(
+                bytes
+                    .chunks(256 << 10)
+                    .map(|c| sc::upload_table_request::Part::Chunk(c.to_vec().into())),
+            )
+            .map(|part| sc::UploadTableRequest { part: Some(part) })
+            .collect();
+    sc::data_client::DataClient::new(fed.channel(party, &fed.party(party).scheduler))
+        .upload_table(tokio_stream::iter(parts))
+        .await
+        .unwrap_or_else(|s| panic!("upload {} on {party}: {s:?}", file.display()))
+        .into_inner()
+        .table
+        .unwrap_or_else(|| panic!("no table in the answer to the upload on {party}"))
+}
+
+/// FATE's psi on guest 9999 and host 10000, each reading its party's registered breast table
+/// (as `fate.rs`'s `psi_reads_each_partys_table_through_data_warehouse`).
+fn psi_dag() -> Value {
+    let table = |name: &str, role: &str, party: &str| {
+        json!({"name": name, "namespace": "experiment",
+               "parties": [{"role": role, "party_id": [party]}]})
+    };
+    json!({
+        "schema_version": "2.1.0",
+        "dag": {
+            "parties": [{"role": "guest", "party_id": ["9999"]},
+                        {"role": "host", "party_id": ["10000"]}],
+            "tasks": {"psi_0": {
+                "component_ref": "psi",
+                "inputs": {"data": {"input_data": {"data_warehouse": [
+                    table("breast_hetero_guest", "guest", "9999"),
+                    table("breast_hetero_host", "host", "10000"),
+                ]}}},
+            }},
+        },
+    })
+}
+
+/// psi_0's output on guest and host holds all 569 ids (`Data.ListOutputs`, what `fedflow
+/// output list` calls, on each party's own scheduler).
+async fn psi_intersected_every_id(fed: &ProcessFederation, job_id: &str) {
+    for party in ["9999", "10000"] {
+        let artifacts =
+            sc::data_client::DataClient::new(fed.channel(party, &fed.party(party).scheduler))
+                .list_outputs(sc::ListOutputsRequest {
+                    request: Some(tc::ListArtifactsRequest {
+                        job_id: job_id.to_owned(),
+                        component: "psi_0".to_owned(),
+                    }),
+                    party_id: String::new(),
+                })
+                .await
+                .unwrap_or_else(|s| panic!("psi_0's outputs on {party}: {s:?}"))
+                .into_inner()
+                .artifacts;
+        let data = artifacts
+            .iter()
+            .find(|a| a.key == "psi_0.output_data")
+            .unwrap_or_else(|| panic!("no psi_0.output_data on {party}: {artifacts:?}"));
+        let overview: Value = serde_json::from_str(&data.overview_json).unwrap_or(Value::Null);
+        assert_eq!(
+            overview["count"], 569,
+            "psi of {job_id} on {party}: {data:?}"
+        );
+    }
+}
+
+/// How long the psi job may take: its cold pyfate starts and every exchange of its rounds
+/// over a link that holds what the host sends 2 s ± 1 s (and loses some of it).
+const PSI_WITHIN: Duration = Duration::from_secs(1200);
+
+/// What a batch ran: every job's id (psi's too) and how long from the first submission to the
+/// last end; psi's id and how long it took from its submission to its end (the scheduler's).
+struct Batch {
+    ids: Vec<String>,
+    took: Duration,
+    psi: Option<(String, Duration)>,
+}
+
+/// Submits every job through the guest (the psi job first, with `psi`), waits until all
+/// ended, and checks psi intersected every id.
+async fn run_batch(fed: &ProcessFederation, jobs: &[(Value, Value)], psi: bool) -> Batch {
     let began = Instant::now();
     let mut scheduler = fed.scheduler("9999");
-    let mut ids = Vec::new();
+    let psi_id = if psi {
+        let id = scheduler
+            .submit_job(sc::SubmitJobRequest {
+                dsl: psi_dag().to_string(),
+                runtime_conf: String::new(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("the psi DAG refused: {s:?}"))
+            .into_inner()
+            .job_id;
+        Some(id)
+    } else {
+        None
+    };
+    let mut ids: Vec<String> = psi_id.iter().cloned().collect();
     for (dsl, conf) in jobs {
         ids.push(submit(&mut scheduler, dsl, conf).await.expect("accepted"));
     }
+    let mut psi_took = None;
     for id in &ids {
-        let job = wait_ended(&mut scheduler, id, Duration::from_secs(900)).await;
+        let is_psi = psi_id.as_ref() == Some(id);
+        let within = if is_psi {
+            PSI_WITHIN
+        } else {
+            Duration::from_secs(900)
+        };
+        let job = wait_ended(&mut scheduler, id, within).await;
         assert_eq!(
             job_status(job.status),
             fedflow_proto::common::v1::JobStatus::Success,
             "{job:?}\n{}",
             fed.logs()
         );
+        if is_psi {
+            let ms = (job.end_time_ms - job.create_time_ms).max(0) as u64;
+            psi_took = Some((id.clone(), Duration::from_millis(ms)));
+        }
     }
-    (ids, began.elapsed())
+    let took = began.elapsed();
+    if let Some((id, _)) = &psi_took {
+        psi_intersected_every_id(fed, id).await;
+    }
+    Batch {
+        ids,
+        took,
+        psi: psi_took,
+    }
 }
 
 /// The same batch over the clean network, then with the host's link at 2 s ± 1 s and 5 %
 /// loss: every job succeeds both times, with the services' default deadlines and retries.
+/// With pyfate, FATE's psi between guest and host is one of the jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s10_a_slow_lossy_host_link_slows_jobs_down_but_fails_none() {
-    let Some((fed, network)) = federation(Routing::Shaped, Vec::new()).await else {
+    let python = fate_python();
+    let options = ProcessOptions {
+        party_env: python.as_deref().map(fate_party_env).unwrap_or_default(),
+        ..ProcessOptions::default()
+    };
+    let Some((fed, network)) = federation_with(Routing::Shaped, options).await else {
         return;
     };
+    if python.is_some() {
+        for (party, conf) in UPLOADS {
+            let table = upload(&fed, party, conf).await;
+            assert_eq!(table.row_count, 569, "{conf} on {party}: {table:?}");
+        }
+    }
     let n = if std::env::var_os("FEDFLOW_LONG_TESTS").is_some() {
         100
     } else {
         5
     };
     let jobs = s10_jobs(n);
-    let (clean_ids, clean) = run_batch(&fed, &jobs).await;
+    let clean = run_batch(&fed, &jobs, python.is_some()).await;
     network
         .degrade(
             "10000",
@@ -341,14 +569,50 @@ async fn s10_a_slow_lossy_host_link_slows_jobs_down_but_fails_none() {
             },
         )
         .expect("degrade the host's link");
-    let (slow_ids, slow) = run_batch(&fed, &jobs).await;
+    let slow = run_batch(&fed, &jobs, python.is_some()).await;
+    let ratio = |clean: Duration, slow: Duration| slow.as_secs_f64() / clean.as_secs_f64();
+    let (with, psi) = match (&clean.psi, &slow.psi) {
+        (Some((_, clean)), Some((_, slow))) => (
+            " and FATE's psi (guest and host)",
+            format!(
+                "; psi on its own {clean:.1?} clean, {slow:.1?} slow: {:.1}x",
+                ratio(*clean, *slow)
+            ),
+        ),
+        _ => ("", " (no FATE psi: pyfate is not available)".to_owned()),
+    };
     eprintln!(
-        "S10: {n} jobs ({} Gather) took {clean:.1?} over the clean network and {slow:.1?} with \
-         the host's link at 2 s ± 1 s and 5 % loss: {:.1}x",
+        "S10: {n} jobs ({} Gather){with} took {:.1?} over the clean network and {:.1?} with \
+         the host's link at 2 s ± 1 s and 5 % loss: {:.1}x{psi}",
         n.div_ceil(5),
-        slow.as_secs_f64() / clean.as_secs_f64()
+        clean.took,
+        slow.took,
+        ratio(clean.took, slow.took)
     );
     network.restore("10000").expect("restore");
-    let all: Vec<String> = clean_ids.into_iter().chain(slow_ids).collect();
+    let psi_ids: Vec<String> = [&clean.psi, &slow.psi]
+        .into_iter()
+        .flatten()
+        .map(|(id, _)| id.clone())
+        .collect();
+    let (psis, all): (Vec<String>, Vec<String>) = clean
+        .ids
+        .into_iter()
+        .chain(slow.ids)
+        .partition(|id| psi_ids.contains(id));
     agreed(&fed, "9999", &all, JobStatus::Success).await;
+    if !psis.is_empty() {
+        // Only guest and host have psi's rows: the invariants over those two.
+        let statuses = fedflow_tests::invariants::check(&fedflow_tests::invariants::Scope {
+            root: fed.dir.path(),
+            parties: &["9999", "10000"],
+            initiator: "9999",
+            jobs: &psis,
+            within: Duration::from_secs(90),
+        })
+        .await;
+        for (job, status) in statuses {
+            assert_eq!(status, JobStatus::Success, "{job}\n{}", fed.logs());
+        }
+    }
 }
