@@ -132,9 +132,11 @@ impl Db {
             .map_sqlx_sqlite_pool_opts(|o| {
                 // A file needs no ping before each use; a connection the driver still counts
                 // in a transaction when it comes back to the pool is closed instead.
-                o.test_before_acquire(false)
+                no_reaping(o)
+                    .test_before_acquire(false)
                     .after_release(|conn, _| Box::pin(ended_transaction(conn)))
-            });
+            })
+            .map_sqlx_postgres_pool_opts(no_reaping);
         options
     }
 
@@ -145,7 +147,9 @@ impl Db {
         options
             .max_connections(1)
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)));
+            .map_sqlx_sqlite_opts(|o| o.busy_timeout(Duration::from_secs(30)))
+            .map_sqlx_sqlite_pool_opts(no_reaping)
+            .map_sqlx_postgres_pool_opts(no_reaping);
         let conn = sea_orm::Database::connect(options).await?;
         let backend = conn.get_database_backend();
         Ok(Db {
@@ -248,6 +252,19 @@ impl Db {
     pub async fn close(self) -> Result<(), DbErr> {
         self.conn.close().await
     }
+}
+
+/// A pool whose connections are never closed for being idle or old (a SQLite file has no
+/// server that drops them; a PostgreSQL connection the server dropped fails its ping before
+/// use and is replaced), so that the pool runs no reaping task. That task
+/// (sqlx 0.9) loops over `0..num_idle`, a count that a connection released on one thread while
+/// another takes it can read as `usize::MAX` for a moment (the queue is pushed before the count
+/// is raised): the loop then spins on its runtime thread for good, starving the tasks queued
+/// behind it. Seen in a test process on a loaded machine; services run on one thread.
+fn no_reaping<D: sea_orm::sqlx::Database>(
+    options: sea_orm::sqlx::pool::PoolOptions<D>,
+) -> sea_orm::sqlx::pool::PoolOptions<D> {
+    options.idle_timeout(None).max_lifetime(None)
 }
 
 /// Whether a SQLite connection coming back to the pool is out of every transaction, after the
