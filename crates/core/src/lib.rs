@@ -19,5 +19,6 @@ pub mod modules;
 pub mod session;
 pub mod status;
 pub mod task_file;
+pub mod wire;
 
 pub use status::{JobStatus, TaskStatus, Transition};

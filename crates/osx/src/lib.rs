@@ -113,7 +113,8 @@ impl Federation {
                 message: e.to_string(),
             })?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .max_frame_size(fedflow_core::wire::HTTP2_MAX_FRAME);
         Ok(Federation {
             channel: endpoint.connect_lazy(),
             session: session.to_owned(),

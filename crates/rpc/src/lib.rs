@@ -54,5 +54,6 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
+        .max_frame_size(fedflow_core::wire::HTTP2_MAX_FRAME)
         .connect_lazy())
 }

@@ -93,6 +93,7 @@ where
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_frame_size(Some(fedflow_core::wire::HTTP2_MAX_FRAME))
         .layer(trace)
         .layer(RequestIdLayer)
         .add_routes(routes)

@@ -109,7 +109,8 @@ fn connect_lazy(
         .map_err(|e| Error::Invalid(format!("address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        .max_frame_size(fedflow_core::wire::HTTP2_MAX_FRAME);
     Ok(endpoint.connect_with_connector_lazy(Connector { config, name }))
 }
 

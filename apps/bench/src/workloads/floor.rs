@@ -1,6 +1,7 @@
 //! The data plane's floor: a bare gRPC server and client over mutual TLS on loopback, the
-//! same TLS stack and configuration as the gateways' federation link (`fedflow_tls`), serving
-//! the OSX `push`/`pop` from memory, with no fedflow in between. What the data plane could do
+//! same TLS stack, configuration and HTTP/2 frame size as the gateways' federation link
+//! (`fedflow_tls`, `fedflow_core::wire`), serving the OSX `push`/`pop` from memory, with no
+//! fedflow in between. What the data plane could do
 //! at best on this machine; the data-plane figures are set beside it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -141,6 +142,7 @@ pub(super) async fn start() -> Floor {
         async move {
             tonic::transport::Server::builder()
                 .tcp_nodelay(true)
+                .max_frame_size(Some(fedflow_core::wire::HTTP2_MAX_FRAME))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
