@@ -53,6 +53,9 @@ fn the_benchmark_runs_and_reports_every_figure() {
             let rate = results["values"][&key].as_f64().unwrap_or(f64::NAN);
             assert!(rate > 0.0, "{key}: {rate}");
         }
+        let key = format!("dataplane.ratio.{size}");
+        let ratio = results["values"][&key].as_f64().unwrap_or(f64::NAN);
+        assert!(ratio > 0.0 && ratio.is_finite(), "{key}: {ratio}");
     }
 }
 

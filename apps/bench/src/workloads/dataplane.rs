@@ -4,6 +4,11 @@
 //! there durably, popped at the guest's data-plane port. Four topics at once, each with its
 //! own pusher and popper (as pyfate moves a table's partitions). Beside it, the floor
 //! ([`super::floor`]): the same clients against a bare TLS server on loopback.
+//!
+//! The two are measured in rounds, the floor then fedflow for each size, so that each ratio
+//! sets figures taken seconds apart beside each other; the figures kept are the medians over
+//! the rounds, and the ratio kept is the median of the rounds' ratios. On a 2-core machine
+//! the floor alone moved by a third between runs a minute apart.
 
 use std::time::{Duration, Instant};
 
@@ -17,13 +22,18 @@ use crate::measure::Results;
 
 const STREAMS: usize = 4;
 
-/// (label, message size, messages in all).
+/// Rounds of floor-then-fedflow per size (one with `--smoke`).
+const ROUNDS: usize = 3;
+
+/// (label, message size, messages in all): a few seconds of each at fedflow's speed, so that
+/// a stall of the machine's scheduler moves a figure by a few per cent, not by half (runs of
+/// 200 MiB at 1 MiB, about a second, moved the ratio to the floor from 39 % to 58 %).
 fn sizes(args: &Args) -> Vec<(&'static str, usize, usize)> {
-    let scale = if args.smoke { 20 } else { 1 };
+    let scale = if args.smoke { 40 } else { 1 };
     vec![
         ("1kib", 1024, 4000 / scale),
-        ("100kib", 100 * 1024, 800 / scale),
-        ("1mib", 1024 * 1024, 200 / scale),
+        ("100kib", 100 * 1024, 2000 / scale),
+        ("1mib", 1024 * 1024, 1000 / scale),
     ]
 }
 
@@ -64,31 +74,62 @@ async fn transfer(from: &Federation, to: &Federation, size: usize, count: usize)
     start.elapsed()
 }
 
-fn record(r: &mut Results, key: &str, size: usize, count: usize, took: Duration) {
+/// What one transfer did: (messages per second, MB per second).
+fn rates(size: usize, count: usize, took: Duration) -> (f64, f64) {
     let seconds = took.as_secs_f64();
-    let per_stream = (count / STREAMS) * STREAMS;
-    r.values
-        .insert(format!("{key}.messages_per_s"), per_stream as f64 / seconds);
-    r.values.insert(
-        format!("{key}.mb_per_s"),
-        (per_stream * size) as f64 / seconds / 1e6,
+    let moved = (count / STREAMS) * STREAMS;
+    (
+        moved as f64 / seconds,
+        (moved * size) as f64 / seconds / 1e6,
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Keeps the medians over the rounds of one size: `dataplane.{floor,fedflow}.{label}.*` and
+/// `dataplane.ratio.{label}` (fedflow's MB/s over the floor's, the median of the rounds').
+fn record(r: &mut Results, label: &str, floor: &[(f64, f64)], ours: &[(f64, f64)]) {
+    for (path, runs) in [("floor", floor), ("fedflow", ours)] {
+        r.values.insert(
+            format!("dataplane.{path}.{label}.messages_per_s"),
+            median(runs.iter().map(|x| x.0).collect()),
+        );
+        r.values.insert(
+            format!("dataplane.{path}.{label}.mb_per_s"),
+            median(runs.iter().map(|x| x.1).collect()),
+        );
+    }
+    let ratios: Vec<f64> = floor.iter().zip(ours).map(|(f, o)| o.1 / f.1).collect();
+    eprintln!(
+        "fedflow-bench: data plane {label}: floor {:?} MB/s, fedflow {:?} MB/s, ratios {:?}",
+        floor.iter().map(|x| x.1.round()).collect::<Vec<_>>(),
+        ours.iter().map(|x| x.1.round()).collect::<Vec<_>>(),
+        ratios
+            .iter()
+            .map(|x| (x * 100.0).round())
+            .collect::<Vec<_>>(),
     );
+    r.values
+        .insert(format!("dataplane.ratio.{label}"), median(ratios));
 }
 
 pub(super) async fn run(args: &Args, r: &mut Results) {
-    eprintln!("fedflow-bench: data plane, floor (bare TLS gRPC on loopback)");
     let floor = super::floor::start().await;
     let host = Party::new("host", "10000");
     let guest = Party::new("guest", "9999");
     let floor_from = Federation::with_channel(floor.channel.clone(), "floor", host.clone());
     let floor_to = Federation::with_channel(floor.channel.clone(), "floor", guest.clone());
-    for (label, size, count) in sizes(args) {
-        let took = transfer(&floor_from, &floor_to, size, count).await;
-        record(r, &format!("dataplane.floor.{label}"), size, count, took);
-    }
-    drop(floor);
 
-    eprintln!("fedflow-bench: data plane, host -> guest through both gateways");
     let (fed, _observer, mut client) = start(&["9999", "10000"], "process", 16).await;
     let dsl = json!({"components": {"hold": {"module": "Sleep"}}});
     let conf = json!({
@@ -125,10 +166,21 @@ pub(super) async fn run(args: &Args, r: &mut Results) {
     let session = fedflow_core::session::id(&job_id, "hold", 0);
     let from = Federation::new(&fed.party("10000").osx, &session, host).expect("host's data plane");
     let to = Federation::new(&fed.party("9999").osx, &session, guest).expect("guest's data plane");
+    let rounds = if args.smoke { 1 } else { ROUNDS };
+    eprintln!(
+        "fedflow-bench: data plane, {rounds} rounds of the floor (bare TLS gRPC on loopback) then host -> guest through both gateways"
+    );
     for (label, size, count) in sizes(args) {
-        let took = transfer(&from, &to, size, count).await;
-        record(r, &format!("dataplane.fedflow.{label}"), size, count, took);
+        let (mut floor_rates, mut ours) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let took = transfer(&floor_from, &floor_to, size, count).await;
+            floor_rates.push(rates(size, count, took));
+            let took = transfer(&from, &to, size, count).await;
+            ours.push(rates(size, count, took));
+        }
+        record(r, label, &floor_rates, &ours);
     }
+    drop(floor);
     client
         .stop_job(fedflow_proto::scheduler::v1::StopJobRequest {
             job_id: job_id.clone(),
