@@ -16,6 +16,11 @@ impl Samples {
         self.values.push(d.as_secs_f64() * 1000.0);
     }
 
+    /// A measurement in another unit than milliseconds (a rate, a ratio).
+    pub fn push(&mut self, value: f64) {
+        self.values.push(value);
+    }
+
     fn sorted(&self) -> Vec<f64> {
         let mut v = self.values.clone();
         v.sort_by(f64::total_cmp);

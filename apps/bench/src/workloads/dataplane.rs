@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{jobs, start};
 use crate::Args;
-use crate::measure::Results;
+use crate::measure::{Results, Samples};
 
 const STREAMS: usize = 4;
 
@@ -84,16 +84,13 @@ fn rates(size: usize, count: usize, took: Duration) -> (f64, f64) {
     )
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+/// The median (the measure's p50) of `values`.
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut samples = Samples::default();
+    for value in values {
+        samples.push(value);
     }
+    samples.quantile(0.5)
 }
 
 /// Keeps the medians over the rounds of one size: `dataplane.{floor,fedflow}.{label}.*` and
@@ -102,16 +99,16 @@ fn record(r: &mut Results, label: &str, floor: &[(f64, f64)], ours: &[(f64, f64)
     for (path, runs) in [("floor", floor), ("fedflow", ours)] {
         r.values.insert(
             format!("dataplane.{path}.{label}.messages_per_s"),
-            median(runs.iter().map(|x| x.0).collect()),
+            median(runs.iter().map(|x| x.0)),
         );
         r.values.insert(
             format!("dataplane.{path}.{label}.mb_per_s"),
-            median(runs.iter().map(|x| x.1).collect()),
+            median(runs.iter().map(|x| x.1)),
         );
     }
     let ratios: Vec<f64> = floor.iter().zip(ours).map(|(f, o)| o.1 / f.1).collect();
     eprintln!(
-        "fedflow-bench: data plane {label}: floor {:?} MB/s, fedflow {:?} MB/s, ratios {:?}",
+        "fedflow-bench: data plane {label}: floor {:?} MB/s, fedflow {:?} MB/s, ratios {:?} %",
         floor.iter().map(|x| x.1.round()).collect::<Vec<_>>(),
         ours.iter().map(|x| x.1.round()).collect::<Vec<_>>(),
         ratios

@@ -1,8 +1,8 @@
 //! The data plane's floor: a bare gRPC server and client over mutual TLS on loopback, the
 //! same TLS stack, configuration and HTTP/2 frame size as the gateways' federation link
 //! (`fedflow_tls`, `fedflow_core::wire`), serving the OSX `push`/`pop` from memory, with no
-//! fedflow in between. What the data plane could do
-//! at best on this machine; the data-plane figures are set beside it.
+//! fedflow in between. What the data plane could do at best on this machine; the data-plane
+//! figures are set beside it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
