@@ -69,13 +69,14 @@ impl Start {
     }
 }
 
-/// Runs the binary `fedflow-<service>` on a single-threaded runtime: `service` is the name
-/// in its flags, its environment (`FEDFLOW_<SERVICE>_CONFIG`, `FEDFLOW_<SERVICE>__*`) and its
-/// messages; `sections` picks the config's telemetry and metrics sections; `start` binds and
-/// runs.
+/// Runs the binary `fedflow-<service>`: `service` is the name in its flags, its environment
+/// (`FEDFLOW_<SERVICE>_CONFIG`, `FEDFLOW_<SERVICE>__*`) and its messages; `sections` picks the
+/// config's telemetry and metrics sections; `threads` the runtime's worker threads (1: a
+/// single-threaded runtime, 0: one per core); `start` binds and runs.
 pub fn service_main<C, S, F, E>(
     service: &'static str,
     sections: fn(&C) -> (&TelemetryConfig, &MetricsConfig),
+    threads: fn(&C) -> usize,
     start: S,
 ) where
     C: DeserializeOwned,
@@ -98,18 +99,28 @@ pub fn service_main<C, S, F, E>(
         Ok(args) => args,
         Err(e) => e.exit(),
     };
-    tokio::runtime::Builder::new_current_thread()
+    let config: C = match fedflow_config::load(service, args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{binary}: {e}");
+            std::process::exit(64);
+        }
+    };
+    let mut runtime = match threads(&config) {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                builder.worker_threads(n);
+            }
+            builder
+        }
+    };
+    runtime
         .enable_all()
         .build()
         .expect("Failed building the Runtime")
         .block_on(async move {
-            let config: C = match fedflow_config::load(service, args.config.as_deref()) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("{binary}: {e}");
-                    std::process::exit(64);
-                }
-            };
             let (telemetry_config, metrics) = sections(&config);
             let telemetry = fedflow_telemetry::init(binary, telemetry_config);
             let start_with = Start {
@@ -138,8 +149,10 @@ pub fn service_main<C, S, F, E>(
 /// serves the crate's `run(config, listener, shutdown)` on the one listener `grpc.listen`;
 /// `main!("scheduler", fedflow_scheduler::start)` hands the configuration to a start function
 /// of the service's own (`async fn(Config, Start) -> Result<(), Error>`, several listeners).
-/// The first form calls `run_with_metrics(config, listener, shutdown, metrics)`. Either way
-/// the crate's `Config` has `telemetry`, `metrics` and `grpc.drain_timeout_ms`.
+/// The first form calls `run_with_metrics(config, listener, shutdown, metrics)`. Both run on
+/// a single-threaded runtime; `main!("party-gateway", fedflow_party_gateway::start, threads =
+/// |c| c.threads)` is the second form on as many worker threads as the config says. In every
+/// form the crate's `Config` has `telemetry`, `metrics` and `grpc.drain_timeout_ms`.
 #[macro_export]
 macro_rules! main {
     ($service:literal, $krate:ident) => {
@@ -147,6 +160,7 @@ macro_rules! main {
             $crate::service_main(
                 $service,
                 |c: &$krate::Config| (&c.telemetry, &c.metrics),
+                |_| 1,
                 |config, start| async move {
                     let listener = start.bind(&config.grpc.listen).await;
                     let shutdown = start.shutdown(config.grpc.drain_timeout_ms);
@@ -160,6 +174,17 @@ macro_rules! main {
             $crate::service_main(
                 $service,
                 |c: &$krate::Config| (&c.telemetry, &c.metrics),
+                |_| 1,
+                $krate::$start,
+            );
+        }
+    };
+    ($service:literal, $krate:ident :: $start:ident, threads = $threads:expr) => {
+        fn main() {
+            $crate::service_main(
+                $service,
+                |c: &$krate::Config| (&c.telemetry, &c.metrics),
+                $threads,
                 $krate::$start,
             );
         }

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// This party's id.
     pub party_id: String,
+    /// Worker threads of the gateway's runtime: 0 (the default), one per core; 1, a single
+    /// thread. The receiving gateway of a busy data plane writes pop replies while it takes in
+    /// pushes from the federation link; on one thread those wait for each other.
+    pub threads: usize,
     /// The internal port: this party's own services send their envelopes here. Plaintext;
     /// bind it to the party's private network only.
     pub grpc: GrpcConfig,
@@ -48,6 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             party_id: "9999".into(),
+            threads: 0,
             grpc: GrpcConfig::default(),
             federation: FederationConfig::default(),
             local: LocalServices::default(),
