@@ -106,18 +106,7 @@ pub fn service_main<C, S, F, E>(
             std::process::exit(64);
         }
     };
-    let mut runtime = match threads(&config) {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if n > 1 {
-                builder.worker_threads(n);
-            }
-            builder
-        }
-    };
-    runtime
-        .enable_all()
+    runtime(threads(&config))
         .build()
         .expect("Failed building the Runtime")
         .block_on(async move {
@@ -170,14 +159,7 @@ macro_rules! main {
         }
     };
     ($service:literal, $krate:ident :: $start:ident) => {
-        fn main() {
-            $crate::service_main(
-                $service,
-                |c: &$krate::Config| (&c.telemetry, &c.metrics),
-                |_| 1,
-                $krate::$start,
-            );
-        }
+        $crate::main!($service, $krate::$start, threads = |_| 1);
     };
     ($service:literal, $krate:ident :: $start:ident, threads = $threads:expr) => {
         fn main() {
@@ -191,7 +173,41 @@ macro_rules! main {
     };
 }
 
+/// The runtime of a service on `threads` worker threads: 1, single-threaded; 0, one per core.
+fn runtime(threads: usize) -> tokio::runtime::Builder {
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    builder.enable_all();
+    builder
+}
+
 /// Names for clap and telemetry, which keep them for the whole process.
 fn leak(text: String) -> &'static str {
     text.leak()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn threads_pick_the_runtime() {
+        let flavor = |threads| {
+            let runtime = super::runtime(threads).build().expect("a runtime");
+            let flavor = runtime.handle().runtime_flavor();
+            let workers = runtime.metrics().num_workers();
+            (flavor, workers)
+        };
+        assert_eq!(flavor(1), (RuntimeFlavor::CurrentThread, 1));
+        assert_eq!(flavor(3), (RuntimeFlavor::MultiThread, 3));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(flavor(0), (RuntimeFlavor::MultiThread, cores));
+    }
 }

@@ -14,7 +14,9 @@ pub struct Config {
     pub party_id: String,
     /// Worker threads of the gateway's runtime: 0 (the default), one per core; 1, a single
     /// thread. The receiving gateway of a busy data plane writes pop replies while it takes in
-    /// pushes from the federation link; on one thread those wait for each other.
+    /// pushes from the federation link; on one thread those wait for each other. The
+    /// `fedflow-party-gateway` binary's; `fedflow standalone` runs every service on its own
+    /// runtime.
     pub threads: usize,
     /// The internal port: this party's own services send their envelopes here. Plaintext;
     /// bind it to the party's private network only.
